@@ -1,0 +1,13 @@
+//! Pure rules of portcullis: what a valid setting is, when an alert fires,
+//! which logfile entry an access merges into, whether a client may connect.
+//!
+//! Nothing here touches a socket, a file or the wall clock: time comes in as
+//! an argument (see [`clock`]), so every rule is tested in microseconds.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod settings;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::ValidationError;

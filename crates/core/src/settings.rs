@@ -1,0 +1,289 @@
+//! The settings of the "Web Server" dialog (SPEC §1): typed, with factory
+//! defaults and validation.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ValidationError;
+
+/// Port HTTP uses when `http_ports` is empty.
+pub const DEFAULT_HTTP_PORT: u16 = 80;
+/// Port HTTPS uses when `https_port` is null.
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
+/// Fewest failed attempts the notification threshold may allow (as the seed).
+pub const MIN_NOTIFICATION_THRESHOLD: u32 = 5;
+/// Most HTTP ports one device may open; more is a typo, not a need.
+pub const MAX_HTTP_PORTS: usize = 16;
+/// Longest timeout and deadtime accepted, in minutes (one week).
+pub const MAX_MINUTES: u32 = 7 * 24 * 60;
+
+/// The settings of the "Web Server" dialog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct WebServerSettings {
+    /// TCP ports for plain HTTP; an empty list means `[80]`.
+    pub http_ports: Vec<u16>,
+    /// Whether plain HTTP is served on `http_ports`.
+    pub http_enabled: bool,
+    /// Whether HTTPS is served on `https_port`.
+    pub https_enabled: bool,
+    /// The one HTTPS port; null means 443.
+    pub https_port: Option<u16>,
+    /// Password-guessing defence.
+    pub intrusion_detection: IntrusionDetectionSettings,
+}
+
+impl Default for WebServerSettings {
+    fn default() -> Self {
+        Self {
+            http_ports: vec![DEFAULT_HTTP_PORT],
+            http_enabled: true,
+            https_enabled: true,
+            https_port: None,
+            intrusion_detection: IntrusionDetectionSettings::default(),
+        }
+    }
+}
+
+/// The intrusion detection part of the "Web Server" dialog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct IntrusionDetectionSettings {
+    /// Whether failed logins are counted and alerted on.
+    pub enabled: bool,
+    /// Failed attempts allowed before an alert (minimum 5; the alert fires when exceeded).
+    pub notification_threshold: u32,
+    /// Minutes after which a client's failure count expires and logfile entries stop merging.
+    pub timeout_minutes: u32,
+    /// Minimum minutes between two alerts (global); 0 alerts on every failure past the threshold.
+    pub deadtime_minutes: u32,
+    /// Whether an attacker past the threshold is blocked by a temporary deny rule.
+    pub block_ip: bool,
+    /// Name of the e-mail profile alerted, if any.
+    pub email_profile: Option<String>,
+    /// Name of the phone profile alerted, if any.
+    pub phone_profile: Option<String>,
+    /// Name of the IP Notify profile alerted, if any.
+    pub ip_notify_profile: Option<String>,
+}
+
+impl Default for IntrusionDetectionSettings {
+    fn default() -> Self {
+        Self {
+            // On by default: security by default (SPEC §1).
+            enabled: true,
+            notification_threshold: 10,
+            timeout_minutes: 60,
+            deadtime_minutes: 60,
+            block_ip: false,
+            email_profile: None,
+            phone_profile: None,
+            ip_notify_profile: None,
+        }
+    }
+}
+
+/// Names of the notification profiles that exist, to check references against.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileNames {
+    /// E-mail profile names.
+    pub email: BTreeSet<String>,
+    /// Phone profile names.
+    pub phone: BTreeSet<String>,
+    /// IP Notify profile names.
+    pub ip_notify: BTreeSet<String>,
+}
+
+/// One listener the settings ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+pub struct ListenerSpec {
+    /// TCP port.
+    pub port: u16,
+    /// Whether the port speaks TLS.
+    pub tls: bool,
+}
+
+impl WebServerSettings {
+    /// The HTTP ports in effect (`[80]` when the list is empty).
+    pub fn effective_http_ports(&self) -> Vec<u16> {
+        if self.http_ports.is_empty() { vec![DEFAULT_HTTP_PORT] } else { self.http_ports.clone() }
+    }
+
+    /// The HTTPS port in effect (443 when unset).
+    pub fn effective_https_port(&self) -> u16 {
+        self.https_port.unwrap_or(DEFAULT_HTTPS_PORT)
+    }
+
+    /// The listeners these settings open, sorted by port.
+    pub fn listeners(&self) -> Vec<ListenerSpec> {
+        let mut out = Vec::new();
+        if self.http_enabled {
+            out.extend(self.effective_http_ports().into_iter().map(|port| ListenerSpec { port, tls: false }));
+        }
+        if self.https_enabled {
+            out.push(ListenerSpec { port: self.effective_https_port(), tls: true });
+        }
+        out.sort();
+        out
+    }
+
+    /// Checks every rule of SPEC §1; the first broken rule is returned.
+    pub fn validate(&self, profiles: &ProfileNames) -> Result<(), ValidationError> {
+        if !self.http_enabled && !self.https_enabled {
+            return Err(ValidationError::new(
+                "https_enabled",
+                "no_listener",
+                "HTTP and HTTPS cannot both be disabled: the device would accept no connections",
+            ));
+        }
+        if self.http_ports.len() > MAX_HTTP_PORTS {
+            return Err(ValidationError::new(
+                "http_ports",
+                "too_many",
+                format!("at most {MAX_HTTP_PORTS} HTTP ports may be configured"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, port) in self.http_ports.iter().enumerate() {
+            if *port == 0 {
+                return Err(ValidationError::new(
+                    format!("http_ports[{i}]"),
+                    "out_of_range",
+                    "port 0 is not a valid port; use 1-65535",
+                ));
+            }
+            if !seen.insert(*port) {
+                return Err(ValidationError::new(
+                    format!("http_ports[{i}]"),
+                    "duplicate",
+                    format!("port {port} is listed twice"),
+                ));
+            }
+        }
+        if self.https_port == Some(0) {
+            return Err(ValidationError::new("https_port", "out_of_range", "port 0 is not a valid port; use 1-65535"));
+        }
+        if self.http_enabled && self.https_enabled {
+            let https = self.effective_https_port();
+            if let Some(i) = self.effective_http_ports().iter().position(|p| *p == https) {
+                let field = if self.http_ports.is_empty() { "http_ports".to_string() } else { format!("http_ports[{i}]") };
+                return Err(ValidationError::new(
+                    field,
+                    "port_conflict",
+                    format!("port {https} is already the HTTPS port; a port can serve HTTP or HTTPS, not both"),
+                ));
+            }
+        }
+        self.intrusion_detection.validate(profiles)
+    }
+}
+
+impl IntrusionDetectionSettings {
+    /// Checks the intrusion detection rules of SPEC §1.
+    pub fn validate(&self, profiles: &ProfileNames) -> Result<(), ValidationError> {
+        let field = |name: &str| format!("intrusion_detection.{name}");
+        if self.notification_threshold < MIN_NOTIFICATION_THRESHOLD {
+            return Err(ValidationError::new(
+                field("notification_threshold"),
+                "out_of_range",
+                format!("the notification threshold must be at least {MIN_NOTIFICATION_THRESHOLD}"),
+            ));
+        }
+        if self.timeout_minutes == 0 || self.timeout_minutes > MAX_MINUTES {
+            return Err(ValidationError::new(
+                field("timeout_minutes"),
+                "out_of_range",
+                format!("the timeout must be between 1 and {MAX_MINUTES} minutes"),
+            ));
+        }
+        if self.deadtime_minutes > MAX_MINUTES {
+            return Err(ValidationError::new(
+                field("deadtime_minutes"),
+                "out_of_range",
+                format!("the deadtime must be between 0 and {MAX_MINUTES} minutes"),
+            ));
+        }
+        let refs = [
+            ("email_profile", &self.email_profile, &profiles.email, "e-mail"),
+            ("phone_profile", &self.phone_profile, &profiles.phone, "phone"),
+            ("ip_notify_profile", &self.ip_notify_profile, &profiles.ip_notify, "IP Notify"),
+        ];
+        for (name, value, known, kind) in refs {
+            if let Some(profile) = value
+                && !known.contains(profile)
+            {
+                return Err(ValidationError::new(
+                    field(name),
+                    "unknown_profile",
+                    format!("there is no {kind} profile named \"{profile}\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(s: &WebServerSettings) -> ValidationError {
+        match s.validate(&ProfileNames::default()) {
+            Err(e) => e,
+            Ok(()) => panic!("expected a refusal for {s:?}"),
+        }
+    }
+
+    #[test]
+    fn factory_defaults_are_valid_and_as_specified() {
+        let s = WebServerSettings::default();
+        assert_eq!(s.validate(&ProfileNames::default()), Ok(()));
+        assert_eq!(s.listeners(), vec![ListenerSpec { port: 80, tls: false }, ListenerSpec { port: 443, tls: true }]);
+        assert_eq!(s.intrusion_detection.notification_threshold, 10);
+        assert!(s.intrusion_detection.enabled);
+    }
+
+    #[test]
+    fn empty_port_list_means_80() {
+        let s = WebServerSettings { http_ports: vec![], ..Default::default() };
+        assert_eq!(s.effective_http_ports(), vec![80]);
+        assert!(s.validate(&ProfileNames::default()).is_ok());
+    }
+
+    #[test]
+    fn refusals() {
+        let both_off = WebServerSettings { http_enabled: false, https_enabled: false, ..Default::default() };
+        assert_eq!(refused(&both_off).code, "no_listener");
+        let dup = WebServerSettings { http_ports: vec![80, 8080, 80], ..Default::default() };
+        assert_eq!(refused(&dup).field, "http_ports[2]");
+        let conflict = WebServerSettings { http_ports: vec![8443], https_port: Some(8443), ..Default::default() };
+        assert_eq!(refused(&conflict).code, "port_conflict");
+        let implicit_conflict = WebServerSettings { http_ports: vec![443], ..Default::default() };
+        assert_eq!(refused(&implicit_conflict).code, "port_conflict");
+        let zero = WebServerSettings { http_ports: vec![0], ..Default::default() };
+        assert_eq!(refused(&zero).code, "out_of_range");
+        let zero_tls = WebServerSettings { https_port: Some(0), ..Default::default() };
+        assert_eq!(refused(&zero_tls).field, "https_port");
+        let mut low = WebServerSettings::default();
+        low.intrusion_detection.notification_threshold = 4;
+        assert_eq!(refused(&low).field, "intrusion_detection.notification_threshold");
+        let mut unknown = WebServerSettings::default();
+        unknown.intrusion_detection.email_profile = Some("ops".into());
+        assert_eq!(refused(&unknown).code, "unknown_profile");
+    }
+
+    #[test]
+    fn https_port_may_equal_an_http_port_only_while_one_is_off() {
+        let s = WebServerSettings { http_ports: vec![443], https_enabled: false, ..Default::default() };
+        assert!(s.validate(&ProfileNames::default()).is_ok());
+    }
+
+    #[test]
+    fn threshold_five_is_the_minimum() {
+        let mut s = WebServerSettings::default();
+        s.intrusion_detection.notification_threshold = 5;
+        assert!(s.validate(&ProfileNames::default()).is_ok());
+    }
+}
