@@ -4,6 +4,7 @@
 //! Nothing here touches a socket, a file or the wall clock: time comes in as
 //! an argument (see [`clock`]), so every rule is tested in microseconds.
 
+pub mod access_control;
 pub mod clock;
 pub mod config;
 pub mod error;
