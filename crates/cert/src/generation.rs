@@ -1,0 +1,445 @@
+//! Generating a key, a self-signed certificate and a CSR for the same key.
+
+use std::net::IpAddr;
+
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::CertError;
+
+/// Longest validity accepted: 10 years, as the seed's certificates.
+pub const MAX_VALIDITY_DAYS: u32 = 3650;
+/// Validity above which Apple platforms refuse a trusted TLS certificate.
+pub const APPLE_MAX_VALIDITY_DAYS: u32 = 825;
+/// The warning given when the validity exceeds [`APPLE_MAX_VALIDITY_DAYS`].
+pub const APPLE_VALIDITY_WARNING: &str =
+    "Apple platforms refuse trusted certificates valid for more than 825 days";
+/// Organization of the factory certificate.
+pub const FACTORY_ORGANIZATION: &str = "portcullis factory certificate";
+/// Longest accepted subject attribute (state, locality, O, OU), in characters.
+const MAX_ATTRIBUTE_CHARS: usize = 128;
+/// Backdating of `not_before`, so that clients with a slightly slow clock
+/// accept a certificate generated a moment ago.
+const BACKDATE: Duration = Duration::minutes(5);
+/// OID of the PKCS#9 emailAddress attribute.
+const OID_EMAIL_ADDRESS: [u64; 7] = [1, 2, 840, 113549, 1, 9, 1];
+
+/// Algorithm and size of a key to generate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum KeyType {
+    /// RSA with a 2048-bit modulus: the default, as the seed, works everywhere.
+    #[default]
+    #[serde(rename = "rsa2048")]
+    Rsa2048,
+    /// ECDSA on NIST P-256: smaller and much faster to generate.
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+}
+
+/// The "generate" form: subject of a new self-signed certificate and CSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GenerateRequest {
+    /// Common name (required): a DNS name or an IP address; also the subjectAltName.
+    pub common_name: String,
+    /// Country, two letters (uppercased).
+    #[serde(default)]
+    pub country: Option<String>,
+    /// State or province.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Locality (city).
+    #[serde(default)]
+    pub locality: Option<String>,
+    /// Organization.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Organizational unit.
+    #[serde(default)]
+    pub organizational_unit: Option<String>,
+    /// Contact e-mail address (loosely checked: one `@`, no spaces).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Key to generate.
+    #[serde(default)]
+    pub key_type: KeyType,
+    /// Validity of the self-signed certificate in days, 1..=3650.
+    #[serde(default = "default_validity_days")]
+    #[schema(default = 3650, minimum = 1, maximum = 3650)]
+    pub validity_days: u32,
+}
+
+fn default_validity_days() -> u32 {
+    MAX_VALIDITY_DAYS
+}
+
+impl GenerateRequest {
+    /// A request with only a common name; everything else at its default.
+    pub fn new(common_name: impl Into<String>) -> Self {
+        GenerateRequest {
+            common_name: common_name.into(),
+            country: None,
+            state: None,
+            locality: None,
+            organization: None,
+            organizational_unit: None,
+            email: None,
+            key_type: KeyType::default(),
+            validity_days: MAX_VALIDITY_DAYS,
+        }
+    }
+}
+
+/// The result of a generation: PEM texts and warnings for the operator.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The self-signed certificate (the whole chain), PEM.
+    pub chain_pem: String,
+    /// The new private key, PKCS#8 PEM (`PRIVATE KEY`).
+    pub key_pem: String,
+    /// A PKCS#10 certificate signing request for the same key and subject, PEM.
+    pub csr_pem: String,
+    /// Things the operator should know, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generated")
+            .field("chain_pem", &self.chain_pem)
+            .field("key_pem", &"[secret key elided]")
+            .field("csr_pem", &self.csr_pem)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
+}
+
+/// A subject name accepted in a certificate: a DNS name or an IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostName {
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl HostName {
+    fn parse(s: &str) -> Result<HostName, CertError> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(HostName::Ip(ip));
+        }
+        if is_dns_name(s) {
+            Ok(HostName::Dns(s.to_ascii_lowercase()))
+        } else {
+            Err(CertError::InvalidCommonName)
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            HostName::Dns(d) => d.clone(),
+            HostName::Ip(ip) => ip.to_string(),
+        }
+    }
+
+    fn san(&self) -> Result<SanType, CertError> {
+        Ok(match self {
+            HostName::Dns(d) => {
+                SanType::DnsName(d.as_str().try_into().map_err(|_| CertError::InvalidCommonName)?)
+            }
+            HostName::Ip(ip) => SanType::IpAddress(*ip),
+        })
+    }
+}
+
+/// Hostname rules (RFC 1123): labels of letters, digits and hyphens, not
+/// starting or ending with a hyphen, 1..=63 characters, 253 in total. A
+/// leading `*` label (wildcard, for CSRs sent to a CA) is allowed when at
+/// least two labels follow. A name whose last label is all digits is refused
+/// because browsers would take it for a malformed IPv4 address.
+fn is_dns_name(s: &str) -> bool {
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    let wildcard = labels.first() == Some(&"*");
+    if wildcard && labels.len() < 3 {
+        return false;
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let rest = if wildcard { &labels[1..] } else { &labels[..] };
+    rest.iter().all(|l| label_ok(l)) && rest.last().is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Trimmed value, `None` when absent or empty.
+fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn check_attribute(value: &str, field: &'static str) -> Result<(), CertError> {
+    if value.chars().count() > MAX_ATTRIBUTE_CHARS || value.chars().any(char::is_control) {
+        return Err(CertError::InvalidAttribute { field });
+    }
+    Ok(())
+}
+
+/// The checked subject of a request.
+struct Subject {
+    host: HostName,
+    dn: DistinguishedName,
+}
+
+fn subject(req: &GenerateRequest) -> Result<Subject, CertError> {
+    let host = HostName::parse(req.common_name.trim())?;
+    let mut dn = DistinguishedName::new();
+    if let Some(c) = present(&req.country) {
+        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(CertError::InvalidCountry);
+        }
+        let c = c.to_ascii_uppercase();
+        let printable = c.as_str().try_into().map_err(|_| CertError::InvalidCountry)?;
+        dn.push(DnType::CountryName, DnValue::PrintableString(printable));
+    }
+    for (value, field, ty) in [
+        (&req.state, "state", DnType::StateOrProvinceName),
+        (&req.locality, "locality", DnType::LocalityName),
+        (&req.organization, "organization", DnType::OrganizationName),
+        (&req.organizational_unit, "organizational_unit", DnType::OrganizationalUnitName),
+    ] {
+        if let Some(v) = present(value) {
+            check_attribute(v, field)?;
+            dn.push(ty, DnValue::Utf8String(v.to_owned()));
+        }
+    }
+    dn.push(DnType::CommonName, DnValue::Utf8String(host.text()));
+    if let Some(e) = present(&req.email) {
+        let ok = e.matches('@').count() == 1
+            && !e.starts_with('@')
+            && !e.ends_with('@')
+            && e.len() <= 254
+            && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        let ia5 = e.try_into().map_err(|_| CertError::InvalidEmail)?;
+        if !ok {
+            return Err(CertError::InvalidEmail);
+        }
+        dn.push(DnType::CustomDnType(OID_EMAIL_ADDRESS.to_vec()), DnValue::Ia5String(ia5));
+    }
+    Ok(Subject { host, dn })
+}
+
+/// Random positive 16-byte serial (top bit cleared; never a leading zero
+/// byte, so the DER INTEGER is always 16 bytes long).
+fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7F;
+    if bytes[0] == 0 {
+        bytes[0] = 1;
+    }
+    SerialNumber::from_slice(&bytes)
+}
+
+fn failed(e: rcgen::Error) -> CertError {
+    CertError::GenerationFailed { detail: e.to_string() }
+}
+
+/// Builds key, self-signed certificate and CSR from finished parameters.
+fn issue(
+    mut params: CertificateParams,
+    key_type: KeyType,
+    now: OffsetDateTime,
+    days: u32,
+) -> Result<(String, String, String), CertError> {
+    params.not_before = now - BACKDATE;
+    params.not_after = now + Duration::days(i64::from(days));
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = match key_type {
+        KeyType::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256),
+        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+    }
+    .map_err(failed)?;
+
+    // rcgen refuses a serial number in CSR parameters (UnsupportedInCsr):
+    // the CSR gets a copy without it.
+    let mut csr_params = params.clone();
+    csr_params.serial_number = None;
+    let csr = csr_params.serialize_request(&key).map_err(failed)?.pem().map_err(failed)?;
+
+    params.serial_number = Some(random_serial());
+    let cert = params.self_signed(&key).map_err(failed)?;
+    Ok((cert.pem(), key.serialize_pem(), csr))
+}
+
+/// Generates a new key, a self-signed certificate and a CSR for it.
+///
+/// The certificate is v3 with SAN = the common name (DNS or IP), key usage
+/// digitalSignature + keyEncipherment, extended key usage serverAuth,
+/// CA:FALSE, a random 16-byte serial, valid from `now` - 5 minutes for
+/// `validity_days`. RSA-2048 keys take tens to hundreds of milliseconds:
+/// call this off the async executor.
+pub fn generate(req: &GenerateRequest, now: OffsetDateTime) -> Result<Generated, CertError> {
+    if !(1..=MAX_VALIDITY_DAYS).contains(&req.validity_days) {
+        return Err(CertError::InvalidValidity { days: req.validity_days });
+    }
+    let Subject { host, dn } = subject(req)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![host.san()?];
+    let (chain_pem, key_pem, csr_pem) = issue(params, req.key_type, now, req.validity_days)?;
+    let mut warnings = Vec::new();
+    if req.validity_days > APPLE_MAX_VALIDITY_DAYS {
+        warnings.push(APPLE_VALIDITY_WARNING.to_owned());
+    }
+    Ok(Generated { chain_pem, key_pem, csr_pem, warnings })
+}
+
+/// Generates the device's own, unique factory certificate.
+///
+/// ECDSA P-256 (generated in well under a millisecond), CN = the first usable
+/// host name (else `localhost`), SAN = every usable host name, `localhost`
+/// and every address, O = [`FACTORY_ORGANIZATION`], valid 10 years. Host
+/// names that are not valid DNS names (the system may report anything) are
+/// left out rather than failing the device's start.
+pub fn factory_certificate(
+    host_names: &[String],
+    addresses: &[IpAddr],
+    now: OffsetDateTime,
+) -> Result<Generated, CertError> {
+    let mut names: Vec<HostName> = Vec::new();
+    let candidates =
+        host_names.iter().map(|h| h.trim().trim_end_matches('.')).chain(std::iter::once("localhost"));
+    for name in candidates {
+        if let Ok(host) = HostName::parse(name)
+            && !names.contains(&host)
+        {
+            names.push(host);
+        }
+    }
+    for ip in addresses {
+        let host = HostName::Ip(*ip);
+        if !names.contains(&host) {
+            names.push(host);
+        }
+    }
+    let cn = names.first().map_or_else(|| "localhost".to_owned(), HostName::text);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, FACTORY_ORGANIZATION);
+    dn.push(DnType::CommonName, cn);
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.subject_alt_names = names.iter().map(HostName::san).collect::<Result<_, _>>()?;
+    let (chain_pem, key_pem, csr_pem) = issue(params, KeyType::EcdsaP256, now, MAX_VALIDITY_DAYS)?;
+    Ok(Generated { chain_pem, key_pem, csr_pem, warnings: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        for ok in ["camera", "camera.example.com", "a-b.c", "*.example.com", "xn--mnchen-3ya.de"] {
+            assert!(is_dns_name(ok), "{ok}");
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["a".repeat(63).as_str(); 5].join(".");
+        for bad in [
+            "",
+            "has space.com",
+            "-a.com",
+            "a-.com",
+            "a..b",
+            ".a",
+            "a.",
+            "under_score",
+            "*.com",
+            "a.*.com",
+            "999.1.1.1",
+            long_label.as_str(),
+            long_name.as_str(),
+            "münchen.de",
+        ] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn common_name_may_be_ip() {
+        assert_eq!(HostName::parse("192.168.0.90"), Ok(HostName::Ip("192.168.0.90".parse().expect("ip"))));
+        assert!(matches!(HostName::parse("fe80::1"), Ok(HostName::Ip(_))));
+        assert_eq!(HostName::parse("a b"), Err(CertError::InvalidCommonName));
+    }
+
+    #[test]
+    fn request_validation() {
+        let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let code = |req: GenerateRequest| generate(&req, now).err().map(|e| e.code());
+        let base = || {
+            let mut r = GenerateRequest::new("camera.local");
+            r.key_type = KeyType::EcdsaP256;
+            r
+        };
+        assert_eq!(code(base()), None);
+        let mut r = base();
+        r.country = Some("Deu".into());
+        assert_eq!(code(r), Some("invalid_country"));
+        let mut r = base();
+        r.country = Some("d1".into());
+        assert_eq!(code(r), Some("invalid_country"));
+        let mut r = base();
+        r.email = Some("a@b@c".into());
+        assert_eq!(code(r), Some("invalid_email"));
+        let mut r = base();
+        r.email = Some("a b@c".into());
+        assert_eq!(code(r), Some("invalid_email"));
+        let mut r = base();
+        r.validity_days = 0;
+        assert_eq!(code(r), Some("invalid_validity"));
+        let mut r = base();
+        r.validity_days = 3651;
+        assert_eq!(code(r), Some("invalid_validity"));
+        let mut r = base();
+        r.organization = Some("x".repeat(129));
+        assert_eq!(code(r), Some("invalid_attribute"));
+        let mut r = base();
+        r.common_name = "not a host".into();
+        assert_eq!(code(r), Some("invalid_common_name"));
+        // Empty optional strings count as absent.
+        let mut r = base();
+        r.country = Some(String::new());
+        r.email = Some("  ".into());
+        assert_eq!(code(r), None);
+    }
+
+    #[test]
+    fn apple_warning_only_above_825_days() {
+        let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let mut r = GenerateRequest::new("camera.local");
+        r.key_type = KeyType::EcdsaP256;
+        r.validity_days = 825;
+        assert!(generate(&r, now).expect("generates").warnings.is_empty());
+        r.validity_days = 826;
+        assert_eq!(generate(&r, now).expect("generates").warnings, vec![APPLE_VALIDITY_WARNING.to_owned()]);
+    }
+
+    #[test]
+    fn serde_names_and_defaults() {
+        let r: GenerateRequest =
+            serde_json::from_str(r#"{"common_name":"cam","key_type":"ecdsa-p256"}"#).expect("parses");
+        assert_eq!(r.key_type, KeyType::EcdsaP256);
+        assert_eq!(r.validity_days, 3650);
+        assert_eq!(r.country, None);
+        let r: GenerateRequest = serde_json::from_str(r#"{"common_name":"cam"}"#).expect("parses");
+        assert_eq!(r.key_type, KeyType::Rsa2048);
+        assert!(serde_json::from_str::<GenerateRequest>(r#"{"key_type":"rsa2048"}"#).is_err());
+        assert_eq!(serde_json::to_string(&KeyType::Rsa2048).expect("serializes"), r#""rsa2048""#);
+    }
+}

@@ -1,0 +1,309 @@
+//! Intake of uploaded certificates and keys: tolerant parsing, decryption,
+//! key matching, chain ordering and the checks that refuse bad uploads.
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::FromDer;
+
+use crate::description::{
+    asn1_time, is_self_signed, parse_certificate, rfc3339, spki_algorithm, subject_alt_names,
+};
+use crate::error::{CertError, FIELD_CERTIFICATE, FIELD_PRIVATE_KEY};
+use crate::generation::{APPLE_MAX_VALIDITY_DAYS, APPLE_VALIDITY_WARNING};
+use crate::material::Material;
+use crate::pem_input::{Block, read_blocks};
+use crate::private_key::{self, DecodedKey};
+
+/// How uploads are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntakeOptions {
+    /// The current time, for validity checks.
+    pub now: OffsetDateTime,
+    /// Whether `now` can be trusted. When the device clock is unset (before
+    /// the build date), expired / not-yet-valid certificates are accepted
+    /// with a warning instead of refused: the operator cannot fix the clock
+    /// by uploading a different certificate.
+    pub clock_trusted: bool,
+}
+
+impl IntakeOptions {
+    /// Options for a trusted clock reading.
+    pub fn at(now: OffsetDateTime) -> Self {
+        IntakeOptions { now, clock_trusted: true }
+    }
+}
+
+/// The blocks of interest found in the input files.
+pub(crate) struct Collected {
+    /// Certificates in file order (first file first), duplicates removed.
+    certificates: Vec<CertificateDer<'static>>,
+    /// Private key blocks in file order.
+    keys: Vec<Block>,
+    /// Whether a certificate request block was seen.
+    saw_csr: bool,
+}
+
+impl Collected {
+    /// The certificates, or why there are none.
+    pub(crate) fn certificates_or_error(self) -> Result<Vec<CertificateDer<'static>>, CertError> {
+        if !self.certificates.is_empty() {
+            Ok(self.certificates)
+        } else if self.saw_csr {
+            Err(CertError::CsrNotCertificate)
+        } else {
+            Err(CertError::NoCertificate)
+        }
+    }
+}
+
+/// Splits each (file, field) into blocks and sorts them.
+pub(crate) fn collect(files: &[(&[u8], &'static str)]) -> Result<Collected, CertError> {
+    let mut out = Collected { certificates: Vec::new(), keys: Vec::new(), saw_csr: false };
+    for &(input, field) in files {
+        for block in read_blocks(input, field)? {
+            match block.label.as_str() {
+                "CERTIFICATE" | "X509 CERTIFICATE" => push_unique(&mut out.certificates, block.contents),
+                // OpenSSL's trusted form appends trust settings after the
+                // certificate; keep the certificate only.
+                "TRUSTED CERTIFICATE" => {
+                    let der = match X509Certificate::from_der(&block.contents) {
+                        Ok((rest, _)) => block.contents[..block.contents.len() - rest.len()].to_vec(),
+                        Err(_) => block.contents,
+                    };
+                    push_unique(&mut out.certificates, der);
+                }
+                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => out.saw_csr = true,
+                label if private_key::is_key_label(label) => out.keys.push(block),
+                // EC PARAMETERS, PUBLIC KEY, PKCS7, ...: not ours to judge.
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn push_unique(certs: &mut Vec<CertificateDer<'static>>, der: Vec<u8>) {
+    if !certs.iter().any(|c| c.as_ref() == der.as_slice()) {
+        certs.push(CertificateDer::from(der));
+    }
+}
+
+/// Decodes the one plain key of a stored key file.
+pub(crate) fn decode_single_key(key_pem: &[u8]) -> Result<PrivateKeyDer<'static>, CertError> {
+    let collected = collect(&[(key_pem, FIELD_PRIVATE_KEY)])?;
+    let block = collected.keys.first().ok_or(CertError::NoPrivateKey)?;
+    Ok(private_key::decode(block, None)?.der)
+}
+
+/// "Upload certificate and key": a chain and its private key, in one file or
+/// two, the key optionally encrypted.
+///
+/// The certificate whose public key matches the private key becomes the
+/// leaf, wherever it is in the files; the certificates it chains to follow
+/// in issuing order. Refuses (see [`CertError`]) oversized, empty, binary,
+/// truncated or corrupt files, a CSR instead of a certificate, a missing or
+/// wrong passphrase, keys that match no certificate, RSA under 2048 bits and
+/// unsupported key types, and (with a trusted clock) a leaf outside its
+/// validity period. Returns the material and warnings for the operator.
+pub fn intake_upload(
+    cert_file: &[u8],
+    key_file: Option<&[u8]>,
+    passphrase: Option<&str>,
+    opts: &IntakeOptions,
+) -> Result<(Material, Vec<String>), CertError> {
+    let mut files = vec![(cert_file, FIELD_CERTIFICATE)];
+    if let Some(key_file) = key_file {
+        files.push((key_file, FIELD_PRIVATE_KEY));
+    }
+    let collected = collect(&files)?;
+    let key_blocks = collected.keys.clone();
+    let certificates = collected.certificates_or_error()?;
+    if key_blocks.is_empty() {
+        return Err(CertError::NoPrivateKey);
+    }
+
+    // Decode every key block; with several, the one matching a certificate wins.
+    let mut first_error = None;
+    let mut keys: Vec<DecodedKey> = Vec::new();
+    for block in &key_blocks {
+        match private_key::decode(block, passphrase) {
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let mut last_error = first_error;
+    for key in keys {
+        let was_encrypted = key.was_encrypted;
+        match assemble(&certificates, key.der, opts, FIELD_PRIVATE_KEY) {
+            Ok((material, mut warnings)) => {
+                if !was_encrypted && passphrase.is_some_and(|p| !p.is_empty()) {
+                    warnings.push(
+                        "a passphrase was given but the private key is not encrypted; it was ignored"
+                            .to_owned(),
+                    );
+                }
+                return Ok((material, warnings));
+            }
+            Err(e) => {
+                // A mismatch of one key block should not hide a real
+                // problem of another; otherwise the first error stands.
+                if last_error.is_none() || !matches!(e, CertError::KeyMismatch { .. }) {
+                    last_error = Some(e);
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or(CertError::NoPrivateKey))
+}
+
+/// "Upload certificate": a CA-signed certificate (with chain) for a key the
+/// device already has (the pending CSR's key or the current one).
+///
+/// Refused with [`CertError::KeyMismatch`] unless one of the certificates
+/// carries that key's public key. Private keys in the file are ignored.
+pub fn intake_certificate_for_key(
+    cert_file: &[u8],
+    key: &PrivateKeyDer<'static>,
+    opts: &IntakeOptions,
+) -> Result<(Material, Vec<String>), CertError> {
+    let collected = collect(&[(cert_file, FIELD_CERTIFICATE)])?;
+    let ignored_keys = !collected.keys.is_empty();
+    let certificates = collected.certificates_or_error()?;
+    let (material, mut warnings) = assemble(&certificates, key.clone_key(), opts, FIELD_CERTIFICATE)?;
+    if ignored_keys {
+        warnings.push(
+            "the file also contains a private key; it was ignored and the device's own key is used"
+                .to_owned(),
+        );
+    }
+    Ok((material, warnings))
+}
+
+/// Whether `pem` holds a parsable PKCS#10 certificate signing request.
+pub fn csr_pem_is_valid(pem: &[u8]) -> bool {
+    let Ok(blocks) = read_blocks(pem, FIELD_CERTIFICATE) else {
+        return false;
+    };
+    let mut csrs = blocks
+        .iter()
+        .filter(|b| matches!(b.label.as_str(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST"));
+    match (csrs.next(), csrs.next()) {
+        (Some(block), None) => matches!(X509CertificationRequest::from_der(&block.contents), Ok(([], _))),
+        _ => false,
+    }
+}
+
+/// Matches `key` to one of `certificates`, orders the chain and runs the checks.
+fn assemble(
+    certificates: &[CertificateDer<'static>],
+    key: PrivateKeyDer<'static>,
+    opts: &IntakeOptions,
+    mismatch_field: &'static str,
+) -> Result<(Material, Vec<String>), CertError> {
+    let parsed: Vec<X509Certificate<'_>> =
+        certificates.iter().map(|c| parse_certificate(c)).collect::<Result<_, _>>()?;
+
+    let algorithm = private_key::algorithm(&key).ok_or_else(|| CertError::InvalidPrivateKey {
+        detail: "the key's structure is not PKCS#8, PKCS#1 or SEC1".into(),
+    })?;
+    algorithm.check_supported()?;
+    let signing_key = private_key::load(&key)?;
+    let spki = signing_key
+        .public_key()
+        .ok_or_else(|| CertError::InvalidPrivateKey { detail: "its public key cannot be derived".into() })?;
+    let leaf_index = parsed
+        .iter()
+        .position(|c| c.public_key().raw == spki.as_ref())
+        .ok_or(CertError::KeyMismatch { field: mismatch_field })?;
+    let leaf = &parsed[leaf_index];
+    spki_algorithm(leaf.public_key()).check_supported()?;
+
+    // Chain: the leaf, then each certificate's issuer among the rest.
+    let mut order = vec![leaf_index];
+    while let Some(&current) = order.last() {
+        let cert = &parsed[current];
+        if is_self_signed(cert) {
+            break;
+        }
+        let next = (0..parsed.len())
+            .find(|&i| !order.contains(&i) && parsed[i].subject().as_raw() == cert.issuer().as_raw());
+        match next {
+            Some(i) => order.push(i),
+            None => break,
+        }
+    }
+
+    let mut warnings = Vec::new();
+    let left_out = parsed.len() - order.len();
+    if left_out > 0 {
+        warnings.push(format!(
+            "{left_out} certificate(s) in the upload are not part of the certificate's chain and were left out"
+        ));
+    }
+    check_validity(leaf, opts, &mut warnings)?;
+    for &i in &order[1..] {
+        let c = &parsed[i];
+        let not_after = asn1_time(c.validity().not_after.timestamp());
+        if not_after < opts.now {
+            warnings.push(format!(
+                "the issuing certificate \"{}\" expired on {}",
+                c.subject(),
+                rfc3339(not_after)
+            ));
+        }
+    }
+    if subject_alt_names(leaf).is_empty() {
+        warnings.push(
+            "the certificate has no subjectAltName; browsers ignore the common name and will reject it"
+                .to_owned(),
+        );
+    }
+    if leaf.is_ca() {
+        warnings.push(
+            "the certificate is a CA certificate (CA:TRUE); browsers may reject it as a server certificate"
+                .to_owned(),
+        );
+    }
+    let not_before = leaf.validity().not_before.timestamp();
+    let not_after = leaf.validity().not_after.timestamp();
+    if (not_after - not_before) / 86_400 > i64::from(APPLE_MAX_VALIDITY_DAYS) {
+        warnings.push(APPLE_VALIDITY_WARNING.to_owned());
+    }
+
+    let chain: Vec<CertificateDer<'static>> = order.iter().map(|&i| certificates[i].clone()).collect();
+    // Store keys as PKCS#8, the form OpenSSL 3 writes and all tools read.
+    let key = match private_key::to_pkcs8(&key) {
+        Some(pkcs8) => PrivateKeyDer::Pkcs8(pkcs8),
+        None => key,
+    };
+    Ok((Material { chain, key }, warnings))
+}
+
+/// Refuses (or, with an untrusted clock, warns about) a leaf outside its validity.
+fn check_validity(
+    leaf: &X509Certificate<'_>,
+    opts: &IntakeOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(), CertError> {
+    let not_before = asn1_time(leaf.validity().not_before.timestamp());
+    let not_after = asn1_time(leaf.validity().not_after.timestamp());
+    let problem = if opts.now > not_after {
+        Some(CertError::Expired { not_after: rfc3339(not_after) })
+    } else if opts.now < not_before {
+        Some(CertError::NotYetValid { not_before: rfc3339(not_before) })
+    } else {
+        None
+    };
+    match problem {
+        Some(e) if opts.clock_trusted => Err(e),
+        Some(e) => {
+            warnings.push(format!("{e} (by the device clock, which is not set; accepted anyway)"));
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
