@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod intrusion;
+pub mod logfile;
 pub mod settings;
 
 pub use clock::{Clock, ManualClock, SystemClock};
