@@ -310,7 +310,7 @@ pub struct AccessControlSettings {
     pub enabled: bool,
     /// What happens to a client no active rule matches.
     pub no_match: NoMatch,
-    /// The rules, at most [`MAX_RULES`]; order does not matter (allow rules always win).
+    /// The rules (at most 256); their order does not matter, allow rules always win.
     pub rules: Vec<AccessRule>,
     /// Reverse proxies whose `X-Forwarded-For` is believed; never blocked automatically.
     /// They apply even while `enabled` is off, since they describe the network, not a policy.

@@ -8,6 +8,7 @@ pub mod access_control;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod intrusion;
 pub mod logfile;
 pub mod settings;
