@@ -1,1 +1,306 @@
-fn main() {}
+//! The `portcullis` binary: `serve`, and offline commands on a data folder
+//! for provisioning (users, configuration).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use portcullis::auth::{self, Group, UsersFile};
+use portcullis::store::{self, SECRET_MODE, Store, USERS_FILE};
+use portcullis_core::config::Config;
+
+/// Default data folder.
+const DEFAULT_DATA_DIR: &str = "/var/lib/portcullis";
+
+/// The web server of a network device.
+#[derive(Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataDir {
+    /// Data folder (configuration, accounts, certificates).
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage accounts offline (the server must not be running on the folder).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Show, check or reset the stored configuration offline.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// HTTP port for this run, instead of the configured ones (repeatable; switches HTTP on).
+    #[arg(long = "http-port", value_name = "PORT")]
+    http_ports: Vec<u16>,
+    /// HTTPS port for this run, instead of the configured one (switches HTTPS on).
+    #[arg(long, value_name = "PORT")]
+    https_port: Option<u16>,
+    /// File holding the password of the `admin` account created on the first start
+    /// (else PORTCULLIS_ADMIN_PASSWORD, else one is generated into the data folder).
+    #[arg(long, value_name = "FILE")]
+    admin_password_file: Option<PathBuf>,
+    /// Address to listen on (repeatable; default: every IPv6 and IPv4 address).
+    #[arg(long = "listen", value_name = "ADDRESS")]
+    listen: Vec<IpAddr>,
+    /// Log filter, e.g. `info` or `portcullis=debug`.
+    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account.
+    Add {
+        /// User name.
+        name: String,
+        /// Group: `admins` or `users`.
+        #[arg(long, default_value = "users")]
+        group: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Set an account's password.
+    Passwd {
+        /// User name.
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Delete an account (never the last admin).
+    Delete {
+        /// User name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List the accounts.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Args)]
+struct PasswordSource {
+    /// File holding the password (first line); else PORTCULLIS_PASSWORD; else one is generated and printed.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the stored configuration (or factory settings if none is stored).
+    Show {
+        /// Print the factory settings instead.
+        #[arg(long)]
+        factory: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Check a configuration file (default: the stored one); exit 1 if it is not valid.
+    Check {
+        /// File to check instead of the stored configuration.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Store factory settings (the previous file is kept as config.json.bak).
+    FactoryReset {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::User(cmd) => user(cmd),
+        Command::Config(cmd) => config(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(line)
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let admin_password = args.admin_password_file.as_deref().map(read_secret_file).transpose()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let server = portcullis::ServerBuilder::new(&args.data.data_dir)
+            .port_overrides(portcullis::PortOverrides {
+                http_ports: (!args.http_ports.is_empty()).then_some(args.http_ports),
+                https_port: args.https_port,
+            })
+            .admin_password(admin_password)
+            .bind_addresses(args.listen)
+            .start()
+            .await?;
+        let listeners = server.runtime().open_listeners().await;
+        for l in listeners {
+            tracing::info!(port = l.port, tls = l.tls, "ready");
+        }
+        server.wait_for_signal().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_locked(data: &DataDir) -> Result<(Store, store::DataLock)> {
+    let store = Store::open(&data.data_dir)?;
+    let lock = store.lock()?;
+    Ok((store, lock))
+}
+
+fn load_users(store: &Store) -> Result<UsersFile> {
+    match store.read(USERS_FILE)? {
+        Some(bytes) => serde_json::from_slice(&bytes).context("the accounts file is unreadable"),
+        None => Ok(UsersFile::default()),
+    }
+}
+
+fn new_password(source: &PasswordSource) -> Result<(String, bool)> {
+    let password = match &source.password_file {
+        Some(f) => read_secret_file(f)?,
+        None => match std::env::var("PORTCULLIS_PASSWORD") {
+            Ok(p) => p,
+            Err(_) => return Ok((auth::generate_password(), true)),
+        },
+    };
+    auth::validate_password(&password).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    Ok((password, false))
+}
+
+fn user(cmd: UserCommand) -> Result<ExitCode> {
+    match cmd {
+        UserCommand::Add { name, group, password, data } => {
+            let group: Group = group
+                .parse()
+                .map_err(|e: portcullis_core::ValidationError| anyhow::anyhow!("{}", e.message))?;
+            let (store, _lock) = open_locked(&data)?;
+            let mut users = load_users(&store)?;
+            if users.users.contains_key(&name) {
+                bail!("the user \"{name}\" exists already; use `portcullis user passwd`");
+            }
+            let (password, generated) = new_password(&password)?;
+            let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+            users.upsert(&name, Some(group), Some(hash)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            store.write_json(USERS_FILE, &users, SECRET_MODE)?;
+            if generated {
+                println!("{password}");
+            }
+            eprintln!("created user \"{name}\" in group {group:?}");
+        }
+        UserCommand::Passwd { name, password, data } => {
+            let (store, _lock) = open_locked(&data)?;
+            let mut users = load_users(&store)?;
+            if !users.users.contains_key(&name) {
+                bail!("there is no user \"{name}\"");
+            }
+            let (password, generated) = new_password(&password)?;
+            let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+            users.upsert(&name, None, Some(hash)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            store.write_json(USERS_FILE, &users, SECRET_MODE)?;
+            if generated {
+                println!("{password}");
+            }
+            eprintln!("password of \"{name}\" changed");
+        }
+        UserCommand::Delete { name, data } => {
+            let (store, _lock) = open_locked(&data)?;
+            let mut users = load_users(&store)?;
+            users.delete(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            store.write_json(USERS_FILE, &users, SECRET_MODE)?;
+            eprintln!("deleted user \"{name}\"");
+        }
+        UserCommand::List { data } => {
+            let store = Store::open(&data.data_dir)?;
+            for u in load_users(&store)?.users.values() {
+                let group = if u.group == Group::Admins { "admins" } else { "users" };
+                println!("{}\t{group}", u.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config(cmd: ConfigCommand) -> Result<ExitCode> {
+    match cmd {
+        ConfigCommand::Show { factory, data } => {
+            let config = if factory {
+                Config::default()
+            } else {
+                let store = Store::open(&data.data_dir)?;
+                match store.read(store::CONFIG_FILE)? {
+                    Some(bytes) => {
+                        store::parse_config(&bytes).map_err(|e| anyhow::anyhow!("config.json: {e}"))?.config
+                    }
+                    None => {
+                        eprintln!("no configuration stored; showing factory settings");
+                        Config::default()
+                    }
+                }
+            };
+            print!("{}", config.to_file_text());
+        }
+        ConfigCommand::Check { file, data } => {
+            let path = file.unwrap_or_else(|| data.data_dir.join(store::CONFIG_FILE));
+            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            match store::parse_config(&bytes) {
+                Ok(parsed) => {
+                    for key in parsed.unknown_keys {
+                        eprintln!("warning: unknown key \"{key}\" is ignored");
+                    }
+                    println!("{}: valid", path.display());
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {}: {e}", path.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        ConfigCommand::FactoryReset { data } => {
+            let (store, _lock) = open_locked(&data)?;
+            store.store_config(&Config::default())?;
+            eprintln!("factory settings stored in {}", store.path(store::CONFIG_FILE).display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

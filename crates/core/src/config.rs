@@ -49,7 +49,10 @@ impl Config {
             return Err(ValidationError::new(
                 "version",
                 "unsupported_version",
-                format!("configuration version {} is newer than this firmware understands ({CONFIG_VERSION})", config.version),
+                format!(
+                    "configuration version {} is newer than this firmware understands ({CONFIG_VERSION})",
+                    config.version
+                ),
             ));
         }
         Ok(ParsedConfig { config, unknown_keys })
@@ -156,7 +159,8 @@ mod tests {
     fn api_input_names_the_field() {
         let e = parse_input::<WebServerSettings>(br#"{"http_ports":[70000]}"#).expect_err("refused");
         assert_eq!(e.field, "http_ports[0]");
-        let e = parse_input::<WebServerSettings>(br#"{"intrusion_detection":{"thresh":5}}"#).expect_err("refused");
+        let e = parse_input::<WebServerSettings>(br#"{"intrusion_detection":{"thresh":5}}"#)
+            .expect_err("refused");
         assert_eq!(e.field, "intrusion_detection.thresh");
         assert_eq!(e.code, "unknown_field");
         let e = parse_input::<WebServerSettings>(b"{").expect_err("refused");

@@ -163,16 +163,26 @@ impl WebServerSettings {
             }
         }
         if self.https_port == Some(0) {
-            return Err(ValidationError::new("https_port", "out_of_range", "port 0 is not a valid port; use 1-65535"));
+            return Err(ValidationError::new(
+                "https_port",
+                "out_of_range",
+                "port 0 is not a valid port; use 1-65535",
+            ));
         }
         if self.http_enabled && self.https_enabled {
             let https = self.effective_https_port();
             if let Some(i) = self.effective_http_ports().iter().position(|p| *p == https) {
-                let field = if self.http_ports.is_empty() { "http_ports".to_string() } else { format!("http_ports[{i}]") };
+                let field = if self.http_ports.is_empty() {
+                    "http_ports".to_string()
+                } else {
+                    format!("http_ports[{i}]")
+                };
                 return Err(ValidationError::new(
                     field,
                     "port_conflict",
-                    format!("port {https} is already the HTTPS port; a port can serve HTTP or HTTPS, not both"),
+                    format!(
+                        "port {https} is already the HTTPS port; a port can serve HTTP or HTTPS, not both"
+                    ),
                 ));
             }
         }
@@ -240,7 +250,10 @@ mod tests {
     fn factory_defaults_are_valid_and_as_specified() {
         let s = WebServerSettings::default();
         assert_eq!(s.validate(&ProfileNames::default()), Ok(()));
-        assert_eq!(s.listeners(), vec![ListenerSpec { port: 80, tls: false }, ListenerSpec { port: 443, tls: true }]);
+        assert_eq!(
+            s.listeners(),
+            vec![ListenerSpec { port: 80, tls: false }, ListenerSpec { port: 443, tls: true }]
+        );
         assert_eq!(s.intrusion_detection.notification_threshold, 10);
         assert!(s.intrusion_detection.enabled);
     }
@@ -258,7 +271,8 @@ mod tests {
         assert_eq!(refused(&both_off).code, "no_listener");
         let dup = WebServerSettings { http_ports: vec![80, 8080, 80], ..Default::default() };
         assert_eq!(refused(&dup).field, "http_ports[2]");
-        let conflict = WebServerSettings { http_ports: vec![8443], https_port: Some(8443), ..Default::default() };
+        let conflict =
+            WebServerSettings { http_ports: vec![8443], https_port: Some(8443), ..Default::default() };
         assert_eq!(refused(&conflict).code, "port_conflict");
         let implicit_conflict = WebServerSettings { http_ports: vec![443], ..Default::default() };
         assert_eq!(refused(&implicit_conflict).code, "port_conflict");

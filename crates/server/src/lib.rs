@@ -1,1 +1,295 @@
-//! placeholder
+//! portcullis: the web server of a network device, as a library a device's
+//! firmware embeds. It serves the device's pages and API over HTTP and HTTPS,
+//! manages the device's certificate, users and configuration life cycle.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), portcullis::StartError> {
+//! use axum::routing::get;
+//! let device_routes = axum::Router::new().route("/api/device/snapshot", get(|| async { "jpeg…" }));
+//! let server = portcullis::ServerBuilder::new("/var/lib/portcullis")
+//!     .routes(device_routes) // protected by the same login, access control and intrusion detection
+//!     .start()
+//!     .await?;
+//! server.wait_for_signal().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod certs;
+pub mod error;
+pub mod http;
+pub mod listen;
+pub mod runtime;
+pub mod store;
+pub mod tls;
+pub mod ui;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use portcullis_core::{Clock, SystemClock};
+use tokio::sync::watch;
+
+pub use crate::auth::{Group, Identity};
+pub use crate::http::{Admin, Viewer};
+pub use crate::listen::Limits;
+pub use crate::runtime::{PortOverrides, Runtime};
+
+use crate::auth::{Authenticator, UserRecord, UsersFile};
+use crate::certs::Certificates;
+use crate::listen::{ConnTracker, ListenContext, OpenGate};
+use crate::store::{ADMIN_PASSWORD_FILE, SECRET_MODE, Store, StoreError, USERS_FILE};
+
+/// Environment variable that may carry the first admin password.
+pub const ADMIN_PASSWORD_ENV: &str = "PORTCULLIS_ADMIN_PASSWORD";
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data folder could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration (with command-line ports) is not valid.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] portcullis_core::ValidationError),
+    /// The certificate could not be loaded or created.
+    #[error("certificate: {0}")]
+    Certificate(#[from] certs::CertStoreError),
+    /// A port could not be opened.
+    #[error(transparent)]
+    Apply(#[from] runtime::ApplyError),
+    /// The first admin password was refused.
+    #[error("admin password: {0}")]
+    AdminPassword(String),
+}
+
+/// Builds and starts a server on a data folder.
+pub struct ServerBuilder {
+    data_dir: PathBuf,
+    overrides: PortOverrides,
+    admin_password: Option<String>,
+    limits: Limits,
+    bind_addresses: Vec<IpAddr>,
+    clock: Arc<dyn Clock>,
+    routes: Router,
+}
+
+impl ServerBuilder {
+    /// A server on `data_dir`, with factory limits and no extra routes.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            overrides: PortOverrides::default(),
+            admin_password: None,
+            limits: Limits::default(),
+            bind_addresses: Vec::new(),
+            clock: Arc::new(SystemClock),
+            routes: Router::new(),
+        }
+    }
+
+    /// Ports that replace the configured ones for this run.
+    pub fn port_overrides(mut self, overrides: PortOverrides) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    /// Password of the `admin` account created on the first start (else one is generated).
+    pub fn admin_password(mut self, password: Option<String>) -> Self {
+        self.admin_password = password;
+        self
+    }
+
+    /// Request and connection limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Addresses to listen on (default: every address, IPv6 and IPv4).
+    pub fn bind_addresses(mut self, addresses: Vec<IpAddr>) -> Self {
+        self.bind_addresses = addresses;
+        self
+    }
+
+    /// The clock (tests inject a manual one).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The device's own routes; they get the same login, access control and
+    /// intrusion detection as the built-in ones. Use the [`Admin`] and
+    /// [`Viewer`] extractors to require a group.
+    pub fn routes(mut self, routes: Router) -> Self {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+
+    /// Opens the data folder, loads or creates what is missing, opens the listeners.
+    pub async fn start(self) -> Result<RunningServer, StartError> {
+        tls::install_default_provider();
+        let store = Store::open(&self.data_dir)?;
+        let lock = store.lock()?;
+        let now = self.clock.now();
+        let (stored, load_report) = store.load_config(now.unix_timestamp())?;
+        for problem in &load_report.problems {
+            tracing::error!("CONFIGURATION PROBLEM: {problem}");
+        }
+        if load_report.source != store::ConfigSource::Stored {
+            tracing::warn!(source = ?load_report.source, "running on a configuration that is not the stored one");
+        }
+        for key in &load_report.unknown_keys {
+            tracing::warn!(key = %key, "unknown key in the stored configuration; ignored");
+        }
+        let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
+        let (material, created) = certs::load_or_create_factory(&store, now)?;
+        let certs = Certificates::new(material)?;
+        let info = certs.describe(now)?;
+        if created {
+            tracing::info!("generated this device's own factory certificate");
+        }
+        tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
+        let limits = Arc::new(self.limits);
+        let rt = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
+            store,
+            clock: self.clock,
+            limits: limits.clone(),
+            auth: Authenticator::new(users),
+            certs,
+            overrides: self.overrides,
+            stored,
+            load_report,
+        })?);
+        let router = app(rt.clone(), self.routes, &limits);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let tracker = Arc::new(ConnTracker::default());
+        let tls = tls::server_config(rt.certs.resolver.clone()).map_err(|e| {
+            StartError::Certificate(certs::CertStoreError::Cert(
+                portcullis_cert::CertError::GenerationFailed { detail: e.to_string() },
+            ))
+        })?;
+        rt.set_listen_context(ListenContext {
+            router,
+            tls,
+            limits,
+            tracker: tracker.clone(),
+            gate: Arc::new(OpenGate),
+            shutdown: shutdown_rx,
+            bind_addresses: Arc::new(self.bind_addresses),
+        });
+        rt.start_listeners().await?;
+        Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
+    }
+}
+
+/// Reads the accounts, creating the `admin` account on the first start.
+fn load_or_create_users(
+    store: &Store,
+    password: Option<String>,
+    now_unix: i64,
+) -> Result<UsersFile, StartError> {
+    if let Some(bytes) = store.read(USERS_FILE)? {
+        match serde_json::from_slice::<UsersFile>(&bytes) {
+            Ok(u) if !u.users.is_empty() => return Ok(u),
+            Ok(_) => tracing::warn!("the accounts file holds no account; creating the admin account"),
+            Err(e) => {
+                let moved = store.move_aside(USERS_FILE, now_unix)?;
+                tracing::error!(error = %e, moved = %moved.display(), "ACCOUNTS FILE UNREADABLE: moved aside; creating a new admin account");
+            }
+        }
+    }
+    let (password, generated) = match password.or_else(|| std::env::var(ADMIN_PASSWORD_ENV).ok()) {
+        Some(p) => {
+            auth::validate_password(&p).map_err(|e| StartError::AdminPassword(e.message))?;
+            (p, false)
+        }
+        None => (auth::generate_password(), true),
+    };
+    let hash = auth::hash_password(&password).map_err(StartError::AdminPassword)?;
+    let mut users = UsersFile::default();
+    users.users.insert(
+        "admin".into(),
+        UserRecord { name: "admin".into(), group: auth::Group::Admins, password_hash: hash, generation: 1 },
+    );
+    if generated {
+        store.write_atomic(ADMIN_PASSWORD_FILE, format!("{password}\n").as_bytes(), SECRET_MODE)?;
+        // The password itself never goes to the log; only where to find it.
+        eprintln!(
+            "portcullis: created the account \"admin\"; its generated password is in {} (readable by root only). \
+             Change it, then delete that file.",
+            store.path(ADMIN_PASSWORD_FILE).display()
+        );
+    }
+    store.write_json(USERS_FILE, &users, SECRET_MODE)?;
+    Ok(users)
+}
+
+/// The whole application router.
+fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
+    let protected = api::protected_routes()
+        .merge(device_routes.with_state(()))
+        .route_layer(middleware::from_fn_with_state(rt.clone(), http::authenticate));
+    Router::new()
+        .merge(api::public_routes(&rt))
+        .merge(ui::routes())
+        .merge(protected)
+        .fallback(|| async { error::ApiError::not_found("no such resource") })
+        .layer(middleware::from_fn(http::json_errors))
+        .layer(middleware::from_fn(http::same_origin))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn(http::security_headers))
+        .with_state(rt)
+}
+
+/// A started server.
+pub struct RunningServer {
+    runtime: Arc<Runtime>,
+    shutdown_tx: watch::Sender<bool>,
+    tracker: Arc<ConnTracker>,
+    _lock: store::DataLock,
+}
+
+impl RunningServer {
+    /// The running state.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Stops accepting, lets open requests finish (bounded), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        self.runtime.close_listeners().await;
+        let grace = self.runtime.limits.shutdown_grace;
+        if !self.tracker.wait_empty(grace).await {
+            tracing::warn!(open = self.tracker.len(), "shutdown grace over; closing remaining connections");
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn wait_for_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,1 +1,286 @@
-//! placeholder
+//! Test helpers: the real `portcullis` binary on free loopback ports with a
+//! temporary data folder, waited for by polling (never by sleeping).
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Password of the `admin` account of every test server.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// A port that was free a moment ago on loopback.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = l.local_addr().expect("local addr").port();
+    drop(l);
+    port
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How to start a [`TestServer`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Number of HTTP ports.
+    pub http_ports: usize,
+    /// Whether to pass the ports on the command line (else they are stored in config.json first).
+    pub ports_on_command_line: bool,
+    /// Extra arguments to `serve`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { http_ports: 1, ports_on_command_line: true, extra_args: Vec::new() }
+    }
+}
+
+/// The real binary, running.
+pub struct TestServer {
+    /// Path of the binary.
+    pub bin: PathBuf,
+    /// The data folder (deleted with the server unless kept).
+    pub dir: tempfile::TempDir,
+    /// HTTP ports.
+    pub http_ports: Vec<u16>,
+    /// HTTPS port.
+    pub https_port: u16,
+    /// Options it was started with.
+    pub options: Options,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl TestServer {
+    /// Starts a server with one HTTP port and one HTTPS port.
+    pub fn start(bin: &Path) -> Result<Self> {
+        Self::start_with(bin, Options::default())
+    }
+
+    /// Starts a server with `options`.
+    pub fn start_with(bin: &Path, options: Options) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("portcullis-test-").tempdir()?;
+        let http_ports = (0..options.http_ports).map(|_| free_port()).collect();
+        let mut s = Self {
+            bin: bin.to_path_buf(),
+            dir,
+            http_ports,
+            https_port: free_port(),
+            options,
+            child: None,
+            starts: 0,
+        };
+        std::fs::write(s.dir.path().join("admin-password.in"), ADMIN_PASSWORD)?;
+        if !s.options.ports_on_command_line {
+            let config = serde_json::json!({
+                "version": 1,
+                "webserver": {"http_ports": s.http_ports, "https_port": s.https_port}
+            });
+            std::fs::create_dir_all(s.data_dir())?;
+            std::fs::write(s.data_dir().join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+        }
+        s.spawn()?;
+        Ok(s)
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server's log (stderr) of its latest start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("server-{}.log", self.starts)))
+            .unwrap_or_default()
+    }
+
+    /// Command-line arguments of `serve`.
+    pub fn serve_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "serve".to_string(),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--admin-password-file".into(),
+            self.dir.path().join("admin-password.in").display().to_string(),
+            "--listen".into(),
+            "127.0.0.1".into(),
+        ];
+        if self.options.ports_on_command_line {
+            for p in &self.http_ports {
+                args.push("--http-port".into());
+                args.push(p.to_string());
+            }
+            args.push("--https-port".into());
+            args.push(self.https_port.to_string());
+        }
+        args.extend(self.options.extra_args.iter().cloned());
+        args
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("server-{}.log", self.starts)))?;
+        let child = Command::new(&self.bin)
+            .args(self.serve_args())
+            .env_remove("PORTCULLIS_ADMIN_PASSWORD")
+            .env("PORTCULLIS_LOG", "info,portcullis=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting the portcullis binary")?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Waits until the first HTTP port (or the HTTPS port) answers /healthz.
+    pub fn wait_ready(&mut self) -> Result<()> {
+        let port = self.http_ports.first().copied().unwrap_or(self.https_port);
+        let ready = wait_until(Duration::from_secs(30), || {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return true;
+            }
+            raw_get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        });
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            bail!("the server exited ({status}) during start:\n{}", self.log());
+        }
+        if !ready {
+            bail!("the server did not answer within 30 s:\n{}", self.log());
+        }
+        Ok(())
+    }
+
+    /// Kills the server with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the binary again on the same data folder and ports.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// `http://127.0.0.1:<first HTTP port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_ports[0])
+    }
+
+    /// `https://127.0.0.1:<HTTPS port><path>`.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.https_port)
+    }
+
+    /// A client that accepts the self-signed factory certificate.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client")
+    }
+
+    /// Sends `method path` with admin credentials and a JSON body; returns status and JSON.
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.request_as("admin", ADMIN_PASSWORD, method, path, body)
+    }
+
+    /// Sends `method path` as `user` with a JSON body; returns status and JSON (Null if none).
+    pub fn request_as(
+        &self,
+        user: &str,
+        password: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client().request(method, self.url(path)).basic_auth(user, Some(password));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1:port with a 2 s limit; the whole answer, or None.
+pub fn raw_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    use std::io::Write;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Runs a command and returns (exit code, stdout, stderr).
+pub fn run(cmd: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

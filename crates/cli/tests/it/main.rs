@@ -1,0 +1,12 @@
+//! Integration tests: the real `portcullis` binary on free loopback ports,
+//! driven by real clients (reqwest, curl, openssl).
+
+mod cli;
+mod foundation;
+
+use std::path::PathBuf;
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+}

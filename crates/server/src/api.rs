@@ -1,0 +1,372 @@
+//! The JSON API under `/api/v1` (names from SPEC §8) and its OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{StatusCode, header};
+use portcullis_core::settings::{ListenerSpec, WebServerSettings};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::{self, Group, Verdict};
+use crate::error::{ApiError, ErrorBody};
+use crate::http::{Admin, ApiJson, Viewer};
+use crate::runtime::{ApplyError, ConfigStatus, Runtime};
+use crate::store::{SECRET_MODE, USERS_FILE};
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Invalid(v) => ApiError::invalid(v),
+            ApplyError::Bind(b) => ApiError::new(StatusCode::CONFLICT, "port_unavailable", b.to_string())
+                .field(if b.port == 0 { "http_ports" } else { "ports" }),
+            ApplyError::Store(s) => ApiError::internal(s),
+        }
+    }
+}
+
+/// Routes that need a login (mounted behind the authentication layer).
+pub fn protected_routes() -> Router<Arc<Runtime>> {
+    Router::new()
+        .route("/api/v1/webserver", get(get_webserver).put(put_webserver))
+        .route("/api/v1/webserver/factory", get(get_factory))
+        .route("/api/v1/config/status", get(config_status))
+        .route("/api/v1/config/store", post(config_store))
+        .route("/api/v1/config/restore", post(config_restore))
+        .route("/api/v1/reboot", post(reboot))
+        .route("/api/v1/listeners", get(listeners))
+        .route("/api/v1/users", get(list_users))
+        .route("/api/v1/users/{name}", get(get_user).put(put_user).delete(delete_user))
+        .route("/api/v1/certificate", get(get_certificate))
+}
+
+/// Routes open without a login.
+pub fn public_routes(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
+    Router::new().route("/healthz", get(healthz)).route("/api/v1/openapi.json", get(openapi)).route(
+        "/api/v1/session",
+        post(login)
+            .delete(logout)
+            .get(get_session)
+            .route_layer(axum::middleware::from_fn_with_state(rt.clone(), crate::http::identify_optional)),
+    )
+}
+
+/// Health of the server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always "ok" when the server answers.
+    pub status: &'static str,
+}
+
+/// Liveness check, open without login.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+        .into_response()
+}
+
+/// The running "Web Server" settings.
+#[utoipa::path(get, path = "/api/v1/webserver", tag = "webserver",
+    responses((status = 200, body = WebServerSettings), (status = 401, body = ErrorBody)))]
+async fn get_webserver(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<WebServerSettings> {
+    Json(rt.running().webserver.clone())
+}
+
+/// Set: validates and makes the settings running at once (listeners opened and
+/// closed); nothing is written to disk until Store.
+#[utoipa::path(put, path = "/api/v1/webserver", tag = "webserver", request_body = WebServerSettings,
+    responses((status = 200, body = WebServerSettings), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, description = "a port cannot be opened", body = ErrorBody)))]
+async fn put_webserver(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    ApiJson(settings): ApiJson<WebServerSettings>,
+) -> Result<Json<WebServerSettings>, ApiError> {
+    let running = rt.set_webserver(settings, &admin.actor).await?;
+    Ok(Json(running.webserver.clone()))
+}
+
+/// Factory: the factory defaults of the dialog (to load into the form; a Set applies them).
+#[utoipa::path(get, path = "/api/v1/webserver/factory", tag = "webserver",
+    responses((status = 200, body = WebServerSettings)))]
+async fn get_factory(_v: Viewer) -> Json<WebServerSettings> {
+    Json(WebServerSettings::default())
+}
+
+/// Close: whether the running configuration differs from the stored one.
+#[utoipa::path(get, path = "/api/v1/config/status", tag = "config", responses((status = 200, body = ConfigStatus)))]
+async fn config_status(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<ConfigStatus> {
+    Json(rt.status())
+}
+
+/// Store: writes the running configuration permanently (crash-safe).
+#[utoipa::path(post, path = "/api/v1/config/store", tag = "config", responses((status = 200, body = ConfigStatus)))]
+async fn config_store(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Json<ConfigStatus>, ApiError> {
+    rt.store(&admin.actor).await?;
+    Ok(Json(rt.status()))
+}
+
+/// Restore: the running configuration goes back to the stored one.
+#[utoipa::path(post, path = "/api/v1/config/restore", tag = "config", responses((status = 200, body = ConfigStatus)))]
+async fn config_restore(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+) -> Result<Json<ConfigStatus>, ApiError> {
+    rt.restore(&admin.actor).await?;
+    Ok(Json(rt.status()))
+}
+
+/// Outcome of a soft reboot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebootOutcome {
+    /// Listeners open after the reboot.
+    pub listeners: Vec<ListenerSpec>,
+}
+
+/// Reboot: soft restart inside the process (running := stored, listeners
+/// rebound, certificates reloaded).
+#[utoipa::path(post, path = "/api/v1/reboot", tag = "config", responses((status = 200, body = RebootOutcome)))]
+async fn reboot(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Json<RebootOutcome>, ApiError> {
+    rt.reboot(&admin.actor).await?;
+    Ok(Json(RebootOutcome { listeners: rt.open_listeners().await }))
+}
+
+/// The listeners open now.
+#[utoipa::path(get, path = "/api/v1/listeners", tag = "webserver", responses((status = 200, body = Vec<ListenerSpec>)))]
+async fn listeners(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<Vec<ListenerSpec>> {
+    Json(rt.open_listeners().await)
+}
+
+/// The certificate in use.
+#[utoipa::path(get, path = "/api/v1/certificate", tag = "certificate",
+    responses((status = 200, body = portcullis_cert::CertificateInfo)))]
+async fn get_certificate(
+    State(rt): State<Arc<Runtime>>,
+    _v: Viewer,
+) -> Result<Json<portcullis_cert::CertificateInfo>, ApiError> {
+    rt.certs.describe(rt.now()).map(Json).map_err(ApiError::internal)
+}
+
+/// An account as shown by the API (never its hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Login name.
+    pub name: String,
+    /// Group.
+    pub group: Group,
+}
+
+/// Creating or changing an account.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserInput {
+    /// Group; defaults to `users` for a new account, unchanged for an existing one.
+    #[serde(default)]
+    pub group: Option<Group>,
+    /// New password; required for a new account.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Every account.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>)))]
+async fn list_users(State(rt): State<Arc<Runtime>>, _a: Admin) -> Json<Vec<UserView>> {
+    Json(rt.auth.users().users.values().map(|u| UserView { name: u.name.clone(), group: u.group }).collect())
+}
+
+/// One account (admins see all; a user sees itself).
+#[utoipa::path(get, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
+async fn get_user(
+    State(rt): State<Arc<Runtime>>,
+    v: Viewer,
+    Path(name): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    if v.identity.group != Group::Admins && v.identity.user != name {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "you may only view your own account"));
+    }
+    let users = rt.auth.users();
+    let u =
+        users.users.get(&name).ok_or_else(|| ApiError::not_found(format!("there is no user \"{name}\"")))?;
+    Ok(Json(UserView { name: u.name.clone(), group: u.group }))
+}
+
+/// Creates or changes an account; written at once. A member of `users` may
+/// change only its own password.
+#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
+    request_body = UserInput, responses((status = 200, body = UserView), (status = 400, body = ErrorBody)))]
+async fn put_user(
+    State(rt): State<Arc<Runtime>>,
+    v: Viewer,
+    Path(name): Path<String>,
+    ApiJson(input): ApiJson<UserInput>,
+) -> Result<Json<UserView>, ApiError> {
+    let is_admin = v.identity.group == Group::Admins;
+    if !is_admin && (v.identity.user != name || input.group.is_some()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you may only change your own password",
+        ));
+    }
+    let hash = match input.password {
+        Some(p) => {
+            auth::validate_password(&p)?;
+            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&p))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            Some(hash)
+        }
+        None => None,
+    };
+    let mut users = rt.auth.users();
+    let group = users.upsert(&name, input.group, hash).map_err(user_error)?;
+    save_users(&rt, users).await?;
+    rt.event("user_changed", &v.actor, &format!("account \"{name}\" saved"));
+    Ok(Json(UserView { name, group }))
+}
+
+/// Deletes an account (never the last admin).
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_user(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut users = rt.auth.users();
+    users.delete(&name).map_err(user_error)?;
+    save_users(&rt, users).await?;
+    rt.event("user_changed", &admin.actor, &format!("account \"{name}\" deleted"));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn user_error(e: portcullis_core::ValidationError) -> ApiError {
+    match e.code.as_str() {
+        "not_found" => ApiError::not_found(e.message),
+        "last_admin" => ApiError::conflict("last_admin", e.message).field(e.field),
+        _ => ApiError::invalid(e),
+    }
+}
+
+async fn save_users(rt: &Arc<Runtime>, users: auth::UsersFile) -> Result<(), ApiError> {
+    let store = rt.store.clone();
+    let to_write = users.clone();
+    tokio::task::spawn_blocking(move || store.write_json(USERS_FILE, &to_write, SECRET_MODE))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    rt.auth.replace_users(users);
+    Ok(())
+}
+
+/// Login with user name and password (for the web UI).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginInput {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+/// The session of the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// User name.
+    pub user: String,
+    /// Group.
+    pub group: Group,
+    /// Token to send as `X-CSRF-Token` on every unsafe request of this session.
+    pub csrf_token: Option<String>,
+}
+
+/// Opens a session: sets the `portcullis_session` cookie (HttpOnly,
+/// SameSite=Strict, Secure on HTTPS).
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginInput,
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
+async fn login(
+    State(rt): State<Arc<Runtime>>,
+    info: Option<axum::Extension<crate::listen::ConnInfo>>,
+    ApiJson(input): ApiJson<LoginInput>,
+) -> Result<Response, ApiError> {
+    let tls = info.as_ref().is_some_and(|i| i.tls);
+    match rt.auth.verify(&input.user, &input.password).await {
+        Verdict::Valid(id) => {
+            let (token, csrf) = rt.auth.open_session(&id);
+            let cookie = session_cookie(&token, tls);
+            let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
+            Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+        }
+        Verdict::Invalid => {
+            tracing::warn!(client_ip = ?info.map(|i| i.peer.ip()), user = %input.user, "failed login");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "wrong user name or password"))
+        }
+        Verdict::Busy => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "try again in a moment")),
+    }
+}
+
+/// The `Set-Cookie` value of a session.
+pub fn session_cookie(token: &str, tls: bool) -> String {
+    format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+        auth::SESSION_COOKIE,
+        if tls { "; Secure" } else { "" }
+    )
+}
+
+/// Ends the caller's session.
+#[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204)))]
+async fn logout(State(rt): State<Arc<Runtime>>, headers: http::HeaderMap) -> Response {
+    if let Some(token) = crate::http::cookie(&headers, auth::SESSION_COOKIE) {
+        rt.auth.close_session(token);
+    }
+    let clear = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", auth::SESSION_COOKIE);
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
+}
+
+/// The caller's identity (and CSRF token when logged in by session).
+#[utoipa::path(get, path = "/api/v1/session", tag = "session", responses((status = 200, body = SessionView)))]
+async fn get_session(v: Viewer) -> Json<SessionView> {
+    let csrf = match v.identity.via {
+        auth::AuthMethod::Session { csrf } => Some(csrf),
+        auth::AuthMethod::Basic => None,
+    };
+    Json(SessionView { user: v.identity.user, group: v.identity.group, csrf_token: csrf })
+}
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(auth::SESSION_COOKIE))),
+        );
+    }
+}
+
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
+    paths(healthz, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, reboot,
+        listeners, get_certificate, list_users, get_user, put_user, delete_user, login, logout, get_session),
+    components(schemas(ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&SecurityAddon),
+    security(("basic" = []), ("session" = []))
+)]
+pub struct ApiDoc;

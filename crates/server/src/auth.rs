@@ -1,0 +1,534 @@
+//! Users, passwords (argon2id), HTTP Basic, login sessions with CSRF tokens.
+//!
+//! Argon2 costs ~25 ms and 19 MiB per check, so verification runs on the
+//! blocking pool, at most [`VERIFY_CONCURRENCY`] at once (a flood of wrong
+//! guesses queues there instead of starving the server), and a correct
+//! password is remembered for [`CACHE_LIFETIME`] under a keyed hash so that
+//! an API client sending Basic on every request pays the cost once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::PasswordHasher;
+use argon2::{Argon2, PasswordVerifier};
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use utoipa::ToSchema;
+
+use portcullis_core::ValidationError;
+
+/// Password checks that may run at once (one per core of a small device).
+pub const VERIFY_CONCURRENCY: usize = 2;
+/// Longest a login waits for a free verification slot before it is answered 503.
+pub const VERIFY_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// How long a verified password is remembered.
+pub const CACHE_LIFETIME: Duration = Duration::from_secs(300);
+/// How many verified credentials are remembered at most.
+pub const CACHE_CAPACITY: usize = 256;
+/// Login sessions open at once; the oldest is dropped beyond.
+pub const MAX_SESSIONS: usize = 256;
+/// A session ends after this long without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// A session ends this long after login, whatever happens.
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 60 * 60);
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password accepted (argon2 input is bounded, and so is abuse).
+pub const MAX_PASSWORD_LEN: usize = 256;
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "portcullis_session";
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// Everything, including changing settings.
+    Admins,
+    /// View pages and settings, change nothing.
+    Users,
+}
+
+impl std::str::FromStr for Group {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admins" => Ok(Self::Admins),
+            "users" => Ok(Self::Users),
+            _ => Err(ValidationError::new(
+                "group",
+                "invalid_value",
+                "the group must be \"admins\" or \"users\"",
+            )),
+        }
+    }
+}
+
+/// One stored account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Login name.
+    pub name: String,
+    /// Group.
+    pub group: Group,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Bumped at every password change; invalidates cached credentials and sessions.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// The accounts file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UsersFile {
+    /// Accounts by name.
+    pub users: BTreeMap<String, UserRecord>,
+}
+
+impl UsersFile {
+    /// Number of members of `admins`.
+    pub fn admin_count(&self) -> usize {
+        self.users.values().filter(|u| u.group == Group::Admins).count()
+    }
+
+    /// Creates or changes account `name`: `group` (kept when `None`, `users`
+    /// for a new account) and the argon2 hash of a new password (required for
+    /// a new account). The last admin cannot leave `admins`.
+    pub fn upsert(
+        &mut self,
+        name: &str,
+        group: Option<Group>,
+        password_hash: Option<String>,
+    ) -> Result<Group, ValidationError> {
+        validate_user_name(name)?;
+        let existing = self.users.get(name).cloned();
+        let group = group.or(existing.as_ref().map(|u| u.group)).unwrap_or(Group::Users);
+        if let Some(e) = &existing
+            && e.group == Group::Admins
+            && group != Group::Admins
+            && self.admin_count() == 1
+        {
+            return Err(ValidationError::new(
+                "group",
+                "last_admin",
+                "the last member of \"admins\" cannot leave the group",
+            ));
+        }
+        let record = match (password_hash, existing) {
+            (Some(hash), e) => UserRecord {
+                name: name.into(),
+                group,
+                password_hash: hash,
+                generation: e.map_or(1, |e| e.generation + 1),
+            },
+            (None, Some(e)) => {
+                let generation = if e.group != group { e.generation + 1 } else { e.generation };
+                UserRecord { group, generation, ..e }
+            }
+            (None, None) => {
+                return Err(ValidationError::new("password", "required", "a new account needs a password"));
+            }
+        };
+        self.users.insert(name.into(), record);
+        Ok(group)
+    }
+
+    /// Deletes account `name`; never the last admin.
+    pub fn delete(&mut self, name: &str) -> Result<(), ValidationError> {
+        let Some(u) = self.users.get(name) else {
+            return Err(ValidationError::new("name", "not_found", format!("there is no user \"{name}\"")));
+        };
+        if u.group == Group::Admins && self.admin_count() == 1 {
+            return Err(ValidationError::new(
+                "name",
+                "last_admin",
+                "the last member of \"admins\" cannot be deleted",
+            ));
+        }
+        self.users.remove(name);
+        Ok(())
+    }
+}
+
+/// Checks a user name: 1-64 characters, letters, digits, `.`, `_`, `-`.
+pub fn validate_user_name(name: &str) -> Result<(), ValidationError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "name",
+            "invalid_user_name",
+            "a user name has 1 to 64 characters: letters, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
+/// Checks a new password's length.
+pub fn validate_password(password: &str) -> Result<(), ValidationError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_LEN {
+        return Err(ValidationError::new(
+            "password",
+            "password_too_short",
+            format!("a password needs at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(ValidationError::new(
+            "password",
+            "password_too_long",
+            format!("a password has at most {MAX_PASSWORD_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes a password with argon2id (OWASP parameters: m=19 MiB, t=2, p=1).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Checks `password` against a PHC hash.
+pub fn verify_hash(hash: &str, password: &str) -> bool {
+    match argon2::password_hash::phc::PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A random password of 20 characters from an alphabet without look-alikes.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let bytes: [u8; 20] = rand::random();
+    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User name.
+    pub user: String,
+    /// Group.
+    pub group: Group,
+    /// How the user authenticated.
+    pub via: AuthMethod,
+}
+
+/// How a request was authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic.
+    Basic,
+    /// The session cookie; holds the session's CSRF token.
+    Session {
+        /// Token that unsafe requests must echo in `X-CSRF-Token`.
+        csrf: String,
+    },
+}
+
+/// Outcome of checking a presented user name and password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Correct.
+    Valid(Identity),
+    /// Presented and wrong (unknown user or wrong password): a failed attempt.
+    Invalid,
+    /// Too many checks queued; try again later (not a failed attempt).
+    Busy,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug)]
+struct CacheEntry {
+    user: String,
+    generation: u64,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Session {
+    user: String,
+    generation: u64,
+    csrf: String,
+    created: Instant,
+    last_seen: Instant,
+}
+
+/// Accounts and authentication state of a running server.
+#[derive(Debug)]
+pub struct Authenticator {
+    users: std::sync::RwLock<UsersFile>,
+    /// Keys the credential cache and session ids; random per process, never stored.
+    key: [u8; 32],
+    cache: std::sync::Mutex<(HashMap<[u8; 32], CacheEntry>, VecDeque<[u8; 32]>)>,
+    sessions: std::sync::Mutex<HashMap<[u8; 32], Session>>,
+    verify_slots: Arc<Semaphore>,
+    dummy_hash: String,
+    /// Argon2 verifications performed (for tests and metrics).
+    pub verifications: AtomicU64,
+}
+
+impl Authenticator {
+    /// An authenticator over `users`.
+    pub fn new(users: UsersFile) -> Self {
+        Self {
+            users: std::sync::RwLock::new(users),
+            key: rand::random(),
+            cache: std::sync::Mutex::new((HashMap::new(), VecDeque::new())),
+            sessions: std::sync::Mutex::new(HashMap::new()),
+            verify_slots: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
+            // Unknown users are checked against this hash, so that a wrong user
+            // name costs as much as a wrong password (no user enumeration by timing).
+            dummy_hash: hash_password("portcullis-dummy-password").unwrap_or_default(),
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    /// A copy of the accounts.
+    pub fn users(&self) -> UsersFile {
+        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the accounts (after they were written to disk), dropping the
+    /// cached credentials and sessions of users whose password or group changed.
+    pub fn replace_users(&self, users: UsersFile) {
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
+        let current = self.users();
+        let still_valid =
+            |user: &str, generation: u64| current.users.get(user).is_some_and(|u| u.generation == generation);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.0.retain(|_, e| still_valid(&e.user, e.generation));
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| still_valid(&s.user, s.generation));
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    fn identity_of(&self, user: &str, generation: Option<u64>, via: AuthMethod) -> Option<Identity> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        let u = users.users.get(user)?;
+        if generation.is_some_and(|g| g != u.generation) {
+            return None;
+        }
+        Some(Identity { user: u.name.clone(), group: u.group, via })
+    }
+
+    /// Checks a presented user name and password.
+    pub async fn verify(&self, user: &str, password: &str) -> Verdict {
+        if password.len() > MAX_PASSWORD_LEN || user.len() > 256 {
+            return Verdict::Invalid;
+        }
+        let key = self.mac(&[user.as_bytes(), password.as_bytes()]);
+        let now = Instant::now();
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = cache.0.get(&key) {
+                if e.expires > now {
+                    let (user, generation) = (e.user.clone(), e.generation);
+                    drop(cache);
+                    if let Some(id) = self.identity_of(&user, Some(generation), AuthMethod::Basic) {
+                        return Verdict::Valid(id);
+                    }
+                } else {
+                    cache.0.remove(&key);
+                }
+            }
+        }
+        let record = self.users.read().unwrap_or_else(|e| e.into_inner()).users.get(user).cloned();
+        let hash =
+            record.as_ref().map(|r| r.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
+        let permit =
+            match tokio::time::timeout(VERIFY_QUEUE_WAIT, self.verify_slots.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => return Verdict::Busy,
+            };
+        let password = password.to_string();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_hash(&hash, &password)
+        })
+        .await
+        .unwrap_or(false);
+        match record {
+            Some(r) if ok => {
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                let (map, order) = &mut *cache;
+                while map.len() >= CACHE_CAPACITY {
+                    match order.pop_front() {
+                        Some(old) => {
+                            map.remove(&old);
+                        }
+                        None => break,
+                    }
+                }
+                map.insert(
+                    key,
+                    CacheEntry {
+                        user: r.name.clone(),
+                        generation: r.generation,
+                        expires: now + CACHE_LIFETIME,
+                    },
+                );
+                order.push_back(key);
+                Verdict::Valid(Identity { user: r.name, group: r.group, via: AuthMethod::Basic })
+            }
+            _ => Verdict::Invalid,
+        }
+    }
+
+    /// Opens a session for `identity`; returns the cookie value and the CSRF token.
+    pub fn open_session(&self, identity: &Identity) -> (String, String) {
+        let token: [u8; 32] = rand::random();
+        let csrf: [u8; 24] = rand::random();
+        let token_s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+        let csrf_s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(csrf);
+        let generation = self
+            .users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .users
+            .get(&identity.user)
+            .map(|u| u.generation);
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, s| {
+            now.duration_since(s.last_seen) < SESSION_IDLE && now.duration_since(s.created) < SESSION_MAX_AGE
+        });
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k)
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            self.mac(&[b"session", token_s.as_bytes()]),
+            Session {
+                user: identity.user.clone(),
+                generation: generation.unwrap_or(0),
+                csrf: csrf_s.clone(),
+                created: now,
+                last_seen: now,
+            },
+        );
+        (token_s, csrf_s)
+    }
+
+    /// The identity behind a session cookie value, if the session is alive.
+    pub fn session(&self, cookie: &str) -> Option<Identity> {
+        let id = self.mac(&[b"session", cookie.as_bytes()]);
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = sessions.get_mut(&id)?;
+        if now.duration_since(s.last_seen) >= SESSION_IDLE || now.duration_since(s.created) >= SESSION_MAX_AGE
+        {
+            sessions.remove(&id);
+            return None;
+        }
+        s.last_seen = now;
+        let (user, generation, csrf) = (s.user.clone(), s.generation, s.csrf.clone());
+        drop(sessions);
+        self.identity_of(&user, Some(generation), AuthMethod::Session { csrf })
+    }
+
+    /// Ends a session.
+    pub fn close_session(&self, cookie: &str) {
+        let id = self.mac(&[b"session", cookie.as_bytes()]);
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+/// Compares two secrets in constant time.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Splits an `Authorization: Basic …` value into user name and password.
+pub fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users_with(name: &str, password: &str, group: Group) -> UsersFile {
+        let mut f = UsersFile::default();
+        f.users.insert(
+            name.into(),
+            UserRecord {
+                name: name.into(),
+                group,
+                password_hash: hash_password(password).expect("hash"),
+                generation: 1,
+            },
+        );
+        f
+    }
+
+    #[test]
+    fn basic_header_parsing() {
+        assert_eq!(parse_basic("Basic YWRtaW46c2VjcmV0OjE="), Some(("admin".into(), "secret:1".into())));
+        assert_eq!(parse_basic("basic   YWRtaW46eA=="), Some(("admin".into(), "x".into())));
+        assert_eq!(parse_basic("Bearer abc"), None);
+        assert_eq!(parse_basic("Basic !!!"), None);
+        assert_eq!(parse_basic("Basic"), None);
+    }
+
+    #[tokio::test]
+    async fn verified_password_is_cached_until_it_changes() {
+        let auth = Authenticator::new(users_with("admin", "correct horse", Group::Admins));
+        assert!(matches!(auth.verify("admin", "correct horse").await, Verdict::Valid(_)));
+        let after_first = auth.verifications.load(Ordering::Relaxed);
+        assert!(matches!(auth.verify("admin", "correct horse").await, Verdict::Valid(_)));
+        assert_eq!(
+            auth.verifications.load(Ordering::Relaxed),
+            after_first,
+            "second check came from the cache"
+        );
+        assert_eq!(auth.verify("admin", "wrong").await, Verdict::Invalid);
+        assert_eq!(auth.verify("nobody", "correct horse").await, Verdict::Invalid);
+        let mut changed = users_with("admin", "new password", Group::Admins);
+        changed.users.get_mut("admin").expect("admin").generation = 2;
+        auth.replace_users(changed);
+        assert_eq!(auth.verify("admin", "correct horse").await, Verdict::Invalid);
+    }
+
+    #[tokio::test]
+    async fn sessions_end_when_the_password_changes() {
+        let auth = Authenticator::new(users_with("op", "password1", Group::Users));
+        let Verdict::Valid(id) = auth.verify("op", "password1").await else { panic!("valid") };
+        let (cookie, csrf) = auth.open_session(&id);
+        let back = auth.session(&cookie).expect("session alive");
+        assert_eq!(back.via, AuthMethod::Session { csrf });
+        assert!(auth.session("forged").is_none());
+        let mut changed = users_with("op", "password2", Group::Users);
+        changed.users.get_mut("op").expect("op").generation = 2;
+        auth.replace_users(changed);
+        assert!(auth.session(&cookie).is_none());
+    }
+}

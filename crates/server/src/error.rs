@@ -1,0 +1,120 @@
+//! The one API error type: logs its cause once, answers
+//! `{"error": {"code", "message", "field"}}`.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use portcullis_core::ValidationError;
+use serde::Serialize;
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Message for a person.
+    pub message: String,
+    /// The field concerned, if any.
+    pub field: Option<String>,
+    /// Internal cause, logged and never sent to the client.
+    pub cause: Option<String>,
+}
+
+/// The JSON body of an error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code, message and field of an error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Message for a person.
+    pub message: String,
+    /// The field concerned, or null.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { status, code: code.into(), message: message.into(), field: None, cause: None }
+    }
+
+    /// Names the field concerned.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        let f = field.into();
+        self.field = if f.is_empty() { None } else { Some(f) };
+        self
+    }
+
+    /// A 500 whose cause is logged, not shown.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal_error".into(),
+            message: "the server could not complete the request; see its log".into(),
+            field: None,
+            cause: Some(cause.to_string()),
+        }
+    }
+
+    /// 400 for refused input.
+    pub fn invalid(e: ValidationError) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, e.code, e.message).field(e.field)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409: the request conflicts with the current state.
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        Self::invalid(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            tracing::error!(code = %self.code, %cause, "request failed");
+        }
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code, message: self.message, field: self.field } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The code used for a bare HTTP status when no handler gave one.
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        406 => "not_acceptable",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "too_many_requests",
+        431 => "headers_too_large",
+        503 => "unavailable",
+        s if s >= 500 => "internal_error",
+        _ => "error",
+    }
+}

@@ -1,0 +1,275 @@
+//! Request-level guards shared by the API, the UI and a vendor's own routes:
+//! authentication, cross-site request checks, JSON error bodies, security
+//! headers, and extractors that put authorization in a handler's signature.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_basic, secrets_equal};
+use crate::error::{ApiError, ErrorBody, ErrorDetail, code_for_status};
+use crate::listen::ConnInfo;
+use crate::runtime::{Actor, Runtime};
+
+/// Header the web UI sends with its own requests, so that a 401 does not
+/// make the browser pop up its Basic dialog.
+pub const UI_REQUEST_HEADER: &str = "x-portcullis-ui";
+/// Header that carries the session's CSRF token on unsafe requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The client address of a request (the peer; trusted proxies come with access control).
+pub fn client_ip(parts_ext: &http::Extensions) -> Option<std::net::IpAddr> {
+    parts_ext.get::<ConnInfo>().map(|i| i.peer.ip())
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The value of cookie `name`, if sent.
+pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn unauthorized(req_headers: &http::HeaderMap, message: &str) -> Response {
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    if !req_headers.contains_key(UI_REQUEST_HEADER) {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
+        );
+    }
+    resp
+}
+
+/// Requires a valid login (Basic credentials or a session cookie) and puts
+/// the [`Identity`] in the request. Only credentials presented and wrong
+/// count as a failed attempt; a request without any is just challenged.
+pub async fn authenticate(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match identify(&rt, &parts).await {
+        Ok(id) => {
+            parts.extensions.insert(id);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// Like [`authenticate`], but a request without credentials passes through
+/// without an identity (for pages that work either way, such as the login page).
+pub async fn identify_optional(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if let Ok(id) = identify(&rt, &parts).await {
+        parts.extensions.insert(id);
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Response> {
+    let headers = &req.headers;
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let Some((user, password)) = value.to_str().ok().and_then(parse_basic) else {
+            return Err(unauthorized(headers, "the Authorization header is not valid HTTP Basic"));
+        };
+        return match rt.auth.verify(&user, &password).await {
+            Verdict::Valid(id) => Ok(id),
+            Verdict::Invalid => {
+                let ip = client_ip(&req.extensions);
+                tracing::warn!(client_ip = ?ip, user = %user, uri = %req.uri.path(), "failed login");
+                Err(unauthorized(headers, "wrong user name or password"))
+            }
+            Verdict::Busy => {
+                let mut resp = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many password checks are waiting; try again in a moment",
+                )
+                .into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Err(resp)
+            }
+        };
+    }
+    if let Some(token) = cookie(headers, SESSION_COOKIE) {
+        let Some(id) = rt.auth.session(token) else {
+            return Err(unauthorized(headers, "the session has ended; log in again"));
+        };
+        if !is_safe(&req.method) {
+            let AuthMethod::Session { csrf } = &id.via else { unreachable!("sessions carry a CSRF token") };
+            let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !secrets_equal(sent, csrf) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf_token_invalid",
+                    "the request lacks the session's CSRF token (X-CSRF-Token)",
+                )
+                .into_response());
+            }
+        }
+        return Ok(id);
+    }
+    Err(unauthorized(headers, "log in to use this resource"))
+}
+
+/// Refuses unsafe requests that a browser sent on behalf of another site
+/// (cross-site request forgery through cached Basic credentials or cookies).
+pub async fn same_origin(req: Request, next: Next) -> Response {
+    if !is_safe(req.method()) {
+        let headers = req.headers();
+        let cross_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site");
+        let origin_mismatch = match headers.get(header::ORIGIN) {
+            None => false,
+            Some(origin) => {
+                let origin = origin.to_str().unwrap_or("null");
+                // HTTP/2 carries the host in the :authority pseudo-header (the URI).
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+                    .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                    .unwrap_or_default();
+                match origin.split_once("://") {
+                    Some((_, origin_host)) => !origin_host.eq_ignore_ascii_case(&host),
+                    // "null" (sandboxed frames, file: pages) is never this device.
+                    None => true,
+                }
+            }
+        };
+        if cross_site || origin_mismatch {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin_refused",
+                "a request from another web site may not change this device",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Gives every error answer of the API the JSON error body, whoever made it
+/// (the router's 404/405, a body limit's 413, an extractor's rejection).
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let detail = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&detail).trim().to_string();
+    let message =
+        if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { detail };
+    let body =
+        ErrorBody { error: ErrorDetail { code: code_for_status(status).into(), message, field: None } };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Headers every answer carries.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Any logged-in user (groups `admins` and `users`).
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// Who.
+    pub identity: Identity,
+    /// Who and from where, for the event log.
+    pub actor: Actor,
+}
+
+/// A logged-in member of `admins`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Who.
+    pub identity: Identity,
+    /// Who and from where, for the event log.
+    pub actor: Actor,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Viewer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let identity = parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in to use this resource")
+        })?;
+        let actor = Actor { user: Some(identity.user.clone()), client_ip: client_ip(&parts.extensions) };
+        Ok(Self { identity, actor })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Viewer { identity, actor } = Viewer::from_request_parts(parts, state).await?;
+        if identity.group != Group::Admins {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only members of the group \"admins\" may do this",
+            ));
+        }
+        Ok(Self { identity, actor })
+    }
+}
+
+/// A JSON body parsed as operator input: unknown fields refused, errors name the field.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            ApiError::new(status, code_for_status(status), e.body_text())
+        })?;
+        Ok(Self(portcullis_core::config::parse_input(&bytes)?))
+    }
+}

@@ -1,0 +1,534 @@
+//! Listeners, one per port, and the connections they accept: limits on every
+//! wait and every size, a bounded number of connections (the idlest go first
+//! when full), and a set of listeners that is rebuilt from a new
+//! configuration without touching the ports that stay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use portcullis_core::settings::ListenerSpec;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// Limits on every request size and every wait (SPEC: security by default).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections open at once; when full, the idlest connection is closed for a new one.
+    pub max_connections: usize,
+    /// Time a client gets to send a request's complete header (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// Time a connection may stay without any traffic before it is closed.
+    pub idle_timeout: Duration,
+    /// Time a client gets to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Largest request header block, in bytes (larger: 431).
+    pub max_header_bytes: usize,
+    /// Largest JSON request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Largest upload (certificate files) request body, in bytes.
+    pub max_upload_bytes: usize,
+    /// Time open requests get to finish at shutdown or when their listener closes.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 3 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a request knows about the connection it came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The peer's address (IPv4-mapped IPv6 turned back into IPv4).
+    pub peer: SocketAddr,
+    /// The local port the connection came in on.
+    pub local_port: u16,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Decides, before TLS and before any password work, whether a peer may connect.
+pub trait ConnectionGate: Send + Sync + 'static {
+    /// `true` to serve `peer`, `false` to close its socket at once.
+    fn admit(&self, peer: IpAddr) -> bool;
+}
+
+/// A gate that admits everyone.
+#[derive(Debug, Default)]
+pub struct OpenGate;
+
+impl ConnectionGate for OpenGate {
+    fn admit(&self, _peer: IpAddr) -> bool {
+        true
+    }
+}
+
+/// Everything an accept loop needs; cheap to clone.
+#[derive(Clone)]
+pub struct ListenContext {
+    /// The application.
+    pub router: Router,
+    /// The TLS configuration (its resolver swaps certificates).
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The limits.
+    pub limits: Arc<Limits>,
+    /// The connection table.
+    pub tracker: Arc<ConnTracker>,
+    /// Access control at the connection.
+    pub gate: Arc<dyn ConnectionGate>,
+    /// Turns true when the whole server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Addresses to bind; empty means every address (IPv6 and IPv4).
+    pub bind_addresses: Arc<Vec<IpAddr>>,
+}
+
+/// The open connections, so that the limit evicts the idlest and shutdown
+/// waits for them.
+#[derive(Debug)]
+pub struct ConnTracker {
+    epoch: Instant,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<ConnState>>>,
+    empty: Notify,
+}
+
+#[derive(Debug)]
+struct ConnState {
+    /// Milliseconds since the tracker's epoch of the last byte moved.
+    last_activity: AtomicU64,
+    kill: Notify,
+}
+
+impl Default for ConnTracker {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            empty: Notify::new(),
+        }
+    }
+}
+
+impl ConnTracker {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.conns.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn register(self: &Arc<Self>, max: usize) -> ConnGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnState { last_activity: AtomicU64::new(self.now_ms()), kill: Notify::new() });
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns.len() >= max {
+            // Full: the connection that has been silent longest goes first, so
+            // slow or idle clients cannot lock out a working one.
+            if let Some((&victim, _)) =
+                conns.iter().min_by_key(|(_, s)| s.last_activity.load(Ordering::Relaxed))
+            {
+                if let Some(s) = conns.remove(&victim) {
+                    s.kill.notify_one();
+                }
+            }
+        }
+        conns.insert(id, state.clone());
+        ConnGuard { tracker: self.clone(), id, state }
+    }
+
+    /// Waits until every connection has closed, or `limit` has passed.
+    pub async fn wait_empty(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.empty.notified();
+            if self.is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.is_empty();
+            }
+        }
+    }
+}
+
+struct ConnGuard {
+    tracker: Arc<ConnTracker>,
+    id: u64,
+    state: Arc<ConnState>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut conns = self.tracker.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.remove(&self.id);
+        if conns.is_empty() {
+            self.tracker.empty.notify_waiters();
+        }
+    }
+}
+
+/// A stream that notes when bytes last moved, for the idle timeout and eviction.
+struct Tracked<S> {
+    inner: S,
+    tracker: Arc<ConnTracker>,
+    state: Arc<ConnState>,
+}
+
+impl<S> Tracked<S> {
+    fn touch(&self) {
+        self.state.last_activity.store(self.tracker.now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Why a port could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("port {port} cannot be opened: {source}")]
+pub struct BindError {
+    /// The port.
+    pub port: u16,
+    /// The system's reason.
+    pub source: io::Error,
+}
+
+/// Binds `port` on every address (one dual-stack IPv6 socket, or IPv4 when
+/// the host has no IPv6), or on the given addresses.
+pub fn bind(port: u16, addresses: &[IpAddr]) -> Result<Vec<TcpListener>, BindError> {
+    let err = |source| BindError { port, source };
+    if addresses.is_empty() {
+        return match bind_one(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), true) {
+            Ok(l) => Ok(vec![l]),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse || e.kind() == io::ErrorKind::PermissionDenied => {
+                Err(err(e))
+            }
+            Err(_) => Ok(vec![
+                bind_one(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port), false)
+                    .map_err(err)?,
+            ]),
+        };
+    }
+    addresses.iter().map(|a| bind_one(SocketAddr::new(*a, port), false).map_err(err)).collect()
+}
+
+fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(!dual_stack)?;
+    }
+    // Rebinding a port we just closed (reboot) must not wait for TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// One open port: its accept loops stop when dropped or told to.
+struct Listener {
+    stop: watch::Sender<bool>,
+}
+
+/// The set of open listeners, keyed by port and protocol.
+#[derive(Default)]
+pub struct ListenerSet {
+    open: BTreeMap<ListenerSpec, Listener>,
+}
+
+impl std::fmt::Debug for ListenerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.open.keys()).finish()
+    }
+}
+
+/// Listeners bound for a change, not yet serving; dropping it frees the ports.
+pub struct Prepared {
+    bound: Vec<(ListenerSpec, Vec<TcpListener>)>,
+    remove: Vec<ListenerSpec>,
+}
+
+impl ListenerSet {
+    /// The listeners open now.
+    pub fn specs(&self) -> Vec<ListenerSpec> {
+        self.open.keys().copied().collect()
+    }
+
+    /// Binds every port `wanted` adds, without serving yet, so a port that
+    /// cannot be opened refuses the change before anything else changes.
+    pub fn prepare(&self, wanted: &[ListenerSpec], addresses: &[IpAddr]) -> Result<Prepared, BindError> {
+        let mut bound = Vec::new();
+        for spec in wanted {
+            if self.open.contains_key(spec) {
+                continue;
+            }
+            // The same port moving between HTTP and HTTPS: it is still bound
+            // by the old listener, so it is rebound after that one closes.
+            if self.open.keys().any(|o| o.port == spec.port) {
+                continue;
+            }
+            bound.push((*spec, bind(spec.port, addresses)?));
+        }
+        let remove = self.open.keys().filter(|s| !wanted.contains(s)).copied().collect();
+        Ok(Prepared { bound, remove })
+    }
+
+    /// Serves the prepared listeners and closes the removed ones; open
+    /// connections on a removed port finish their requests (bounded grace).
+    pub async fn commit(
+        &mut self,
+        prepared: Prepared,
+        ctx: &ListenContext,
+        wanted: &[ListenerSpec],
+    ) -> Result<(), BindError> {
+        for spec in prepared.remove {
+            if let Some(l) = self.open.remove(&spec) {
+                let _ = l.stop.send(true);
+            }
+        }
+        for (spec, listeners) in prepared.bound {
+            self.start(spec, listeners, ctx);
+        }
+        // Ports that changed protocol are freed once their old accept loop
+        // has seen its stop signal and dropped the socket: retry briefly.
+        for spec in wanted {
+            if !self.open.contains_key(spec) {
+                let mut attempt = 0;
+                let listeners = loop {
+                    match bind(spec.port, &ctx.bind_addresses) {
+                        Ok(l) => break l,
+                        Err(e) if attempt >= 100 => return Err(e),
+                        Err(_) => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                };
+                self.start(*spec, listeners, ctx);
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, spec: ListenerSpec, listeners: Vec<TcpListener>, ctx: &ListenContext) {
+        let (stop, stop_rx) = watch::channel(false);
+        for listener in listeners {
+            tokio::spawn(accept_loop(listener, spec, ctx.clone(), stop_rx.clone()));
+        }
+        tracing::info!(port = spec.port, tls = spec.tls, "listening");
+        self.open.insert(spec, Listener { stop });
+    }
+
+    /// Closes every listener.
+    pub fn close_all(&mut self) {
+        for (_, l) in std::mem::take(&mut self.open) {
+            let _ = l.stop.send(true);
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    spec: ListenerSpec,
+    ctx: ListenContext,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut shutdown = ctx.shutdown.clone();
+    let acceptor = spec.tls.then(|| TlsAcceptor::from(ctx.tls.clone()));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            _ = shutdown.changed() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(port = spec.port, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        if !ctx.gate.admit(peer.ip()) {
+            // Refused before TLS and before any password work: a closed socket is all it costs.
+            drop(stream);
+            continue;
+        }
+        let guard = ctx.tracker.register(ctx.limits.max_connections);
+        let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls };
+        tokio::spawn(serve_connection(stream, info, acceptor.clone(), ctx.clone(), stop.clone(), guard));
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    info: ConnInfo,
+    acceptor: Option<TlsAcceptor>,
+    ctx: ListenContext,
+    listener_stop: watch::Receiver<bool>,
+    guard: ConnGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
+    match acceptor {
+        None => drive(io, info, &ctx, listener_stop, &guard).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io));
+            let tls = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %info.peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                _ = guard.state.kill.notified() => return,
+            };
+            drive(tls, info, &ctx, listener_stop, &guard).await
+        }
+    }
+}
+
+async fn drive<S>(
+    io: S,
+    info: ConnInfo,
+    ctx: &ListenContext,
+    mut listener_stop: watch::Receiver<bool>,
+    guard: &ConnGuard,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let router = ctx.router.clone();
+    let service = tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info);
+        router.clone().oneshot(req)
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.limits.header_read_timeout)
+        .max_buf_size(ctx.limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(ctx.limits.max_header_bytes as u32)
+        .max_concurrent_streams(64)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let mut shutdown = ctx.shutdown.clone();
+    let idle = ctx.limits.idle_timeout;
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        let last = guard.state.last_activity.load(Ordering::Relaxed);
+        let silent = Duration::from_millis(guard.tracker.now_ms().saturating_sub(last));
+        let idle_check = tokio::time::sleep(idle.saturating_sub(silent).max(Duration::from_millis(100)));
+        let grace_over = async {
+            match closing {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = guard.state.kill.notified() => return,
+            _ = grace_over => return,
+            _ = idle_check => {
+                let last = guard.state.last_activity.load(Ordering::Relaxed);
+                if guard.tracker.now_ms().saturating_sub(last) >= idle.as_millis() as u64 {
+                    if closing.is_some() { return; }
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + ctx.limits.shutdown_grace);
+                }
+            }
+            r = listener_stop.changed(), if closing.is_none() => {
+                let _ = r;
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + ctx.limits.shutdown_grace);
+            }
+            r = shutdown.changed(), if closing.is_none() => {
+                let _ = r;
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + ctx.limits.shutdown_grace);
+            }
+        }
+    }
+}

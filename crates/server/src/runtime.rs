@@ -1,0 +1,296 @@
+//! The running state and the one apply path every change takes: build the
+//! new state, validate it, open what it needs, swap, then close what the old
+//! state had — and change nothing if any step fails.
+//!
+//! Layers (SPEC §2): factory (built in), stored (on disk), running (here).
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+use portcullis_core::config::Config;
+use portcullis_core::{Clock, ValidationError};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::auth::Authenticator;
+use crate::certs::Certificates;
+use crate::listen::{BindError, Limits, ListenContext, ListenerSet};
+use crate::store::{ConfigLoadReport, Store, StoreError};
+
+/// Ports given on the command line; they replace the configured ones whenever
+/// the running configuration is loaded from the stored one (start, Reboot, Restore).
+#[derive(Debug, Clone, Default)]
+pub struct PortOverrides {
+    /// HTTP ports to use instead of the configured ones (and HTTP switched on).
+    pub http_ports: Option<Vec<u16>>,
+    /// HTTPS port to use instead of the configured one (and HTTPS switched on).
+    pub https_port: Option<u16>,
+}
+
+impl PortOverrides {
+    /// `config` with the overrides applied.
+    pub fn apply(&self, config: &Config) -> Config {
+        let mut c = config.clone();
+        if let Some(ports) = &self.http_ports
+            && !ports.is_empty()
+        {
+            c.webserver.http_ports = ports.clone();
+            c.webserver.http_enabled = true;
+        }
+        if let Some(port) = self.https_port {
+            c.webserver.https_port = Some(port);
+            c.webserver.https_enabled = true;
+        }
+        c
+    }
+}
+
+/// Who asked for a change, for the event log.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Actor {
+    /// User name, if authenticated.
+    pub user: Option<String>,
+    /// Client address, if over the network.
+    #[schema(value_type = Option<String>)]
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A setting breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A port could not be opened.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Writing the data folder failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether running differs from stored, and where.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConfigStatus {
+    /// Whether the running configuration differs from the stored one.
+    pub unsaved_changes: bool,
+    /// Top-level sections that differ.
+    pub changed_sections: Vec<String>,
+    /// How the stored configuration was loaded at start.
+    pub load: ConfigLoadReport,
+}
+
+/// The running server's state.
+pub struct Runtime {
+    /// The data folder.
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Request and connection limits.
+    pub limits: Arc<Limits>,
+    /// Accounts and sessions.
+    pub auth: Authenticator,
+    /// The certificates.
+    pub certs: Certificates,
+    overrides: PortOverrides,
+    running: ArcSwap<Config>,
+    stored: Mutex<Config>,
+    load_report: ConfigLoadReport,
+    /// Serialises every change, so two Sets never interleave their steps.
+    apply_lock: tokio::sync::Mutex<()>,
+    listeners: tokio::sync::Mutex<ListenerSet>,
+    listen_ctx: OnceLock<ListenContext>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+/// Everything [`Runtime::new`] needs.
+pub struct RuntimeParts {
+    /// The data folder.
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The limits.
+    pub limits: Arc<Limits>,
+    /// Accounts.
+    pub auth: Authenticator,
+    /// Certificates.
+    pub certs: Certificates,
+    /// Command-line port overrides.
+    pub overrides: PortOverrides,
+    /// The stored configuration as loaded.
+    pub stored: Config,
+    /// How it was loaded.
+    pub load_report: ConfigLoadReport,
+}
+
+impl Runtime {
+    /// A runtime whose running configuration is the stored one with overrides applied.
+    pub fn new(parts: RuntimeParts) -> Result<Self, ValidationError> {
+        let running = parts.overrides.apply(&parts.stored);
+        running.validate()?;
+        Ok(Self {
+            store: parts.store,
+            clock: parts.clock,
+            limits: parts.limits,
+            auth: parts.auth,
+            certs: parts.certs,
+            overrides: parts.overrides,
+            running: ArcSwap::new(Arc::new(running)),
+            stored: Mutex::new(parts.stored),
+            load_report: parts.load_report,
+            apply_lock: tokio::sync::Mutex::new(()),
+            listeners: tokio::sync::Mutex::new(ListenerSet::default()),
+            listen_ctx: OnceLock::new(),
+        })
+    }
+
+    /// Gives the runtime what its listeners need; called once at start.
+    pub fn set_listen_context(&self, ctx: ListenContext) {
+        let _ = self.listen_ctx.set(ctx);
+    }
+
+    /// The current time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// The running configuration.
+    pub fn running(&self) -> Arc<Config> {
+        self.running.load_full()
+    }
+
+    /// The stored configuration.
+    pub fn stored(&self) -> Config {
+        self.stored.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The listeners open now.
+    pub async fn open_listeners(&self) -> Vec<portcullis_core::settings::ListenerSpec> {
+        self.listeners.lock().await.specs()
+    }
+
+    /// Records an event (configuration changes, stores, reboots) with its actor.
+    pub fn event(&self, kind: &str, actor: &Actor, message: &str) {
+        tracing::info!(event = kind, user = ?actor.user, client_ip = ?actor.client_ip, "{message}");
+    }
+
+    /// Makes `new` running: validates, opens new ports (refusing the change if
+    /// one cannot be opened), swaps, then closes ports no longer wanted.
+    async fn apply(&self, new: Config) -> Result<(), ApplyError> {
+        new.validate()?;
+        self.open_listeners_for(&new).await?;
+        self.running.store(Arc::new(new));
+        Ok(())
+    }
+
+    async fn open_listeners_for(&self, config: &Config) -> Result<(), ApplyError> {
+        let Some(ctx) = self.listen_ctx.get() else { return Ok(()) };
+        let wanted = config.webserver.listeners();
+        let mut set = self.listeners.lock().await;
+        let prepared = set.prepare(&wanted, &ctx.bind_addresses)?;
+        set.commit(prepared, ctx, &wanted).await?;
+        Ok(())
+    }
+
+    /// Opens the listeners of the running configuration (at start).
+    pub async fn start_listeners(&self) -> Result<(), ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let running = self.running();
+        self.open_listeners_for(&running).await
+    }
+
+    /// Closes every listener (at shutdown).
+    pub async fn close_listeners(&self) {
+        self.listeners.lock().await.close_all();
+    }
+
+    /// Set: makes `webserver` running, nothing written to disk.
+    pub async fn set_webserver(
+        &self,
+        webserver: portcullis_core::settings::WebServerSettings,
+        actor: &Actor,
+    ) -> Result<Arc<Config>, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let mut new = (*self.running()).clone();
+        if new.webserver == webserver {
+            return Ok(self.running());
+        }
+        new.webserver = webserver;
+        self.apply(new).await?;
+        self.event("config_changed", actor, "web server settings set");
+        Ok(self.running())
+    }
+
+    /// Restore: running goes back to the stored configuration.
+    pub async fn restore(&self, actor: &Actor) -> Result<Arc<Config>, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let target = self.loaded_from_stored();
+        self.apply(target).await?;
+        self.event("config_restored", actor, "running configuration restored from the stored one");
+        Ok(self.running())
+    }
+
+    /// Store: writes the running configuration permanently.
+    pub async fn store(&self, actor: &Actor) -> Result<(), ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let running = self.running();
+        let store = self.store.clone();
+        let to_write = (*running).clone();
+        tokio::task::spawn_blocking(move || store.store_config(&to_write)).await.map_err(|e| {
+            StoreError::Io { action: "store", path: "config.json".into(), source: std::io::Error::other(e) }
+        })??;
+        *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = (*running).clone();
+        self.event("config_stored", actor, "running configuration stored permanently");
+        Ok(())
+    }
+
+    /// Reboot: a soft restart inside the process — running := stored,
+    /// listeners rebound, certificates reloaded.
+    pub async fn reboot(&self, actor: &Actor) -> Result<(), ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let target = self.loaded_from_stored();
+        self.apply(target).await?;
+        if let Err(e) = self.certs.reload(&self.store, self.now()) {
+            tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
+        }
+        self.event(
+            "reboot",
+            actor,
+            "soft reboot: stored configuration loaded, listeners rebound, certificates reloaded",
+        );
+        Ok(())
+    }
+
+    /// The stored configuration with the command-line overrides, or without
+    /// them if they no longer fit it (say, an override port now configured for the other protocol).
+    fn loaded_from_stored(&self) -> Config {
+        let stored = self.stored();
+        let with = self.overrides.apply(&stored);
+        match with.validate() {
+            Ok(()) => with,
+            Err(e) => {
+                tracing::warn!(error = %e, "command-line ports conflict with the stored configuration; using the stored ports");
+                stored
+            }
+        }
+    }
+
+    /// Whether running differs from stored, and where. Command-line port
+    /// overrides are not unsaved changes: the comparison is with the stored
+    /// configuration as loaded (overrides applied), which is what Restore and
+    /// Reboot return to.
+    pub fn status(&self) -> ConfigStatus {
+        let changed = self.loaded_from_stored().changed_sections(&self.running());
+        ConfigStatus {
+            unsaved_changes: !changed.is_empty(),
+            changed_sections: changed,
+            load: self.load_report.clone(),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Every rustls type the server uses, and the certificate resolver that lets
+//! a new certificate take effect for new connections without a restart.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// Hands every TLS handshake the certificate in use now; swapping it never
+/// touches open connections (they keep the key they negotiated with).
+#[derive(Debug)]
+pub struct CertResolver(ArcSwap<CertifiedKey>);
+
+impl CertResolver {
+    /// A resolver serving `key`.
+    pub fn new(key: Arc<CertifiedKey>) -> Arc<Self> {
+        Arc::new(Self(ArcSwap::new(key)))
+    }
+
+    /// Serves `key` to every new handshake from now on.
+    pub fn swap(&self, key: Arc<CertifiedKey>) {
+        self.0.store(key);
+    }
+
+    /// The certificate in use now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.0.load_full()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// The one crypto provider of the process (aws-lc-rs; never mix with ring).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Installs aws-lc-rs as the process default; harmless when already done.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The TLS server configuration: TLS 1.3 and 1.2 only (1.0/1.1 are broken and
+/// refused by every current browser), HTTP/2 and HTTP/1.1 by ALPN.
+pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Resumption by ticket saves a full handshake (an RSA signature) for
+    // returning clients; keys rotate every 6 hours.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
+    // 0.5 MiB of TLS plaintext buffered per connection at most.
+    config.send_tls13_tickets = 2;
+    Ok(Arc::new(config))
+}
