@@ -443,3 +443,43 @@ mod tests {
         assert_eq!(serde_json::to_string(&KeyType::Rsa2048).expect("serializes"), r#""rsa2048""#);
     }
 }
+
+#[cfg(test)]
+mod certificate_tests {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::*;
+
+    fn leaf_der(pem: &str) -> Vec<u8> {
+        ::pem::parse(pem).expect("pem").into_contents()
+    }
+
+    #[test]
+    fn generated_certificate_fields() {
+        let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let mut req = GenerateRequest::new("Camera.Example.COM");
+        req.key_type = KeyType::EcdsaP256;
+        req.validity_days = 30;
+        for _ in 0..20 {
+            let g = generate(&req, now).expect("generates");
+            let der = leaf_der(&g.chain_pem);
+            let (_, cert) = X509Certificate::from_der(&der).expect("parses");
+            assert_eq!(cert.version().0, 2, "v3");
+            let serial = cert.raw_serial();
+            assert_eq!(serial.len(), 16);
+            assert!(serial[0] & 0x80 == 0 && serial[0] != 0);
+            assert_eq!(cert.validity().not_before.timestamp(), (now - BACKDATE).unix_timestamp());
+            assert_eq!(cert.validity().not_after.timestamp(), (now + Duration::days(30)).unix_timestamp());
+            assert_eq!(cert.subject().to_string(), "CN=camera.example.com");
+            assert!(!cert.is_ca());
+            let bc = cert.basic_constraints().expect("ok").expect("present");
+            assert!(bc.critical && !bc.value.ca);
+            let ku = cert.key_usage().expect("ok").expect("present").value;
+            assert!(ku.digital_signature() && ku.key_encipherment() && !ku.key_cert_sign());
+            let eku = cert.extended_key_usage().expect("ok").expect("present").value;
+            assert!(eku.server_auth && !eku.client_auth);
+            assert!(crate::intake::csr_pem_is_valid(g.csr_pem.as_bytes()));
+            assert!(g.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        }
+    }
+}

@@ -275,12 +275,21 @@ fn assemble(
     }
 
     let chain: Vec<CertificateDer<'static>> = order.iter().map(|&i| certificates[i].clone()).collect();
+    // x509-parser is lenient; the certificates must also satisfy webpki, the
+    // parser rustls and most TLS clients apply (e.g. matching signature
+    // algorithms inside and outside the signed part).
+    for cert in &chain {
+        rustls::server::ParsedCertificate::try_from(cert)
+            .map_err(|e| CertError::InvalidCertificate { detail: e.to_string() })?;
+    }
     // Store keys as PKCS#8, the form OpenSSL 3 writes and all tools read.
     let key = match private_key::to_pkcs8(&key) {
         Some(pkcs8) => PrivateKeyDer::Pkcs8(pkcs8),
         None => key,
     };
-    Ok((Material { chain, key }, warnings))
+    let material = Material { chain, key };
+    material.certified_key()?;
+    Ok((material, warnings))
 }
 
 /// Refuses (or, with an untrusted clock, warns about) a leaf outside its validity.
@@ -305,5 +314,65 @@ fn check_validity(
             Ok(())
         }
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::generation::factory_certificate;
+
+    fn now() -> OffsetDateTime {
+        time::macros::datetime!(2026-03-01 12:00 UTC)
+    }
+
+    fn sample() -> String {
+        let g = factory_certificate(&["cam".into()], &[], now()).expect("generates");
+        format!("{}{}", g.chain_pem, g.key_pem)
+    }
+
+    #[test]
+    fn unrelated_certificates_are_left_out_with_a_warning() {
+        let other = factory_certificate(&["other".into()], &[], now()).expect("generates");
+        let upload = format!("{}{}", other.chain_pem, sample());
+        let (m, warnings) =
+            intake_upload(upload.as_bytes(), None, None, &IntakeOptions::at(now())).expect("accepted");
+        assert_eq!(m.chain.len(), 1);
+        assert_eq!(m.describe(now()).expect("describes").subject, "O=portcullis factory certificate, CN=cam");
+        assert_eq!(warnings.len(), 2, "{warnings:?}"); // left out + 10 years > 825 days
+    }
+
+    #[test]
+    fn csr_validity() {
+        assert!(!csr_pem_is_valid(b""));
+        assert!(!csr_pem_is_valid(sample().as_bytes()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Invariant: arbitrary bytes never panic, they are accepted or refused.
+        #[test]
+        fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = intake_upload(&input, Some(&input), Some("x"), &IntakeOptions::at(now()));
+            let _ = csr_pem_is_valid(&input);
+        }
+
+        /// Invariant: a valid upload with bytes flipped never panics, and
+        /// whatever is accepted still loads into rustls.
+        #[test]
+        fn mutated_upload_never_panics(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            let mut input = sample().into_bytes();
+            for (at, byte) in flips {
+                let i = at.index(input.len());
+                input[i] = byte;
+            }
+            if let Ok((m, _)) = intake_upload(&input, None, None, &IntakeOptions::at(now())) {
+                let loaded = m.certified_key();
+                prop_assert!(loaded.is_ok(), "{:?}", loaded.err());
+            }
+        }
     }
 }
