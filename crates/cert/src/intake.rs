@@ -215,9 +215,17 @@ fn assemble(
     let spki = signing_key
         .public_key()
         .ok_or_else(|| CertError::InvalidPrivateKey { detail: "its public key cannot be derived".into() })?;
-    let leaf_index = parsed
-        .iter()
-        .position(|c| c.public_key().raw == spki.as_ref())
+    // Several certificates may carry the key (a renewed certificate next to
+    // the old one): prefer one valid now, then the one valid longest.
+    let leaf_index = (0..parsed.len())
+        .filter(|&i| parsed[i].public_key().raw == spki.as_ref())
+        .max_by_key(|&i| {
+            let validity = parsed[i].validity();
+            let now = opts.now.unix_timestamp();
+            let valid_now = validity.not_before.timestamp() <= now && now <= validity.not_after.timestamp();
+            // Reverse index: among equals, the first in the file wins.
+            (valid_now, validity.not_after.timestamp(), std::cmp::Reverse(i))
+        })
         .ok_or(CertError::KeyMismatch { field: mismatch_field })?;
     let leaf = &parsed[leaf_index];
     spki_algorithm(leaf.public_key()).check_supported()?;
@@ -275,12 +283,21 @@ fn assemble(
     }
 
     let chain: Vec<CertificateDer<'static>> = order.iter().map(|&i| certificates[i].clone()).collect();
-    // x509-parser is lenient; the certificates must also satisfy webpki, the
-    // parser rustls and most TLS clients apply (e.g. matching signature
-    // algorithms inside and outside the signed part).
-    for cert in &chain {
-        rustls::server::ParsedCertificate::try_from(cert)
-            .map_err(|e| CertError::InvalidCertificate { detail: e.to_string() })?;
+    // x509-parser is lenient; the leaf must also satisfy webpki, the parser
+    // rustls uses to match keys and that strict TLS clients apply (e.g.
+    // matching signature algorithms inside and outside the signed part).
+    // Issuing certificates only get a warning: an old v1 root in the upload
+    // should not block it, OpenSSL-based clients accept those.
+    for (n, cert) in chain.iter().enumerate() {
+        if let Err(e) = rustls::server::ParsedCertificate::try_from(cert) {
+            if n == 0 {
+                return Err(CertError::InvalidCertificate { detail: e.to_string() });
+            }
+            warnings.push(format!(
+                "the issuing certificate \"{}\" is malformed for strict clients ({e})",
+                parsed[order[n]].subject()
+            ));
+        }
     }
     // Store keys as PKCS#8, the form OpenSSL 3 writes and all tools read.
     let key = match private_key::to_pkcs8(&key) {
@@ -342,6 +359,27 @@ mod tests {
         assert_eq!(m.chain.len(), 1);
         assert_eq!(m.describe(now()).expect("describes").subject, "O=portcullis factory certificate, CN=cam");
         assert_eq!(warnings.len(), 2, "{warnings:?}"); // left out + 10 years > 825 days
+    }
+
+    #[test]
+    fn renewed_certificate_wins_over_expired_one() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = |cn: &str, from: OffsetDateTime, days: i64| {
+            let mut params = rcgen::CertificateParams::new(vec![format!("{cn}.test")]).expect("params");
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            params.not_before = from;
+            params.not_after = from + time::Duration::days(days);
+            params.self_signed(&key).expect("signs").pem()
+        };
+        let old = cert("old", now() - time::Duration::days(400), 365);
+        let renewed = cert("renewed", now() - time::Duration::days(10), 365);
+        let upload = format!("{old}{renewed}{}", key.serialize_pem());
+        let (m, warnings) =
+            intake_upload(upload.as_bytes(), None, None, &IntakeOptions::at(now())).expect("accepted");
+        assert_eq!(m.describe(now()).expect("describes").subject, "CN=renewed");
+        assert_eq!(m.chain.len(), 1);
+        assert_eq!(warnings.len(), 1, "{warnings:?}"); // the old one was left out
     }
 
     #[test]
