@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod intrusion;
 pub mod logfile;
+pub mod profiles;
 pub mod settings;
 
 pub use clock::{Clock, ManualClock, SystemClock};
