@@ -39,6 +39,89 @@ enum Command {
     /// Show, check or reset the stored configuration offline.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the device's certificate offline (provisioning).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Show the certificate in use.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Generate a new key, a self-signed certificate and a certificate request.
+    Generate {
+        /// Common name: the DNS name (or IP address) browsers use for this device.
+        #[arg(long)]
+        cn: String,
+        /// Country (2 letters).
+        #[arg(long)]
+        country: Option<String>,
+        /// State or province.
+        #[arg(long)]
+        state: Option<String>,
+        /// Locality (city).
+        #[arg(long)]
+        locality: Option<String>,
+        /// Organization.
+        #[arg(long)]
+        organization: Option<String>,
+        /// Organizational unit.
+        #[arg(long)]
+        organizational_unit: Option<String>,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Key type: rsa2048 or ecdsa-p256.
+        #[arg(long, default_value = "rsa2048")]
+        key_type: String,
+        /// Validity in days (at most 3650).
+        #[arg(long, default_value_t = 3650)]
+        validity_days: u32,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Import a certificate with its key, or (without --key) a CA-signed
+    /// certificate for the pending request's key.
+    Import {
+        /// PEM file with the certificate chain (may hold the key too).
+        #[arg(long)]
+        cert: PathBuf,
+        /// PEM file with the private key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// File holding the key's passphrase (first line).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Write the individual certificate chain and its private key (PEM).
+    Export {
+        /// File to write (mode 0600); default: stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Write the pending certificate request (PEM).
+    Csr {
+        /// File to write; default: stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Delete the individual certificate: back to the factory certificate.
+    Delete {
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Args)]
@@ -137,6 +220,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::User(cmd) => user(cmd),
         Command::Config(cmd) => config(cmd),
+        Command::Cert(cmd) => cert(cmd),
     };
     match result {
         Ok(code) => code,
@@ -303,4 +387,134 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_out(out: Option<&Path>, text: &str, secret: bool) -> Result<()> {
+    match out {
+        None => print!("{text}"),
+        Some(path) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(if secret { 0o600 } else { 0o644 })
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            f.write_all(text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn print_view(view: &portcullis::certs::CertificateView, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(view)?);
+        return Ok(());
+    }
+    let c = &view.certificate;
+    println!("in use:        {:?}", view.source);
+    println!("subject:       {}", c.subject);
+    println!("issuer:        {}", c.issuer);
+    println!("valid:         {} .. {} ({} days left)", c.not_before, c.not_after, c.days_until_expiry);
+    println!("serial:        {}", c.serial);
+    println!("SHA-256:       {}", c.fingerprint_sha256);
+    println!(
+        "key:           {} {} bits{}",
+        c.key_type,
+        c.key_bits,
+        c.curve.as_deref().map(|k| format!(" ({k})")).unwrap_or_default()
+    );
+    println!("names:         {}", c.subject_alt_names.join(", "));
+    println!("chain length:  {}", c.chain_length);
+    println!("CSR pending:   {}", view.csr_pending);
+    for w in &view.warnings {
+        println!("warning:       {w}");
+    }
+    Ok(())
+}
+
+fn cert_error(e: portcullis::certs::CertStoreError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn cert(cmd: CertCommand) -> Result<ExitCode> {
+    use portcullis::certs::CertStore;
+    let now = time_now();
+    match cmd {
+        CertCommand::Show { json, data } => {
+            // Read-only: works while a server runs on the folder.
+            let store = Store::open(&data.data_dir)?;
+            print_view(&CertStore::new(store).view(now, Vec::new()).map_err(cert_error)?, json)?;
+        }
+        CertCommand::Generate {
+            cn,
+            country,
+            state,
+            locality,
+            organization,
+            organizational_unit,
+            email,
+            key_type,
+            validity_days,
+            data,
+        } => {
+            let key_type = match key_type.as_str() {
+                "rsa2048" => portcullis_cert::KeyType::Rsa2048,
+                "ecdsa-p256" => portcullis_cert::KeyType::EcdsaP256,
+                other => bail!("unknown key type \"{other}\"; use rsa2048 or ecdsa-p256"),
+            };
+            let mut req = portcullis_cert::GenerateRequest::new(cn);
+            req.country = country;
+            req.state = state;
+            req.locality = locality;
+            req.organization = organization;
+            req.organizational_unit = organizational_unit;
+            req.email = email;
+            req.key_type = key_type;
+            req.validity_days = validity_days;
+            let (store, _lock) = open_locked(&data)?;
+            let files = CertStore::new(store);
+            let (_, warnings) = files.generate(&req, now).map_err(cert_error)?;
+            print_view(&files.view(now, warnings).map_err(cert_error)?, false)?;
+        }
+        CertCommand::Import { cert, key, passphrase_file, data } => {
+            let cert_bytes =
+                std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?;
+            let key_bytes = key
+                .as_ref()
+                .map(|k| std::fs::read(k).with_context(|| format!("cannot read {}", k.display())))
+                .transpose()?;
+            let passphrase = passphrase_file.as_deref().map(read_secret_file).transpose()?;
+            let (store, _lock) = open_locked(&data)?;
+            let files = CertStore::new(store);
+            let has_key_in_cert = String::from_utf8_lossy(&cert_bytes).contains("PRIVATE KEY-----");
+            let (_, warnings) = if key_bytes.is_some() || has_key_in_cert {
+                files.upload(&cert_bytes, key_bytes.as_deref(), passphrase.as_deref(), now)
+            } else {
+                files.upload_certificate(&cert_bytes, now)
+            }
+            .map_err(cert_error)?;
+            print_view(&files.view(now, warnings).map_err(cert_error)?, false)?;
+        }
+        CertCommand::Export { out, data } => {
+            let (store, _lock) = open_locked(&data)?;
+            write_out(out.as_deref(), &CertStore::new(store).export().map_err(cert_error)?, true)?;
+        }
+        CertCommand::Csr { out, data } => {
+            let (store, _lock) = open_locked(&data)?;
+            write_out(out.as_deref(), &CertStore::new(store).request_pem().map_err(cert_error)?, false)?;
+        }
+        CertCommand::Delete { data } => {
+            let (store, _lock) = open_locked(&data)?;
+            CertStore::new(store).delete().map_err(cert_error)?;
+            eprintln!("individual certificate deleted; the factory certificate is in use");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
 }

@@ -97,24 +97,34 @@ pub fn parse_input<T: DeserializeOwned>(body: &[u8]) -> Result<T, ValidationErro
 /// Like [`parse_input`], from an already parsed JSON value.
 pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationError> {
     let mut unknown = Vec::new();
-    match serde_ignored::deserialize::<_, _, T>(value.clone(), |path| unknown.push(path.to_string())) {
-        Ok(t) => match unknown.into_iter().next() {
-            None => Ok(t),
-            Some(field) => Err(ValidationError::new(
-                field.clone(),
-                "unknown_field",
-                format!("unknown setting \"{field}\""),
-            )),
-        },
+    let result = serde_ignored::deserialize::<_, _, T>(value.clone(), |path| unknown.push(path.to_string()));
+    // An unknown field is the likelier cause of any other error (a typo), so it is reported first.
+    if let Some(field) = unknown.into_iter().next() {
+        return Err(ValidationError::new(
+            field.clone(),
+            "unknown_field",
+            format!("unknown setting \"{field}\""),
+        ));
+    }
+    match result {
+        Ok(t) => Ok(t),
         Err(_) => {
             // Run again with path tracking, so the error names the field.
             let e = match serde_path_to_error::deserialize::<_, T>(value) {
                 Ok(_) => return Err(ValidationError::new("", "invalid_value", "invalid input")),
                 Err(e) => e,
             };
-            let field = e.path().to_string();
-            let field = if field == "." { String::new() } else { field };
-            Err(ValidationError::new(field, "invalid_value", strip_position(&e.into_inner().to_string())))
+            let mut field = e.path().to_string();
+            if field == "." {
+                field.clear();
+            }
+            let message = strip_position(&e.into_inner().to_string());
+            // "missing field `x`" is reported at the parent; name the field itself.
+            if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+                let path = if field.is_empty() { missing.to_string() } else { format!("{field}.{missing}") };
+                return Err(ValidationError::new(path, "required", format!("\"{missing}\" is required")));
+            }
+            Err(ValidationError::new(field, "invalid_value", message))
         }
     }
 }

@@ -254,6 +254,9 @@ struct CacheEntry {
     expires: Instant,
 }
 
+/// Verified credentials by keyed hash, and their insertion order for eviction.
+type CredentialCache = (HashMap<[u8; 32], CacheEntry>, VecDeque<[u8; 32]>);
+
 #[derive(Debug)]
 struct Session {
     user: String,
@@ -269,7 +272,7 @@ pub struct Authenticator {
     users: std::sync::RwLock<UsersFile>,
     /// Keys the credential cache and session ids; random per process, never stored.
     key: [u8; 32],
-    cache: std::sync::Mutex<(HashMap<[u8; 32], CacheEntry>, VecDeque<[u8; 32]>)>,
+    cache: std::sync::Mutex<CredentialCache>,
     sessions: std::sync::Mutex<HashMap<[u8; 32], Session>>,
     verify_slots: Arc<Semaphore>,
     dummy_hash: String,

@@ -191,6 +191,34 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// Refuses at once a request whose declared body is larger than its route
+/// allows (uploads get `upload`, everything else `body`), instead of waiting
+/// for a body that will be refused anyway.
+pub async fn declared_length_limit(
+    State((body, upload)): State<(usize, usize)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = if req.uri().path().starts_with("/api/v1/certificate/upload") { upload } else { body };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let mut resp = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the {limit} bytes allowed here"),
+        )
+        .into_response();
+        // The unread body makes the connection unusable for a next request.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    next.run(req).await
+}
+
 /// Headers every answer carries.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");

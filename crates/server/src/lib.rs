@@ -148,12 +148,7 @@ impl ServerBuilder {
             tracing::warn!(key = %key, "unknown key in the stored configuration; ignored");
         }
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
-        let (material, created) = certs::load_or_create_factory(&store, now)?;
-        let certs = Certificates::new(material)?;
-        let info = certs.describe(now)?;
-        if created {
-            tracing::info!("generated this device's own factory certificate");
-        }
+        let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
         let limits = Arc::new(self.limits);
         let rt = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
@@ -232,7 +227,7 @@ fn load_or_create_users(
 
 /// The whole application router.
 fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
-    let protected = api::protected_routes()
+    let protected = api::protected_routes(limits.max_upload_bytes)
         .merge(device_routes.with_state(()))
         .route_layer(middleware::from_fn_with_state(rt.clone(), http::authenticate));
     Router::new()
@@ -242,6 +237,10 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .fallback(|| async { error::ApiError::not_found("no such resource") })
         .layer(middleware::from_fn(http::json_errors))
         .layer(middleware::from_fn(http::same_origin))
+        .layer(middleware::from_fn_with_state(
+            (limits.max_body_bytes, limits.max_upload_bytes),
+            http::declared_length_limit,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(http::security_headers))
         .with_state(rt)

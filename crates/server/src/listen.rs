@@ -157,10 +157,9 @@ impl ConnTracker {
             // slow or idle clients cannot lock out a working one.
             if let Some((&victim, _)) =
                 conns.iter().min_by_key(|(_, s)| s.last_activity.load(Ordering::Relaxed))
+                && let Some(s) = conns.remove(&victim)
             {
-                if let Some(s) = conns.remove(&victim) {
-                    s.kill.notify_one();
-                }
+                s.kill.notify_one();
             }
         }
         conns.insert(id, state.clone());

@@ -256,7 +256,7 @@ impl Runtime {
         let _guard = self.apply_lock.lock().await;
         let target = self.loaded_from_stored();
         self.apply(target).await?;
-        if let Err(e) = self.certs.reload(&self.store, self.now()) {
+        if let Err(e) = self.certs.reload(self.now()) {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
         self.event(

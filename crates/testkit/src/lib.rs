@@ -254,6 +254,37 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Posts a multipart form as admin; returns status and JSON.
+    pub fn upload(&self, path: &str, fields: &[(&str, Vec<u8>)]) -> (u16, Value) {
+        let mut form = reqwest::blocking::multipart::Form::new();
+        for (name, bytes) in fields {
+            form = form.part(
+                name.to_string(),
+                reqwest::blocking::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
+            );
+        }
+        let resp = self
+            .client()
+            .post(self.url(path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .multipart(form)
+            .send()
+            .expect("upload");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// GETs `path` as admin and returns status, content type and body text.
+    pub fn admin_text(&self, path: &str) -> (u16, String, String) {
+        let resp =
+            self.client().get(self.url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().expect("get");
+        let status = resp.status().as_u16();
+        let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        (status, ct, resp.text().unwrap_or_default())
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
@@ -283,4 +314,136 @@ pub fn run(cmd: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A two-level test CA (root, then intermediate) made with the real `openssl`.
+pub struct TestCa {
+    /// Folder holding the CA files.
+    pub dir: PathBuf,
+}
+
+impl TestCa {
+    /// Creates a root (P-384) and an intermediate (RSA 2048) in `dir`.
+    pub fn new(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let ca = Self { dir: dir.to_path_buf() };
+        let p = |n: &str| ca.path(n);
+        std::fs::write(
+            p("ca.ext"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n",
+        )?;
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-nodes",
+            "-keyout",
+            &p("root.key"),
+            "-out",
+            &p("root.pem"),
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=portcullis test root",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ])?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("inter.key"),
+            "-out",
+            &p("inter.csr"),
+            "-subj",
+            "/CN=portcullis test intermediate",
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("inter.csr"),
+            "-CA",
+            &p("root.pem"),
+            "-CAkey",
+            &p("root.key"),
+            "-CAcreateserial",
+            "-days",
+            "3000",
+            "-extfile",
+            &p("ca.ext"),
+            "-out",
+            &p("inter.pem"),
+        ])?;
+        Ok(ca)
+    }
+
+    /// Path of `name` in the CA folder, as a string.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// Signs a CSR file (copying its extensions, SAN included); returns the path of leaf + intermediate.
+    pub fn sign_csr(&self, csr_pem: &str, name: &str, days: u32) -> Result<String> {
+        let csr = self.path(&format!("{name}.csr"));
+        std::fs::write(&csr, csr_pem)?;
+        let leaf = self.path(&format!("{name}.leaf.pem"));
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &self.path("inter.pem"),
+            "-CAkey",
+            &self.path("inter.key"),
+            "-CAcreateserial",
+            "-days",
+            &days.to_string(),
+            "-copy_extensions",
+            "copy",
+            "-out",
+            &leaf,
+        ])?;
+        let chain = self.path(&format!("{name}.chain.pem"));
+        std::fs::write(
+            &chain,
+            format!(
+                "{}{}",
+                std::fs::read_to_string(&leaf)?,
+                std::fs::read_to_string(self.path("inter.pem"))?
+            ),
+        )?;
+        Ok(chain)
+    }
+
+    /// Issues a leaf for `cn` with a new key (`rsa:2048`, `ec` P-256 …); returns (chain path, key path).
+    pub fn issue(&self, cn: &str, name: &str, newkey: &[&str]) -> Result<(String, String)> {
+        let key = self.path(&format!("{name}.key"));
+        let csr = self.path(&format!("{name}.req"));
+        let mut args = vec!["req", "-newkey"];
+        args.extend_from_slice(newkey);
+        let subj = format!("/CN={cn}");
+        let san = format!("subjectAltName=DNS:{cn}");
+        args.extend_from_slice(&["-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj, "-addext", &san]);
+        openssl(&args)?;
+        let chain = self.sign_csr(&std::fs::read_to_string(&csr)?, name, 398)?;
+        Ok((chain, key))
+    }
+}
+
+/// Runs `openssl` with `args`, failing with its output if it fails.
+pub fn openssl(args: &[&str]) -> Result<String> {
+    let out = Command::new("openssl").args(args).stdin(Stdio::null()).output().context("running openssl")?;
+    if !out.status.success() {
+        bail!("openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -1,5 +1,7 @@
 //! The JSON API under `/api/v1` (names from SPEC §8) and its OpenAPI document.
 
+pub mod certificate;
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -30,7 +32,7 @@ impl From<ApplyError> for ApiError {
 }
 
 /// Routes that need a login (mounted behind the authentication layer).
-pub fn protected_routes() -> Router<Arc<Runtime>> {
+pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
     Router::new()
         .route("/api/v1/webserver", get(get_webserver).put(put_webserver))
         .route("/api/v1/webserver/factory", get(get_factory))
@@ -41,7 +43,18 @@ pub fn protected_routes() -> Router<Arc<Runtime>> {
         .route("/api/v1/listeners", get(listeners))
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{name}", get(get_user).put(put_user).delete(delete_user))
-        .route("/api/v1/certificate", get(get_certificate))
+        .route("/api/v1/certificate", get(certificate::show).delete(certificate::delete))
+        .route("/api/v1/certificate/download", get(certificate::download))
+        .route("/api/v1/certificate/request", get(certificate::request))
+        .route("/api/v1/certificate/generate", post(certificate::generate))
+        .route(
+            "/api/v1/certificate/upload",
+            post(certificate::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/api/v1/certificate/upload-certificate",
+            post(certificate::upload_certificate).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
 }
 
 /// Routes open without a login.
@@ -143,16 +156,6 @@ async fn reboot(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Json<Reb
 #[utoipa::path(get, path = "/api/v1/listeners", tag = "webserver", responses((status = 200, body = Vec<ListenerSpec>)))]
 async fn listeners(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<Vec<ListenerSpec>> {
     Json(rt.open_listeners().await)
-}
-
-/// The certificate in use.
-#[utoipa::path(get, path = "/api/v1/certificate", tag = "certificate",
-    responses((status = 200, body = portcullis_cert::CertificateInfo)))]
-async fn get_certificate(
-    State(rt): State<Arc<Runtime>>,
-    _v: Viewer,
-) -> Result<Json<portcullis_cert::CertificateInfo>, ApiError> {
-    rt.certs.describe(rt.now()).map(Json).map_err(ApiError::internal)
 }
 
 /// An account as shown by the API (never its hash).
@@ -364,7 +367,8 @@ impl utoipa::Modify for SecurityAddon {
 #[openapi(
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
     paths(healthz, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, reboot,
-        listeners, get_certificate, list_users, get_user, put_user, delete_user, login, logout, get_session),
+        listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
+        certificate::upload_certificate, certificate::download, certificate::request, list_users, get_user, put_user, delete_user, login, logout, get_session),
     components(schemas(ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SecurityAddon),
     security(("basic" = []), ("session" = []))

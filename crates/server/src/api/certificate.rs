@@ -1,0 +1,220 @@
+//! `/api/v1/certificate…`: show, generate, upload, download, delete (SPEC §3).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Multipart, State};
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use portcullis_cert::GenerateRequest;
+
+use crate::certs::{CertStoreError, CertificateView};
+use crate::error::{ApiError, ErrorBody};
+use crate::http::{Admin, ApiJson, Viewer};
+use crate::runtime::{Actor, Runtime};
+
+impl From<CertStoreError> for ApiError {
+    fn from(e: CertStoreError) -> Self {
+        match e {
+            CertStoreError::Cert(c) => {
+                ApiError::new(StatusCode::BAD_REQUEST, c.code(), c.to_string()).field(c.field())
+            }
+            CertStoreError::State { code, message } => ApiError::conflict(code, message),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CertStoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?.map_err(ApiError::from)
+}
+
+/// Installs what an operation produced and answers with the new state.
+async fn changed(
+    rt: &Arc<Runtime>,
+    actor: &Actor,
+    what: &str,
+    material: portcullis_cert::Material,
+    warnings: Vec<String>,
+) -> Result<Json<CertificateView>, ApiError> {
+    rt.certs.install(&material)?;
+    let view = rt.certs.files.view(rt.now(), warnings)?;
+    rt.event(
+        "certificate_changed",
+        actor,
+        &format!(
+            "{what}; now serving {} ({})",
+            view.certificate.subject, view.certificate.fingerprint_sha256
+        ),
+    );
+    Ok(Json(view))
+}
+
+/// The certificate in use, and whether a request is pending.
+#[utoipa::path(get, path = "/api/v1/certificate", tag = "certificate",
+    responses((status = 200, body = CertificateView)))]
+pub async fn show(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Json<CertificateView>, ApiError> {
+    let files = rt.certs.files.clone();
+    let now = rt.now();
+    Ok(Json(blocking(move || files.view(now, Vec::new())).await?))
+}
+
+/// Delete: back to the factory certificate (a pending request goes too).
+#[utoipa::path(delete, path = "/api/v1/certificate", tag = "certificate",
+    responses((status = 200, body = CertificateView)))]
+pub async fn delete(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Json<CertificateView>, ApiError> {
+    let _guard = rt.certs.lock.lock().await;
+    let files = rt.certs.files.clone();
+    let now = rt.now();
+    let material = blocking(move || {
+        files.delete()?;
+        files.active(now).map(|(m, _)| m)
+    })
+    .await?;
+    changed(&rt, &admin.actor, "individual certificate deleted", material, Vec::new()).await
+}
+
+/// Generate: a new key (RSA 2048 by default, or ECDSA P-256), a self-signed
+/// certificate in use at once, and a certificate request for the same key.
+#[utoipa::path(post, path = "/api/v1/certificate/generate", tag = "certificate", request_body = GenerateRequest,
+    responses((status = 200, body = CertificateView), (status = 400, body = ErrorBody)))]
+pub async fn generate(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    ApiJson(req): ApiJson<GenerateRequest>,
+) -> Result<Json<CertificateView>, ApiError> {
+    let _guard = rt.certs.lock.lock().await;
+    let files = rt.certs.files.clone();
+    let now = rt.now();
+    // RSA key generation takes up to half a second: never on the async runtime.
+    let (material, warnings) = blocking(move || files.generate(&req, now)).await?;
+    changed(&rt, &admin.actor, "self-signed certificate and request generated", material, warnings).await
+}
+
+/// Reads a multipart body: each allowed field once, unknown fields refused.
+async fn fields(mut multipart: Multipart, allowed: &[&str]) -> Result<HashMap<String, Vec<u8>>, ApiError> {
+    let mut out = HashMap::new();
+    loop {
+        let field = multipart.next_field().await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                "invalid_multipart",
+                format!("the upload is not valid multipart/form-data: {}", e.body_text()),
+            )
+        })?;
+        let Some(field) = field else { break };
+        let name = field.name().unwrap_or("").to_string();
+        if !allowed.contains(&name.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_field",
+                format!("unknown upload field \"{name}\"; expected {}", allowed.join(", ")),
+            )
+            .field(name));
+        }
+        let bytes = field.bytes().await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                "invalid_multipart",
+                format!("the field could not be read: {}", e.body_text()),
+            )
+        })?;
+        if out.insert(name.clone(), bytes.to_vec()).is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "duplicate_field",
+                format!("the field \"{name}\" was sent twice"),
+            )
+            .field(name));
+        }
+    }
+    Ok(out)
+}
+
+/// Upload certificate and key (multipart `certificate`, optional `private_key`,
+/// optional `passphrase`); deletes a pending request.
+#[utoipa::path(post, path = "/api/v1/certificate/upload", tag = "certificate",
+    request_body(content_type = "multipart/form-data", description = "fields: certificate (PEM, may hold the key too), private_key (PEM, optional), passphrase (optional)"),
+    responses((status = 200, body = CertificateView), (status = 400, body = ErrorBody)))]
+pub async fn upload(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    multipart: Multipart,
+) -> Result<Json<CertificateView>, ApiError> {
+    let mut f = fields(multipart, &["certificate", "private_key", "passphrase"]).await?;
+    let cert = f.remove("certificate").ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "required", "choose the certificate file to upload")
+            .field("certificate")
+    })?;
+    let key = f.remove("private_key").filter(|k| !k.is_empty());
+    let passphrase = match f.remove("passphrase") {
+        Some(p) if !p.is_empty() => Some(String::from_utf8(p).map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_value", "the passphrase is not UTF-8 text")
+                .field("passphrase")
+        })?),
+        _ => None,
+    };
+    let _guard = rt.certs.lock.lock().await;
+    let files = rt.certs.files.clone();
+    let now = rt.now();
+    let (material, warnings) =
+        blocking(move || files.upload(&cert, key.as_deref(), passphrase.as_deref(), now)).await?;
+    changed(&rt, &admin.actor, "certificate and key uploaded", material, warnings).await
+}
+
+/// Upload certificate (multipart `certificate`): a CA-signed certificate for
+/// the pending request's key; refused unless its public key matches.
+#[utoipa::path(post, path = "/api/v1/certificate/upload-certificate", tag = "certificate",
+    request_body(content_type = "multipart/form-data", description = "field: certificate (PEM, with its chain)"),
+    responses((status = 200, body = CertificateView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn upload_certificate(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    multipart: Multipart,
+) -> Result<Json<CertificateView>, ApiError> {
+    let mut f = fields(multipart, &["certificate"]).await?;
+    let cert = f.remove("certificate").ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "required", "choose the certificate file to upload")
+            .field("certificate")
+    })?;
+    let _guard = rt.certs.lock.lock().await;
+    let files = rt.certs.files.clone();
+    let now = rt.now();
+    let (material, warnings) = blocking(move || files.upload_certificate(&cert, now)).await?;
+    changed(&rt, &admin.actor, "CA-signed certificate uploaded for the device's key", material, warnings)
+        .await
+}
+
+fn pem_download(body: String, filename: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Download certificate and key (PEM): only when an individual certificate exists; admins only.
+#[utoipa::path(get, path = "/api/v1/certificate/download", tag = "certificate",
+    responses((status = 200, content_type = "application/x-pem-file", body = String), (status = 409, body = ErrorBody)))]
+pub async fn download(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Response, ApiError> {
+    let files = rt.certs.files.clone();
+    let pem = blocking(move || files.export()).await?;
+    rt.event("certificate_downloaded", &admin.actor, "certificate and private key downloaded");
+    Ok(pem_download(pem, "certificate-and-key.pem"))
+}
+
+/// Download the pending certificate request (PEM).
+#[utoipa::path(get, path = "/api/v1/certificate/request", tag = "certificate",
+    responses((status = 200, content_type = "application/x-pem-file", body = String), (status = 409, body = ErrorBody)))]
+pub async fn request(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Response, ApiError> {
+    let files = rt.certs.files.clone();
+    let pem = blocking(move || files.request_pem()).await?;
+    Ok(pem_download(pem, "certificate-request.csr"))
+}
