@@ -642,7 +642,8 @@ mod tests {
         let e =
             crate::config::parse_input::<AccessControlSettings>(br#"{"rules": [{"source": "10.0.0.1"}]}"#)
                 .expect_err("a rule needs a kind");
-        assert_eq!(e.field, "rules[0]");
+        assert_eq!(e.field, "rules[0].kind");
+        assert_eq!(e.code, "required");
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub enum EventKind {
     NotificationFailed,
     /// A user was added, changed or removed.
     UserChanged,
+    /// The individual certificate and its private key were downloaded.
+    CertificateDownloaded,
     /// An event of a kind this version does not know (read from a newer
     /// firmware's log; kept rather than failing the whole log).
     #[serde(other)]
