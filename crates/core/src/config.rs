@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ValidationError;
+use crate::access_control::AccessControlSettings;
+use crate::profiles::Profiles;
 use crate::settings::{ProfileNames, WebServerSettings};
 
 /// Version of the stored file format; bumped when a change needs migrating.
@@ -19,11 +21,20 @@ pub struct Config {
     pub version: u32,
     /// The "Web Server" dialog.
     pub webserver: WebServerSettings,
+    /// IP-level access control.
+    pub access_control: AccessControlSettings,
+    /// Notification profiles (e-mail, IP Notify, phone).
+    pub profiles: Profiles,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { version: CONFIG_VERSION, webserver: WebServerSettings::default() }
+        Self {
+            version: CONFIG_VERSION,
+            webserver: WebServerSettings::default(),
+            access_control: AccessControlSettings::default(),
+            profiles: Profiles::default(),
+        }
     }
 }
 
@@ -60,12 +71,18 @@ impl Config {
 
     /// Checks every section.
     pub fn validate(&self) -> Result<(), ValidationError> {
+        let prefixed = |section: &str, mut e: ValidationError| {
+            e.field = if e.field.is_empty() { section.to_string() } else { format!("{section}.{}", e.field) };
+            e
+        };
+        self.profiles.validate().map_err(|e| prefixed("profiles", e))?;
+        self.access_control.validate().map_err(|e| prefixed("access_control", e))?;
         self.webserver.validate(&self.profile_names())
     }
 
     /// Names of the notification profiles defined in this configuration.
     pub fn profile_names(&self) -> ProfileNames {
-        ProfileNames::default()
+        self.profiles.names()
     }
 
     /// Names of the top-level sections whose values differ between `self` and `other`.
@@ -73,6 +90,12 @@ impl Config {
         let mut out = Vec::new();
         if self.webserver != other.webserver {
             out.push("webserver".to_string());
+        }
+        if self.access_control != other.access_control {
+            out.push("access_control".to_string());
+        }
+        if self.profiles != other.profiles {
+            out.push("profiles".to_string());
         }
         out
     }

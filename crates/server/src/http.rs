@@ -24,9 +24,41 @@ pub const UI_REQUEST_HEADER: &str = "x-portcullis-ui";
 /// Header that carries the session's CSRF token on unsafe requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The client address of a request (the peer; trusted proxies come with access control).
+/// The client address of a request: the peer, or what a trusted proxy says
+/// in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The client address of a request, if it came over the network.
 pub fn client_ip(parts_ext: &http::Extensions) -> Option<std::net::IpAddr> {
-    parts_ext.get::<ConnInfo>().map(|i| i.peer.ip())
+    parts_ext.get::<ClientAddr>().map(|c| c.0).or_else(|| parts_ext.get::<ConnInfo>().map(|i| i.peer.ip()))
+}
+
+/// Resolves the client address and refuses denied clients per request as
+/// well: the connection check cannot see through a proxy, and a keep-alive
+/// connection opened before a block must not go on guessing.
+pub async fn client_address(State(rt): State<Arc<Runtime>>, mut req: Request, next: Next) -> Response {
+    let Some(peer) = req.extensions().get::<ConnInfo>().map(|i| i.peer.ip()) else {
+        return next.run(req).await;
+    };
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let client = rt.security.client_ip(peer, forwarded);
+    if rt.security.policy().decide(client) == portcullis_core::access_control::Decision::Deny {
+        let mut resp =
+            ApiError::new(StatusCode::FORBIDDEN, "access_denied", "access from this address is denied")
+                .into_response();
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    req.extensions_mut().insert(ClientAddr(client));
+    next.run(req).await
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -63,11 +95,36 @@ pub async fn authenticate(State(rt): State<Arc<Runtime>>, req: Request, next: Ne
     let (mut parts, body) = req.into_parts();
     match identify(&rt, &parts).await {
         Ok(id) => {
+            log_access(&rt, &parts, Some(&id.user), true);
             parts.extensions.insert(id);
             next.run(Request::from_parts(parts, body)).await
         }
-        Err(resp) => resp,
+        Err(resp) => {
+            // Wrong credentials were logged where they were checked; this is
+            // an access to a protected URL without any.
+            if !parts.headers.contains_key(header::AUTHORIZATION) {
+                log_access(&rt, &parts, None, false);
+            }
+            resp
+        }
     }
+}
+
+fn log_access(rt: &Runtime, parts: &Parts, user: Option<&str>, authorized: bool) {
+    if let Some(ip) = client_ip(&parts.extensions) {
+        let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
+        rt.security.log_access(ip, user, authorized, parts.uri.path(), rt.now(), timeout);
+    }
+}
+
+/// Counts a presented-and-wrong credential (logfile, intrusion detection).
+pub fn wrong_credentials(rt: &Runtime, ext: &http::Extensions, user: &str, path: &str) {
+    let Some(ip) = client_ip(ext) else { return };
+    let running = rt.running();
+    let now = rt.now();
+    let id = &running.webserver.intrusion_detection;
+    rt.security.log_access(ip, Some(user), false, path, now, id.timeout_minutes);
+    rt.security.record_failure(ip, Some(user), id, id.block_ip && running.access_control.enabled, now);
 }
 
 /// Like [`authenticate`], but a request without credentials passes through
@@ -89,8 +146,7 @@ async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Response> {
         return match rt.auth.verify(&user, &password).await {
             Verdict::Valid(id) => Ok(id),
             Verdict::Invalid => {
-                let ip = client_ip(&req.extensions);
-                tracing::warn!(client_ip = ?ip, user = %user, uri = %req.uri.path(), "failed login");
+                wrong_credentials(rt, &req.extensions, &user, req.uri.path());
                 Err(unauthorized(headers, "wrong user name or password"))
             }
             Verdict::Busy => {

@@ -21,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod listen;
 pub mod runtime;
+pub mod security;
 pub mod store;
 pub mod tls;
 pub mod ui;
@@ -42,7 +43,7 @@ pub use crate::runtime::{PortOverrides, Runtime};
 
 use crate::auth::{Authenticator, UserRecord, UsersFile};
 use crate::certs::Certificates;
-use crate::listen::{ConnTracker, ListenContext, OpenGate};
+use crate::listen::{ConnTracker, ListenContext};
 use crate::store::{ADMIN_PASSWORD_FILE, SECRET_MODE, Store, StoreError, USERS_FILE};
 
 /// Environment variable that may carry the first admin password.
@@ -150,6 +151,23 @@ impl ServerBuilder {
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
         let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
+        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now));
+        for problem in &load_report.problems {
+            security.event(
+                now,
+                portcullis_core::events::EventKind::ConfigLoadProblem,
+                None,
+                problem.clone(),
+                serde_json::Value::Null,
+            );
+        }
+        security.event(
+            now,
+            portcullis_core::events::EventKind::Startup,
+            None,
+            format!("portcullis {} started", env!("CARGO_PKG_VERSION")),
+            serde_json::Value::Null,
+        );
         let limits = Arc::new(self.limits);
         let rt = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
             store,
@@ -157,6 +175,7 @@ impl ServerBuilder {
             limits: limits.clone(),
             auth: Authenticator::new(users),
             certs,
+            security: security.clone(),
             overrides: self.overrides,
             stored,
             load_report,
@@ -174,11 +193,12 @@ impl ServerBuilder {
             tls,
             limits,
             tracker: tracker.clone(),
-            gate: Arc::new(OpenGate),
+            gate: security.clone(),
             shutdown: shutdown_rx,
             bind_addresses: Arc::new(self.bind_addresses),
         });
         rt.start_listeners().await?;
+        security.spawn_flusher();
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
     }
 }
@@ -237,6 +257,7 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .fallback(|| async { error::ApiError::not_found("no such resource") })
         .layer(middleware::from_fn(http::json_errors))
         .layer(middleware::from_fn(http::same_origin))
+        .layer(middleware::from_fn_with_state(rt.clone(), http::client_address))
         .layer(middleware::from_fn_with_state(
             (limits.max_body_bytes, limits.max_upload_bytes),
             http::declared_length_limit,
@@ -268,6 +289,8 @@ impl RunningServer {
         if !self.tracker.wait_empty(grace).await {
             tracing::warn!(open = self.tracker.len(), "shutdown grace over; closing remaining connections");
         }
+        let security = self.runtime.security.clone();
+        let _ = tokio::task::spawn_blocking(move || security.flush()).await;
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully.

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
+use portcullis_core::access_control::{AccessControlSettings, Decision};
 use portcullis_core::config::Config;
+use portcullis_core::events::EventKind;
 use portcullis_core::{Clock, ValidationError};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -16,6 +18,7 @@ use time::OffsetDateTime;
 use crate::auth::Authenticator;
 use crate::certs::Certificates;
 use crate::listen::{BindError, Limits, ListenContext, ListenerSet};
+use crate::security::Security;
 use crate::store::{ConfigLoadReport, Store, StoreError};
 
 /// Ports given on the command line; they replace the configured ones whenever
@@ -46,15 +49,7 @@ impl PortOverrides {
     }
 }
 
-/// Who asked for a change, for the event log.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct Actor {
-    /// User name, if authenticated.
-    pub user: Option<String>,
-    /// Client address, if over the network.
-    #[schema(value_type = Option<String>)]
-    pub client_ip: Option<IpAddr>,
-}
+pub use portcullis_core::events::Actor;
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +63,11 @@ pub enum ApplyError {
     /// Writing the data folder failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The change would deny the address making the request.
+    #[error(
+        "these rules would deny your own address {0}; send the request again with ?force=true to apply them anyway"
+    )]
+    WouldLockOut(IpAddr),
 }
 
 /// Whether running differs from stored, and where.
@@ -93,6 +93,8 @@ pub struct Runtime {
     pub auth: Authenticator,
     /// The certificates.
     pub certs: Certificates,
+    /// Access control, intrusion detection, logfile, event log.
+    pub security: Arc<Security>,
     overrides: PortOverrides,
     running: ArcSwap<Config>,
     stored: Mutex<Config>,
@@ -121,6 +123,8 @@ pub struct RuntimeParts {
     pub auth: Authenticator,
     /// Certificates.
     pub certs: Certificates,
+    /// Security state.
+    pub security: Arc<Security>,
     /// Command-line port overrides.
     pub overrides: PortOverrides,
     /// The stored configuration as loaded.
@@ -132,14 +136,18 @@ pub struct RuntimeParts {
 impl Runtime {
     /// A runtime whose running configuration is the stored one with overrides applied.
     pub fn new(parts: RuntimeParts) -> Result<Self, ValidationError> {
-        let running = parts.overrides.apply(&parts.stored);
+        let mut running = parts.overrides.apply(&parts.stored);
+        // Temporary rules last until the next reboot, and a start is one.
+        running.access_control = running.access_control.without_temporary();
         running.validate()?;
+        parts.security.set_access_control(&running.access_control);
         Ok(Self {
             store: parts.store,
             clock: parts.clock,
             limits: parts.limits,
             auth: parts.auth,
             certs: parts.certs,
+            security: parts.security,
             overrides: parts.overrides,
             running: ArcSwap::new(Arc::new(running)),
             stored: Mutex::new(parts.stored),
@@ -176,8 +184,9 @@ impl Runtime {
     }
 
     /// Records an event (configuration changes, stores, reboots) with its actor.
-    pub fn event(&self, kind: &str, actor: &Actor, message: &str) {
-        tracing::info!(event = kind, user = ?actor.user, client_ip = ?actor.client_ip, "{message}");
+    pub fn event(&self, kind: EventKind, actor: &Actor, message: &str) {
+        tracing::info!(event = ?kind, user = ?actor.user, client_ip = ?actor.client_ip, "{message}");
+        self.security.event(self.now(), kind, Some(actor.clone()), message, serde_json::Value::Null);
     }
 
     /// Makes `new` running: validates, opens new ports (refusing the change if
@@ -185,6 +194,7 @@ impl Runtime {
     async fn apply(&self, new: Config) -> Result<(), ApplyError> {
         new.validate()?;
         self.open_listeners_for(&new).await?;
+        self.security.set_access_control(&new.access_control);
         self.running.store(Arc::new(new));
         Ok(())
     }
@@ -223,7 +233,33 @@ impl Runtime {
         }
         new.webserver = webserver;
         self.apply(new).await?;
-        self.event("config_changed", actor, "web server settings set");
+        self.event(EventKind::ConfigChanged, actor, "web server settings set");
+        Ok(self.running())
+    }
+
+    /// Set for IP-level access control. A change that would deny the
+    /// requester's own address is refused unless `force` is given.
+    pub async fn set_access_control(
+        &self,
+        settings: AccessControlSettings,
+        actor: &Actor,
+        force: bool,
+    ) -> Result<Arc<Config>, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let mut new = (*self.running()).clone();
+        if new.access_control == settings {
+            return Ok(self.running());
+        }
+        new.access_control = settings;
+        new.validate()?;
+        if let Some(ip) = actor.client_ip
+            && !force
+            && self.security.policy_for(&new.access_control).decide(ip) == Decision::Deny
+        {
+            return Err(ApplyError::WouldLockOut(ip));
+        }
+        self.apply(new).await?;
+        self.event(EventKind::ConfigChanged, actor, "access control set");
         Ok(self.running())
     }
 
@@ -232,7 +268,7 @@ impl Runtime {
         let _guard = self.apply_lock.lock().await;
         let target = self.loaded_from_stored();
         self.apply(target).await?;
-        self.event("config_restored", actor, "running configuration restored from the stored one");
+        self.event(EventKind::ConfigRestored, actor, "running configuration restored from the stored one");
         Ok(self.running())
     }
 
@@ -246,7 +282,7 @@ impl Runtime {
             StoreError::Io { action: "store", path: "config.json".into(), source: std::io::Error::other(e) }
         })??;
         *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = (*running).clone();
-        self.event("config_stored", actor, "running configuration stored permanently");
+        self.event(EventKind::ConfigStored, actor, "running configuration stored permanently");
         Ok(())
     }
 
@@ -259,10 +295,11 @@ impl Runtime {
         if let Err(e) = self.certs.reload(self.now()) {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
+        self.security.clear_blocks();
         self.event(
-            "reboot",
+            EventKind::Reboot,
             actor,
-            "soft reboot: stored configuration loaded, listeners rebound, certificates reloaded",
+            "soft reboot: stored configuration loaded, listeners rebound, certificates reloaded, temporary blocks lifted",
         );
         Ok(())
     }
@@ -270,7 +307,8 @@ impl Runtime {
     /// The stored configuration with the command-line overrides, or without
     /// them if they no longer fit it (say, an override port now configured for the other protocol).
     fn loaded_from_stored(&self) -> Config {
-        let stored = self.stored();
+        let mut stored = self.stored();
+        stored.access_control = stored.access_control.without_temporary();
         let with = self.overrides.apply(&stored);
         match with.validate() {
             Ok(()) => with,

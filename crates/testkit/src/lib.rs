@@ -64,6 +64,8 @@ pub struct TestServer {
     pub https_port: u16,
     /// Options it was started with.
     pub options: Options,
+    /// Source address of [`TestServer::client`]'s connections.
+    pub source: std::net::IpAddr,
     child: Option<Child>,
     starts: usize,
 }
@@ -84,6 +86,7 @@ impl TestServer {
             http_ports,
             https_port: free_port(),
             options,
+            source: std::net::IpAddr::from([127, 0, 0, 1]),
             child: None,
             starts: 0,
         };
@@ -222,6 +225,7 @@ impl TestServer {
     /// A client that accepts the self-signed factory certificate.
     pub fn client(&self) -> reqwest::blocking::Client {
         reqwest::blocking::Client::builder()
+            .local_address(self.source)
             .tls_danger_accept_invalid_certs(true)
             .timeout(Duration::from_secs(30))
             .build()

@@ -4,6 +4,7 @@
 mod certificate;
 mod cli;
 mod foundation;
+mod intrusion;
 
 use std::path::PathBuf;
 

@@ -43,7 +43,7 @@ async fn changed(
     rt.certs.install(&material)?;
     let view = rt.certs.files.view(rt.now(), warnings)?;
     rt.event(
-        "certificate_changed",
+        portcullis_core::events::EventKind::CertificateChanged,
         actor,
         &format!(
             "{what}; now serving {} ({})",
@@ -206,7 +206,11 @@ fn pem_download(body: String, filename: &str) -> Response {
 pub async fn download(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Response, ApiError> {
     let files = rt.certs.files.clone();
     let pem = blocking(move || files.export()).await?;
-    rt.event("certificate_downloaded", &admin.actor, "certificate and private key downloaded");
+    rt.event(
+        portcullis_core::events::EventKind::CertificateDownloaded,
+        &admin.actor,
+        "certificate and private key downloaded",
+    );
     Ok(pem_download(pem, "certificate-and-key.pem"))
 }
 

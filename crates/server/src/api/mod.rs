@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1` (names from SPEC §8) and its OpenAPI document.
 
 pub mod certificate;
+pub mod security;
 
 use std::sync::Arc;
 
@@ -27,6 +28,9 @@ impl From<ApplyError> for ApiError {
             ApplyError::Bind(b) => ApiError::new(StatusCode::CONFLICT, "port_unavailable", b.to_string())
                 .field(if b.port == 0 { "http_ports" } else { "ports" }),
             ApplyError::Store(s) => ApiError::internal(s),
+            e @ ApplyError::WouldLockOut(_) => {
+                ApiError::conflict("would_lock_out", e.to_string()).field("rules")
+            }
         }
     }
 }
@@ -44,6 +48,10 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{name}", get(get_user).put(put_user).delete(delete_user))
         .route("/api/v1/certificate", get(certificate::show).delete(certificate::delete))
+        .route("/api/v1/access-control", get(security::get_access_control).put(security::put_access_control))
+        .route("/api/v1/blocked", get(security::blocked).delete(security::unblock))
+        .route("/api/v1/logfile", get(security::logfile))
+        .route("/api/v1/events", get(security::events))
         .route("/api/v1/certificate/download", get(certificate::download))
         .route("/api/v1/certificate/request", get(certificate::request))
         .route("/api/v1/certificate/generate", post(certificate::generate))
@@ -233,7 +241,7 @@ async fn put_user(
     let mut users = rt.auth.users();
     let group = users.upsert(&name, input.group, hash).map_err(user_error)?;
     save_users(&rt, users).await?;
-    rt.event("user_changed", &v.actor, &format!("account \"{name}\" saved"));
+    rt.event(portcullis_core::events::EventKind::UserChanged, &v.actor, &format!("account \"{name}\" saved"));
     Ok(Json(UserView { name, group }))
 }
 
@@ -248,7 +256,11 @@ async fn delete_user(
     let mut users = rt.auth.users();
     users.delete(&name).map_err(user_error)?;
     save_users(&rt, users).await?;
-    rt.event("user_changed", &admin.actor, &format!("account \"{name}\" deleted"));
+    rt.event(
+        portcullis_core::events::EventKind::UserChanged,
+        &admin.actor,
+        &format!("account \"{name}\" deleted"),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -298,18 +310,27 @@ pub struct SessionView {
 async fn login(
     State(rt): State<Arc<Runtime>>,
     info: Option<axum::Extension<crate::listen::ConnInfo>>,
+    client: Option<axum::Extension<crate::http::ClientAddr>>,
     ApiJson(input): ApiJson<LoginInput>,
 ) -> Result<Response, ApiError> {
     let tls = info.as_ref().is_some_and(|i| i.tls);
+    let mut ext = http::Extensions::new();
+    if let Some(axum::Extension(c)) = client {
+        ext.insert(c);
+    }
     match rt.auth.verify(&input.user, &input.password).await {
         Verdict::Valid(id) => {
+            if let Some(ip) = crate::http::client_ip(&ext) {
+                let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
+                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.now(), timeout);
+            }
             let (token, csrf) = rt.auth.open_session(&id);
             let cookie = session_cookie(&token, tls);
             let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
             Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
         }
         Verdict::Invalid => {
-            tracing::warn!(client_ip = ?info.map(|i| i.peer.ip()), user = %input.user, "failed login");
+            crate::http::wrong_credentials(&rt, &ext, &input.user, "/api/v1/session");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "wrong user name or password"))
         }
         Verdict::Busy => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "try again in a moment")),
@@ -368,7 +389,9 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
     paths(healthz, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, reboot,
         listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
-        certificate::upload_certificate, certificate::download, certificate::request, list_users, get_user, put_user, delete_user, login, logout, get_session),
+        certificate::upload_certificate, certificate::download, certificate::request,
+        security::get_access_control, security::put_access_control, security::blocked, security::unblock,
+        security::logfile, security::events, list_users, get_user, put_user, delete_user, login, logout, get_session),
     components(schemas(ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SecurityAddon),
     security(("basic" = []), ("session" = []))

@@ -1,0 +1,165 @@
+//! `/api/v1/access-control`, `blocked`, `logfile`, `events` (SPEC §4, §5).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use portcullis_core::access_control::AccessControlSettings;
+use portcullis_core::events::Event;
+use portcullis_core::intrusion::BlockedClient;
+use portcullis_core::logfile::LogfileDocument;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::http::{Admin, ApiJson, Viewer};
+use crate::runtime::Runtime;
+
+/// The running IP-level access control.
+#[utoipa::path(get, path = "/api/v1/access-control", tag = "access-control",
+    responses((status = 200, body = AccessControlSettings)))]
+pub async fn get_access_control(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<AccessControlSettings> {
+    Json(rt.running().access_control.clone())
+}
+
+/// Query of a Set that may deny the requester.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ForceQuery {
+    /// Apply even if the rules deny the address making the request.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Set for IP-level access control: applied at once (denied clients are
+/// refused at the connection), not stored. Refused with 409 `would_lock_out`
+/// if it would deny the requester's own address, unless `?force=true`.
+#[utoipa::path(put, path = "/api/v1/access-control", tag = "access-control", params(ForceQuery),
+    request_body = AccessControlSettings,
+    responses((status = 200, body = AccessControlSettings), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn put_access_control(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    Query(q): Query<ForceQuery>,
+    ApiJson(settings): ApiJson<AccessControlSettings>,
+) -> Result<Json<AccessControlSettings>, ApiError> {
+    let running = rt.set_access_control(settings, &admin.actor, q.force).await?;
+    Ok(Json(running.access_control.clone()))
+}
+
+/// The clients blocked by intrusion detection (temporary deny until reboot).
+#[utoipa::path(get, path = "/api/v1/blocked", tag = "intrusion-detection",
+    responses((status = 200, body = Vec<BlockedClient>)))]
+pub async fn blocked(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<Vec<BlockedClient>> {
+    Json(rt.security.blocked())
+}
+
+/// Which block to lift.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UnblockQuery {
+    /// An address of the blocked client (for IPv6, any address of its /64).
+    pub address: String,
+}
+
+/// The lifted block.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Unblocked {
+    /// The network that was blocked.
+    pub address: String,
+}
+
+/// Lifts a block.
+#[utoipa::path(delete, path = "/api/v1/blocked", tag = "intrusion-detection", params(UnblockQuery),
+    responses((status = 200, body = Unblocked), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unblock(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    Query(q): Query<UnblockQuery>,
+) -> Result<Json<Unblocked>, ApiError> {
+    let ip: IpAddr = q.address.trim().parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            format!("\"{}\" is not an IP address", q.address),
+        )
+        .field("address")
+    })?;
+    match rt.security.unblock(ip, Some(admin.actor.clone()), rt.now()) {
+        Some(key) => Ok(Json(Unblocked { address: key.to_string() })),
+        None => Err(ApiError::not_found(format!("{ip} is not blocked")).field("address")),
+    }
+}
+
+/// Format of the logfile answer.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LogfileQuery {
+    /// `json` (default) or `text`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// The web server logfile: accesses aggregated per client, user and outcome.
+#[utoipa::path(get, path = "/api/v1/logfile", tag = "intrusion-detection", params(LogfileQuery),
+    responses((status = 200, body = LogfileDocument), (status = 400, body = ErrorBody)))]
+pub async fn logfile(
+    State(rt): State<Arc<Runtime>>,
+    _v: Viewer,
+    Query(q): Query<LogfileQuery>,
+) -> Result<Response, ApiError> {
+    match q.format.as_deref() {
+        None | Some("json") => {
+            Ok(Json(LogfileDocument { entries: rt.security.logfile_entries() }).into_response())
+        }
+        Some("text") => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rt.security.logfile_text())
+                .into_response())
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            format!("unknown format \"{other}\"; use json or text"),
+        )
+        .field("format")),
+    }
+}
+
+/// Which events to list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Only events with a larger id (for polling).
+    #[serde(default)]
+    pub since: u64,
+    /// At most this many (the newest), 1-1000, default 100.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsView {
+    /// Events, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// The event log: alerts, blocks, configuration and certificate changes,
+/// reboots, each with its actor (the audit trail).
+#[utoipa::path(get, path = "/api/v1/events", tag = "intrusion-detection", params(EventsQuery),
+    responses((status = 200, body = EventsView)))]
+pub async fn events(
+    State(rt): State<Arc<Runtime>>,
+    _v: Viewer,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<EventsView>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "out_of_range",
+            "limit must be between 1 and 1000",
+        )
+        .field("limit"));
+    }
+    Ok(Json(EventsView { events: rt.security.events(q.since, limit) }))
+}

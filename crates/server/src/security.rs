@@ -1,0 +1,310 @@
+//! Access control at the connection, intrusion detection, the web server
+//! logfile and the event log of a running server (SPEC §4, §5).
+//!
+//! The decisions live in `portcullis-core`; this module holds their state,
+//! swaps the compiled access policy atomically (the accept loop reads it
+//! without a lock), and writes the logfile and event log to the data folder
+//! (at most every [`FLUSH_INTERVAL`], and at shutdown).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use portcullis_core::access_control::{AccessControlSettings, AccessPolicy, Decision, IpNetwork};
+use portcullis_core::events::{Actor, Event, EventKind, EventLog};
+use portcullis_core::intrusion::{BlockedClient, IntrusionDetector};
+use portcullis_core::logfile::{LogEntry, Logfile};
+use portcullis_core::settings::IntrusionDetectionSettings;
+use time::OffsetDateTime;
+
+use crate::listen::ConnectionGate;
+use crate::store::{PUBLIC_MODE, SECRET_MODE, Store};
+
+/// File of the web server logfile.
+pub const LOGFILE_FILE: &str = "logfile.json";
+/// File of the event log.
+pub const EVENTS_FILE: &str = "events.json";
+/// Longest the logfile and event log stay unwritten after a change.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+/// Clients the intrusion detector tracks at once (blocked ones included):
+/// when full, the client whose last failure is oldest is forgotten first,
+/// blocked clients last (their block is then lifted and logged).
+pub const TRACKED_CLIENTS: usize = portcullis_core::intrusion::DEFAULT_CAPACITY;
+/// Entries the web server logfile keeps (oldest dropped first).
+pub const LOGFILE_ENTRIES: usize = portcullis_core::logfile::DEFAULT_CAPACITY;
+/// Events the event log keeps (oldest dropped first).
+pub const EVENT_LOG_ENTRIES: usize = portcullis_core::events::DEFAULT_CAPACITY;
+
+/// What a failed login led to.
+#[derive(Debug, Clone, Default)]
+pub struct FailureResult {
+    /// The client's failure count.
+    pub count: u32,
+    /// An alert is due (already written to the event log).
+    pub alert: bool,
+    /// The client was blocked now.
+    pub blocked: bool,
+}
+
+/// Security state of a running server.
+pub struct Security {
+    policy: ArcSwap<AccessPolicy>,
+    settings: Mutex<AccessControlSettings>,
+    detector: Mutex<IntrusionDetector>,
+    logfile: Mutex<Logfile>,
+    events: Mutex<EventLog>,
+    dirty: AtomicBool,
+    store: Store,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security").finish_non_exhaustive()
+    }
+}
+
+impl ConnectionGate for Security {
+    fn admit(&self, peer: IpAddr) -> bool {
+        self.policy.load().decide(peer) == Decision::Allow
+    }
+}
+
+impl Security {
+    /// Security state for `settings`, with the logfile and event log read
+    /// back from the data folder (unreadable files are moved aside).
+    pub fn load(store: Store, settings: &AccessControlSettings, now: OffsetDateTime) -> Self {
+        let logfile = match store.read(LOGFILE_FILE) {
+            Ok(Some(b)) => match Logfile::from_json(&String::from_utf8_lossy(&b), LOGFILE_ENTRIES) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = store.move_aside(LOGFILE_FILE, now.unix_timestamp());
+                    tracing::error!(error = %e, "web server logfile unreadable; moved aside, starting a new one");
+                    Logfile::new(LOGFILE_ENTRIES)
+                }
+            },
+            _ => Logfile::new(LOGFILE_ENTRIES),
+        };
+        let events = match store.read(EVENTS_FILE) {
+            Ok(Some(b)) => match EventLog::from_json(&String::from_utf8_lossy(&b), EVENT_LOG_ENTRIES) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = store.move_aside(EVENTS_FILE, now.unix_timestamp());
+                    tracing::error!(error = %e, "event log unreadable; moved aside, starting a new one");
+                    EventLog::new(EVENT_LOG_ENTRIES)
+                }
+            },
+            _ => EventLog::new(EVENT_LOG_ENTRIES),
+        };
+        Self {
+            policy: ArcSwap::new(Arc::new(AccessPolicy::compile(settings, &[]))),
+            settings: Mutex::new(settings.clone()),
+            detector: Mutex::new(IntrusionDetector::new(TRACKED_CLIENTS)),
+            logfile: Mutex::new(logfile),
+            events: Mutex::new(events),
+            dirty: AtomicBool::new(false),
+            store,
+        }
+    }
+
+    /// The compiled access policy in force.
+    pub fn policy(&self) -> Arc<AccessPolicy> {
+        self.policy.load_full()
+    }
+
+    /// The policy `settings` would give, with the current blocks (to check a change before making it).
+    pub fn policy_for(&self, settings: &AccessControlSettings) -> AccessPolicy {
+        let blocks = self.detector.lock().unwrap_or_else(|e| e.into_inner()).blocked_networks();
+        AccessPolicy::compile(settings, &blocks)
+    }
+
+    /// Puts `settings` in force (with the current automatic blocks).
+    pub fn set_access_control(&self, settings: &AccessControlSettings) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings.clone();
+        self.recompile();
+    }
+
+    fn recompile(&self) {
+        let settings = self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let blocks = self.detector.lock().unwrap_or_else(|e| e.into_inner()).blocked_networks();
+        self.policy.store(Arc::new(AccessPolicy::compile(&settings, &blocks)));
+    }
+
+    /// The client address of a request from `peer`: `X-Forwarded-For` is
+    /// believed only from a trusted proxy.
+    pub fn client_ip<'a>(&self, peer: IpAddr, forwarded_for: impl IntoIterator<Item = &'a str>) -> IpAddr {
+        let policy = self.policy.load();
+        if policy.is_trusted_proxy(peer) { policy.client_ip(peer, forwarded_for) } else { peer }
+    }
+
+    /// Counts a presented-and-wrong credential; blocks and alerts as the rules say.
+    pub fn record_failure(
+        &self,
+        ip: IpAddr,
+        user: Option<&str>,
+        settings: &IntrusionDetectionSettings,
+        block_ip: bool,
+        now: OffsetDateTime,
+    ) -> FailureResult {
+        let policy = self.policy.load_full();
+        let can_block = block_ip && policy.may_block(ip);
+        let outcome = self
+            .detector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record_failure(ip, now, settings, can_block);
+        let Some(outcome) = outcome else { return FailureResult::default() };
+        let actor = Some(Actor::new(user, Some(ip)));
+        if let Some(lifted) = outcome.lifted {
+            self.event(
+                now,
+                EventKind::ClientUnblocked,
+                None,
+                format!("block of {lifted} lifted: the table of tracked clients is full"),
+                serde_json::json!({"address": lifted.to_string(), "reason": "evicted"}),
+            );
+        }
+        if outcome.block {
+            self.event(
+                now,
+                EventKind::ClientBlocked,
+                actor.clone(),
+                format!(
+                    "{} blocked after {} failed logins (temporary deny until reboot)",
+                    outcome.key, outcome.count
+                ),
+                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count}),
+            );
+        }
+        if outcome.block || outcome.lifted.is_some() {
+            self.recompile();
+        }
+        if outcome.alert {
+            self.event(
+                now,
+                EventKind::IntrusionAlert,
+                actor,
+                format!("intrusion alert: {} failed logins from {}", outcome.count, outcome.key),
+                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "user": user}),
+            );
+        }
+        tracing::warn!(client_ip = %ip, user = ?user, count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
+        FailureResult { count: outcome.count, alert: outcome.alert, blocked: outcome.block }
+    }
+
+    /// The blocked clients.
+    pub fn blocked(&self) -> Vec<BlockedClient> {
+        self.detector.lock().unwrap_or_else(|e| e.into_inner()).blocked()
+    }
+
+    /// Lifts the block of the client `address` belongs to; false if it was not blocked.
+    pub fn unblock(&self, address: IpAddr, actor: Option<Actor>, now: OffsetDateTime) -> Option<IpNetwork> {
+        let mut detector = self.detector.lock().unwrap_or_else(|e| e.into_inner());
+        let key = detector.key_for(address);
+        if !detector.is_blocked(&key) {
+            return None;
+        }
+        detector.unblock(&key);
+        drop(detector);
+        self.recompile();
+        self.event(
+            now,
+            EventKind::ClientUnblocked,
+            actor,
+            format!("block of {key} lifted by an admin"),
+            serde_json::json!({"address": key.to_string(), "reason": "admin"}),
+        );
+        Some(key)
+    }
+
+    /// Lifts every automatic block (reboot).
+    pub fn clear_blocks(&self) {
+        self.detector.lock().unwrap_or_else(|e| e.into_inner()).clear_blocks();
+        self.recompile();
+    }
+
+    /// Records an access in the web server logfile.
+    pub fn log_access(
+        &self,
+        ip: IpAddr,
+        user: Option<&str>,
+        authorized: bool,
+        url: &str,
+        now: OffsetDateTime,
+        timeout_minutes: u32,
+    ) {
+        self.logfile.lock().unwrap_or_else(|e| e.into_inner()).record(
+            ip,
+            user,
+            authorized,
+            url,
+            now,
+            timeout_minutes,
+        );
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// The logfile entries, oldest first.
+    pub fn logfile_entries(&self) -> Vec<LogEntry> {
+        self.logfile.lock().unwrap_or_else(|e| e.into_inner()).entries().cloned().collect()
+    }
+
+    /// The logfile as plain text (e-mail attachments, `?format=text`).
+    pub fn logfile_text(&self) -> String {
+        self.logfile.lock().unwrap_or_else(|e| e.into_inner()).to_text()
+    }
+
+    /// Appends an event.
+    pub fn event(
+        &self,
+        now: OffsetDateTime,
+        kind: EventKind,
+        actor: Option<Actor>,
+        message: impl Into<String>,
+        details: serde_json::Value,
+    ) -> u64 {
+        let id =
+            self.events.lock().unwrap_or_else(|e| e.into_inner()).push(now, kind, actor, message, details);
+        self.dirty.store(true, Ordering::Relaxed);
+        id
+    }
+
+    /// Events after `since`, at most `limit` (the newest ones).
+    pub fn events(&self, since: u64, limit: usize) -> Vec<Event> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner()).since(since);
+        let skip = events.len().saturating_sub(limit);
+        events.into_iter().skip(skip).collect()
+    }
+
+    /// Writes the logfile and event log if they changed.
+    pub fn flush(&self) {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let logfile = self.logfile.lock().unwrap_or_else(|e| e.into_inner()).to_json();
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner()).to_json();
+        // The logfile holds user names and addresses: readable by the server's user only.
+        if let Err(e) = self.store.write_atomic(LOGFILE_FILE, logfile.as_bytes(), SECRET_MODE) {
+            tracing::error!(error = %e, "cannot write the web server logfile");
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        if let Err(e) = self.store.write_atomic(EVENTS_FILE, events.as_bytes(), PUBLIC_MODE & SECRET_MODE) {
+            tracing::error!(error = %e, "cannot write the event log");
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Flushes every [`FLUSH_INTERVAL`] until the process ends.
+    pub fn spawn_flusher(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FLUSH_INTERVAL).await;
+                let Some(me) = me.upgrade() else { break };
+                let _ = tokio::task::spawn_blocking(move || me.flush()).await;
+            }
+        });
+    }
+}
