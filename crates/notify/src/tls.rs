@@ -1,0 +1,62 @@
+//! TLS client configuration shared by the HTTPS sender.
+//!
+//! Certificates are always verified. A profile's `ca_pem` replaces the
+//! system's trust store rather than extending it: an operator who names a
+//! private CA means "this server's certificate comes from that CA", and
+//! nothing else should be accepted for it.
+
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::NotifyError;
+
+/// The trusted roots: the certificates of `ca_pem`, or the system's store.
+pub(crate) fn root_store(ca_pem: Option<&str>) -> Result<RootCertStore, NotifyError> {
+    let mut roots = RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            let certs = parse_ca_pem(pem)?;
+            let (added, _ignored) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(NotifyError::InvalidProfile("ca_pem holds no usable CA certificate".to_string()));
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if roots.is_empty() {
+                return Err(NotifyError::InvalidProfile(
+                    "the system has no trusted CA certificates; set ca_pem in the profile".to_string(),
+                ));
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// The certificates of a `ca_pem` field.
+pub(crate) fn parse_ca_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, NotifyError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NotifyError::InvalidProfile(format!("ca_pem is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(NotifyError::InvalidProfile("ca_pem holds no certificate".to_string()));
+    }
+    Ok(certs)
+}
+
+/// A client configuration with the aws-lc-rs provider and the given roots.
+pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, NotifyError> {
+    // The provider is named explicitly so that the result does not depend on
+    // which provider the embedding firmware installed as process default.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NotifyError::InvalidProfile(format!("TLS configuration: {e}")))?
+        .with_root_certificates(root_store(ca_pem)?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
