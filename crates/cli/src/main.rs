@@ -280,6 +280,17 @@ fn load_users(store: &Store) -> Result<UsersFile> {
     }
 }
 
+/// Whether the stored configuration has Digest authentication on (then a
+/// new password also gets its Digest secrets).
+fn digest_enabled(store: &Store) -> bool {
+    store
+        .read(store::CONFIG_FILE)
+        .ok()
+        .flatten()
+        .and_then(|b| store::parse_config(&b).ok())
+        .is_some_and(|p| p.config.authentication.digest)
+}
+
 fn new_password(source: &PasswordSource) -> Result<(String, bool)> {
     let password = match &source.password_file {
         Some(f) => read_secret_file(f)?,
@@ -306,6 +317,9 @@ fn user(cmd: UserCommand) -> Result<ExitCode> {
             let (password, generated) = new_password(&password)?;
             let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
             users.upsert(&name, Some(group), Some(hash)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            if digest_enabled(&store) {
+                users.set_digest(&name, &password);
+            }
             store.write_json(USERS_FILE, &users, SECRET_MODE)?;
             if generated {
                 println!("{password}");
@@ -321,6 +335,9 @@ fn user(cmd: UserCommand) -> Result<ExitCode> {
             let (password, generated) = new_password(&password)?;
             let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
             users.upsert(&name, None, Some(hash)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            if digest_enabled(&store) {
+                users.set_digest(&name, &password);
+            }
             store.write_json(USERS_FILE, &users, SECRET_MODE)?;
             if generated {
                 println!("{password}");

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::ValidationError;
 use crate::access_control::AccessControlSettings;
 use crate::profiles::Profiles;
-use crate::settings::{ProfileNames, WebServerSettings};
+use crate::settings::{AuthenticationSettings, ProfileNames, WebServerSettings};
 
 /// Version of the stored file format; bumped when a change needs migrating.
 pub const CONFIG_VERSION: u32 = 1;
@@ -25,6 +25,8 @@ pub struct Config {
     pub access_control: AccessControlSettings,
     /// Notification profiles (e-mail, IP Notify, phone).
     pub profiles: Profiles,
+    /// Authentication schemes.
+    pub authentication: AuthenticationSettings,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
             webserver: WebServerSettings::default(),
             access_control: AccessControlSettings::default(),
             profiles: Profiles::default(),
+            authentication: AuthenticationSettings::default(),
         }
     }
 }
@@ -96,6 +99,9 @@ impl Config {
         }
         if self.profiles != other.profiles {
             out.push("profiles".to_string());
+        }
+        if self.authentication != other.authentication {
+            out.push("authentication".to_string());
         }
         out
     }

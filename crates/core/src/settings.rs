@@ -85,6 +85,15 @@ impl Default for IntrusionDetectionSettings {
     }
 }
 
+/// How clients may authenticate, beyond HTTP Basic and the UI's login.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct AuthenticationSettings {
+    /// Accept HTTP Digest (RFC 7616, SHA-256 and MD5) from API clients. Off by
+    /// default: it needs a password-equivalent hash per user on disk.
+    pub digest: bool,
+}
+
 /// Names of the notification profiles that exist, to check references against.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileNames {

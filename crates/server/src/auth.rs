@@ -81,6 +81,9 @@ pub struct UserRecord {
     /// Bumped at every password change; invalidates cached credentials and sessions.
     #[serde(default)]
     pub generation: u64,
+    /// Digest HA1 values; present only while Digest authentication is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::digest::DigestSecrets>,
 }
 
 /// The accounts file.
@@ -125,6 +128,7 @@ impl UsersFile {
                 group,
                 password_hash: hash,
                 generation: e.map_or(1, |e| e.generation + 1),
+                digest: None,
             },
             (None, Some(e)) => {
                 let generation = if e.group != group { e.generation + 1 } else { e.generation };
@@ -136,6 +140,22 @@ impl UsersFile {
         };
         self.users.insert(name.into(), record);
         Ok(group)
+    }
+
+    /// Sets the Digest secrets of `name` from its new password (while Digest is on).
+    pub fn set_digest(&mut self, name: &str, password: &str) {
+        if let Some(u) = self.users.get_mut(name) {
+            u.digest = Some(crate::digest::DigestSecrets::derive(name, password));
+        }
+    }
+
+    /// Removes every Digest secret (Digest switched off); true if any was removed.
+    pub fn purge_digest(&mut self) -> bool {
+        let mut any = false;
+        for u in self.users.values_mut() {
+            any |= u.digest.take().is_some();
+        }
+        any
     }
 
     /// Deletes account `name`; never the last admin.
@@ -227,6 +247,8 @@ pub struct Identity {
 pub enum AuthMethod {
     /// HTTP Basic.
     Basic,
+    /// HTTP Digest.
+    Digest,
     /// The session cookie; holds the session's CSRF token.
     Session {
         /// Token that unsafe requests must echo in `X-CSRF-Token`.
@@ -276,6 +298,8 @@ pub struct Authenticator {
     sessions: std::sync::Mutex<HashMap<[u8; 32], Session>>,
     verify_slots: Arc<Semaphore>,
     dummy_hash: String,
+    /// Digest nonces and replay counters.
+    pub digest: crate::digest::DigestAuth,
     /// Argon2 verifications performed (for tests and metrics).
     pub verifications: AtomicU64,
 }
@@ -292,6 +316,7 @@ impl Authenticator {
             // Unknown users are checked against this hash, so that a wrong user
             // name costs as much as a wrong password (no user enumeration by timing).
             dummy_hash: hash_password("portcullis-dummy-password").unwrap_or_default(),
+            digest: crate::digest::DigestAuth::default(),
             verifications: AtomicU64::new(0),
         }
     }
@@ -398,6 +423,39 @@ impl Authenticator {
         }
     }
 
+    /// Checks a Digest response; unknown users and wrong responses are failures.
+    pub fn verify_digest(
+        &self,
+        resp: &crate::digest::DigestResponse,
+        method: &str,
+        request_target: &str,
+        now_unix: u64,
+    ) -> crate::digest::DigestVerdict {
+        let secrets = self
+            .users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .users
+            .get(&resp.username)
+            .and_then(|u| u.digest.clone());
+        self.digest.verify(resp, method, request_target, secrets.as_ref(), now_unix)
+    }
+
+    /// Whether `user` lacks Digest secrets (to derive them at its next password login).
+    pub fn lacks_digest(&self, user: &str) -> bool {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .users
+            .get(user)
+            .is_some_and(|u| u.digest.is_none())
+    }
+
+    /// The identity of `user` authenticated by Digest.
+    pub fn digest_identity(&self, user: &str) -> Option<Identity> {
+        self.identity_of(user, None, AuthMethod::Digest)
+    }
+
     /// Opens a session for `identity`; returns the cookie value and the CSRF token.
     pub fn open_session(&self, identity: &Identity) -> (String, String) {
         let token: [u8; 32] = rand::random();
@@ -488,6 +546,7 @@ mod tests {
                 group,
                 password_hash: hash_password(password).expect("hash"),
                 generation: 1,
+                digest: None,
             },
         );
         f

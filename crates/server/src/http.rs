@@ -77,13 +77,22 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn unauthorized(req_headers: &http::HeaderMap, message: &str) -> Response {
+fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stale: bool) -> Response {
     let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
     if !req_headers.contains_key(UI_REQUEST_HEADER) {
-        resp.headers_mut().insert(
+        // Basic first: tools that read only the first challenge (hydra, old
+        // clients) get the scheme every client has; browsers pick Digest themselves.
+        resp.headers_mut().append(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
         );
+        if rt.running().authentication.digest {
+            for c in rt.auth.digest.challenges(rt.now().unix_timestamp().max(0) as u64, stale) {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+        }
     }
     resp
 }
@@ -140,14 +149,21 @@ pub async fn identify_optional(State(rt): State<Arc<Runtime>>, req: Request, nex
 async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Response> {
     let headers = &req.headers;
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let Some((user, password)) = value.to_str().ok().and_then(parse_basic) else {
-            return Err(unauthorized(headers, "the Authorization header is not valid HTTP Basic"));
+        let value = value.to_str().unwrap_or("");
+        if value.len() > 6 && value[..6].eq_ignore_ascii_case("digest") {
+            return identify_digest(rt, req, value);
+        }
+        let Some((user, password)) = parse_basic(value) else {
+            return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Basic", false));
         };
         return match rt.auth.verify(&user, &password).await {
-            Verdict::Valid(id) => Ok(id),
+            Verdict::Valid(id) => {
+                rt.capture_digest(&id.user, &password).await;
+                Ok(id)
+            }
             Verdict::Invalid => {
                 wrong_credentials(rt, &req.extensions, &user, req.uri.path());
-                Err(unauthorized(headers, "wrong user name or password"))
+                Err(unauthorized(rt, headers, "wrong user name or password", false))
             }
             Verdict::Busy => {
                 let mut resp = ApiError::new(
@@ -163,10 +179,13 @@ async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Response> {
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
         let Some(id) = rt.auth.session(token) else {
-            return Err(unauthorized(headers, "the session has ended; log in again"));
+            return Err(unauthorized(rt, headers, "the session has ended; log in again", false));
         };
         if !is_safe(&req.method) {
-            let AuthMethod::Session { csrf } = &id.via else { unreachable!("sessions carry a CSRF token") };
+            let csrf = match &id.via {
+                AuthMethod::Session { csrf } => csrf.as_str(),
+                _ => "",
+            };
             let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             if !secrets_equal(sent, csrf) {
                 return Err(ApiError::new(
@@ -179,7 +198,41 @@ async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Response> {
         }
         return Ok(id);
     }
-    Err(unauthorized(headers, "log in to use this resource"))
+    Err(unauthorized(rt, headers, "log in to use this resource", false))
+}
+
+// The error is the finished 401 answer, built once per refused request and
+// returned straight to the client; boxing it would only add an allocation.
+#[allow(clippy::result_large_err)]
+fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, Response> {
+    use crate::digest::DigestVerdict;
+    let headers = &req.headers;
+    if !rt.running().authentication.digest {
+        return Err(unauthorized(
+            rt,
+            headers,
+            "Digest authentication is not enabled on this device; use Basic",
+            false,
+        ));
+    }
+    let Some(resp) = crate::digest::parse(value) else {
+        return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Digest", false));
+    };
+    let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let now = rt.now().unix_timestamp().max(0) as u64;
+    match rt.auth.verify_digest(&resp, req.method.as_str(), target, now) {
+        DigestVerdict::Valid(user) => rt
+            .auth
+            .digest_identity(&user)
+            .ok_or_else(|| unauthorized(rt, headers, "wrong user name or password", false)),
+        DigestVerdict::Stale => {
+            Err(unauthorized(rt, headers, "the nonce has expired; retry with the new one", true))
+        }
+        DigestVerdict::Invalid => {
+            wrong_credentials(rt, &req.extensions, &resp.username, req.uri.path());
+            Err(unauthorized(rt, headers, "wrong user name or password", false))
+        }
+    }
 }
 
 /// Refuses unsafe requests that a browser sent on behalf of another site

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod auth;
 pub mod certs;
+pub mod digest;
 pub mod error;
 pub mod http;
 pub mod listen;
@@ -230,7 +231,13 @@ fn load_or_create_users(
     let mut users = UsersFile::default();
     users.users.insert(
         "admin".into(),
-        UserRecord { name: "admin".into(), group: auth::Group::Admins, password_hash: hash, generation: 1 },
+        UserRecord {
+            name: "admin".into(),
+            group: auth::Group::Admins,
+            password_hash: hash,
+            generation: 1,
+            digest: None,
+        },
     );
     if generated {
         store.write_atomic(ADMIN_PASSWORD_FILE, format!("{password}\n").as_bytes(), SECRET_MODE)?;

@@ -101,6 +101,8 @@ pub struct Runtime {
     load_report: ConfigLoadReport,
     /// Serialises every change, so two Sets never interleave their steps.
     apply_lock: tokio::sync::Mutex<()>,
+    /// Serialises writes of the accounts file.
+    users_lock: tokio::sync::Mutex<()>,
     listeners: tokio::sync::Mutex<ListenerSet>,
     listen_ctx: OnceLock<ListenContext>,
 }
@@ -153,6 +155,7 @@ impl Runtime {
             stored: Mutex::new(parts.stored),
             load_report: parts.load_report,
             apply_lock: tokio::sync::Mutex::new(()),
+            users_lock: tokio::sync::Mutex::new(()),
             listeners: tokio::sync::Mutex::new(ListenerSet::default()),
             listen_ctx: OnceLock::new(),
         })
@@ -263,11 +266,84 @@ impl Runtime {
         Ok(self.running())
     }
 
+    /// Set for the authentication schemes. Switching Digest off removes every
+    /// stored Digest secret at once.
+    pub async fn set_authentication(
+        &self,
+        settings: portcullis_core::settings::AuthenticationSettings,
+        actor: &Actor,
+    ) -> Result<Arc<Config>, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let mut new = (*self.running()).clone();
+        if new.authentication == settings {
+            return Ok(self.running());
+        }
+        new.authentication = settings;
+        self.apply(new).await?;
+        self.after_authentication_change().await?;
+        self.event(EventKind::ConfigChanged, actor, "authentication settings set");
+        Ok(self.running())
+    }
+
+    async fn after_authentication_change(&self) -> Result<(), ApplyError> {
+        if !self.running().authentication.digest {
+            self.update_users(|u| u.purge_digest()).await?;
+        }
+        Ok(())
+    }
+
+    /// Changes the accounts with `change` (which says whether it changed
+    /// anything), writes them crash-safely, then puts them in force.
+    pub async fn update_users<T>(
+        &self,
+        change: impl FnOnce(&mut crate::auth::UsersFile) -> T,
+    ) -> Result<T, StoreError>
+    where
+        T: UsersChanged,
+    {
+        let _guard = self.users_lock.lock().await;
+        let mut users = self.auth.users();
+        let result = change(&mut users);
+        if result.changed() {
+            let store = self.store.clone();
+            let to_write = users.clone();
+            tokio::task::spawn_blocking(move || {
+                store.write_json(crate::store::USERS_FILE, &to_write, crate::store::SECRET_MODE)
+            })
+            .await
+            .map_err(|e| StoreError::Io {
+                action: "write",
+                path: crate::store::USERS_FILE.into(),
+                source: std::io::Error::other(e),
+            })??;
+            self.auth.replace_users(users);
+        }
+        Ok(result)
+    }
+
+    /// After a correct password: with Digest on, derive the user's Digest
+    /// secrets if it has none yet (accounts created before Digest was switched on).
+    pub async fn capture_digest(&self, user: &str, password: &str) {
+        if self.running().authentication.digest && self.auth.lacks_digest(user) {
+            let (user, password) = (user.to_string(), password.to_string());
+            if let Err(e) = self
+                .update_users(|u| {
+                    u.set_digest(&user, &password);
+                    true
+                })
+                .await
+            {
+                tracing::error!(error = %e, "cannot store Digest secrets");
+            }
+        }
+    }
+
     /// Restore: running goes back to the stored configuration.
     pub async fn restore(&self, actor: &Actor) -> Result<Arc<Config>, ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let target = self.loaded_from_stored();
         self.apply(target).await?;
+        self.after_authentication_change().await?;
         self.event(EventKind::ConfigRestored, actor, "running configuration restored from the stored one");
         Ok(self.running())
     }
@@ -292,6 +368,7 @@ impl Runtime {
         let _guard = self.apply_lock.lock().await;
         let target = self.loaded_from_stored();
         self.apply(target).await?;
+        self.after_authentication_change().await?;
         if let Err(e) = self.certs.reload(self.now()) {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
@@ -330,5 +407,23 @@ impl Runtime {
             changed_sections: changed,
             load: self.load_report.clone(),
         }
+    }
+}
+
+/// What an accounts change returns: whether the file must be written.
+pub trait UsersChanged {
+    /// Whether anything changed.
+    fn changed(&self) -> bool;
+}
+
+impl UsersChanged for bool {
+    fn changed(&self) -> bool {
+        *self
+    }
+}
+
+impl<T, E> UsersChanged for Result<T, E> {
+    fn changed(&self) -> bool {
+        self.is_ok()
     }
 }

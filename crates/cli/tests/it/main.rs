@@ -3,6 +3,7 @@
 
 mod certificate;
 mod cli;
+mod digest;
 mod foundation;
 mod intrusion;
 

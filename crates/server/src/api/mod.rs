@@ -19,7 +19,6 @@ use crate::auth::{self, Group, Verdict};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{Admin, ApiJson, Viewer};
 use crate::runtime::{ApplyError, ConfigStatus, Runtime};
-use crate::store::{SECRET_MODE, USERS_FILE};
 
 impl From<ApplyError> for ApiError {
     fn from(e: ApplyError) -> Self {
@@ -45,6 +44,7 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/config/restore", post(config_restore))
         .route("/api/v1/reboot", post(reboot))
         .route("/api/v1/listeners", get(listeners))
+        .route("/api/v1/authentication", get(get_authentication).put(put_authentication))
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{name}", get(get_user).put(put_user).delete(delete_user))
         .route("/api/v1/certificate", get(certificate::show).delete(certificate::delete))
@@ -166,6 +166,31 @@ async fn listeners(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<Vec<Liste
     Json(rt.open_listeners().await)
 }
 
+/// The running authentication settings.
+#[utoipa::path(get, path = "/api/v1/authentication", tag = "users",
+    responses((status = 200, body = portcullis_core::settings::AuthenticationSettings)))]
+async fn get_authentication(
+    State(rt): State<Arc<Runtime>>,
+    _v: Viewer,
+) -> Json<portcullis_core::settings::AuthenticationSettings> {
+    Json(rt.running().authentication.clone())
+}
+
+/// Set for the authentication schemes (Digest on or off). Switching Digest
+/// off removes every stored Digest secret at once; switched on, each user's
+/// secret is derived at its next password change or password login.
+#[utoipa::path(put, path = "/api/v1/authentication", tag = "users",
+    request_body = portcullis_core::settings::AuthenticationSettings,
+    responses((status = 200, body = portcullis_core::settings::AuthenticationSettings), (status = 400, body = ErrorBody)))]
+async fn put_authentication(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    ApiJson(settings): ApiJson<portcullis_core::settings::AuthenticationSettings>,
+) -> Result<Json<portcullis_core::settings::AuthenticationSettings>, ApiError> {
+    let running = rt.set_authentication(settings, &admin.actor).await?;
+    Ok(Json(running.authentication.clone()))
+}
+
 /// An account as shown by the API (never its hash).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
@@ -227,9 +252,10 @@ async fn put_user(
             "you may only change your own password",
         ));
     }
-    let hash = match input.password {
+    let hash = match &input.password {
         Some(p) => {
-            auth::validate_password(&p)?;
+            auth::validate_password(p)?;
+            let p = p.clone();
             let hash = tokio::task::spawn_blocking(move || auth::hash_password(&p))
                 .await
                 .map_err(ApiError::internal)?
@@ -238,9 +264,18 @@ async fn put_user(
         }
         None => None,
     };
-    let mut users = rt.auth.users();
-    let group = users.upsert(&name, input.group, hash).map_err(user_error)?;
-    save_users(&rt, users).await?;
+    let digest = rt.running().authentication.digest;
+    let group = rt
+        .update_users(|users| {
+            let group = users.upsert(&name, input.group, hash)?;
+            if let (true, Some(p)) = (digest, &input.password) {
+                users.set_digest(&name, p);
+            }
+            Ok::<_, portcullis_core::ValidationError>(group)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(user_error)?;
     rt.event(portcullis_core::events::EventKind::UserChanged, &v.actor, &format!("account \"{name}\" saved"));
     Ok(Json(UserView { name, group }))
 }
@@ -253,9 +288,7 @@ async fn delete_user(
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut users = rt.auth.users();
-    users.delete(&name).map_err(user_error)?;
-    save_users(&rt, users).await?;
+    rt.update_users(|users| users.delete(&name)).await.map_err(ApiError::internal)?.map_err(user_error)?;
     rt.event(
         portcullis_core::events::EventKind::UserChanged,
         &admin.actor,
@@ -270,17 +303,6 @@ fn user_error(e: portcullis_core::ValidationError) -> ApiError {
         "last_admin" => ApiError::conflict("last_admin", e.message).field(e.field),
         _ => ApiError::invalid(e),
     }
-}
-
-async fn save_users(rt: &Arc<Runtime>, users: auth::UsersFile) -> Result<(), ApiError> {
-    let store = rt.store.clone();
-    let to_write = users.clone();
-    tokio::task::spawn_blocking(move || store.write_json(USERS_FILE, &to_write, SECRET_MODE))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    rt.auth.replace_users(users);
-    Ok(())
 }
 
 /// Login with user name and password (for the web UI).
@@ -324,6 +346,7 @@ async fn login(
                 let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
                 rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.now(), timeout);
             }
+            rt.capture_digest(&id.user, &input.password).await;
             let (token, csrf) = rt.auth.open_session(&id);
             let cookie = session_cookie(&token, tls);
             let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
@@ -361,7 +384,7 @@ async fn logout(State(rt): State<Arc<Runtime>>, headers: http::HeaderMap) -> Res
 async fn get_session(v: Viewer) -> Json<SessionView> {
     let csrf = match v.identity.via {
         auth::AuthMethod::Session { csrf } => Some(csrf),
-        auth::AuthMethod::Basic => None,
+        auth::AuthMethod::Basic | auth::AuthMethod::Digest => None,
     };
     Json(SessionView { user: v.identity.user, group: v.identity.group, csrf_token: csrf })
 }
@@ -391,7 +414,7 @@ impl utoipa::Modify for SecurityAddon {
         listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
         certificate::upload_certificate, certificate::download, certificate::request,
         security::get_access_control, security::put_access_control, security::blocked, security::unblock,
-        security::logfile, security::events, list_users, get_user, put_user, delete_user, login, logout, get_session),
+        security::logfile, security::events, get_authentication, put_authentication, list_users, get_user, put_user, delete_user, login, logout, get_session),
     components(schemas(ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SecurityAddon),
     security(("basic" = []), ("session" = []))
