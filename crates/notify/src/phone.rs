@@ -93,8 +93,6 @@ struct Call {
     invite_cseq: u32,
     /// Our ACK, sent again if the 200 OK is retransmitted.
     ack: Vec<u8>,
-    /// Credentials header the INVITE needed, reused in-dialog.
-    auth: Option<(String, String)>,
     media: SocketAddr,
     codec: Codec,
 }
@@ -338,7 +336,8 @@ impl UserAgent {
                         return Err(NotifyError::SipAuthFailed { stage: "REGISTER".into(), code: resp.code });
                     }
                 },
-                401 | 407 => {
+                // A refusal after we answered the challenge means wrong credentials.
+                401 | 403 | 407 if auth.is_some() => {
                     return Err(NotifyError::SipAuthFailed { stage: "REGISTER".into(), code: resp.code });
                 }
                 // Interval Too Brief: use the registrar's minimum.
@@ -422,7 +421,8 @@ impl UserAgent {
                         return Err(NotifyError::SipAuthFailed { stage: "INVITE".into(), code: resp.code });
                     }
                 },
-                401 | 407 => {
+                // A refusal after we answered the challenge means wrong credentials.
+                401 | 403 | 407 if auth.is_some() => {
                     return Err(NotifyError::SipAuthFailed { stage: "INVITE".into(), code: resp.code });
                 }
                 486 | 600 => return Err(NotifyError::CallBusy { code: resp.code, reason }),
@@ -527,7 +527,6 @@ impl UserAgent {
             route,
             invite_cseq: cseq,
             ack,
-            auth,
             media: ([0, 0, 0, 0], 0).into(),
             codec: Codec::Pcmu,
         };
@@ -592,7 +591,9 @@ impl UserAgent {
 
     async fn bye(&mut self, call: &Call) -> Result<(), NotifyError> {
         let call_id = self.call_id.clone();
-        let mut auth = call.auth.clone();
+        // Digest answers are per method: the INVITE's is no use for BYE; a
+        // proxy that wants credentials challenges again.
+        let mut auth: Option<(String, String)> = None;
         let mut challenged = false;
         loop {
             self.cseq += 1;
