@@ -21,7 +21,7 @@ use portcullis_core::settings::IntrusionDetectionSettings;
 use time::OffsetDateTime;
 
 use crate::listen::ConnectionGate;
-use crate::store::{PUBLIC_MODE, SECRET_MODE, Store};
+use crate::store::{SECRET_MODE, Store};
 
 /// File of the web server logfile.
 pub const LOGFILE_FILE: &str = "logfile.json";
@@ -285,12 +285,12 @@ impl Security {
         }
         let logfile = self.logfile.lock().unwrap_or_else(|e| e.into_inner()).to_json();
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner()).to_json();
-        // The logfile holds user names and addresses: readable by the server's user only.
+        // Both hold user names and addresses: readable by the server's user only.
         if let Err(e) = self.store.write_atomic(LOGFILE_FILE, logfile.as_bytes(), SECRET_MODE) {
             tracing::error!(error = %e, "cannot write the web server logfile");
             self.dirty.store(true, Ordering::Relaxed);
         }
-        if let Err(e) = self.store.write_atomic(EVENTS_FILE, events.as_bytes(), PUBLIC_MODE & SECRET_MODE) {
+        if let Err(e) = self.store.write_atomic(EVENTS_FILE, events.as_bytes(), SECRET_MODE) {
             tracing::error!(error = %e, "cannot write the event log");
             self.dirty.store(true, Ordering::Relaxed);
         }
