@@ -60,3 +60,13 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientCo
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ca_pem_must_hold_a_usable_certificate() {
+        assert_eq!(crate::check_ca_pem("junk").map_err(|e| e.code()), Err("invalid_profile"));
+        let not_der = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(crate::check_ca_pem(not_der).map_err(|e| e.code()), Err("invalid_profile"));
+    }
+}

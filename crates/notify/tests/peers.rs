@@ -745,6 +745,27 @@ async fn busy_callee_is_reported_as_failed() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn unanswered_call_is_cancelled_and_reported() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut sipp = Sipp::start(dir.path(), "uas_no_answer.xml", SipTransport::Udp, 1, 9).await?;
+    let mut profile = phone_profile(sipp.port, SipTransport::Udp);
+    // Below the 5 s a validated profile allows, to keep the test short.
+    profile.ring_timeout_seconds = 1;
+    let start = Instant::now();
+    let e = place_call(&profile, &context()).await.expect_err("nobody answers");
+    assert_eq!(e, NotifyError::NoAnswer { seconds: 1 });
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "gave up after the ring timeout: {:?}",
+        start.elapsed()
+    );
+    // CANCEL answered and the 487 acknowledged: sipp's scenario completed.
+    assert!(sipp.finished_ok().await?, "sipp log:\n{}", sipp.messages());
+    assert!(sipp.messages().contains("CANCEL sip:callee@127.0.0.1"));
+    Ok(())
+}
+
 // ---------------------------------------------------------------- the queue
 
 fn fast_queue(capacity: usize) -> (DeliveryQueue, mpsc::UnboundedReceiver<Outcome>) {
