@@ -138,6 +138,9 @@ struct ServeArgs {
     /// (else PORTCULLIS_ADMIN_PASSWORD, else one is generated into the data folder).
     #[arg(long, value_name = "FILE")]
     admin_password_file: Option<PathBuf>,
+    /// Folder to serve at `/` (the UI and API keep /admin/ and /api/).
+    #[arg(long, value_name = "DIR")]
+    webroot: Option<PathBuf>,
     /// Address to listen on (repeatable; default: every IPv6 and IPv4 address).
     #[arg(long = "listen", value_name = "ADDRESS")]
     listen: Vec<IpAddr>,
@@ -255,6 +258,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             })
             .admin_password(admin_password)
             .bind_addresses(args.listen)
+            .webroot(args.webroot)
             .start()
             .await?;
         let listeners = server.runtime().open_listeners().await;

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::ValidationError;
 use crate::access_control::AccessControlSettings;
 use crate::profiles::Profiles;
-use crate::settings::{AuthenticationSettings, ProfileNames, WebServerSettings};
+use crate::settings::{AuthenticationSettings, ProfileNames, WebServerSettings, WebrootSettings};
 
 /// Version of the stored file format; bumped when a change needs migrating.
 pub const CONFIG_VERSION: u32 = 1;
@@ -27,6 +27,8 @@ pub struct Config {
     pub profiles: Profiles,
     /// Authentication schemes.
     pub authentication: AuthenticationSettings,
+    /// Static content.
+    pub webroot: WebrootSettings,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             access_control: AccessControlSettings::default(),
             profiles: Profiles::default(),
             authentication: AuthenticationSettings::default(),
+            webroot: WebrootSettings::default(),
         }
     }
 }
@@ -102,6 +105,9 @@ impl Config {
         }
         if self.authentication != other.authentication {
             out.push("authentication".to_string());
+        }
+        if self.webroot != other.webroot {
+            out.push("webroot".to_string());
         }
         out
     }

@@ -94,6 +94,15 @@ pub struct AuthenticationSettings {
     pub digest: bool,
 }
 
+/// Static content served from the webroot folder (`serve --webroot DIR`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct WebrootSettings {
+    /// Require a login for the static content. Off by default: the operator
+    /// chose to publish the folder.
+    pub login_required: bool,
+}
+
 /// Names of the notification profiles that exist, to check references against.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileNames {

@@ -119,7 +119,7 @@ pub async fn authenticate(State(rt): State<Arc<Runtime>>, req: Request, next: Ne
     }
 }
 
-fn log_access(rt: &Runtime, parts: &Parts, user: Option<&str>, authorized: bool) {
+pub(crate) fn log_access(rt: &Runtime, parts: &Parts, user: Option<&str>, authorized: bool) {
     if let Some(ip) = client_ip(&parts.extensions) {
         let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
         rt.security.log_access(ip, user, authorized, parts.uri.path(), rt.now(), timeout);
@@ -146,7 +146,7 @@ pub async fn identify_optional(State(rt): State<Arc<Runtime>>, req: Request, nex
     next.run(Request::from_parts(parts, body)).await
 }
 
-async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Response> {
+pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Response> {
     let headers = &req.headers;
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().unwrap_or("");

@@ -26,6 +26,7 @@ pub mod security;
 pub mod store;
 pub mod tls;
 pub mod ui;
+pub mod webroot;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub enum StartError {
     /// The first admin password was refused.
     #[error("admin password: {0}")]
     AdminPassword(String),
+    /// The webroot folder cannot be served.
+    #[error(transparent)]
+    Webroot(#[from] webroot::WebrootError),
 }
 
 /// Builds and starts a server on a data folder.
@@ -79,6 +83,7 @@ pub struct ServerBuilder {
     bind_addresses: Vec<IpAddr>,
     clock: Arc<dyn Clock>,
     routes: Router,
+    webroot: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -92,6 +97,7 @@ impl ServerBuilder {
             bind_addresses: Vec::new(),
             clock: Arc::new(SystemClock),
             routes: Router::new(),
+            webroot: None,
         }
     }
 
@@ -116,6 +122,12 @@ impl ServerBuilder {
     /// Addresses to listen on (default: every address, IPv6 and IPv4).
     pub fn bind_addresses(mut self, addresses: Vec<IpAddr>) -> Self {
         self.bind_addresses = addresses;
+        self
+    }
+
+    /// A folder to serve at `/` (the UI and API keep `/admin/` and `/api/`).
+    pub fn webroot(mut self, dir: Option<PathBuf>) -> Self {
+        self.webroot = dir;
         self
     }
 
@@ -152,6 +164,7 @@ impl ServerBuilder {
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
         let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
+        let webroot = self.webroot.as_deref().map(webroot::Webroot::new).transpose()?;
         let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now));
         for problem in &load_report.problems {
             security.event(
@@ -177,6 +190,7 @@ impl ServerBuilder {
             auth: Authenticator::new(users),
             certs,
             security: security.clone(),
+            webroot,
             overrides: self.overrides,
             stored,
             load_report,
@@ -261,7 +275,7 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(api::public_routes(&rt))
         .merge(ui::routes())
         .merge(protected)
-        .fallback(|| async { error::ApiError::not_found("no such resource") })
+        .fallback(fallback)
         .layer(middleware::from_fn(http::json_errors))
         .layer(middleware::from_fn(http::same_origin))
         .layer(middleware::from_fn_with_state(rt.clone(), http::client_address))
@@ -272,6 +286,35 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(http::security_headers))
         .with_state(rt)
+}
+
+/// Everything no route claims: the webroot's files, or `/` leading to the UI.
+async fn fallback(
+    axum::extract::State(rt): axum::extract::State<Arc<Runtime>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    let reserved = path.starts_with("/api/") || path.starts_with("/admin/") || path == "/admin";
+    match &rt.webroot {
+        Some(w) if !reserved => {
+            let (parts, _) = req.into_parts();
+            if rt.running().webroot.login_required {
+                match http::identify(&rt, &parts).await {
+                    Ok(id) => http::log_access(&rt, &parts, Some(&id.user), true),
+                    Err(resp) => {
+                        if !parts.headers.contains_key(::http::header::AUTHORIZATION) {
+                            http::log_access(&rt, &parts, None, false);
+                        }
+                        return resp;
+                    }
+                }
+            }
+            w.serve(&parts.method, parts.uri.path(), &parts.headers).await
+        }
+        None if path == "/" => axum::response::Redirect::to("/admin/").into_response(),
+        _ => error::ApiError::not_found("no such resource").into_response(),
+    }
 }
 
 /// A started server.

@@ -95,6 +95,8 @@ pub struct Runtime {
     pub certs: Certificates,
     /// Access control, intrusion detection, logfile, event log.
     pub security: Arc<Security>,
+    /// Static content folder, if one is served.
+    pub webroot: Option<Arc<crate::webroot::Webroot>>,
     overrides: PortOverrides,
     running: ArcSwap<Config>,
     stored: Mutex<Config>,
@@ -127,6 +129,8 @@ pub struct RuntimeParts {
     pub certs: Certificates,
     /// Security state.
     pub security: Arc<Security>,
+    /// Static content folder.
+    pub webroot: Option<Arc<crate::webroot::Webroot>>,
     /// Command-line port overrides.
     pub overrides: PortOverrides,
     /// The stored configuration as loaded.
@@ -150,6 +154,7 @@ impl Runtime {
             auth: parts.auth,
             certs: parts.certs,
             security: parts.security,
+            webroot: parts.webroot,
             overrides: parts.overrides,
             running: ArcSwap::new(Arc::new(running)),
             stored: Mutex::new(parts.stored),
@@ -263,6 +268,23 @@ impl Runtime {
         }
         self.apply(new).await?;
         self.event(EventKind::ConfigChanged, actor, "access control set");
+        Ok(self.running())
+    }
+
+    /// Set for the static content settings.
+    pub async fn set_webroot(
+        &self,
+        settings: portcullis_core::settings::WebrootSettings,
+        actor: &Actor,
+    ) -> Result<Arc<Config>, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let mut new = (*self.running()).clone();
+        if new.webroot == settings {
+            return Ok(self.running());
+        }
+        new.webroot = settings;
+        self.apply(new).await?;
+        self.event(EventKind::ConfigChanged, actor, "static content settings set");
         Ok(self.running())
     }
 

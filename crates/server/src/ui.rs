@@ -26,7 +26,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// The UI's routes; pages check the login themselves (in the browser) through the API.
 pub fn routes() -> Router<Arc<Runtime>> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/admin/") }))
         .route("/admin", get(|| async { Redirect::to("/admin/") }))
         .route("/admin/", get(|| async { page(include_str!("../assets/index.html")) }))
         .route("/admin/login", get(|| async { page(include_str!("../assets/login.html")) }))

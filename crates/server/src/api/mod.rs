@@ -45,6 +45,7 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/reboot", post(reboot))
         .route("/api/v1/listeners", get(listeners))
         .route("/api/v1/authentication", get(get_authentication).put(put_authentication))
+        .route("/api/v1/webroot", get(get_webroot).put(put_webroot))
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{name}", get(get_user).put(put_user).delete(delete_user))
         .route("/api/v1/certificate", get(certificate::show).delete(certificate::delete))
@@ -189,6 +190,29 @@ async fn put_authentication(
 ) -> Result<Json<portcullis_core::settings::AuthenticationSettings>, ApiError> {
     let running = rt.set_authentication(settings, &admin.actor).await?;
     Ok(Json(running.authentication.clone()))
+}
+
+/// The running static content settings.
+#[utoipa::path(get, path = "/api/v1/webroot", tag = "webserver",
+    responses((status = 200, body = portcullis_core::settings::WebrootSettings)))]
+async fn get_webroot(
+    State(rt): State<Arc<Runtime>>,
+    _v: Viewer,
+) -> Json<portcullis_core::settings::WebrootSettings> {
+    Json(rt.running().webroot.clone())
+}
+
+/// Set for the static content settings (public, or login required).
+#[utoipa::path(put, path = "/api/v1/webroot", tag = "webserver",
+    request_body = portcullis_core::settings::WebrootSettings,
+    responses((status = 200, body = portcullis_core::settings::WebrootSettings), (status = 400, body = ErrorBody)))]
+async fn put_webroot(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    ApiJson(settings): ApiJson<portcullis_core::settings::WebrootSettings>,
+) -> Result<Json<portcullis_core::settings::WebrootSettings>, ApiError> {
+    let running = rt.set_webroot(settings, &admin.actor).await?;
+    Ok(Json(running.webroot.clone()))
 }
 
 /// An account as shown by the API (never its hash).
@@ -414,7 +438,7 @@ impl utoipa::Modify for SecurityAddon {
         listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
         certificate::upload_certificate, certificate::download, certificate::request,
         security::get_access_control, security::put_access_control, security::blocked, security::unblock,
-        security::logfile, security::events, get_authentication, put_authentication, list_users, get_user, put_user, delete_user, login, logout, get_session),
+        security::logfile, security::events, get_authentication, put_authentication, get_webroot, put_webroot, list_users, get_user, put_user, delete_user, login, logout, get_session),
     components(schemas(ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SecurityAddon),
     security(("basic" = []), ("session" = []))

@@ -1,0 +1,144 @@
+//! Static content from `serve --webroot DIR`.
+
+use portcullis_testkit::{ADMIN_PASSWORD, Options, TestServer, run};
+use serde_json::json;
+
+use crate::bin;
+
+fn with_webroot() -> (TestServer, tempfile::TempDir) {
+    let content = tempfile::tempdir().expect("tempdir");
+    let www = content.path().join("www");
+    std::fs::create_dir_all(www.join("docs")).expect("mkdir");
+    std::fs::write(www.join("index.html"), "<h1>camera</h1>").expect("write");
+    std::fs::write(www.join("docs/manual.pdf"), vec![b'%'; 300_000]).expect("write");
+    std::fs::write(www.join("snap.jpg"), vec![0xFF; 1024]).expect("write");
+    std::fs::write(www.join(".htpasswd"), "secret").expect("write");
+    std::fs::write(content.path().join("outside.txt"), "outside").expect("write");
+    std::os::unix::fs::symlink(content.path().join("outside.txt"), www.join("escape.txt")).expect("symlink");
+    let options =
+        Options { extra_args: vec!["--webroot".into(), www.display().to_string()], ..Default::default() };
+    (TestServer::start_with(&bin(), options).expect("start"), content)
+}
+
+#[test]
+fn files_with_types_validators_and_ranges() {
+    let (server, _content) = with_webroot();
+    let c = server.client();
+    let r = c.get(server.url("/")).send().expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html");
+    let etag = r.headers()["etag"].to_str().expect("etag").to_string();
+    let last_modified = r.headers()["last-modified"].to_str().expect("lm").to_string();
+    assert_eq!(r.text().expect("body"), "<h1>camera</h1>");
+    assert_eq!(c.get(server.url("/snap.jpg")).send().expect("get").headers()["content-type"], "image/jpeg");
+    // Conditional requests.
+    assert_eq!(c.get(server.url("/")).header("if-none-match", &etag).send().expect("get").status(), 304);
+    assert_eq!(
+        c.get(server.url("/")).header("if-modified-since", &last_modified).send().expect("get").status(),
+        304
+    );
+    assert_eq!(
+        c.get(server.url("/")).header("if-none-match", "\"other\"").send().expect("get").status(),
+        200
+    );
+    // Ranges, over HTTPS too, for a file larger than the in-memory cache limit.
+    let r = c.get(server.https_url("/docs/manual.pdf")).header("range", "bytes=100-199").send().expect("get");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 100-199/300000");
+    assert_eq!(r.bytes().expect("body").len(), 100);
+    let r = c.get(server.url("/docs/manual.pdf")).send().expect("get");
+    assert_eq!(r.bytes().expect("body").len(), 300_000);
+    let r = c.get(server.url("/snap.jpg")).header("range", "bytes=5000-").send().expect("get");
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */1024");
+    let r = c
+        .get(server.url("/snap.jpg"))
+        .header("range", "bytes=0-9")
+        .header("if-range", "\"stale\"")
+        .send()
+        .expect("get");
+    assert_eq!(r.status(), 200, "If-Range with another ETag gets the whole file");
+    let r = c.head(server.url("/snap.jpg")).send().expect("head");
+    assert_eq!(r.headers()["content-length"], "1024");
+    // The API and the UI keep their prefixes.
+    assert_eq!(c.get(server.url("/admin/login")).send().expect("get").status(), 200);
+    assert_eq!(c.get(server.url("/healthz")).send().expect("get").status(), 200);
+    assert_eq!(c.post(server.url("/snap.jpg")).send().expect("post").status(), 405);
+}
+
+#[test]
+fn nothing_outside_the_folder_is_served() {
+    let (server, _content) = with_webroot();
+    let port = server.http_ports[0].to_string();
+    for path in [
+        "/../outside.txt",
+        "/docs/../../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/docs/%2e%2e/%2e%2e/outside.txt",
+        "/.htpasswd",
+        "/escape.txt",
+        "/..%2foutside.txt",
+        "/%2e%2e%2foutside.txt",
+        "/docs/..%5c..%5coutside.txt",
+    ] {
+        // curl --path-as-is sends the path exactly as written, without normalising "..".
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let (_, out, _) = run("curl", &["-s", "--path-as-is", "-w", "\n%{http_code}", &url]);
+        assert!(!out.contains("outside") && !out.contains("secret"), "{path}: {out}");
+        assert!(out.ends_with("404") || out.ends_with("400"), "{path}: {out}");
+    }
+}
+
+#[test]
+fn login_can_be_required_and_blocked_clients_get_nothing() {
+    let (server, _content) = with_webroot();
+    let (status, _) = server.admin("PUT", "/api/v1/webroot", Some(json!({"login_required": true})));
+    assert_eq!(status, 200);
+    let c = server.client();
+    assert_eq!(c.get(server.url("/snap.jpg")).send().expect("get").status(), 401);
+    let r = c.get(server.url("/snap.jpg")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().expect("get");
+    assert_eq!(r.status(), 200);
+    // Protected by the same intrusion detection and access control.
+    let (_, mut s) = server.admin("GET", "/api/v1/webserver", None);
+    s["intrusion_detection"]["notification_threshold"] = json!(5);
+    s["intrusion_detection"]["block_ip"] = json!(true);
+    server.admin("PUT", "/api/v1/webserver", Some(s));
+    server.admin("PUT", "/api/v1/access-control", Some(json!({"enabled": true})));
+    let url = server.url("/snap.jpg");
+    for _ in 0..6 {
+        let (_, out, _) = run(
+            "curl",
+            &[
+                "-s",
+                "--interface",
+                "127.0.0.2",
+                "-u",
+                "admin:wrong",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ],
+        );
+        assert_eq!(out, "401");
+    }
+    let (_, out, _) =
+        run("curl", &["-s", "--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}", &url]);
+    assert_eq!(out, "000", "blocked at the connection");
+}
+
+#[test]
+fn without_a_webroot_the_root_leads_to_the_ui() {
+    let server = TestServer::start(&bin()).expect("start");
+    let r = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(server.url("/"))
+        .send()
+        .expect("get");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/admin/");
+    assert_eq!(server.client().get(server.url("/snap.jpg")).send().expect("get").status(), 404);
+}

@@ -1,0 +1,331 @@
+//! Static content from a folder (`serve --webroot DIR`): the device's own
+//! pages, snapshots, manuals. Content types, strong ETags and Last-Modified,
+//! conditional requests, single byte ranges; nothing outside the folder is
+//! ever served (no `..`, no dotfiles, no symlink leading out, checked after
+//! resolving every link).
+//!
+//! Small files are kept in memory (validated against the file's size and
+//! modification time on every request), so the common case costs one
+//! `stat` and no read.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use crate::error::ApiError;
+
+/// Files up to this size are cached in memory.
+pub const CACHE_FILE_LIMIT: u64 = 256 * 1024;
+/// Total bytes the cache may hold; beyond, it is emptied and refilled.
+pub const CACHE_TOTAL_LIMIT: usize = 16 * 1024 * 1024;
+/// Chunk size when streaming large files.
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Cached {
+    len: u64,
+    modified: SystemTime,
+    data: Bytes,
+}
+
+/// A folder served at `/`.
+pub struct Webroot {
+    root: PathBuf,
+    cache: RwLock<(HashMap<PathBuf, Cached>, usize)>,
+}
+
+impl std::fmt::Debug for Webroot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webroot").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// Why a webroot cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("webroot {path}: {reason}")]
+pub struct WebrootError {
+    /// The folder given.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Webroot {
+    /// Serves `dir`, which must be an existing folder.
+    pub fn new(dir: &Path) -> Result<Arc<Self>, WebrootError> {
+        let err = |reason: String| WebrootError { path: dir.to_path_buf(), reason };
+        let root = dir.canonicalize().map_err(|e| err(e.to_string()))?;
+        if !root.is_dir() {
+            return Err(err("not a folder".into()));
+        }
+        Ok(Arc::new(Self { root, cache: RwLock::new((HashMap::new(), 0)) }))
+    }
+
+    /// The file a request path names, if it is inside the folder.
+    fn resolve(&self, raw_path: &str) -> Option<PathBuf> {
+        let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8().ok()?;
+        if decoded.contains('\0') || decoded.contains('\\') {
+            return None;
+        }
+        let mut path = self.root.clone();
+        for segment in decoded.split('/') {
+            if segment.is_empty() {
+                continue;
+            }
+            // Dotfiles (.htpasswd, .git) and "." / ".." are never served.
+            if segment.starts_with('.') {
+                return None;
+            }
+            match Path::new(segment).components().next() {
+                Some(Component::Normal(_)) => path.push(segment),
+                _ => return None,
+            }
+        }
+        let mut real = path.canonicalize().ok()?;
+        if real.is_dir() {
+            real = real.join("index.html").canonicalize().ok()?;
+        }
+        // Checked after every symlink is resolved: a link may not lead out.
+        real.starts_with(&self.root).then_some(real)
+    }
+
+    /// Answers a GET or HEAD for `path`.
+    pub async fn serve(self: &Arc<Self>, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+        if method != Method::GET && method != Method::HEAD {
+            let mut r = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "static content is read-only",
+            )
+            .into_response();
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let Some(file) = self.resolve(path) else { return not_found() };
+        // A stat of a local file takes microseconds; doing it here saves a
+        // thread hop per request, which matters more for small files.
+        let Ok(meta) = std::fs::metadata(&file) else { return not_found() };
+        if !meta.is_file() {
+            return not_found();
+        }
+        let len = meta.len();
+        let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        let mtime_ns = modified.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let etag = format!("\"{len:x}-{mtime_ns:x}\"");
+        let last_modified = httpdate::fmt_http_date(modified);
+        let mime = mime_guess::from_path(&file).first_or_octet_stream();
+        let mut base = HeaderMap::new();
+        base.insert(header::ETAG, hv(&etag));
+        base.insert(header::LAST_MODIFIED, hv(&last_modified));
+        base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        base.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+
+        if not_modified(headers, &etag, modified) {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            r.headers_mut().extend(base);
+            return r;
+        }
+        let range = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| if_range_holds(headers, &etag, modified))
+            .map(|r| parse_range(r, len));
+        let (status, start, end) = match range {
+            None | Some(RangeSpec::Ignore) => (StatusCode::OK, 0, len),
+            Some(RangeSpec::Unsatisfiable) => {
+                let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                r.headers_mut().extend(base);
+                r.headers_mut().insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
+                return r;
+            }
+            Some(RangeSpec::Bytes(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
+        };
+        let mut resp_headers = base;
+        resp_headers.insert(header::CONTENT_TYPE, hv(mime.as_ref()));
+        resp_headers.insert(header::CONTENT_LENGTH, hv(&(end - start).to_string()));
+        if status == StatusCode::PARTIAL_CONTENT {
+            resp_headers.insert(header::CONTENT_RANGE, hv(&format!("bytes {start}-{}/{len}", end - 1)));
+        }
+        let body = if method == Method::HEAD {
+            Body::empty()
+        } else if len <= CACHE_FILE_LIMIT {
+            match self.small_file(&file, len, modified).await {
+                Some(data) => Body::from(data.slice(start as usize..end as usize)),
+                None => return not_found(),
+            }
+        } else {
+            match stream(&file, start, end).await {
+                Some(b) => b,
+                None => return not_found(),
+            }
+        };
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        *r.headers_mut() = resp_headers;
+        r
+    }
+
+    async fn small_file(&self, file: &Path, len: u64, modified: SystemTime) -> Option<Bytes> {
+        if let Some(c) = self.cache.read().unwrap_or_else(|e| e.into_inner()).0.get(file)
+            && c.len == len
+            && c.modified == modified
+        {
+            return Some(c.data.clone());
+        }
+        let path = file.to_path_buf();
+        let data = Bytes::from(tokio::task::spawn_blocking(move || std::fs::read(path)).await.ok()?.ok()?);
+        if data.len() as u64 != len {
+            // Changed while we read it: serve what we read, cache nothing.
+            return (data.len() as u64 >= len).then(|| data.slice(..len as usize));
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.1 + data.len() > CACHE_TOTAL_LIMIT {
+            cache.0.clear();
+            cache.1 = 0;
+        }
+        let old = cache.0.insert(file.to_path_buf(), Cached { len, modified, data: data.clone() });
+        cache.1 = cache.1 + data.len() - old.map_or(0, |o| o.data.len());
+        Some(data)
+    }
+}
+
+async fn stream(file: &Path, start: u64, end: u64) -> Option<Body> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(file).await.ok()?;
+    f.seek(std::io::SeekFrom::Start(start)).await.ok()?;
+    let reader = f.take(end - start);
+    Some(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, CHUNK)))
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn not_found() -> Response {
+    ApiError::not_found("no such file").into_response()
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return etag_matches(inm, etag);
+    }
+    match headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        // HTTP dates have whole seconds.
+        Some(since) => {
+            modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+                <= since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        }
+        None => false,
+    }
+}
+
+fn if_range_holds(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) if v.starts_with('"') => v == etag,
+        Some(v) => httpdate::parse_http_date(v).is_ok_and(|d| {
+            modified.duration_since(UNIX_EPOCH).map(|m| m.as_secs()).unwrap_or(0)
+                == d.duration_since(UNIX_EPOCH).map(|m| m.as_secs()).unwrap_or(1)
+        }),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeSpec {
+    /// Serve the whole file (malformed or several ranges: RFC 9110 lets us ignore them).
+    Ignore,
+    Unsatisfiable,
+    /// First and last byte, inclusive.
+    Bytes(u64, u64),
+}
+
+fn parse_range(value: &str, len: u64) -> RangeSpec {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeSpec::Ignore };
+    if spec.contains(',') {
+        return RangeSpec::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeSpec::Ignore };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => RangeSpec::Ignore,
+        (true, false) => match b.parse::<u64>() {
+            Ok(0) => RangeSpec::Unsatisfiable,
+            Ok(n) if len > 0 => RangeSpec::Bytes(len.saturating_sub(n), len - 1),
+            Ok(_) => RangeSpec::Unsatisfiable,
+            Err(_) => RangeSpec::Ignore,
+        },
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else { return RangeSpec::Ignore };
+            let end = if b.is_empty() { Ok(len.saturating_sub(1)) } else { b.parse::<u64>() };
+            match end {
+                Err(_) => RangeSpec::Ignore,
+                Ok(_) if start >= len => RangeSpec::Unsatisfiable,
+                Ok(end) if end < start => RangeSpec::Ignore,
+                Ok(end) => RangeSpec::Bytes(start, end.min(len - 1)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), RangeSpec::Bytes(0, 99));
+        assert_eq!(parse_range("bytes=900-", 1000), RangeSpec::Bytes(900, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), RangeSpec::Bytes(900, 999));
+        assert_eq!(parse_range("bytes=990-2000", 1000), RangeSpec::Bytes(990, 999));
+        assert_eq!(parse_range("bytes=1000-", 1000), RangeSpec::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5000-", 1024), RangeSpec::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 1000), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeSpec::Ignore);
+        assert_eq!(parse_range("items=0-1", 1000), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=-0", 1000), RangeSpec::Unsatisfiable);
+    }
+
+    #[test]
+    fn nothing_outside_the_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("www");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("index.html"), "home").expect("write");
+        std::fs::write(root.join("sub/a.txt"), "a").expect("write");
+        std::fs::write(root.join(".secret"), "s").expect("write");
+        std::fs::write(dir.path().join("outside.txt"), "o").expect("write");
+        std::os::unix::fs::symlink(dir.path().join("outside.txt"), root.join("link.txt")).expect("symlink");
+        std::os::unix::fs::symlink(root.join("sub/a.txt"), root.join("inner.txt")).expect("symlink");
+        let w = Webroot::new(&root).expect("webroot");
+        assert!(w.resolve("/").is_some_and(|p| p.ends_with("index.html")));
+        assert!(w.resolve("/sub/a.txt").is_some());
+        assert!(w.resolve("/inner.txt").is_some(), "links inside the folder are fine");
+        for bad in [
+            "/../outside.txt",
+            "/sub/../../outside.txt",
+            "/%2e%2e/outside.txt",
+            "/sub/%2E%2E/%2E%2E/outside.txt",
+            "/.secret",
+            "/link.txt",
+            "/sub%2f..%2f..%2foutside.txt",
+            "/a%00.txt",
+            "/..%5coutside.txt",
+            "/%ff",
+        ] {
+            assert!(w.resolve(bad).is_none(), "{bad} must not resolve");
+        }
+    }
+}
