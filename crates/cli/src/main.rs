@@ -144,6 +144,9 @@ struct ServeArgs {
     /// Address to listen on (repeatable; default: every IPv6 and IPv4 address).
     #[arg(long = "listen", value_name = "ADDRESS")]
     listen: Vec<IpAddr>,
+    /// First delay before a failed notification is tried again, in milliseconds (then ×4 each time).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    notify_retry_ms: u64,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
@@ -259,6 +262,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .admin_password(admin_password)
             .bind_addresses(args.listen)
             .webroot(args.webroot)
+            .notify_first_retry(std::time::Duration::from_millis(args.notify_retry_ms))
             .start()
             .await?;
         let listeners = server.runtime().open_listeners().await;
@@ -383,6 +387,9 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
                     }
                 }
             };
+            // Secrets never leave through a read of the configuration.
+            let mut config = config;
+            config.profiles = config.profiles.redacted();
             print!("{}", config.to_file_text());
         }
         ConfigCommand::Check { file, data } => {

@@ -128,12 +128,9 @@ pub(crate) fn log_access(rt: &Runtime, parts: &Parts, user: Option<&str>, author
 
 /// Counts a presented-and-wrong credential (logfile, intrusion detection).
 pub fn wrong_credentials(rt: &Runtime, ext: &http::Extensions, user: &str, path: &str) {
-    let Some(ip) = client_ip(ext) else { return };
-    let running = rt.running();
-    let now = rt.now();
-    let id = &running.webserver.intrusion_detection;
-    rt.security.log_access(ip, Some(user), false, path, now, id.timeout_minutes);
-    rt.security.record_failure(ip, Some(user), id, id.block_ip && running.access_control.enabled, now);
+    if let Some(ip) = client_ip(ext) {
+        rt.failed_login(ip, user, path);
+    }
 }
 
 /// Like [`authenticate`], but a request without credentials passes through

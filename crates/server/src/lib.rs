@@ -21,6 +21,7 @@ pub mod digest;
 pub mod error;
 pub mod http;
 pub mod listen;
+pub mod notifications;
 pub mod runtime;
 pub mod security;
 pub mod store;
@@ -84,6 +85,7 @@ pub struct ServerBuilder {
     clock: Arc<dyn Clock>,
     routes: Router,
     webroot: Option<PathBuf>,
+    notify_first_retry: std::time::Duration,
 }
 
 impl ServerBuilder {
@@ -98,6 +100,7 @@ impl ServerBuilder {
             clock: Arc::new(SystemClock),
             routes: Router::new(),
             webroot: None,
+            notify_first_retry: std::time::Duration::from_secs(1),
         }
     }
 
@@ -128,6 +131,12 @@ impl ServerBuilder {
     /// A folder to serve at `/` (the UI and API keep `/admin/` and `/api/`).
     pub fn webroot(mut self, dir: Option<PathBuf>) -> Self {
         self.webroot = dir;
+        self
+    }
+
+    /// First delay before a failed notification is tried again (then ×4 each time).
+    pub fn notify_first_retry(mut self, delay: std::time::Duration) -> Self {
+        self.notify_first_retry = delay;
         self
     }
 
@@ -212,6 +221,11 @@ impl ServerBuilder {
             shutdown: shutdown_rx,
             bind_addresses: Arc::new(self.bind_addresses),
         });
+        rt.set_notifier(notifications::Notifier::new(
+            security.clone(),
+            rt.clock.clone(),
+            self.notify_first_retry,
+        ));
         rt.start_listeners().await?;
         security.spawn_flusher();
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })

@@ -107,6 +107,7 @@ pub struct Runtime {
     users_lock: tokio::sync::Mutex<()>,
     listeners: tokio::sync::Mutex<ListenerSet>,
     listen_ctx: OnceLock<ListenContext>,
+    notifier: OnceLock<crate::notifications::Notifier>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -163,12 +164,71 @@ impl Runtime {
             users_lock: tokio::sync::Mutex::new(()),
             listeners: tokio::sync::Mutex::new(ListenerSet::default()),
             listen_ctx: OnceLock::new(),
+            notifier: OnceLock::new(),
         })
     }
 
     /// Gives the runtime what its listeners need; called once at start.
     pub fn set_listen_context(&self, ctx: ListenContext) {
         let _ = self.listen_ctx.set(ctx);
+    }
+
+    /// Gives the runtime its notification queue; called once at start.
+    pub fn set_notifier(&self, notifier: crate::notifications::Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// The notification queue.
+    pub fn notifier(&self) -> &crate::notifications::Notifier {
+        self.notifier.get().expect("the notifier is set at start, before any request")
+    }
+
+    /// Counts a presented-and-wrong credential; alerts the selected profiles when due.
+    pub fn failed_login(&self, ip: IpAddr, user: &str, path: &str) {
+        let running = self.running();
+        let now = self.now();
+        let id = &running.webserver.intrusion_detection;
+        self.security.log_access(ip, Some(user), false, path, now, id.timeout_minutes);
+        let result = self.security.record_failure(
+            ip,
+            Some(user),
+            id,
+            id.block_ip && running.access_control.enabled,
+            now,
+        );
+        if result.alert
+            && let Some(n) = self.notifier.get()
+        {
+            n.alert(
+                &running,
+                portcullis_core::profiles::AlertContext {
+                    device: crate::notifications::device_name(),
+                    event: "intrusion_alert".into(),
+                    message: format!("{} failed logins from {ip}", result.count),
+                    client_ip: Some(ip),
+                    user: Some(user.to_string()),
+                    count: result.count,
+                    time: now,
+                },
+            );
+        }
+    }
+
+    /// Set for the notification profiles.
+    pub async fn set_profiles(
+        &self,
+        profiles: portcullis_core::profiles::Profiles,
+        actor: &Actor,
+    ) -> Result<Arc<Config>, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let mut new = (*self.running()).clone();
+        if new.profiles == profiles {
+            return Ok(self.running());
+        }
+        new.profiles = profiles;
+        self.apply(new).await?;
+        self.event(EventKind::ConfigChanged, actor, "notification profiles set");
+        Ok(self.running())
     }
 
     /// The current time.

@@ -242,9 +242,10 @@ impl Store {
         if let Some(current) = self.read(CONFIG_FILE)?
             && parse_config(&current).is_ok()
         {
-            self.write_atomic(CONFIG_BACKUP_FILE, &current, PUBLIC_MODE)?;
+            self.write_atomic(CONFIG_BACKUP_FILE, &current, SECRET_MODE)?;
         }
-        self.write_atomic(CONFIG_FILE, config.to_file_text().as_bytes(), PUBLIC_MODE)
+        // Notification profiles hold SMTP and SIP passwords.
+        self.write_atomic(CONFIG_FILE, config.to_file_text().as_bytes(), SECRET_MODE)
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod digest;
 mod foundation;
 mod intrusion;
+mod notify;
 mod webroot;
 
 use std::path::PathBuf;

@@ -95,7 +95,10 @@ pub async fn generate(
 }
 
 /// Reads a multipart body: each allowed field once, unknown fields refused.
-pub async fn fields(mut multipart: Multipart, allowed: &[&str]) -> Result<HashMap<String, Vec<u8>>, ApiError> {
+pub async fn fields(
+    mut multipart: Multipart,
+    allowed: &[&str],
+) -> Result<HashMap<String, Vec<u8>>, ApiError> {
     let mut out = HashMap::new();
     loop {
         let field = multipart.next_field().await.map_err(|e| {

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1` (names from SPEC §8) and its OpenAPI document.
 
 pub mod certificate;
+pub mod profiles;
 pub mod security;
 
 use std::sync::Arc;
@@ -46,6 +47,12 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/listeners", get(listeners))
         .route("/api/v1/authentication", get(get_authentication).put(put_authentication))
         .route("/api/v1/webroot", get(get_webroot).put(put_webroot))
+        .route("/api/v1/profiles", get(profiles::list))
+        .route(
+            "/api/v1/profiles/{kind}/{name}",
+            get(profiles::get).put(profiles::put).delete(profiles::delete),
+        )
+        .route("/api/v1/profiles/{kind}/{name}/test", post(profiles::test))
         .route("/api/v1/users", get(list_users))
         .route("/api/v1/users/{name}", get(get_user).put(put_user).delete(delete_user))
         .route("/api/v1/certificate", get(certificate::show).delete(certificate::delete))
@@ -438,7 +445,7 @@ impl utoipa::Modify for SecurityAddon {
         listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
         certificate::upload_certificate, certificate::download, certificate::request,
         security::get_access_control, security::put_access_control, security::blocked, security::unblock,
-        security::logfile, security::events, get_authentication, put_authentication, get_webroot, put_webroot, list_users, get_user, put_user, delete_user, login, logout, get_session),
+        security::logfile, security::events, get_authentication, put_authentication, get_webroot, put_webroot, profiles::list, profiles::get, profiles::put, profiles::delete, profiles::test, list_users, get_user, put_user, delete_user, login, logout, get_session),
     components(schemas(ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SecurityAddon),
     security(("basic" = []), ("session" = []))
