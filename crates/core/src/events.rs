@@ -48,6 +48,10 @@ pub enum EventKind {
     ConfigStored,
     /// Running settings went back to the stored ones.
     ConfigRestored,
+    /// A provisional change was confirmed through the new configuration.
+    ConfigConfirmed,
+    /// A provisional change was not confirmed in time and was undone.
+    ConfigRolledBack,
     /// The stored configuration could not be read at start.
     ConfigLoadProblem,
     /// The certificate was generated, uploaded or deleted.

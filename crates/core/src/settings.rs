@@ -16,6 +16,21 @@ pub const DEFAULT_HTTPS_PORT: u16 = 443;
 pub const MIN_NOTIFICATION_THRESHOLD: u32 = 5;
 /// Most HTTP ports one device may open; more is a typo, not a need.
 pub const MAX_HTTP_PORTS: usize = 16;
+/// Shortest grace period for confirming a change that could cut the operator off.
+pub const MIN_CONFIRM_TIMEOUT_SECONDS: u32 = 30;
+/// Longest grace period for confirming a change.
+pub const MAX_CONFIRM_TIMEOUT_SECONDS: u32 = 3600;
+/// Longest HSTS max-age accepted (two years, the preload lists' ceiling).
+pub const MAX_HSTS_MAX_AGE_SECONDS: u32 = 63_072_000;
+
+/// Ports Chromium and Firefox refuse to connect to ("unsafe ports"): a web
+/// server there cannot be reached from a browser.
+pub const BROWSER_UNSAFE_PORTS: &[u16] = &[
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104,
+    109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515,
+    526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049,
+    3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+];
 /// Longest timeout and deadtime accepted, in minutes (one week).
 pub const MAX_MINUTES: u32 = 7 * 24 * 60;
 
@@ -33,6 +48,16 @@ pub struct WebServerSettings {
     pub https_port: Option<u16>,
     /// Password-guessing defence.
     pub intrusion_detection: IntrusionDetectionSettings,
+    /// Seconds a change that could cut the operator off waits for confirmation
+    /// before it is rolled back (30-3600; the value sent in a Set governs that Set).
+    pub confirm_timeout_seconds: u32,
+    /// Answer plain HTTP with a redirect (308) to the HTTPS port, except `/healthz`.
+    pub http_redirect_to_https: bool,
+    /// Send `Strict-Transport-Security` over HTTPS; only while a CA-signed
+    /// certificate is in use (HSTS with a self-signed one locks browsers out).
+    pub hsts_enabled: bool,
+    /// HSTS `max-age`, in seconds.
+    pub hsts_max_age_seconds: u32,
 }
 
 impl Default for WebServerSettings {
@@ -43,6 +68,11 @@ impl Default for WebServerSettings {
             https_enabled: true,
             https_port: None,
             intrusion_detection: IntrusionDetectionSettings::default(),
+            confirm_timeout_seconds: 120,
+            http_redirect_to_https: false,
+            hsts_enabled: false,
+            // Six months: long enough to matter, short enough to recover from a mistake.
+            hsts_max_age_seconds: 15_552_000,
         }
     }
 }
@@ -204,7 +234,51 @@ impl WebServerSettings {
                 ));
             }
         }
+        if !(MIN_CONFIRM_TIMEOUT_SECONDS..=MAX_CONFIRM_TIMEOUT_SECONDS)
+            .contains(&self.confirm_timeout_seconds)
+        {
+            return Err(ValidationError::new(
+                "confirm_timeout_seconds",
+                "out_of_range",
+                format!(
+                    "the confirmation grace period must be between {MIN_CONFIRM_TIMEOUT_SECONDS} and {MAX_CONFIRM_TIMEOUT_SECONDS} seconds"
+                ),
+            ));
+        }
+        if self.http_redirect_to_https && !(self.https_enabled && self.http_enabled) {
+            return Err(ValidationError::new(
+                "http_redirect_to_https",
+                "needs_https",
+                "the redirect to HTTPS needs both HTTP and HTTPS enabled",
+            ));
+        }
+        if self.hsts_max_age_seconds > MAX_HSTS_MAX_AGE_SECONDS {
+            return Err(ValidationError::new(
+                "hsts_max_age_seconds",
+                "out_of_range",
+                format!("the HSTS max-age is at most {MAX_HSTS_MAX_AGE_SECONDS} seconds (two years)"),
+            ));
+        }
+        if self.hsts_enabled && !self.https_enabled {
+            return Err(ValidationError::new("hsts_enabled", "needs_https", "HSTS needs HTTPS enabled"));
+        }
         self.intrusion_detection.validate(profiles)
+    }
+
+    /// Things that are allowed but probably not meant: ports browsers refuse,
+    /// privileged ports.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in self.listeners() {
+            let proto = if l.tls { "HTTPS" } else { "HTTP" };
+            if BROWSER_UNSAFE_PORTS.contains(&l.port) {
+                out.push(format!(
+                    "{proto} port {} is on the browsers' list of unsafe ports: Chrome and Firefox will refuse to open it",
+                    l.port
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -310,6 +384,20 @@ mod tests {
     fn https_port_may_equal_an_http_port_only_while_one_is_off() {
         let s = WebServerSettings { http_ports: vec![443], https_enabled: false, ..Default::default() };
         assert!(s.validate(&ProfileNames::default()).is_ok());
+    }
+
+    #[test]
+    fn live_apply_settings() {
+        let mut s = WebServerSettings { confirm_timeout_seconds: 29, ..Default::default() };
+        assert_eq!(refused(&s).field, "confirm_timeout_seconds");
+        s.confirm_timeout_seconds = 30;
+        assert!(s.validate(&ProfileNames::default()).is_ok());
+        s.https_enabled = false;
+        s.http_redirect_to_https = true;
+        assert_eq!(refused(&s).code, "needs_https");
+        let unsafe_port = WebServerSettings { http_ports: vec![6000], ..Default::default() };
+        assert_eq!(unsafe_port.warnings().len(), 1);
+        assert!(WebServerSettings::default().warnings().is_empty());
     }
 
     #[test]

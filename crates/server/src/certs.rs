@@ -325,6 +325,8 @@ pub struct Certificates {
     pub files: CertStore,
     /// Serialises certificate changes.
     pub lock: tokio::sync::Mutex<()>,
+    /// Whether the certificate in use is CA-signed (HSTS is safe only then).
+    trusted: std::sync::atomic::AtomicBool,
 }
 
 impl Certificates {
@@ -339,13 +341,25 @@ impl Certificates {
         })?;
         let info = material.describe(now)?;
         let key = material.certified_key()?;
-        Ok((Self { resolver: CertResolver::new(key), files, lock: tokio::sync::Mutex::new(()) }, info))
+        let trusted = std::sync::atomic::AtomicBool::new(!info.self_signed);
+        Ok((
+            Self { resolver: CertResolver::new(key), files, lock: tokio::sync::Mutex::new(()), trusted },
+            info,
+        ))
     }
 
     /// Serves `material` to new connections from now on; open ones keep theirs.
     pub fn install(&self, material: &Material) -> Result<(), CertStoreError> {
         self.resolver.swap(material.certified_key()?);
+        let self_signed = portcullis_cert::describe(&material.chain, OffsetDateTime::now_utc())
+            .map_or(true, |i| i.self_signed);
+        self.trusted.store(!self_signed, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether the certificate in use is CA-signed.
+    pub fn trusted(&self) -> bool {
+        self.trusted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reloads the certificate in use from the data folder (at reboot).

@@ -325,6 +325,44 @@ pub async fn declared_length_limit(
     next.run(req).await
 }
 
+/// HTTP → HTTPS redirect (308, keeping host, path and query; `/healthz`
+/// exempt) and HSTS over HTTPS, as the settings say.
+pub async fn transport_policy(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let Some(info) = req.extensions().get::<ConnInfo>().copied() else { return next.run(req).await };
+    let running = rt.running();
+    let ws = &running.webserver;
+    if !info.tls && ws.http_redirect_to_https && req.uri().path() != "/healthz" {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        if let Some(host) = host {
+            // Strip the port (an IPv6 literal keeps its brackets).
+            let name = match host.rfind(':') {
+                Some(i) if !host[i..].contains(']') => &host[..i],
+                _ => host.as_str(),
+            };
+            let port = ws.effective_https_port();
+            let authority = if port == 443 { name.to_string() } else { format!("{name}:{port}") };
+            let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            if let Ok(location) = HeaderValue::from_str(&format!("https://{authority}{target}")) {
+                let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
+                resp.headers_mut().insert(header::LOCATION, location);
+                return resp;
+            }
+        }
+    }
+    let hsts = info.tls && ws.hsts_enabled && rt.certs.trusted();
+    let max_age = ws.hsts_max_age_seconds;
+    let mut resp = next.run(req).await;
+    if hsts && let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    resp
+}
+
 /// Headers every answer carries.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");

@@ -221,6 +221,7 @@ impl ServerBuilder {
             shutdown: shutdown_rx,
             bind_addresses: Arc::new(self.bind_addresses),
         });
+        rt.set_self_ref();
         rt.set_notifier(notifications::Notifier::new(
             security.clone(),
             rt.clock.clone(),
@@ -292,6 +293,7 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .fallback(fallback)
         .layer(middleware::from_fn(http::json_errors))
         .layer(middleware::from_fn(http::same_origin))
+        .layer(middleware::from_fn_with_state(rt.clone(), http::transport_policy))
         .layer(middleware::from_fn_with_state(rt.clone(), http::client_address))
         .layer(middleware::from_fn_with_state(
             (limits.max_body_bytes, limits.max_upload_bytes),

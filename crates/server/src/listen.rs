@@ -257,18 +257,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 
 /// Why a port could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("port {port} cannot be opened: {source}")]
+#[error("port {port} cannot be opened: {}", explain(.source))]
 pub struct BindError {
     /// The port.
     pub port: u16,
+    /// Whether it was to serve HTTPS.
+    pub tls: bool,
     /// The system's reason.
     pub source: io::Error,
 }
 
+fn explain(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "another program on this device already uses it".into(),
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability, which this server does not have".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Binds `port` on every address (one dual-stack IPv6 socket, or IPv4 when
 /// the host has no IPv6), or on the given addresses.
-pub fn bind(port: u16, addresses: &[IpAddr]) -> Result<Vec<TcpListener>, BindError> {
-    let err = |source| BindError { port, source };
+pub fn bind(port: u16, tls: bool, addresses: &[IpAddr]) -> Result<Vec<TcpListener>, BindError> {
+    let err = |source| BindError { port, tls, source };
     if addresses.is_empty() {
         return match bind_one(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), true) {
             Ok(l) => Ok(vec![l]),
@@ -340,7 +352,7 @@ impl ListenerSet {
             if self.open.keys().any(|o| o.port == spec.port) {
                 continue;
             }
-            bound.push((*spec, bind(spec.port, addresses)?));
+            bound.push((*spec, bind(spec.port, spec.tls, addresses)?));
         }
         let remove = self.open.keys().filter(|s| !wanted.contains(s)).copied().collect();
         Ok(Prepared { bound, remove })
@@ -348,13 +360,22 @@ impl ListenerSet {
 
     /// Serves the prepared listeners and closes the removed ones; open
     /// connections on a removed port finish their requests (bounded grace).
+    ///
+    /// With `keep_old`, listeners the change removes stay open beside the new
+    /// ones (a provisional change), unless their port is needed for the other
+    /// protocol; [`ListenerSet::close_unwanted`] closes them later.
     pub async fn commit(
         &mut self,
         prepared: Prepared,
         ctx: &ListenContext,
         wanted: &[ListenerSpec],
+        keep_old: bool,
     ) -> Result<(), BindError> {
         for spec in prepared.remove {
+            let port_needed = wanted.iter().any(|w| w.port == spec.port);
+            if keep_old && !port_needed {
+                continue;
+            }
             if let Some(l) = self.open.remove(&spec) {
                 let _ = l.stop.send(true);
             }
@@ -368,7 +389,7 @@ impl ListenerSet {
             if !self.open.contains_key(spec) {
                 let mut attempt = 0;
                 let listeners = loop {
-                    match bind(spec.port, &ctx.bind_addresses) {
+                    match bind(spec.port, spec.tls, &ctx.bind_addresses) {
                         Ok(l) => break l,
                         Err(e) if attempt >= 100 => return Err(e),
                         Err(_) => {
@@ -390,6 +411,16 @@ impl ListenerSet {
         }
         tracing::info!(port = spec.port, tls = spec.tls, "listening");
         self.open.insert(spec, Listener { stop });
+    }
+
+    /// Closes the listeners that are not in `wanted` (their open requests finish).
+    pub fn close_unwanted(&mut self, wanted: &[ListenerSpec]) {
+        let unwanted: Vec<ListenerSpec> = self.open.keys().filter(|s| !wanted.contains(s)).copied().collect();
+        for spec in unwanted {
+            if let Some(l) = self.open.remove(&spec) {
+                let _ = l.stop.send(true);
+            }
+        }
     }
 
     /// Closes every listener.

@@ -20,6 +20,7 @@ use crate::certs::Certificates;
 use crate::listen::{BindError, Limits, ListenContext, ListenerSet};
 use crate::security::Security;
 use crate::store::{ConfigLoadReport, Store, StoreError};
+use portcullis_core::settings::ListenerSpec;
 
 /// Ports given on the command line; they replace the configured ones whenever
 /// the running configuration is loaded from the stored one (start, Reboot, Restore).
@@ -63,11 +64,15 @@ pub enum ApplyError {
     /// Writing the data folder failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The change would deny the address making the request.
-    #[error(
-        "these rules would deny your own address {0}; send the request again with ?force=true to apply them anyway"
-    )]
-    WouldLockOut(IpAddr),
+    /// Another change is still waiting for confirmation.
+    #[error("a change is waiting for confirmation until {} (POST /api/v1/config/confirm through the new configuration); confirm it or let it roll back first", .0.deadline)]
+    Unconfirmed(PendingView),
+    /// Nothing is waiting for confirmation.
+    #[error("no change is waiting for confirmation")]
+    NothingPending,
+    /// The confirmation came through a listener the change removes.
+    #[error("confirm through the new configuration: connect to one of the ports {}", .0.iter().map(|l| format!("{} ({})", l.port, if l.tls { "HTTPS" } else { "HTTP" })).collect::<Vec<_>>().join(", "))]
+    ConfirmFromNew(Vec<ListenerSpec>),
 }
 
 /// Whether running differs from stored, and where.
@@ -79,6 +84,10 @@ pub struct ConfigStatus {
     pub changed_sections: Vec<String>,
     /// How the stored configuration was loaded at start.
     pub load: ConfigLoadReport,
+    /// A provisional change waiting for confirmation, or null.
+    pub pending: Option<PendingView>,
+    /// Settings that are allowed but probably not meant (e.g. ports browsers refuse).
+    pub warnings: Vec<String>,
 }
 
 /// The running server's state.
@@ -108,6 +117,43 @@ pub struct Runtime {
     listeners: tokio::sync::Mutex<ListenerSet>,
     listen_ctx: OnceLock<ListenContext>,
     notifier: OnceLock<crate::notifications::Notifier>,
+    pending: Mutex<Option<Pending>>,
+    next_pending: std::sync::atomic::AtomicU64,
+    self_ref: OnceLock<std::sync::Weak<Runtime>>,
+}
+
+/// A provisional change waiting for confirmation.
+#[derive(Debug, Clone)]
+struct Pending {
+    id: u64,
+    previous: Config,
+    deadline: OffsetDateTime,
+    sections: Vec<String>,
+    reason: String,
+}
+
+impl Pending {
+    fn view(&self) -> PendingView {
+        PendingView {
+            deadline: self
+                .deadline
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            sections: self.sections.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// A provisional change as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PendingView {
+    /// When it is rolled back unless confirmed (RFC 3339).
+    pub deadline: String,
+    /// Sections it changed.
+    pub sections: Vec<String>,
+    /// Why it needs confirming.
+    pub reason: String,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -165,6 +211,9 @@ impl Runtime {
             listeners: tokio::sync::Mutex::new(ListenerSet::default()),
             listen_ctx: OnceLock::new(),
             notifier: OnceLock::new(),
+            pending: Mutex::new(None),
+            next_pending: std::sync::atomic::AtomicU64::new(1),
+            self_ref: OnceLock::new(),
         })
     }
 
@@ -225,6 +274,7 @@ impl Runtime {
         if new.profiles == profiles {
             return Ok(self.running());
         }
+        self.ensure_nothing_pending()?;
         new.profiles = profiles;
         self.apply(new).await?;
         self.event(EventKind::ConfigChanged, actor, "notification profiles set");
@@ -260,27 +310,119 @@ impl Runtime {
     /// Makes `new` running: validates, opens new ports (refusing the change if
     /// one cannot be opened), swaps, then closes ports no longer wanted.
     async fn apply(&self, new: Config) -> Result<(), ApplyError> {
+        self.apply_with(new, false).await
+    }
+
+    /// Makes `new` running; with `keep_old`, listeners it drops stay open
+    /// (a provisional change, until confirmed or rolled back). Any pending
+    /// provisional change is settled by this one.
+    async fn apply_with(&self, new: Config, keep_old: bool) -> Result<(), ApplyError> {
         new.validate()?;
-        self.open_listeners_for(&new).await?;
+        if new.webserver.hsts_enabled && !self.certs.trusted() {
+            return Err(ApplyError::Invalid(ValidationError::new(
+                "hsts_enabled",
+                "hsts_needs_trusted_certificate",
+                "HSTS can only be switched on while a CA-signed certificate is in use: with a self-signed one, browsers would lock everyone out",
+            )));
+        }
+        self.open_listeners_for(&new, keep_old).await?;
         self.security.set_access_control(&new.access_control);
         self.running.store(Arc::new(new));
+        if !keep_old {
+            *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         Ok(())
     }
 
-    async fn open_listeners_for(&self, config: &Config) -> Result<(), ApplyError> {
+    async fn open_listeners_for(&self, config: &Config, keep_old: bool) -> Result<(), ApplyError> {
         let Some(ctx) = self.listen_ctx.get() else { return Ok(()) };
         let wanted = config.webserver.listeners();
         let mut set = self.listeners.lock().await;
         let prepared = set.prepare(&wanted, &ctx.bind_addresses)?;
-        set.commit(prepared, ctx, &wanted).await?;
+        set.commit(prepared, ctx, &wanted, keep_old).await?;
         Ok(())
+    }
+
+    fn ensure_nothing_pending(&self) -> Result<(), ApplyError> {
+        match &*self.pending.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(p) => Err(ApplyError::Unconfirmed(p.view())),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `new` provisionally: the old listeners stay open beside the
+    /// new ones, and unless [`Runtime::confirm`] comes through the new
+    /// configuration within the grace period, the change is undone.
+    async fn apply_provisional(&self, new: Config, reason: String) -> Result<(), ApplyError> {
+        let previous = (*self.running()).clone();
+        let grace = std::time::Duration::from_secs(u64::from(new.webserver.confirm_timeout_seconds));
+        let sections = previous.changed_sections(&new);
+        self.apply_with(new, true).await?;
+        let id = self.next_pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let deadline = self.now() + time::Duration::seconds(grace.as_secs() as i64);
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Pending { id, previous, deadline, sections, reason });
+        if let Some(me) = self.self_ref.get().cloned() {
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if let Some(rt) = me.upgrade() {
+                    rt.roll_back(id).await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn roll_back(&self, id: u64) {
+        let _guard = self.apply_lock.lock().await;
+        let previous = match &*self.pending.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(p) if p.id == id => p.previous.clone(),
+            _ => return,
+        };
+        match self.apply(previous).await {
+            Ok(()) => self.event(
+                EventKind::ConfigRolledBack,
+                &Actor::default(),
+                "the change was not confirmed within the grace period and has been rolled back",
+            ),
+            Err(e) => tracing::error!(error = %e, "rolling back an unconfirmed change failed"),
+        }
+    }
+
+    /// Confirms a provisional change; it must come through the new
+    /// configuration (a listener it keeps, and past its access rules).
+    pub async fn confirm(&self, actor: &Actor, via: Option<ListenerSpec>) -> Result<(), ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        if self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return Err(ApplyError::NothingPending);
+        }
+        let wanted = self.running().webserver.listeners();
+        if let Some(v) = via
+            && !wanted.contains(&v)
+        {
+            return Err(ApplyError::ConfirmFromNew(wanted));
+        }
+        self.listeners.lock().await.close_unwanted(&wanted);
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.event(EventKind::ConfigConfirmed, actor, "the provisional change was confirmed");
+        Ok(())
+    }
+
+    /// The provisional change waiting for confirmation, if any.
+    pub fn pending(&self) -> Option<PendingView> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(Pending::view)
+    }
+
+    /// Gives the runtime a handle on itself, for its timers; called once at start.
+    pub fn set_self_ref(self: &Arc<Self>) {
+        let _ = self.self_ref.set(Arc::downgrade(self));
     }
 
     /// Opens the listeners of the running configuration (at start).
     pub async fn start_listeners(&self) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let running = self.running();
-        self.open_listeners_for(&running).await
+        self.open_listeners_for(&running, false).await
     }
 
     /// Closes every listener (at shutdown).
@@ -289,19 +431,42 @@ impl Runtime {
     }
 
     /// Set: makes `webserver` running, nothing written to disk.
+    /// A Set arriving through a listener the new settings drop is provisional.
     pub async fn set_webserver(
         &self,
         webserver: portcullis_core::settings::WebServerSettings,
         actor: &Actor,
+        via: Option<ListenerSpec>,
     ) -> Result<Arc<Config>, ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let mut new = (*self.running()).clone();
         if new.webserver == webserver {
             return Ok(self.running());
         }
+        self.ensure_nothing_pending()?;
         new.webserver = webserver;
-        self.apply(new).await?;
-        self.event(EventKind::ConfigChanged, actor, "web server settings set");
+        match via {
+            Some(v) if !new.webserver.listeners().contains(&v) => {
+                let reason = format!(
+                    "the {} port {} this change was made through is closed by it",
+                    if v.tls { "HTTPS" } else { "HTTP" },
+                    v.port
+                );
+                self.apply_provisional(new, reason).await?;
+                self.event(
+                    EventKind::ConfigChanged,
+                    actor,
+                    "web server settings set provisionally: confirm through the new configuration",
+                );
+            }
+            _ => {
+                self.apply(new).await?;
+                self.event(EventKind::ConfigChanged, actor, "web server settings set");
+            }
+        }
+        for w in self.running().webserver.warnings() {
+            tracing::warn!("{w}");
+        }
         Ok(self.running())
     }
 
@@ -318,16 +483,30 @@ impl Runtime {
         if new.access_control == settings {
             return Ok(self.running());
         }
+        self.ensure_nothing_pending()?;
         new.access_control = settings;
         new.validate()?;
-        if let Some(ip) = actor.client_ip
-            && !force
-            && self.security.policy_for(&new.access_control).decide(ip) == Decision::Deny
-        {
-            return Err(ApplyError::WouldLockOut(ip));
+        let denies_requester = actor
+            .client_ip
+            .is_some_and(|ip| self.security.policy_for(&new.access_control).decide(ip) == Decision::Deny);
+        if denies_requester && !force {
+            // The operator would shut themselves out: apply, but roll back by
+            // itself unless someone confirms from an address the rules allow.
+            let ip = actor.client_ip.map(|i| i.to_string()).unwrap_or_default();
+            self.apply_provisional(
+                new,
+                format!("these rules deny the address {ip} this change was made from"),
+            )
+            .await?;
+            self.event(
+                EventKind::ConfigChanged,
+                actor,
+                "access control set provisionally: confirm from an allowed address",
+            );
+        } else {
+            self.apply(new).await?;
+            self.event(EventKind::ConfigChanged, actor, "access control set");
         }
-        self.apply(new).await?;
-        self.event(EventKind::ConfigChanged, actor, "access control set");
         Ok(self.running())
     }
 
@@ -342,6 +521,7 @@ impl Runtime {
         if new.webroot == settings {
             return Ok(self.running());
         }
+        self.ensure_nothing_pending()?;
         new.webroot = settings;
         self.apply(new).await?;
         self.event(EventKind::ConfigChanged, actor, "static content settings set");
@@ -360,6 +540,7 @@ impl Runtime {
         if new.authentication == settings {
             return Ok(self.running());
         }
+        self.ensure_nothing_pending()?;
         new.authentication = settings;
         self.apply(new).await?;
         self.after_authentication_change().await?;
@@ -433,6 +614,9 @@ impl Runtime {
     /// Store: writes the running configuration permanently.
     pub async fn store(&self, actor: &Actor) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
+        // An unconfirmed change must not become permanent: after a power cut
+        // the device would come back with the settings that cut it off.
+        self.ensure_nothing_pending()?;
         let running = self.running();
         let store = self.store.clone();
         let to_write = (*running).clone();
@@ -488,6 +672,8 @@ impl Runtime {
             unsaved_changes: !changed.is_empty(),
             changed_sections: changed,
             load: self.load_report.clone(),
+            pending: self.pending(),
+            warnings: self.running().webserver.warnings(),
         }
     }
 }

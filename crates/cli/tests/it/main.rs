@@ -6,6 +6,7 @@ mod cli;
 mod digest;
 mod foundation;
 mod intrusion;
+mod live_apply;
 mod notify;
 mod webroot;
 

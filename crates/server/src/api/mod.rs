@@ -26,10 +26,12 @@ impl From<ApplyError> for ApiError {
         match e {
             ApplyError::Invalid(v) => ApiError::invalid(v),
             ApplyError::Bind(b) => ApiError::new(StatusCode::CONFLICT, "port_unavailable", b.to_string())
-                .field(if b.port == 0 { "http_ports" } else { "ports" }),
+                .field(if b.tls { "https_port" } else { "http_ports" }),
             ApplyError::Store(s) => ApiError::internal(s),
-            e @ ApplyError::WouldLockOut(_) => {
-                ApiError::conflict("would_lock_out", e.to_string()).field("rules")
+            e @ ApplyError::Unconfirmed(_) => ApiError::conflict("change_unconfirmed", e.to_string()),
+            e @ ApplyError::NothingPending => ApiError::conflict("nothing_pending", e.to_string()),
+            e @ ApplyError::ConfirmFromNew(_) => {
+                ApiError::conflict("confirm_from_new_address", e.to_string())
             }
         }
     }
@@ -43,6 +45,7 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/config/status", get(config_status))
         .route("/api/v1/config/store", post(config_store))
         .route("/api/v1/config/restore", post(config_restore))
+        .route("/api/v1/config/confirm", post(config_confirm))
         .route("/api/v1/reboot", post(reboot))
         .route("/api/v1/listeners", get(listeners))
         .route("/api/v1/authentication", get(get_authentication).put(put_authentication))
@@ -117,9 +120,11 @@ async fn get_webserver(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<WebSe
 async fn put_webserver(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
+    info: Option<axum::Extension<crate::listen::ConnInfo>>,
     ApiJson(settings): ApiJson<WebServerSettings>,
 ) -> Result<Json<WebServerSettings>, ApiError> {
-    let running = rt.set_webserver(settings, &admin.actor).await?;
+    let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
+    let running = rt.set_webserver(settings, &admin.actor, via).await?;
     Ok(Json(running.webserver.clone()))
 }
 
@@ -150,6 +155,21 @@ async fn config_restore(
     admin: Admin,
 ) -> Result<Json<ConfigStatus>, ApiError> {
     rt.restore(&admin.actor).await?;
+    Ok(Json(rt.status()))
+}
+
+/// Confirm: keeps a provisional change (one that could have cut the operator
+/// off). It must come through the new configuration: a port the change keeps
+/// or opens, from an address its rules allow.
+#[utoipa::path(post, path = "/api/v1/config/confirm", tag = "config",
+    responses((status = 200, body = ConfigStatus), (status = 409, body = ErrorBody)))]
+async fn config_confirm(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    info: Option<axum::Extension<crate::listen::ConnInfo>>,
+) -> Result<Json<ConfigStatus>, ApiError> {
+    let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
+    rt.confirm(&admin.actor, via).await?;
     Ok(Json(rt.status()))
 }
 
@@ -441,7 +461,7 @@ impl utoipa::Modify for SecurityAddon {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
-    paths(healthz, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, reboot,
+    paths(healthz, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, config_confirm, reboot,
         listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
         certificate::upload_certificate, certificate::download, certificate::request,
         security::get_access_control, security::put_access_control, security::blocked, security::unblock,

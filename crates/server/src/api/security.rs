@@ -28,14 +28,16 @@ pub async fn get_access_control(State(rt): State<Arc<Runtime>>, _v: Viewer) -> J
 /// Query of a Set that may deny the requester.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ForceQuery {
-    /// Apply even if the rules deny the address making the request.
+    /// Apply for good even if the rules deny the address making the request
+    /// (no confirmation, no rollback).
     #[serde(default)]
     pub force: bool,
 }
 
 /// Set for IP-level access control: applied at once (denied clients are
-/// refused at the connection), not stored. Refused with 409 `would_lock_out`
-/// if it would deny the requester's own address, unless `?force=true`.
+/// refused at the connection), not stored. Rules that deny the requester's
+/// own address are provisional: rolled back after the grace period unless
+/// confirmed (`config/confirm`) from an address they allow, or `?force=true`.
 #[utoipa::path(put, path = "/api/v1/access-control", tag = "access-control", params(ForceQuery),
     request_body = AccessControlSettings,
     responses((status = 200, body = AccessControlSettings), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
