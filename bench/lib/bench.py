@@ -551,25 +551,6 @@ def cmd_report(a):
                       f"{', '.join(f'{k}: {v}' for k, v in sorted(d.get('outcomes', {}).items()))} |")
         md.append("")
         summary["flood"] = [{"round": r["round"], "phase": r["phase"], **r["data"]} for r in extra]
-    asides = [r for r in recs if r.get("kind") == "aside"]
-    if asides:
-        md.append("## Other figures (min / median / max over the rounds)\n")
-        md.append("| figure | who | unit | min / median / max |")
-        md.append("|---|---|---|---|")
-        summary["other"] = []
-        seen = []
-        for r in asides:
-            key = (r["metric"], r["who"])
-            if key in seen:
-                continue
-            seen.append(key)
-            vals = [x["value"] for x in asides if (x["metric"], x["who"]) == key]
-            mm = _mmm(vals)
-            summary["other"].append({"metric": r["metric"], "title": r["title"], "who": r["who"], "unit": r["unit"],
-                                     "rounds": vals, "summary": mm})
-            md.append(f"| {r['title']} | {r['who']} | {r['unit']} | "
-                      f"{_fmt(mm['min'])} / **{_fmt(mm['median'])}** / {_fmt(mm['max'])} |")
-        md.append("")
     if extra:
         # Legitimate client under the flood vs without, per round, then min/median/max.
         ratios = {}
@@ -597,6 +578,47 @@ def cmd_report(a):
                     summary["flood_ratios"].append({"phase": ph, "path": path, "quantile": q, "ratio": mm})
                 md.append(f"| {ph} | {path} | {cells[0]} | {cells[1]} |")
             md.append("")
+    asides = [r for r in recs if r.get("kind") == "aside"]
+    if asides:
+        md.append("## Other figures (min / median / max over the rounds)\n")
+        md.append("| figure | who | unit | min / median / max |")
+        md.append("|---|---|---|---|")
+        summary["other"] = []
+        seen = []
+        for r in asides:
+            key = (r["metric"], r["who"])
+            if key in seen:
+                continue
+            seen.append(key)
+            vals = [x["value"] for x in asides if (x["metric"], x["who"]) == key]
+            mm = _mmm(vals)
+            summary["other"].append({"metric": r["metric"], "title": r["title"], "who": r["who"], "unit": r["unit"],
+                                     "rounds": vals, "summary": mm})
+            md.append(f"| {r['title']} | {r['who']} | {r['unit']} | "
+                      f"{_fmt(mm['min'])} / **{_fmt(mm['median'])}** / {_fmt(mm['max'])} |")
+        md.append("")
+    utils = [r for r in recs if r.get("kind") == "util"]
+    if utils:
+        md.append("## Who was busy: server CPU / load generator CPU, % of one core (median over the rounds)\n")
+        md.append("The servers run on CPU 0, the load generator on CPU 1. A figure whose server is below "
+                  "~90 % while the load generator is near 100 % is bound by the load generator, not the server.\n")
+        us = [s for s in servers if any(u["server"] == s for u in utils)]
+        md.append("| run | " + " | ".join(us) + " |")
+        md.append("|---|" + "---|" * len(us))
+        summary["utilisation"] = {}
+        for t in dict.fromkeys(u["test"] for u in utils):
+            cells = []
+            for sv in us:
+                sel = [u for u in utils if u["test"] == t and u["server"] == sv]
+                if not sel:
+                    cells.append("–")
+                    continue
+                sp = statistics.median(u["server_pct"] for u in sel)
+                cp = statistics.median(u["client_pct"] for u in sel)
+                summary["utilisation"].setdefault(t, {})[sv] = {"server_pct": sp, "client_pct": cp}
+                cells.append(f"{sp:.0f} / {cp:.0f}")
+            md.append(f"| {t} | " + " | ".join(cells) + " |")
+        md.append("")
     checks = [r for r in recs if r.get("kind") == "check"]
     if checks:
         md.append("## Checks\n")
