@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod expiry;
 pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
