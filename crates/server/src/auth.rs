@@ -1,10 +1,12 @@
 //! Users, passwords (argon2id), HTTP Basic, login sessions with CSRF tokens.
 //!
-//! Argon2 costs ~25 ms and 19 MiB per check, so verification runs on the
-//! blocking pool, at most [`VERIFY_CONCURRENCY`] at once (a flood of wrong
-//! guesses queues there instead of starving the server), and a correct
-//! password is remembered for [`CACHE_LIFETIME`] under a keyed hash so that
-//! an API client sending Basic on every request pays the cost once.
+//! Argon2 costs ~25 ms and 19 MiB per check, so verification runs on its own
+//! worker threads: one fewer than the cores (at least one), at a lower
+//! scheduling priority (nice 10), behind a bounded queue. A flood of wrong
+//! guesses then queues there and gets only the CPU that serving requests
+//! leaves over, instead of starving the server; and a correct password is
+//! remembered for [`CACHE_LIFETIME`] under a keyed hash so that an API
+//! client sending Basic on every request pays the cost once.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,15 +20,69 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use portcullis_core::ValidationError;
 
-/// Password checks that may run at once (one per core of a small device).
-pub const VERIFY_CONCURRENCY: usize = 2;
-/// Longest a login waits for a free verification slot before it is answered 503.
+/// Password checks waiting at most; beyond, a login is answered 503 at once.
+pub const VERIFY_QUEUE: usize = 64;
+/// Longest a login waits for its password check before it is answered 503.
 pub const VERIFY_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Scheduling priority (nice) of the password-check threads.
+pub const VERIFY_NICE: i32 = 10;
+
+/// Password checks that may run at once: one fewer than the cores, at least one.
+pub fn verify_concurrency() -> usize {
+    std::thread::available_parallelism().map(|n| n.get().saturating_sub(1)).unwrap_or(1).max(1)
+}
+
+struct VerifyJob {
+    hash: String,
+    password: String,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// The password-check threads.
+#[derive(Debug)]
+struct VerifyPool {
+    queue: std::sync::mpsc::SyncSender<VerifyJob>,
+}
+
+impl VerifyPool {
+    fn start() -> Self {
+        let (queue, jobs) = std::sync::mpsc::sync_channel::<VerifyJob>(VERIFY_QUEUE);
+        let jobs = Arc::new(std::sync::Mutex::new(jobs));
+        for i in 0..verify_concurrency() {
+            let jobs = jobs.clone();
+            let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                // A lower priority for this thread only (Linux applies it per thread).
+                if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), VERIFY_NICE) {
+                    tracing::debug!(error = %e, "cannot lower the password-check thread's priority");
+                }
+                loop {
+                    let job = match jobs.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok(job) = job else { break };
+                    let ok = verify_hash(&job.hash, &job.password);
+                    let _ = job.reply.send(ok);
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-check thread");
+            }
+        }
+        Self { queue }
+    }
+
+    /// Checks `password` against `hash`; `None` when the queue is full or the check took too long.
+    async fn verify(&self, hash: String, password: String) -> Option<bool> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue.try_send(VerifyJob { hash, password, reply }).ok()?;
+        tokio::time::timeout(VERIFY_QUEUE_WAIT, answer).await.ok()?.ok()
+    }
+}
 /// How long a verified password is remembered.
 pub const CACHE_LIFETIME: Duration = Duration::from_secs(300);
 /// How many verified credentials are remembered at most.
@@ -296,7 +352,7 @@ pub struct Authenticator {
     key: [u8; 32],
     cache: std::sync::Mutex<CredentialCache>,
     sessions: std::sync::Mutex<HashMap<[u8; 32], Session>>,
-    verify_slots: Arc<Semaphore>,
+    pool: VerifyPool,
     dummy_hash: String,
     /// Digest nonces and replay counters.
     pub digest: crate::digest::DigestAuth,
@@ -312,7 +368,7 @@ impl Authenticator {
             key: rand::random(),
             cache: std::sync::Mutex::new((HashMap::new(), VecDeque::new())),
             sessions: std::sync::Mutex::new(HashMap::new()),
-            verify_slots: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
+            pool: VerifyPool::start(),
             // Unknown users are checked against this hash, so that a wrong user
             // name costs as much as a wrong password (no user enumeration by timing).
             dummy_hash: hash_password("portcullis-dummy-password").unwrap_or_default(),
@@ -383,19 +439,8 @@ impl Authenticator {
         let record = self.users.read().unwrap_or_else(|e| e.into_inner()).users.get(user).cloned();
         let hash =
             record.as_ref().map(|r| r.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
-        let permit =
-            match tokio::time::timeout(VERIFY_QUEUE_WAIT, self.verify_slots.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => return Verdict::Busy,
-            };
-        let password = password.to_string();
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify_hash(&hash, &password)
-        })
-        .await
-        .unwrap_or(false);
+        let Some(ok) = self.pool.verify(hash, password.to_string()).await else { return Verdict::Busy };
         match record {
             Some(r) if ok => {
                 let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());

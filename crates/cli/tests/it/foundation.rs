@@ -263,9 +263,15 @@ fn command_line_ports_override_the_stored_ones_at_reboot() {
     let other = free_port();
     settings["http_ports"] = json!([other]);
     assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(settings)).0, 200);
-    // The client's port is gone; talk to the new one.
+    // The client's port goes away: confirm through the new one, then store.
     let client = server.client();
     let url = format!("http://127.0.0.1:{other}");
+    let confirm = client
+        .post(format!("{url}/api/v1/config/confirm"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .expect("confirm");
+    assert_eq!(confirm.status(), 200);
     let store = client
         .post(format!("{url}/api/v1/config/store"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
