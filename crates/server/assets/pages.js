@@ -1,0 +1,308 @@
+// The pages the Web Server dialog leads to: the admin menu, IP-level access
+// control, the web server logfile, the event log, blocked addresses, users.
+import {
+  api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
+  refreshPending, section, note, warning, table, session, t,
+} from "./common.js";
+import { rebootButton, closeAction } from "./webserver.js";
+
+// ---- admin menu --------------------------------------------------------------
+
+export async function renderMenu(root) {
+  const flash = sessionStorage.getItem("portcullis-flash");
+  if (flash) { sessionStorage.removeItem("portcullis-flash"); announce(flash); }
+  const statusBox = h("div", { id: "config-status" });
+  const storeBtn = h("button", { type: "button", id: "store", class: "primary", onclick: async () => {
+    const r = await busy(storeBtn, t("working"), () => api("POST", "/api/v1/config/store"));
+    if (!r.ok) { pageAlert(r.error.message); return; }
+    announce(t("store.done"));
+    showStatus(r.data);
+  } }, t("btn.storeconfig"));
+  const items = [
+    ["webserver", "nav.webserver", "menu.webserver"],
+    ["access-control", "nav.access", "menu.access"],
+    ["profiles", "nav.profiles", "menu.profiles"],
+    ["logfile", "nav.logfile", "menu.logfile"],
+    ["events", "nav.events", "menu.events"],
+    ["blocked", "nav.blocked", "menu.blocked"],
+    ["users", "nav.users", "menu.users"],
+  ];
+  root.replaceChildren(
+    section(t("menu.dialogs"), h("ul", { class: "menu" }, items.map(([p, k, d]) =>
+      h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
+    section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))));
+  function showStatus(s) {
+    const lines = [h("p", { id: "unsaved", text: s.unsaved_changes ? t("menu.unsaved", { sections: s.changed_sections.join(", ") }) : t("menu.saved") })];
+    if (s.load && s.load.source !== "stored") lines.push(warning(t("menu.loadsource", { source: s.load.source })));
+    for (const p of (s.load && s.load.problems) || []) lines.push(warning(p));
+    for (const w of s.warnings || []) lines.push(warning(w));
+    statusBox.replaceChildren(...lines);
+  }
+  async function load() {
+    const r = await api("GET", "/api/v1/config/status");
+    if (r.ok) showStatus(r.data); else pageAlert(r.error.message);
+  }
+  await load();
+}
+
+// ---- IP-level access control ----------------------------------------------------
+
+const KINDS = ["allow", "temporary_allow", "deny", "temporary_deny", "inactive"];
+
+export async function renderAccess(root) {
+  const r = await api("GET", "/api/v1/access-control");
+  if (!r.ok) { pageAlert(r.error.message); return; }
+  let loaded = r.data;
+  const form = h("form", { id: "ac-form", novalidate: true });
+  const enabled = field({ label: t("ac.enabled"), path: "enabled", type: "checkbox", hint: t("ac.enabled.hint") });
+  const noMatch = field({ label: t("ac.nomatch"), path: "no_match", type: "select", options: [["allow", t("ac.allow")], ["deny", t("ac.deny")]], hint: t("ac.nomatch.hint") });
+  const rulesBody = h("tbody", {});
+  const rulesTable = h("table", { class: "rules" }, h("caption", { text: t("ac.rules") }),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col", text: t("ac.kind") }), h("th", { scope: "col", text: t("ac.source") }), h("th", { scope: "col", text: t("actions") }))),
+    rulesBody);
+  const ruleRow = (rule) => {
+    const tr = h("tr", {});
+    const kind = field({ label: t("ac.kind"), path: "rules[]", type: "select", value: rule.kind, options: KINDS.map((k) => [k, t("ac.kind." + k)]) });
+    const source = field({ label: t("ac.source"), path: "rules[]", value: rule.source, attrs: { autocomplete: "off", placeholder: "192.168.1.0/24" } });
+    for (const f of [kind, source]) f.querySelector("label").classList.add("visually-hidden");
+    const remove = h("button", { type: "button", class: "small", onclick: () => { tr.remove(); renumber(); } }, t("ac.remove"));
+    tr.append(h("td", {}, kind), h("td", {}, source), h("td", {}, remove));
+    tr.renumber = (i) => {
+      inputOf(kind).dataset.field = `rules[${i}].kind`;
+      inputOf(source).dataset.field = `rules[${i}].source`;
+      remove.setAttribute("aria-label", t("ac.removen", { n: i + 1 }));
+    };
+    return tr;
+  };
+  const renumber = () => [...rulesBody.children].forEach((tr, i) => tr.renumber(i));
+  const addRule = h("button", { type: "button", id: "add-rule", class: "small", onclick: () => {
+    const tr = ruleRow({ kind: "allow", source: "" }); rulesBody.append(tr); renumber(); tr.querySelector("select").focus();
+  } }, t("ac.add"));
+  const proxies = field({ label: t("ac.proxies"), path: "trusted_proxies", type: "textarea", rows: 3, hint: t("ac.proxies.hint") });
+  const forceBox = h("div", { id: "force-box" });
+  form.append(
+    warning(t("ac.warning")), enabled, noMatch,
+    h("div", { class: "field", "data-field-group": "rules" }, rulesTable, addRule, h("p", { class: "err", id: "rules-err", role: "alert" }),
+      h("input", { type: "hidden", id: "rules", "data-field": "rules" })),
+    note(t("ac.note.allow")), proxies, formAlert(), forceBox,
+    h("div", { class: "buttons" },
+      h("button", { type: "submit", id: "set", class: "primary" }, t("btn.set")),
+      h("button", { type: "button", id: "restore", onclick: async () => {
+        const v = await ask(t("restore.title"), t("restore.text"), [{ label: t("btn.restore"), value: "restore", primary: true }, { label: t("btn.cancel"), value: "cancel" }]);
+        if (v !== "restore") return;
+        const x = await api("POST", "/api/v1/config/restore");
+        if (!x.ok) { pageAlert(x.error.message); return; }
+        const y = await api("GET", "/api/v1/access-control");
+        if (y.ok) { loaded = y.data; fill(); }
+        announce(t("restore.done"));
+      } }, t("btn.restore")),
+      h("button", { type: "button", id: "close", onclick: () => closeAction(false) }, t("btn.close"))));
+  root.replaceChildren(form);
+  function fill() {
+    inputOf(enabled).checked = !!loaded.enabled;
+    inputOf(noMatch).value = loaded.no_match || "allow";
+    rulesBody.replaceChildren(...(loaded.rules || []).map(ruleRow));
+    renumber();
+    inputOf(proxies).value = (loaded.trusted_proxies || []).join("\n");
+  }
+  fill();
+  function collect() {
+    return {
+      ...loaded,
+      enabled: inputOf(enabled).checked,
+      no_match: inputOf(noMatch).value,
+      rules: [...rulesBody.children].map((tr) => ({ kind: tr.querySelector("select").value, source: tr.querySelector("input").value.trim() })),
+      trusted_proxies: inputOf(proxies).value.split(/[\s,]+/).filter(Boolean),
+    };
+  }
+  async function set(force) {
+    clearErrors(form);
+    forceBox.replaceChildren();
+    const x = await api("PUT", "/api/v1/access-control" + (force ? "?force=true" : ""), { json: collect() });
+    if (!x.ok) {
+      showError(form, x.error);
+      if (x.error.code === "would_lock_out") {
+        forceBox.replaceChildren(warning(t("ac.lockout")), h("button", { type: "button", id: "force", class: "danger", onclick: () => set(true) }, t("ac.force")));
+      }
+      return;
+    }
+    loaded = x.data;
+    fill();
+    const st = await refreshPending();
+    announce(st && st.pending ? t("ws.setpending") : t("ac.setdone"));
+  }
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); set(false); });
+}
+
+// ---- logfile -----------------------------------------------------------------------
+
+export async function renderLogfile(root) {
+  const body = h("tbody", {});
+  const refresh = h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"));
+  const text = h("button", { type: "button", id: "download-text", onclick: async () => {
+    const r = await api("GET", "/api/v1/logfile?format=text", { blob: true });
+    if (r.ok) saveBlob(r.data, "logfile.txt"); else pageAlert(r.error.message);
+  } }, t("log.text"));
+  root.replaceChildren(note(t("log.text.note")), h("div", { class: "buttons" }, refresh, text),
+    h("div", { class: "scroll" }, table([t("log.client"), t("log.user"), t("log.outcome"), t("log.count"), t("log.first"), t("log.last"), t("log.url")], body, t("log.caption"))));
+  async function load() {
+    const r = await api("GET", "/api/v1/logfile");
+    if (!r.ok) { pageAlert(r.error.message); return; }
+    const entries = [...r.data.entries].reverse();
+    body.replaceChildren(...(entries.length ? entries.map((e) => h("tr", { class: e.authorized ? "" : "failed" },
+      h("td", { text: e.client_ip }), h("td", { text: e.user ?? "–" }), h("td", { text: e.authorized ? t("log.ok") : t("log.failed") }),
+      h("td", { class: "num", text: e.count }), h("td", { text: fmtTime(e.first) }), h("td", { text: fmtTime(e.last) }), h("td", { class: "url", text: e.last_url })))
+      : [h("tr", {}, h("td", { colspan: 7, text: t("log.empty") }))]));
+  }
+  await load();
+}
+
+// ---- event log -------------------------------------------------------------------------
+
+export async function renderEvents(root) {
+  const body = h("tbody", {});
+  const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+  let events = [];
+  inputOf(kindSel).addEventListener("change", show);
+  root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
+    h("div", { class: "scroll" }, table([t("ev.time"), t("ev.kind"), t("ev.user"), t("ev.client"), t("ev.message")], body, t("ev.caption"))));
+  function show() {
+    const k = inputOf(kindSel).value;
+    const list = events.filter((e) => !k || e.kind === k).reverse();
+    body.replaceChildren(...(list.length ? list.map((e) => h("tr", { class: e.kind }, h("td", { text: fmtTime(e.time) }), h("td", { text: t("ev." + e.kind) }),
+      h("td", { text: e.actor && e.actor.user ? e.actor.user : "–" }), h("td", { text: e.actor && e.actor.client_ip ? e.actor.client_ip : "–" }), h("td", { text: e.message })))
+      : [h("tr", {}, h("td", { colspan: 5, text: t("ev.empty") }))]));
+  }
+  async function load() {
+    const r = await api("GET", "/api/v1/events?limit=1000");
+    if (!r.ok) { pageAlert(r.error.message); return; }
+    events = r.data.events;
+    show();
+  }
+  await load();
+}
+
+// ---- blocked addresses ------------------------------------------------------------------
+
+export async function renderBlocked(root) {
+  const body = h("tbody", {});
+  root.replaceChildren(note(t("bl.text")), h("div", { class: "buttons" }, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
+    table([t("bl.address"), t("bl.since"), t("bl.last"), t("actions")], body, t("bl.caption")));
+  async function load() {
+    const r = await api("GET", "/api/v1/blocked");
+    if (!r.ok) { pageAlert(r.error.message); return; }
+    body.replaceChildren(...(r.data.length ? r.data.map((b) => {
+      const btn = h("button", { type: "button", class: "small", "aria-label": t("bl.unblockn", { address: b.address }), onclick: async () => {
+        const x = await api("DELETE", "/api/v1/blocked?address=" + encodeURIComponent(b.address.replace(/\/\d+$/, "")));
+        if (!x.ok) { pageAlert(x.error.message); return; }
+        announce(t("bl.done", { address: x.data.address }));
+        await load();
+      } }, t("bl.unblock"));
+      return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", {}, btn));
+    }) : [h("tr", {}, h("td", { colspan: 4, text: t("bl.empty") }))]));
+  }
+  await load();
+}
+
+// ---- users ------------------------------------------------------------------------------
+
+export async function renderUsers(root) {
+  const admin = session.group === "admins";
+  const body = h("tbody", {});
+  const groupOptions = [["users", t("group.users")], ["admins", t("group.admins")]];
+  const addForm = h("form", { id: "user-add", novalidate: true, class: "grid" },
+    field({ label: t("us.name"), path: "name", id: "nu-name", attrs: { autocomplete: "off", required: true } }),
+    field({ label: t("us.group"), path: "group", id: "nu-group", type: "select", value: "users", options: groupOptions }),
+    field({ label: t("us.password"), path: "password", id: "nu-pass", type: "password", attrs: { autocomplete: "new-password" }, hint: t("us.password.hint") }),
+    h("div", { class: "wide" }, formAlert(), h("button", { type: "submit", class: "primary" }, t("us.add"))));
+  addForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(addForm);
+    const name = addForm.querySelector("#nu-name").value.trim();
+    if (!name) { showError(addForm, { field: "name", message: t("us.namerequired") }); return; }
+    const x = await api("PUT", "/api/v1/users/" + encodeURIComponent(name), { json: { group: addForm.querySelector("#nu-group").value, password: addForm.querySelector("#nu-pass").value } });
+    if (!x.ok) { showError(addForm, x.error); return; }
+    addForm.reset();
+    announce(t("us.saved", { name }));
+    await load();
+  });
+
+  const authBox = h("div", {});
+  root.replaceChildren(
+    section(t("us.accounts"), table([t("us.name"), t("us.group"), t("actions")], body, t("us.caption"))),
+    admin ? section(t("us.new"), addForm) : null,
+    admin ? authBox : null);
+
+  async function changePassword(u) {
+    const f = h("form", { novalidate: true },
+      field({ label: t("us.newpassword"), path: "password", id: "cp-pass", type: "password", attrs: { autocomplete: "new-password" } }),
+      admin ? field({ label: t("us.group"), path: "group", id: "cp-group", type: "select", value: u.group, options: groupOptions }) : null,
+      formAlert(),
+      h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary" }, t("btn.save")), h("button", { type: "button", value: "cancel", onclick: () => d.close() }, t("btn.cancel"))));
+    const d = h("dialog", { "aria-label": t("us.edit", { name: u.name }) }, h("h2", { text: t("us.edit", { name: u.name }) }), f);
+    d.addEventListener("close", () => d.remove());
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      clearErrors(f);
+      const body = {};
+      const p = f.querySelector("#cp-pass").value;
+      if (p) body.password = p;
+      if (admin && f.querySelector("#cp-group").value !== u.group) body.group = f.querySelector("#cp-group").value;
+      const x = await api("PUT", "/api/v1/users/" + encodeURIComponent(u.name), { json: body });
+      if (!x.ok) { showError(f, x.error); return; }
+      d.close();
+      announce(t("us.saved", { name: u.name }));
+      await load();
+    });
+    document.body.append(d);
+    d.showModal();
+    f.querySelector("input").focus();
+  }
+
+  async function load() {
+    let users;
+    if (admin) {
+      const r = await api("GET", "/api/v1/users");
+      if (!r.ok) { pageAlert(r.error.message); return; }
+      users = r.data;
+    } else users = [{ name: session.user, group: session.group }];
+    body.replaceChildren(...users.map((u) => h("tr", {},
+      h("td", { text: u.name + (u.name === session.user ? " " + t("us.you") : "") }),
+      h("td", { text: u.group === "admins" ? t("group.admins") : t("group.users") }),
+      h("td", {}, h("button", { type: "button", class: "small", "aria-label": t("us.editn", { name: u.name }), onclick: () => changePassword(u) }, t("us.change")), " ",
+        admin ? h("button", { type: "button", class: "small danger", "aria-label": t("us.deleten", { name: u.name }), onclick: async () => {
+          const v = await ask(t("us.delete.title"), t("us.delete.text", { name: u.name }), [{ label: t("us.delete"), value: "delete", danger: true }, { label: t("btn.cancel"), value: "cancel" }]);
+          if (v !== "delete") return;
+          const x = await api("DELETE", "/api/v1/users/" + encodeURIComponent(u.name));
+          if (!x.ok) { pageAlert(x.error.message); return; }
+          announce(t("us.deleted", { name: u.name }));
+          await load();
+        } }, t("us.delete")) : null))));
+  }
+  await load();
+  if (admin) await renderAuth(authBox);
+}
+
+// Authentication schemes and the static content's login.
+async function renderAuth(box) {
+  const [a, w] = await Promise.all([api("GET", "/api/v1/authentication"), api("GET", "/api/v1/webroot")]);
+  const f = h("form", { id: "auth-form", novalidate: true });
+  const digest = a.ok ? field({ label: t("auth.digest"), path: "digest", type: "checkbox", value: a.data.digest, hint: t("auth.digest.hint") }) : null;
+  const login = w.ok ? field({ label: t("auth.webroot"), path: "login_required", type: "checkbox", value: w.data.login_required, hint: t("auth.webroot.hint") }) : null;
+  f.append(...[digest, login].filter(Boolean), formAlert(), h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary", id: "auth-set" }, t("btn.set"))));
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(f);
+    if (digest) {
+      const x = await api("PUT", "/api/v1/authentication", { json: { ...a.data, digest: inputOf(digest).checked } });
+      if (!x.ok) { showError(f, x.error); return; }
+    }
+    if (login) {
+      const x = await api("PUT", "/api/v1/webroot", { json: { ...w.data, login_required: inputOf(login).checked } });
+      if (!x.ok) { showError(f, x.error); return; }
+    }
+    announce(t("auth.done"));
+  });
+  box.replaceChildren(section(t("auth.title"), f));
+}
