@@ -1,0 +1,248 @@
+// Browser tests of the admin UI: the real binary, headless Debian chromium.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startServer, openBrowser, shot, login, ready, freePort, openssl, PASSWORD } from "./harness.mjs";
+
+// Runs `fn(server, browser)` with a fresh server and browser profile; saves
+// a screenshot named `name` at the end (also when the test fails).
+async function withUi(name, fn, locale) {
+  const server = await startServer();
+  const browser = await openBrowser(locale);
+  try {
+    await fn(server, browser);
+    assert.deepEqual(browser.problems.filter((p) => !p.includes("Failed to load resource")), [], "console warnings or errors in the page");
+  } finally {
+    await shot(browser.page, name).catch(() => {});
+    await browser.close();
+    await server.stop();
+  }
+}
+
+test("log in (user name first, then password), wrong password shown at its field, log out", () =>
+  withUi("01-login", async (server, { page }) => {
+    await page.goto(server.base + "/admin/webserver");
+    await page.waitForURL(/\/admin\/login/);
+    const order = await page.$$eval("form#login input", (els) => els.map((e) => e.id));
+    assert.deepEqual(order, ["user", "password"]);
+    await page.getByLabel("User name").fill("admin");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "password");
+    await page.keyboard.type("wrong-password");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#password[aria-invalid=true]");
+    assert.match(await page.locator("#password-err[role=alert]").innerText(), /wrong user name or password/);
+    await shot(page, "01-login-refused");
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(/\/admin\/webserver$/);
+    await ready(page);
+    assert.match(await page.locator("#who").innerText(), /admin/);
+    assert.equal(await page.locator("h1").innerText(), "Web Server");
+    await page.locator("#logout").click();
+    await page.waitForURL(/\/admin\/login/);
+    const r = await page.evaluate(() => fetch("/api/v1/session", { headers: { "x-portcullis-ui": "1" } }).then((r) => r.status));
+    assert.equal(r, 401);
+  }));
+
+test("add an HTTP port and Set: the new port answers", () =>
+  withUi("02-add-port", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const port = await freePort();
+    await page.locator("#add-port").click();
+    const inputs = page.locator(".ports input");
+    assert.equal(await inputs.count(), 2);
+    await inputs.nth(1).fill(String(port));
+    assert.equal(await inputs.nth(1).getAttribute("aria-label"), "HTTP port 2");
+    await page.locator("#set").click();
+    await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+    const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(r.status, 200);
+    assert.match(await page.locator("#new-addresses").innerText(), new RegExp(`http://127\\.0\\.0\\.1:${port}/admin/webserver`));
+    const ws = await server.api("GET", "/api/v1/webserver");
+    assert.deepEqual(ws.json.http_ports, [server.http, port]);
+  }));
+
+test("Close offers to store; store it, reboot, the port is still there", () =>
+  withUi("03-close-store-reboot", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const port = await freePort();
+    await page.locator("#add-port").click();
+    await page.locator(".ports input").nth(1).fill(String(port));
+    await page.locator("#set").click();
+    await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+    await page.locator("#close").click();
+    const dialog = page.locator("dialog[open]");
+    await dialog.waitFor();
+    assert.match(await dialog.innerText(), /not stored permanently \(sections: webserver\)/);
+    await shot(page, "03-close-offers-store");
+    await dialog.getByRole("button", { name: "Store" }).click();
+    await page.waitForURL(/\/admin\/$/);
+    await ready(page);
+    await page.waitForFunction(() => /stored permanently/.test(document.getElementById("page-status").textContent));
+    const stored = JSON.parse(readFileSync(join(server.data, "config.json"), "utf8"));
+    assert.deepEqual(stored.webserver.http_ports, [server.http, port]);
+    assert.match(await page.locator("#unsaved").innerText(), /is stored/);
+    await page.goto(server.base + "/admin/webserver");
+    await ready(page);
+    await page.locator("#reboot").click();
+    await page.locator("dialog[open]").getByRole("button", { name: "Reboot" }).click();
+    await page.waitForFunction(() => /Rebooted/.test(document.getElementById("page-status").textContent));
+    const events = await server.api("GET", "/api/v1/events");
+    assert.ok(events.json.events.some((e) => e.kind === "reboot"), "a reboot event");
+    await page.reload();
+    await ready(page);
+    const values = await page.locator(".ports input").evaluateAll((els) => els.map((e) => e.value));
+    assert.deepEqual(values, [String(server.http), String(port)]);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+  }));
+
+test("generate a certificate: working state, then the new fingerprint; downloads become active", () =>
+  withUi("04-generate", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const before = await page.locator("#cert-fingerprint").innerText();
+    assert.match(before, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    assert.equal(await page.locator("#download-cert").isDisabled(), true, "no individual certificate yet");
+    assert.equal(await page.locator("#download-request").isDisabled(), true, "no request yet");
+    await page.getByLabel("Common name (CN)").fill("camera.example.net");
+    await page.getByLabel("Country (C)").fill("DE");
+    await page.getByLabel("Organization (O)").fill("Example AG");
+    await page.getByLabel("Key type").selectOption("rsa2048");
+    await page.locator("#generate-submit").click();
+    // The long step shows that it is working.
+    await page.waitForFunction(() => document.getElementById("gen-status").textContent.includes("Working") || !document.getElementById("generate-form").hasAttribute("aria-busy"));
+    await page.waitForFunction((b) => document.getElementById("cert-fingerprint").textContent !== b, before, { timeout: 60000 });
+    const after = await page.locator("#cert-fingerprint").innerText();
+    const api = await server.api("GET", "/api/v1/certificate");
+    assert.equal(after, api.json.certificate.fingerprint_sha256);
+    assert.match(await page.locator("#cert-subject").innerText(), /CN=camera\.example\.net/);
+    assert.match(await page.locator("#cert-key").innerText(), /RSA 2048/);
+    assert.match(await page.locator("#page-status").innerText(), new RegExp(after));
+    assert.equal(await page.locator("#download-cert").isDisabled(), false);
+    assert.equal(await page.locator("#download-request").isDisabled(), false);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#download-request").click()]);
+    const csr = readFileSync(await download.path(), "utf8");
+    assert.match(csr, /BEGIN CERTIFICATE REQUEST/);
+  }));
+
+test("the working state is visible during RSA generation", () =>
+  withUi("05-generate-working", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    // Hold the answer back so that the working state can be seen and photographed.
+    let release;
+    const held = new Promise((r) => (release = r));
+    await page.route("**/api/v1/certificate/generate", async (route) => { await held; await route.continue(); });
+    await page.getByLabel("Common name (CN)").fill("slow.example.net");
+    await page.locator("#generate-submit").click();
+    await page.waitForSelector("#generate-form[aria-busy=true]");
+    assert.match(await page.locator("#gen-status[role=status]").innerText(), /Working: generating a 2048-bit RSA key/);
+    assert.equal(await page.locator("#generate-submit").isDisabled(), true);
+    await shot(page, "05-generate-working");
+    release();
+    await page.waitForFunction(() => !document.getElementById("generate-form").hasAttribute("aria-busy"), null, { timeout: 60000 });
+    assert.match(await page.locator("#cert-subject").innerText(), /slow\.example\.net/);
+  }));
+
+test("upload a certificate and key with a passphrase: a wrong one is refused at its field, the right one is in use", () =>
+  withUi("06-upload", async (server, { page }) => {
+    const dir = mkdtempSync(join(tmpdir(), "portcullis-ui-cert-"));
+    try {
+      const key = join(dir, "key.pem");
+      const cert = join(dir, "cert.pem");
+      openssl(["req", "-x509", "-newkey", "rsa:2048", "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=upload.example.net",
+        "-addext", "subjectAltName=DNS:upload.example.net", "-passout", "pass:right-passphrase"], { stdio: "pipe" });
+      assert.match(readFileSync(key, "utf8"), /ENCRYPTED PRIVATE KEY/);
+      const fp = openssl(["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"]).trim().split("=")[1];
+      await login(page, server, "/admin/webserver");
+      const before = await page.locator("#cert-fingerprint").innerText();
+      await page.getByLabel("Upload X.509 certificate from file").first().setInputFiles(cert);
+      await page.getByLabel("Upload X.509 private key from file").setInputFiles(key);
+      await page.getByLabel("Passphrase").fill("wrong-passphrase");
+      await page.locator("#upload-submit").click();
+      await page.waitForSelector("#up-pass[aria-invalid=true]");
+      const msg = await page.locator("#up-pass-err[role=alert]").innerText();
+      assert.match(msg, /passphrase/i);
+      assert.equal(await page.locator("#up-pass").getAttribute("aria-describedby"), "up-pass-hint up-pass-err");
+      assert.equal(await page.locator("#cert-fingerprint").innerText(), before, "nothing changed");
+      await page.locator("#up-pass").scrollIntoViewIfNeeded();
+      await shot(page, "06-upload-wrong-passphrase");
+      await page.getByLabel("Passphrase").fill("right-passphrase");
+      await page.locator("#upload-submit").click();
+      await page.waitForFunction((f) => document.getElementById("cert-fingerprint").textContent === f, fp);
+      assert.equal(await page.locator("#up-pass").getAttribute("aria-invalid"), null);
+      assert.match(await page.locator("#cert-source").innerText(), /individual/);
+      assert.equal(await page.locator("#download-cert").isDisabled(), false);
+      assert.equal(await page.locator("#download-request").isDisabled(), true, "no request after an upload");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }));
+
+test("intrusion detection: a threshold below 5 is refused, with the message next to the field", () =>
+  withUi("07-intrusion-threshold", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const field = page.getByLabel("Notification threshold");
+    assert.equal(await field.inputValue(), "10");
+    await field.fill("4");
+    await page.getByLabel("Deadtime (minutes)").fill("0");
+    await page.locator("#set").click();
+    await page.waitForSelector("#id-threshold[aria-invalid=true]");
+    const alert = page.locator("#id-threshold-err");
+    assert.equal(await alert.getAttribute("role"), "alert");
+    assert.match(await alert.innerText(), /5/);
+    assert.equal(await page.evaluate(() => document.activeElement.id), "id-threshold", "focus moves to the field");
+    // The message is next to the field: inside the same field container.
+    assert.equal(await page.evaluate(() => document.getElementById("id-threshold").parentElement.contains(document.getElementById("id-threshold-err"))), true);
+    const ws = await server.api("GET", "/api/v1/webserver");
+    assert.equal(ws.json.intrusion_detection.notification_threshold, 10, "nothing changed");
+    assert.equal(ws.json.intrusion_detection.deadtime_minutes, 60, "nothing changed");
+    await page.locator("#id-threshold").scrollIntoViewIfNeeded();
+    await shot(page, "07-intrusion-threshold-refused");
+    await field.fill("5");
+    await page.locator("#set").click();
+    await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+    assert.equal(await page.locator("#id-threshold").getAttribute("aria-invalid"), null);
+    const ws2 = await server.api("GET", "/api/v1/webserver");
+    assert.equal(ws2.json.intrusion_detection.notification_threshold, 5);
+    assert.equal(ws2.json.intrusion_detection.deadtime_minutes, 0);
+  }));
+
+test("switch to German on the login page and on every page; the browser's language picks German", () =>
+  withUi("08-german", async (server, { page, context }) => {
+    await page.goto(server.base + "/admin/login");
+    assert.equal(await page.locator("#user-label").innerText(), "User name");
+    await page.getByRole("button", { name: "Deutsch" }).click();
+    assert.equal(await page.locator("#user-label").innerText(), "Benutzername");
+    assert.equal(await page.evaluate(() => document.documentElement.lang), "de");
+    await login(page, server, "/admin/webserver");
+    assert.equal(await page.locator("h1").innerText(), "Webserver");
+    assert.equal(await page.locator("#set").innerText(), "Setzen");
+    assert.ok(await page.getByLabel("Benachrichtigungsschwelle").isVisible());
+    for (const p of ["", "access-control", "profiles", "logfile", "events", "blocked", "users"]) {
+      await page.goto(server.base + "/admin/" + p);
+      await ready(page);
+      assert.equal(await page.getByRole("button", { name: "English" }).count(), 1, p + " has the switch");
+      assert.equal(await page.evaluate(() => document.documentElement.lang), "de");
+    }
+    await page.goto(server.base + "/admin/webserver");
+    await ready(page);
+    await page.getByLabel("Benachrichtigungsschwelle").fill("3");
+    await page.getByRole("button", { name: "Setzen" }).click();
+    await page.waitForSelector("#id-threshold[aria-invalid=true]");
+    await page.locator("#id-threshold").scrollIntoViewIfNeeded();
+    await shot(page, "08-german-webserver");
+    await page.getByRole("button", { name: "English" }).click();
+    await page.waitForSelector("body[data-ready='1'] #set");
+    assert.equal(await page.locator("#set").innerText(), "Set");
+    // A browser whose language is German gets German without choosing.
+    const other = await openBrowser("de-DE");
+    try {
+      await other.page.goto(server.base + "/admin/login");
+      assert.equal(await other.page.locator("#user-label").innerText(), "Benutzername");
+      assert.equal(await other.page.getByRole("button", { name: "English" }).count(), 1);
+    } finally {
+      await other.close();
+    }
+  }));
