@@ -34,33 +34,6 @@ pub fn client_ip(parts_ext: &http::Extensions) -> Option<std::net::IpAddr> {
     parts_ext.get::<ClientAddr>().map(|c| c.0).or_else(|| parts_ext.get::<ConnInfo>().map(|i| i.peer.ip()))
 }
 
-/// Resolves the client address and refuses denied clients per request as
-/// well: the connection check cannot see through a proxy, and a keep-alive
-/// connection opened before a block must not go on guessing.
-pub async fn client_address(State(rt): State<Arc<Runtime>>, mut req: Request, next: Next) -> Response {
-    let Some(peer) = req.extensions().get::<ConnInfo>().map(|i| i.peer.ip()) else {
-        return next.run(req).await;
-    };
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    let client = rt.security.client_ip(peer, forwarded);
-    if rt.security.policy().decide(client) == portcullis_core::access_control::Decision::Deny {
-        let mut resp =
-            ApiError::new(StatusCode::FORBIDDEN, "access_denied", "access from this address is denied")
-                .into_response();
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
-    }
-    req.extensions_mut().insert(ClientAddr(client));
-    next.run(req).await
-}
-
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -232,46 +205,176 @@ fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, R
     }
 }
 
-/// Refuses unsafe requests that a browser sent on behalf of another site
-/// (cross-site request forgery through cached Basic credentials or cookies).
-pub async fn same_origin(req: Request, next: Next) -> Response {
-    if !is_safe(req.method()) {
-        let headers = req.headers();
-        let cross_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site");
-        let origin_mismatch = match headers.get(header::ORIGIN) {
-            None => false,
-            Some(origin) => {
-                let origin = origin.to_str().unwrap_or("null");
-                // HTTP/2 carries the host in the :authority pseudo-header (the URI).
-                let host = headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-                    .or_else(|| req.uri().authority().map(|a| a.to_string()))
-                    .unwrap_or_default();
-                match origin.split_once("://") {
-                    Some((_, origin_host)) => !origin_host.eq_ignore_ascii_case(&host),
-                    // "null" (sandboxed frames, file: pages) is never this device.
-                    None => true,
+/// Limits and state the front layer needs.
+#[derive(Clone)]
+pub struct Front {
+    /// The runtime.
+    pub rt: Arc<Runtime>,
+    /// Largest JSON body.
+    pub body_limit: usize,
+    /// Largest upload body.
+    pub upload_limit: usize,
+}
+
+/// Everything every request goes through, in one layer (each extra layer
+/// costs a boxed future and a service clone per request):
+/// 1. a body declared larger than its route allows is refused at once;
+/// 2. the client address is resolved (`X-Forwarded-For` only from trusted
+///    proxies) and a denied client is refused — per request too, since the
+///    connection check cannot see through a proxy, and a keep-alive
+///    connection opened before a block must not go on guessing;
+/// 3. plain HTTP is redirected to HTTPS when the settings say so;
+/// 4. unsafe requests sent by a browser on behalf of another site are refused;
+/// then, on the answer: every error gets the JSON error body, HSTS is added
+/// when due, and the security headers every answer carries.
+pub async fn front(State(f): State<Front>, mut req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let resp = match before(&f, &mut req) {
+        Some(refusal) => refusal,
+        None => {
+            let hsts = req.extensions().get::<ConnInfo>().is_some_and(|i| i.tls) && {
+                let running = f.rt.running();
+                running.webserver.hsts_enabled && f.rt.certs.trusted()
+            };
+            let mut resp = next.run(req).await;
+            if hsts {
+                let max_age = f.rt.running().webserver.hsts_max_age_seconds;
+                if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+                    resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
                 }
             }
-        };
-        if cross_site || origin_mismatch {
-            return ApiError::new(
+            resp
+        }
+    };
+    let mut resp = json_error_body(resp).await;
+    let h = resp.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The checks before the request is routed; `Some` is the refusal.
+fn before(f: &Front, req: &mut Request) -> Option<Response> {
+    // 1. Declared body length.
+    let limit = if req.uri().path().starts_with("/api/v1/certificate/upload") {
+        f.upload_limit
+    } else {
+        f.body_limit
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let mut resp = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the {limit} bytes allowed here"),
+        )
+        .into_response();
+        // The unread body makes the connection unusable for a next request.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Some(resp);
+    }
+    let info = req.extensions().get::<ConnInfo>().copied()?;
+    // 2. Client address and access control.
+    let peer = info.peer.ip();
+    let policy = f.rt.security.policy();
+    let client = if policy.is_trusted_proxy(peer) {
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        policy.client_ip(peer, forwarded)
+    } else {
+        peer
+    };
+    if policy.decide(client) == portcullis_core::access_control::Decision::Deny {
+        let mut resp =
+            ApiError::new(StatusCode::FORBIDDEN, "access_denied", "access from this address is denied")
+                .into_response();
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Some(resp);
+    }
+    req.extensions_mut().insert(ClientAddr(client));
+    // 3. Redirect to HTTPS.
+    if !info.tls && req.uri().path() != "/healthz" {
+        let running = f.rt.running();
+        let ws = &running.webserver;
+        if ws.http_redirect_to_https
+            && let Some(location) = https_location(req, ws.effective_https_port())
+        {
+            let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
+            resp.headers_mut().insert(header::LOCATION, location);
+            return Some(resp);
+        }
+    }
+    // 4. Cross-site requests.
+    if !is_safe(req.method()) && cross_site(req) {
+        return Some(
+            ApiError::new(
                 StatusCode::FORBIDDEN,
                 "cross_origin_refused",
                 "a request from another web site may not change this device",
             )
-            .into_response();
-        }
+            .into_response(),
+        );
     }
-    next.run(req).await
+    None
 }
 
-/// Gives every error answer of the API the JSON error body, whoever made it
-/// (the router's 404/405, a body limit's 413, an extractor's rejection).
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
+/// The host the client asked for (HTTP/2 carries it in :authority, the URI).
+fn request_host(req: &Request) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+fn https_location(req: &Request, port: u16) -> Option<HeaderValue> {
+    let host = request_host(req)?;
+    // Strip the port (an IPv6 literal keeps its brackets).
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host.as_str(),
+    };
+    let authority = if port == 443 { name.to_string() } else { format!("{name}:{port}") };
+    let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    HeaderValue::from_str(&format!("https://{authority}{target}")).ok()
+}
+
+fn cross_site(req: &Request) -> bool {
+    let headers = req.headers();
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return true;
+    }
+    match headers.get(header::ORIGIN) {
+        None => false,
+        Some(origin) => {
+            let origin = origin.to_str().unwrap_or("null");
+            let host = request_host(req).unwrap_or_default();
+            match origin.split_once("://") {
+                Some((_, origin_host)) => !origin_host.eq_ignore_ascii_case(&host),
+                // "null" (sandboxed frames, file: pages) is never this device.
+                None => true,
+            }
+        }
+    }
+}
+
+/// Gives every error answer the JSON error body, whoever made it (the
+/// router's 404/405, a body limit's 413, an extractor's rejection).
+async fn json_error_body(resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
@@ -295,86 +398,6 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(bytes))
-}
-
-/// Refuses at once a request whose declared body is larger than its route
-/// allows (uploads get `upload`, everything else `body`), instead of waiting
-/// for a body that will be refused anyway.
-pub async fn declared_length_limit(
-    State((body, upload)): State<(usize, usize)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let limit = if req.uri().path().starts_with("/api/v1/certificate/upload") { upload } else { body };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        let mut resp = ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than the {limit} bytes allowed here"),
-        )
-        .into_response();
-        // The unread body makes the connection unusable for a next request.
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
-    }
-    next.run(req).await
-}
-
-/// HTTP → HTTPS redirect (308, keeping host, path and query; `/healthz`
-/// exempt) and HSTS over HTTPS, as the settings say.
-pub async fn transport_policy(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
-    let Some(info) = req.extensions().get::<ConnInfo>().copied() else { return next.run(req).await };
-    let running = rt.running();
-    let ws = &running.webserver;
-    if !info.tls && ws.http_redirect_to_https && req.uri().path() != "/healthz" {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
-        if let Some(host) = host {
-            // Strip the port (an IPv6 literal keeps its brackets).
-            let name = match host.rfind(':') {
-                Some(i) if !host[i..].contains(']') => &host[..i],
-                _ => host.as_str(),
-            };
-            let port = ws.effective_https_port();
-            let authority = if port == 443 { name.to_string() } else { format!("{name}:{port}") };
-            let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            if let Ok(location) = HeaderValue::from_str(&format!("https://{authority}{target}")) {
-                let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
-                resp.headers_mut().insert(header::LOCATION, location);
-                return resp;
-            }
-        }
-    }
-    let hsts = info.tls && ws.hsts_enabled && rt.certs.trusted();
-    let max_age = ws.hsts_max_age_seconds;
-    let mut resp = next.run(req).await;
-    if hsts && let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
-        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
-    }
-    resp
-}
-
-/// Headers every answer carries.
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    if api && !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    resp
 }
 
 /// Any logged-in user (groups `admins` and `users`).

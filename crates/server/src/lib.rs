@@ -291,16 +291,15 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(ui::routes())
         .merge(protected)
         .fallback(fallback)
-        .layer(middleware::from_fn(http::json_errors))
-        .layer(middleware::from_fn(http::same_origin))
-        .layer(middleware::from_fn_with_state(rt.clone(), http::transport_policy))
-        .layer(middleware::from_fn_with_state(rt.clone(), http::client_address))
-        .layer(middleware::from_fn_with_state(
-            (limits.max_body_bytes, limits.max_upload_bytes),
-            http::declared_length_limit,
-        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn(http::security_headers))
+        .layer(middleware::from_fn_with_state(
+            http::Front {
+                rt: rt.clone(),
+                body_limit: limits.max_body_bytes,
+                upload_limit: limits.max_upload_bytes,
+            },
+            http::front,
+        ))
         .with_state(rt)
 }
 
