@@ -224,8 +224,9 @@ pub struct Front {
 ///    connection check cannot see through a proxy, and a keep-alive
 ///    connection opened before a block must not go on guessing;
 /// 3. plain HTTP is redirected to HTTPS when the settings say so;
-/// 4. unsafe requests sent by a browser on behalf of another site are refused;
-/// then, on the answer: every error gets the JSON error body, HSTS is added
+/// 4. unsafe requests sent by a browser on behalf of another site are refused.
+///
+/// Then, on the answer: every error gets the JSON error body, HSTS is added
 /// when due, and the security headers every answer carries.
 pub async fn front(State(f): State<Front>, mut req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
