@@ -33,7 +33,7 @@ test("log in (user name first, then password), wrong password shown at its field
     await page.keyboard.type("wrong-password");
     await page.keyboard.press("Enter");
     await page.waitForSelector("#password[aria-invalid=true]");
-    assert.match(await page.locator("#password-err[role=alert]").innerText(), /wrong user name or password/);
+    assert.match(await page.locator("#password-err[role=alert]").innerText(), /Wrong user name or password/);
     await shot(page, "01-login-refused");
     await page.getByLabel("Password").fill(PASSWORD);
     await page.keyboard.press("Enter");
@@ -245,4 +245,113 @@ test("switch to German on the login page and on every page; the browser's langua
     } finally {
       await other.close();
     }
+  }));
+
+test("a Set that closes the port in use is provisional: banner with deadline and links, confirmed from the new address", () =>
+  withUi("09-confirm", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const port = await freePort();
+    await page.locator(".ports input").first().fill(String(port));
+    assert.match(await page.locator("#proto-warning").innerText(), new RegExp(`\\(${server.http}\\) is no longer in the list`));
+    await page.locator("#set").click();
+    await page.waitForSelector("#pending:not([hidden]) #pending-confirm");
+    const banner = await page.locator("#pending").innerText();
+    assert.match(banner, /waiting for confirmation/);
+    assert.match(banner, /s left/);
+    const link = `http://127.0.0.1:${port}/admin/webserver`;
+    assert.equal(await page.locator(`#pending a[href="${link}"]`).count(), 1);
+    await shot(page, "09-pending-banner");
+    // Confirming through the old port is refused with the server's reason.
+    await page.locator("#pending-confirm").click();
+    await page.waitForFunction(() => /confirm through the new configuration/.test(document.querySelector("#pending [role=alert]").textContent));
+    await page.locator(`#pending a[href="${link}"]`).click();
+    await page.waitForURL(link);
+    await ready(page);
+    await page.waitForSelector("#pending-confirm");
+    await page.locator("#pending-confirm").click();
+    await page.waitForSelector("#pending[hidden]", { state: "attached" });
+    const st = await fetch(`http://127.0.0.1:${port}/api/v1/config/status`, { headers: { authorization: "Basic " + Buffer.from("admin:" + PASSWORD).toString("base64") } }).then((r) => r.json());
+    assert.equal(st.pending, null);
+    assert.match(await page.locator("#page-status").innerText(), /confirmed/);
+  }));
+
+test("notification profiles: create an IP Notify profile, send a test to a local receiver, select it for intrusion detection", () =>
+  withUi("10-profiles", async (server, { page }) => {
+    const { createServer } = await import("node:net");
+    let received = "";
+    const receiver = createServer((sock) => { sock.on("data", (d) => (received += d)); sock.on("end", () => sock.end()); });
+    await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
+    try {
+      await login(page, server, "/admin/profiles");
+      await page.locator("#new-ip-notify").click();
+      await page.getByLabel("Name", { exact: true }).fill("local");
+      await page.getByLabel("Destinations").fill(`127.0.0.1:${receiver.address().port}`);
+      await page.getByLabel("Protocol").selectOption("tcp");
+      await page.locator("#profile-save").click();
+      await page.waitForSelector("text=local");
+      await page.getByRole("button", { name: "Send a test through local" }).click();
+      await page.waitForFunction(() => /Delivered|Not delivered/.test(document.getElementById("test-ip-notify-local").textContent), null, { timeout: 30000 });
+      assert.match(await page.locator("#test-ip-notify-local").innerText(), /Delivered/);
+      assert.match(received, /test/);
+      await shot(page, "10-profiles-test");
+      // An invalid profile is refused at its field.
+      await page.locator("#new-email").click();
+      await page.getByLabel("Name", { exact: true }).fill("mail");
+      await page.getByLabel("SMTP server").fill("smtp.example.net");
+      await page.locator("#profile-save").click();
+      await page.waitForSelector("#profile-form [aria-invalid=true]");
+      assert.notEqual(await page.locator("#profile-form .err:not(:empty)").first().innerText(), "");
+      await page.goto(server.base + "/admin/webserver");
+      await ready(page);
+      await page.getByLabel("Network message (IP Notify)").selectOption("local");
+      await page.locator("#set").click();
+      await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+      const ws = await server.api("GET", "/api/v1/webserver");
+      assert.equal(ws.json.intrusion_detection.ip_notify_profile, "local");
+    } finally {
+      receiver.close();
+    }
+  }));
+
+test("access control, blocked addresses (unblock), logfile, event log and users pages", () =>
+  withUi("11-pages", async (server, { page }) => {
+    // The test's own address stays usable: it is a trusted proxy, and the
+    // failures come from a client named in X-Forwarded-For.
+    await server.api("PUT", "/api/v1/access-control", { enabled: true, no_match: "allow", rules: [{ kind: "deny", source: "192.0.2.0/24" }], trusted_proxies: ["127.0.0.1"] });
+    const ws = await server.api("GET", "/api/v1/webserver");
+    await server.api("PUT", "/api/v1/webserver", { ...ws.json, intrusion_detection: { ...ws.json.intrusion_detection, notification_threshold: 5, block_ip: true } });
+    for (let i = 0; i < 6; i++) {
+      await fetch(`${server.base}/api/v1/webserver`, { headers: { "x-forwarded-for": "198.51.100.7", authorization: "Basic " + Buffer.from("admin:wrong").toString("base64") } });
+    }
+    await login(page, server, "/admin/access-control");
+    assert.equal(await page.getByLabel("Enable IP-level access control").isChecked(), true);
+    assert.equal(await page.locator("[data-field='rules[0].source']").inputValue(), "192.0.2.0/24");
+    await page.locator("#add-rule").click();
+    await page.locator("[data-field='rules[1].source']").fill("not-an-address");
+    await page.locator("#set").click();
+    await page.waitForSelector("[data-field='rules[1].source'][aria-invalid=true]");
+    assert.notEqual(await page.locator("#main .err:not(:empty)").first().innerText(), "");
+    await shot(page, "11-access-control-refused");
+    await page.goto(server.base + "/admin/blocked");
+    await ready(page);
+    await page.getByRole("button", { name: "Unblock 198.51.100.7" }).click();
+    await page.waitForFunction(() => /no longer blocked/.test(document.getElementById("page-status").textContent));
+    assert.deepEqual((await server.api("GET", "/api/v1/blocked")).json, []);
+    await page.goto(server.base + "/admin/logfile");
+    await ready(page);
+    assert.match(await page.locator("table").innerText(), /198\.51\.100\.7/);
+    await shot(page, "11-logfile");
+    await page.goto(server.base + "/admin/events");
+    await ready(page);
+    assert.match(await page.locator("table").innerText(), /client blocked/);
+    await shot(page, "11-events");
+    await page.goto(server.base + "/admin/users");
+    await ready(page);
+    await page.getByLabel("User name").fill("viewer");
+    await page.getByLabel("Password", { exact: true }).fill("viewer-password-1");
+    await page.getByRole("button", { name: "Add account" }).click();
+    await page.waitForSelector("text=viewer");
+    const users = await server.api("GET", "/api/v1/users");
+    assert.ok(users.json.some((u) => u.name === "viewer" && u.group === "users"));
+    await shot(page, "11-users");
   }));

@@ -114,7 +114,7 @@ function candidates(path) {
 
 // Shows an API error next to its field (aria-invalid, role=alert), or in
 // the form's general alert when no field of the form matches.
-export function showError(root, error) {
+export function showError(root, error, fallback) {
   const msg = error.message || error.code;
   if (error.field) {
     for (const c of candidates(error.field)) {
@@ -127,7 +127,7 @@ export function showError(root, error) {
       return;
     }
   }
-  const alert = root.querySelector(".form-alert") || document.getElementById("page-alert");
+  const alert = fallback || root.querySelector(".form-alert") || document.getElementById("page-alert");
   alert.textContent = msg;
 }
 
@@ -137,7 +137,9 @@ export const formAlert = () => h("p", { class: "form-alert", role: "alert" });
 export function announce(msg) {
   const s = document.getElementById("page-status");
   s.textContent = "";
+  clearTimeout(announce.timer);
   setTimeout(() => { s.textContent = msg; }, 30);
+  announce.timer = setTimeout(() => { s.textContent = ""; }, 15000);
 }
 
 export function pageAlert(msg) {

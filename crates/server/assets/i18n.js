@@ -63,6 +63,8 @@ const en = {
   "login.submit": "Log in",
   "login.failed": "Login failed (HTTP {status}).",
   "login.intro": "Log in to administer this device's web server.",
+  "login.wrong_credentials": "Wrong user name or password.",
+  "login.busy": "The device is busy checking passwords; try again in a moment.",
 
   "btn.set": "Set",
   "btn.factory": "Factory",
@@ -443,6 +445,8 @@ const de = {
   "login.submit": "Anmelden",
   "login.failed": "Anmeldung fehlgeschlagen (HTTP {status}).",
   "login.intro": "Melden Sie sich an, um den Webserver dieses Geräts zu verwalten.",
+  "login.wrong_credentials": "Falscher Benutzername oder falsches Kennwort.",
+  "login.busy": "Das Gerät prüft gerade Kennwörter; versuchen Sie es gleich noch einmal.",
 
   "btn.set": "Setzen",
   "btn.factory": "Voreinstellung",

@@ -52,7 +52,8 @@ $("login").addEventListener("submit", async (ev) => {
       return;
     }
     const e = await r.json().catch(() => null);
-    fail("password", e && e.error ? e.error.message : t("login.failed", { status: r.status }));
+    const code = e && e.error ? e.error.code : "";
+    fail("password", code === "wrong_credentials" || code === "busy" ? t("login." + code) : e && e.error ? e.error.message : t("login.failed", { status: r.status }));
   } catch (e) {
     fail("password", t("err.unreachable"));
   } finally {

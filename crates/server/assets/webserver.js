@@ -354,10 +354,10 @@ export async function renderWebServer(root) {
   for (const el of [general, https, intrusion]) el.addEventListener("change", liveWarnings);
 
   async function set() {
-    clearErrors(form.ownerDocument.body);
+    for (const el of [general, https, intrusion, form]) clearErrors(el);
     const before = loaded;
     const r = await busy(setBtn, t("working"), () => api("PUT", "/api/v1/webserver", { json: collect() }));
-    if (!r.ok) { showError(document.getElementById("main"), r.error); return; }
+    if (!r.ok) { showError(document.getElementById("main"), r.error, form.querySelector(".form-alert")); return; }
     loaded = r.data;
     fill(loaded);
     const st = await refreshPending();
@@ -409,7 +409,7 @@ export async function renderWebServer(root) {
         row(t("cert.san"), (c.subject_alt_names || []).join(", "), "cert-san"),
         row(t("cert.chain"), String(c.chain_length) + (c.self_signed ? " · " + t("cert.selfsigned") : ""), "cert-chain"),
         row(t("cert.csr"), view.csr_pending ? t("yes") : t("no"), "cert-csr")),
-      c.days_until_expiry < 30 ? warning(t("cert.expiring", { days: c.days_until_expiry })) : null,
+      ...(c.days_until_expiry < 30 ? [warning(t("cert.expiring", { days: c.days_until_expiry }))] : []),
       ...(view.warnings || []).map((w) => warning(w)));
     dlCert.disabled = !view.individual_exists;
     dlReq.disabled = !view.csr_pending;
