@@ -8,31 +8,59 @@ use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+/// The ALPN protocol of the ACME tls-alpn-01 challenge (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// Hands every TLS handshake the certificate in use now; swapping it never
-/// touches open connections (they keep the key they negotiated with).
+/// touches open connections (they keep the key they negotiated with). While
+/// an ACME tls-alpn-01 challenge is pending, a validator's handshake (ALPN
+/// `acme-tls/1` for the identifier) gets the challenge certificate instead.
 #[derive(Debug)]
-pub struct CertResolver(ArcSwap<CertifiedKey>);
+pub struct CertResolver {
+    current: ArcSwap<CertifiedKey>,
+    challenges: std::sync::RwLock<std::collections::HashMap<String, Arc<CertifiedKey>>>,
+}
 
 impl CertResolver {
     /// A resolver serving `key`.
     pub fn new(key: Arc<CertifiedKey>) -> Arc<Self> {
-        Arc::new(Self(ArcSwap::new(key)))
+        Arc::new(Self { current: ArcSwap::new(key), challenges: Default::default() })
     }
 
     /// Serves `key` to every new handshake from now on.
     pub fn swap(&self, key: Arc<CertifiedKey>) {
-        self.0.store(key);
+        self.current.store(key);
     }
 
     /// The certificate in use now.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        self.0.load_full()
+        self.current.load_full()
+    }
+
+    /// Answers tls-alpn-01 handshakes for `identifier` with `cert`.
+    pub fn set_challenge(&self, identifier: &str, cert: Arc<CertifiedKey>) {
+        self.challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(identifier.to_ascii_lowercase(), cert);
+    }
+
+    /// Removes every challenge certificate.
+    pub fn clear_challenges(&self) {
+        self.challenges.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
 impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load_full())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            let challenges = self.challenges.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(cert) = hello.server_name().and_then(|n| challenges.get(&n.to_ascii_lowercase())) {
+                return Some(cert.clone());
+            }
+        }
+        Some(self.current.load_full())
     }
 }
 
@@ -53,7 +81,8 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, r
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // acme-tls/1 last: only an ACME validator offers it, and only alone.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     // Resumption by ticket saves a full handshake (an RSA signature) for
     // returning clients; keys rotate every 6 hours.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
