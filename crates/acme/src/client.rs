@@ -49,7 +49,11 @@ impl HttpClient for TimedClient {
 /// A client trusting `ca_bundle_pem` only when set (a private CA's ACME
 /// server), else the system's trust store. The aws-lc-rs provider is passed
 /// explicitly so no process-wide default provider is needed.
-pub(crate) fn build(settings: &AcmeSettings) -> Result<TimedClient, AcmeError> {
+pub(crate) fn build(
+    settings: &AcmeSettings,
+    connect: Duration,
+    request: Duration,
+) -> Result<TimedClient, AcmeError> {
     let unreachable = |detail: String| AcmeError::Unreachable { url: settings.directory_url.clone(), detail };
     let mut roots = rustls::RootCertStore::empty();
     match settings.ca_bundle_pem.as_deref() {
@@ -78,12 +82,12 @@ pub(crate) fn build(settings: &AcmeSettings) -> Result<TimedClient, AcmeError> {
         .with_no_client_auth();
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
-    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_connect_timeout(Some(connect));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http1()
         .enable_http2()
         .wrap_connector(tcp);
-    Ok(TimedClient { inner: Client::builder(TokioExecutor::new()).build(https), timeout: REQUEST_TIMEOUT })
+    Ok(TimedClient { inner: Client::builder(TokioExecutor::new()).build(https), timeout: request })
 }

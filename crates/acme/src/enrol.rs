@@ -14,7 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
-use crate::client;
+use crate::client::{self, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::error::{AcmeError, describe, describe_problem, problem_type};
 use crate::settings::{AcmeSettings, Challenge, Ident, decode_eab_key};
 
@@ -22,6 +22,25 @@ use crate::settings::{AcmeSettings, Challenge, Ident, decode_eab_key};
 pub const ENROL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Longest wait for the CA to validate the challenges, and again for it to issue.
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+
+/// Bounds of one enrolment; [`Limits::default`] is what [`enrol`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait for a TCP connection to the ACME server.
+    pub connect: Duration,
+    /// Longest wait for the response head of one ACME request.
+    pub request: Duration,
+    /// Longest wait for the CA to validate, and again for it to issue.
+    pub poll: Duration,
+    /// Longest the whole enrolment may take.
+    pub total: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { connect: CONNECT_TIMEOUT, request: REQUEST_TIMEOUT, poll: POLL_TIMEOUT, total: ENROL_TIMEOUT }
+    }
+}
 
 /// Where the server publishes challenge answers; implemented by the server.
 pub trait ChallengeResponder: Send + Sync {
@@ -76,21 +95,31 @@ impl Drop for ClearOnDrop<'_> {
 /// The settings are normalized and validated first (enrolment requires a
 /// directory URL and identifiers even when `enabled` is false). The whole
 /// enrolment is bounded by [`ENROL_TIMEOUT`], each wait for the CA by
-/// [`POLL_TIMEOUT`], each request by [`client::REQUEST_TIMEOUT`].
+/// [`POLL_TIMEOUT`], each request by [`REQUEST_TIMEOUT`].
 /// Accepting the CA's terms of service is implied by configuring it.
 pub async fn enrol(
     settings: &AcmeSettings,
     account: Option<&str>,
     responder: &dyn ChallengeResponder,
 ) -> Result<(Enrolled, String), AcmeError> {
+    enrol_with(settings, account, responder, Limits::default()).await
+}
+
+/// [`enrol`] with other bounds (tests; a CA known to be slow).
+pub async fn enrol_with(
+    settings: &AcmeSettings,
+    account: Option<&str>,
+    responder: &dyn ChallengeResponder,
+    limits: Limits,
+) -> Result<(Enrolled, String), AcmeError> {
     let settings = settings.normalized();
     settings.validate_for_enrolment()?;
     // Leftovers of an interrupted enrolment would be served forever otherwise.
     responder.clear();
     let _clear = ClearOnDrop(responder);
-    match tokio::time::timeout(ENROL_TIMEOUT, run(&settings, account, responder)).await {
+    match tokio::time::timeout(limits.total, run(&settings, account, responder, limits)).await {
         Ok(result) => result,
-        Err(_) => Err(AcmeError::Timeout { stage: "enrolling", after: ENROL_TIMEOUT }),
+        Err(_) => Err(AcmeError::Timeout { stage: "enrolling", after: limits.total }),
     }
 }
 
@@ -98,6 +127,7 @@ async fn run(
     settings: &AcmeSettings,
     stored: Option<&str>,
     responder: &dyn ChallengeResponder,
+    limits: Limits,
 ) -> Result<(Enrolled, String), AcmeError> {
     let idents = settings.parsed_identifiers()?;
     let acme_ids: Vec<Identifier> = idents
@@ -112,13 +142,13 @@ async fn run(
     let csr_idents = idents.clone();
     let csr_task = tokio::task::spawn_blocking(move || key_and_csr(key_type, &csr_idents));
 
-    let (account, mut credentials, reused) = open_account(settings, stored).await?;
+    let (account, mut credentials, reused) = open_account(settings, stored, limits).await?;
     let new_order = NewOrder::new(&acme_ids);
     let mut order = match account.new_order(&new_order).await {
         // The CA forgot the account (a test CA restarted, or it was deactivated): start afresh once.
         Err(e) if reused && problem_type(&e) == Some("accountDoesNotExist") => {
             tracing::warn!("the CA no longer knows the stored ACME account; creating a new one");
-            let (account, fresh) = create_account(settings).await?;
+            let (account, fresh) = create_account(settings, limits).await?;
             credentials = fresh;
             account.new_order(&new_order).await.map_err(order_error)?
         }
@@ -127,11 +157,11 @@ async fn run(
 
     answer_challenges(&mut order, settings.challenge, responder).await?;
     let policy =
-        RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(POLL_TIMEOUT);
+        RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(limits.poll);
     let status = match order.poll_ready(&policy).await {
         Ok(status) => status,
         Err(instant_acme::Error::Timeout(_)) => {
-            return Err(AcmeError::Timeout { stage: "waiting for the CA to validate", after: POLL_TIMEOUT });
+            return Err(AcmeError::Timeout { stage: "waiting for the CA to validate", after: limits.poll });
         }
         Err(instant_acme::Error::Api(problem)) => return Err(validation_failure(&mut order, &problem).await),
         Err(e) => return Err(AcmeError::Protocol { detail: describe(&e) }),
@@ -152,7 +182,7 @@ async fn run(
     let chain_pem = match order.poll_certificate(&policy).await {
         Ok(chain) => chain,
         Err(instant_acme::Error::Timeout(_)) => {
-            return Err(AcmeError::Timeout { stage: "waiting for the certificate", after: POLL_TIMEOUT });
+            return Err(AcmeError::Timeout { stage: "waiting for the certificate", after: limits.poll });
         }
         Err(e) => return Err(order_error(e)),
     };
@@ -164,6 +194,7 @@ async fn run(
 async fn open_account(
     settings: &AcmeSettings,
     stored: Option<&str>,
+    limits: Limits,
 ) -> Result<(Account, String, bool), AcmeError> {
     if let Some(json) = stored {
         match serde_json::from_str::<serde_json::Value>(json) {
@@ -173,10 +204,14 @@ async fn open_account(
             {
                 match serde_json::from_value::<AccountCredentials>(value) {
                     Ok(creds) => {
-                        let account = Account::builder_with_http(Box::new(client::build(settings)?))
-                            .from_credentials(creds)
-                            .await
-                            .map_err(|e| unreachable(settings, &e))?;
+                        let account = Account::builder_with_http(Box::new(client::build(
+                            settings,
+                            limits.connect,
+                            limits.request,
+                        )?))
+                        .from_credentials(creds)
+                        .await
+                        .map_err(|e| unreachable(settings, &e))?;
                         return Ok((account, json.to_owned(), true));
                     }
                     Err(e) => tracing::warn!("stored ACME account unreadable ({e}); creating a new one"),
@@ -186,12 +221,12 @@ async fn open_account(
             Err(e) => tracing::warn!("stored ACME account unreadable ({e}); creating a new one"),
         }
     }
-    let (account, json) = create_account(settings).await?;
+    let (account, json) = create_account(settings, limits).await?;
     Ok((account, json, false))
 }
 
 /// Registers a new account (with EAB when configured).
-async fn create_account(settings: &AcmeSettings) -> Result<(Account, String), AcmeError> {
+async fn create_account(settings: &AcmeSettings, limits: Limits) -> Result<(Account, String), AcmeError> {
     let eab = match (&settings.eab_key_id, &settings.eab_hmac_key) {
         (Some(id), Some(key)) => {
             // Validation checked the encoding; the error names no part of the key.
@@ -205,17 +240,18 @@ async fn create_account(settings: &AcmeSettings) -> Result<(Account, String), Ac
     let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
     let new_account =
         NewAccount { contact: &contact, terms_of_service_agreed: true, only_return_existing: false };
-    let (account, credentials) = Account::builder_with_http(Box::new(client::build(settings)?))
-        .create(&new_account, settings.directory_url.clone(), eab.as_ref())
-        .await
-        .map_err(|e| match &e {
-            instant_acme::Error::Api(p) => match problem_type(&e) {
-                Some("externalAccountRequired") => AcmeError::ExternalAccountRequired,
-                Some("rateLimited") => AcmeError::RateLimited { detail: describe_problem(p) },
-                _ => AcmeError::AccountRejected { detail: describe_problem(p) },
-            },
-            _ => unreachable(settings, &e),
-        })?;
+    let (account, credentials) =
+        Account::builder_with_http(Box::new(client::build(settings, limits.connect, limits.request)?))
+            .create(&new_account, settings.directory_url.clone(), eab.as_ref())
+            .await
+            .map_err(|e| match &e {
+                instant_acme::Error::Api(p) => match problem_type(&e) {
+                    Some("externalAccountRequired") => AcmeError::ExternalAccountRequired,
+                    Some("rateLimited") => AcmeError::RateLimited { detail: describe_problem(p) },
+                    _ => AcmeError::AccountRejected { detail: describe_problem(p) },
+                },
+                _ => unreachable(settings, &e),
+            })?;
     let json = serde_json::to_string(&credentials)
         .map_err(|e| AcmeError::Protocol { detail: format!("account credentials: {e}") })?;
     Ok((account, json))

@@ -23,7 +23,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-pub use enrol::{ChallengeResponder, ENROL_TIMEOUT, Enrolled, POLL_TIMEOUT, enrol, tls_alpn01_sni, validity};
+pub use enrol::{
+    ChallengeResponder, ENROL_TIMEOUT, Enrolled, Limits, POLL_TIMEOUT, enrol, enrol_with, tls_alpn01_sni,
+    validity,
+};
 pub use error::AcmeError;
 /// Re-exported so responders name the identifier type [`tls_alpn01_sni`] takes.
 pub use instant_acme::Identifier;
