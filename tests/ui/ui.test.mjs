@@ -231,6 +231,7 @@ test("switch to German on the login page and on every page; the browser's langua
     await page.getByLabel("Benachrichtigungsschwelle").fill("3");
     await page.getByRole("button", { name: "Setzen" }).click();
     await page.waitForSelector("#id-threshold[aria-invalid=true]");
+    assert.match(await page.locator("#id-threshold-err").innerText(), /^Der Wert liegt außerhalb des erlaubten Bereichs\. \(.*5.*\)$/);
     await page.locator("#id-threshold").scrollIntoViewIfNeeded();
     await shot(page, "08-german-webserver");
     await page.getByRole("button", { name: "English" }).click();

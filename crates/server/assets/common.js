@@ -1,7 +1,7 @@
 // Shared helpers of the admin UI: API calls, elements, fields and their
 // errors, dialogs, the page frame (navigation, language switch, logout) and
 // the banner of a change waiting for confirmation.
-import { t, lang, setLang } from "./i18n.js";
+import { t, lang, setLang, errorText } from "./i18n.js";
 
 export const session = { user: "", group: "", csrf: "" };
 const UI = { "x-portcullis-ui": "1" };
@@ -115,7 +115,7 @@ function candidates(path) {
 // Shows an API error next to its field (aria-invalid, role=alert), or in
 // the form's general alert when no field of the form matches.
 export function showError(root, error, fallback) {
-  const msg = error.message || error.code;
+  const msg = errorText(error);
   if (error.field) {
     for (const c of candidates(error.field)) {
       const input = [...root.querySelectorAll("[data-field]")].find((el) => el.dataset.field === c);

@@ -790,6 +790,39 @@ const de = {
   "pr.audio.keep": "Leer lassen, um die gespeicherte Ansage zu behalten.",
 };
 
+// German texts for the API's error codes; the API's own (English) message
+// follows in brackets, since it names the exact value and limit.
+const CODES_DE = {
+  out_of_range: "Der Wert liegt außerhalb des erlaubten Bereichs.",
+  duplicate: "Dieser Wert kommt doppelt vor.",
+  port_conflict: "Dieser Port wird bereits anderweitig verwendet.",
+  port_unavailable: "Dieser Port kann nicht geöffnet werden.",
+  no_listener: "HTTP und HTTPS können nicht beide ausgeschaltet sein.",
+  invalid_value: "Ungültiger Wert.",
+  invalid_type: "Ungültiger Wert.",
+  required: "Pflichtangabe.",
+  unknown_profile: "Dieses Profil gibt es nicht.",
+  wrong_passphrase: "Falsche Passphrase.",
+  passphrase_required: "Der Schlüssel ist verschlüsselt: Geben Sie die Passphrase an.",
+  key_mismatch: "Schlüssel und Zertifikat passen nicht zusammen.",
+  expired: "Das Zertifikat ist abgelaufen.",
+  not_yet_valid: "Das Zertifikat ist noch nicht gültig.",
+  would_lock_out: "Diese Regeln würden Ihre eigene Adresse sperren.",
+  last_admin: "Der letzte Administrator kann nicht entfernt werden.",
+  invalid_common_name: "Ungültiger allgemeiner Name.",
+  invalid_country: "Das Land muss aus zwei Buchstaben bestehen.",
+  invalid_email: "Ungültige E-Mail-Adresse.",
+  csrf_token_invalid: "Die Sitzung ist abgelaufen; laden Sie die Seite neu.",
+  forbidden: "Nur Administratoren dürfen dies ändern.",
+};
+
+// The text of an API error in the chosen language.
+export function errorText(error) {
+  const msg = error.message || error.code;
+  const de = lang() === "de" ? CODES_DE[error.code] : undefined;
+  return de ? de + " (" + msg + ")" : msg;
+}
+
 const STRINGS = { en, de };
 export const KEYS = Object.keys(en);
 export const MISSING_DE = Object.keys(en).filter((k) => !(k in de));
