@@ -152,7 +152,18 @@ async fn run(
             credentials = fresh;
             account.new_order(&new_order).await.map_err(order_error)?
         }
-        other => other.map_err(order_error)?,
+        other => {
+            let order = other.map_err(order_error)?;
+            if reused {
+                // The stored account keeps the contacts it was created with;
+                // the settings may have changed them since. Not worth failing over.
+                let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+                if let Err(e) = account.update_contacts(&contact).await {
+                    tracing::warn!("updating the ACME account's contacts failed: {}", describe(&e));
+                }
+            }
+            order
+        }
     };
 
     answer_challenges(&mut order, settings.challenge, responder).await?;

@@ -145,8 +145,11 @@ fn serve_tls_alpn01(listener: TcpListener, responder: Arc<Responder>) {
 
 /// A running pebble + pebble-challtestsrv pair; killed on drop.
 struct Pebble {
-    _children: Vec<Child>,
-    _dir: tempfile::TempDir,
+    _challtestsrv: Child,
+    pebble: Child,
+    dns: u16,
+    listen: u16,
+    dir: tempfile::TempDir,
     directory_url: String,
     management: SocketAddr,
     ca_pem: String,
@@ -177,6 +180,25 @@ fn pebble_tls(dir: &Path) -> Result<String> {
     Ok(ca_cert.pem())
 }
 
+/// Starts pebble with the config in `dir`, resolving names through the DNS on port `dns`.
+fn spawn_pebble(dir: &Path, dns: u16) -> Result<Child> {
+    let log = |name: &str| -> Result<Stdio> {
+        Ok(std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name))?.into())
+    };
+    Command::new("pebble")
+        .arg("-config")
+        .arg(dir.join("pebble.json"))
+        .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        // Deterministic tests: no random badNonce rejections.
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .stdout(log("pebble.log")?)
+        .stderr(log("pebble.err")?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting pebble (apt-get install pebble)")
+}
+
 async fn wait_for_port(port: u16, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
@@ -190,6 +212,13 @@ async fn wait_for_port(port: u16, what: &str) -> Result<()> {
 
 /// Starts pebble (EAB required when `eab` is true) and the validation servers.
 async fn start_pebble(eab: bool) -> Result<Pebble> {
+    start_pebble_with(eab, None).await
+}
+
+/// Starts pebble, issuing certificates valid for `validity_seconds` when given.
+async fn start_pebble_with(eab: bool, validity_seconds: Option<u64>) -> Result<Pebble> {
+    // The crate's warnings (e.g. a failed contact update) appear with a failing test's output.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let dir = tempfile::tempdir()?;
     let ca_pem = pebble_tls(dir.path())?;
     let (listen, management, dns, dns_management) =
@@ -208,6 +237,9 @@ async fn start_pebble(eab: bool) -> Result<Pebble> {
         "ocspResponderURL": "",
         "externalAccountBindingRequired": eab,
     }});
+    if let Some(seconds) = validity_seconds {
+        config["pebble"]["certificateValidityPeriod"] = seconds.into();
+    }
     if eab {
         config["pebble"]["externalAccountMACKeys"] = serde_json::json!({ EAB_KID: EAB_KEY });
     }
@@ -225,19 +257,7 @@ async fn start_pebble(eab: bool) -> Result<Pebble> {
         .kill_on_drop(true)
         .spawn()
         .context("starting pebble-challtestsrv (apt-get install pebble)")?;
-    let pebble = Command::new("pebble")
-        .arg("-config")
-        .arg(&config_path)
-        .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        // Deterministic tests: no random badNonce rejections.
-        .env("PEBBLE_WFE_NONCEREJECT", "0")
-        .stdout(log("pebble.log")?)
-        .stderr(log("pebble.err")?)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting pebble (apt-get install pebble)")?;
-    let children = vec![challtestsrv, pebble];
+    let pebble = spawn_pebble(dir.path(), dns)?;
     wait_for_port(dns_management, "pebble-challtestsrv").await?;
     wait_for_port(listen, "pebble").await?;
     wait_for_port(management, "pebble management").await?;
@@ -246,8 +266,11 @@ async fn start_pebble(eab: bool) -> Result<Pebble> {
     serve_http01(http, responder.clone());
     serve_tls_alpn01(tls, responder.clone());
     Ok(Pebble {
-        _children: children,
-        _dir: dir,
+        _challtestsrv: challtestsrv,
+        pebble,
+        dns,
+        listen,
+        dir,
         directory_url: format!("https://127.0.0.1:{listen}/dir"),
         management: SocketAddr::from(([127, 0, 0, 1], management)),
         ca_pem,
@@ -256,6 +279,14 @@ async fn start_pebble(eab: bool) -> Result<Pebble> {
 }
 
 impl Pebble {
+    /// Restarts pebble on the same ports: it forgets every account and order
+    /// and makes a new CA, as a real CA that lost or deactivated the account.
+    async fn restart(&mut self) -> Result<()> {
+        self.pebble.kill().await?;
+        self.pebble = spawn_pebble(self.dir.path(), self.dns)?;
+        wait_for_port(self.listen, "pebble (restarted)").await
+    }
+
     fn settings(&self, identifiers: &[&str], challenge: Challenge) -> AcmeSettings {
         AcmeSettings {
             enabled: true,
@@ -343,7 +374,8 @@ async fn enrol_http01_dns_and_ip() -> Result<()> {
     assert!(lock(&pebble.responder.http).is_empty(), "answers cleared after the order");
     assert!(account.contains(&pebble.directory_url));
 
-    // A renewal with the stored account keeps it.
+    // A renewal with the stored account keeps it (and takes new contacts along).
+    let settings = AcmeSettings { contact: vec!["new-ops@example.com".into()], ..settings };
     let (again, account_again) = enrol(&settings, Some(&account), pebble.responder.as_ref()).await?;
     assert_eq!(account_again, account, "the stored account is reused");
     assert_ne!(again.key_pem, enrolled.key_pem, "a fresh key per certificate");
@@ -486,5 +518,32 @@ async fn account_of_another_directory_is_replaced() -> Result<()> {
     assert!(new_account.contains(&second.directory_url));
     // Garbage in the store is not fatal either.
     enrol(&settings, Some("{not json"), second.responder.as_ref()).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lifetime_renews_at_two_thirds() -> Result<()> {
+    // What a renewal test of the server builds on: pebble's certificateValidityPeriod.
+    let pebble = start_pebble_with(false, Some(90)).await?;
+    let settings = pebble.settings(&["short.example.com"], Challenge::Http01);
+    let (enrolled, _) = enrol(&settings, None, pebble.responder.as_ref()).await?;
+    let lifetime = enrolled.not_after - enrolled.not_before;
+    assert!(lifetime <= time::Duration::seconds(91), "{lifetime}");
+    let renew = portcullis_acme::renewal_time(enrolled.not_before, enrolled.not_after);
+    assert_eq!(renew, enrolled.not_before + lifetime * 2 / 3);
+    assert!(renew < enrolled.not_after);
+    eprintln!("lifetime {lifetime}, renewal at {renew}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_account_is_recreated() -> Result<()> {
+    let mut pebble = start_pebble(false).await?;
+    let settings = pebble.settings(&["forgotten.example.com"], Challenge::Http01);
+    let (_, account) = enrol(&settings, None, pebble.responder.as_ref()).await?;
+    pebble.restart().await?;
+    let (enrolled, new_account) = enrol(&settings, Some(&account), pebble.responder.as_ref()).await?;
+    assert_ne!(new_account, account, "a new account replaces the one the CA forgot");
+    assert!(issuer_cn(&chain(&enrolled.chain_pem)[0]).contains("Pebble Intermediate CA"));
     Ok(())
 }
