@@ -51,6 +51,14 @@ pub trait ChallengeResponder: Send + Sync {
     fn publish_tls_alpn01(&self, identifier: &str, cert: Arc<CertifiedKey>);
     /// Removes everything published for an order.
     fn clear(&self);
+    /// Called as soon as a new account is registered, with its credentials JSON
+    /// (the same [`enrol`] returns on success): store it (0600) right away, so
+    /// that a failed enrolment's retry reuses it. CAs limit new accounts
+    /// (Let's Encrypt: 10 per IP address in 3 hours), and retries back off
+    /// from one minute. The default does nothing.
+    fn account_created(&self, credentials_json: &str) {
+        let _ = credentials_json;
+    }
 }
 
 /// An issued certificate with its new private key.
@@ -143,12 +151,16 @@ async fn run(
     let csr_task = tokio::task::spawn_blocking(move || key_and_csr(key_type, &csr_idents));
 
     let (account, mut credentials, reused) = open_account(settings, stored, limits).await?;
+    if !reused {
+        responder.account_created(&credentials);
+    }
     let new_order = NewOrder::new(&acme_ids);
     let mut order = match account.new_order(&new_order).await {
         // The CA forgot the account (a test CA restarted, or it was deactivated): start afresh once.
         Err(e) if reused && problem_type(&e) == Some("accountDoesNotExist") => {
             tracing::warn!("the CA no longer knows the stored ACME account; creating a new one");
             let (account, fresh) = create_account(settings, limits).await?;
+            responder.account_created(&fresh);
             credentials = fresh;
             account.new_order(&new_order).await.map_err(order_error)?
         }

@@ -409,18 +409,29 @@ async fn enrol_tls_alpn01_rsa() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_validation_is_explained() -> Result<()> {
     // The responder publishes nothing: pebble's http-01 fetch gets 404.
-    struct Mute;
+    #[derive(Default)]
+    struct Mute(Mutex<Option<String>>);
     impl ChallengeResponder for Mute {
         fn publish_http01(&self, _: &str, _: &str) {}
         fn publish_tls_alpn01(&self, _: &str, _: Arc<CertifiedKey>) {}
         fn clear(&self) {}
+        fn account_created(&self, credentials_json: &str) {
+            *lock(&self.0) = Some(credentials_json.to_owned());
+        }
     }
     let pebble = start_pebble(false).await?;
     let settings = pebble.settings(&["mute.example.com"], Challenge::Http01);
-    let err = enrol(&settings, None, &Mute).await.expect_err("validation fails");
+    let mute = Mute::default();
+    let err = enrol(&settings, None, &mute).await.expect_err("validation fails");
     assert_eq!(err.code(), "validation_failed", "{err}");
     assert!(err.to_string().contains("mute.example.com"), "{err}");
+    assert!(err.is_transient());
     eprintln!("{err}");
+
+    // The account registered by the failed attempt was handed out, and the retry reuses it.
+    let account = lock(&mute.0).clone().context("account_created was called")?;
+    let (_, account_after) = enrol(&settings, Some(&account), pebble.responder.as_ref()).await?;
+    assert_eq!(account_after, account);
     Ok(())
 }
 
