@@ -147,6 +147,9 @@ struct ServeArgs {
     /// First delay before a failed notification is tried again, in milliseconds (then ×4 each time).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     notify_retry_ms: u64,
+    /// How often, in seconds, ACME renewals and certificate expiry are checked.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    certificate_check_seconds: u64,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
@@ -263,6 +266,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .bind_addresses(args.listen)
             .webroot(args.webroot)
             .notify_first_retry(std::time::Duration::from_millis(args.notify_retry_ms))
+            .certificate_checks(
+                std::time::Duration::from_secs(args.certificate_check_seconds.max(1)),
+                std::time::Duration::from_secs(args.certificate_check_seconds.max(1)),
+            )
             .start()
             .await?;
         let listeners = server.runtime().open_listeners().await;

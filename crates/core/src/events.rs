@@ -64,6 +64,10 @@ pub enum EventKind {
     UserChanged,
     /// The individual certificate and its private key were downloaded.
     CertificateDownloaded,
+    /// The certificate in use expires soon, or has expired.
+    CertificateExpiring,
+    /// An ACME enrolment or renewal failed (it is retried).
+    AcmeFailed,
     /// An event of a kind this version does not know (read from a newer
     /// firmware's log; kept rather than failing the whole log).
     #[serde(other)]

@@ -62,7 +62,12 @@ impl ExpiryWatch {
     /// `not_after`, if a new one is due; records it as announced. A new
     /// certificate starts afresh; skipped stages are not announced one by one
     /// (only the most urgent reached is).
-    pub fn due(&mut self, fingerprint: &str, not_after: OffsetDateTime, now: OffsetDateTime) -> Option<ExpiryStage> {
+    pub fn due(
+        &mut self,
+        fingerprint: &str,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<ExpiryStage> {
         if self.fingerprint != fingerprint {
             *self = Self { fingerprint: fingerprint.to_string(), announced: None };
         }
@@ -93,7 +98,10 @@ mod tests {
             now += Duration::hours(6);
         }
         let stages: Vec<ExpiryStage> = fired.iter().map(|(s, _)| *s).collect();
-        assert_eq!(stages, vec![ExpiryStage::Days30, ExpiryStage::Days7, ExpiryStage::Days1, ExpiryStage::Expired]);
+        assert_eq!(
+            stages,
+            vec![ExpiryStage::Days30, ExpiryStage::Days7, ExpiryStage::Days1, ExpiryStage::Expired]
+        );
         assert_eq!(fired[0].1, datetime!(2027-01-01 12:00 UTC));
         assert_eq!(fired[1].1, datetime!(2027-01-24 12:00 UTC));
         assert_eq!(fired[2].1, datetime!(2027-01-30 12:00 UTC));

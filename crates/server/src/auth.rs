@@ -28,7 +28,8 @@ use portcullis_core::ValidationError;
 /// one knows: unknown user names are checked against it, so that a wrong
 /// name costs as much as a wrong password (no user enumeration by timing).
 /// A constant, because computing one at start costs 25 ms and 19 MiB.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$N69OvH2j7CU2uJF0d/UE3g$WZT9QLFXTpqWPd18dGBeMPDo2fE7ReVUQWvtOGGgfQI";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$N69OvH2j7CU2uJF0d/UE3g$WZT9QLFXTpqWPd18dGBeMPDo2fE7ReVUQWvtOGGgfQI";
 
 /// Password checks waiting at most; beyond, a login is answered 503 at once.
 pub const VERIFY_QUEUE: usize = 64;

@@ -265,6 +265,18 @@ impl CertStore {
         Ok((material, warnings))
     }
 
+    /// Installs a chain and key obtained elsewhere (ACME) as the individual
+    /// certificate; a pending request goes (its key is not the one in use).
+    pub fn install_pair(&self, chain_pem: &str, key_pem: &str) -> Result<Material, CertStoreError> {
+        let material = portcullis_cert::parse_stored(chain_pem.as_bytes(), key_pem.as_bytes())?;
+        let state = CertState {
+            individual: Some(StoredPair { chain_pem: material.chain_pem(), key_pem: material.key_pem() }),
+            request: None,
+        };
+        self.save(&state)?;
+        Ok(material)
+    }
+
     /// Delete: back to the factory certificate (the pending request goes too: its key is gone).
     pub fn delete(&self) -> Result<(), CertStoreError> {
         self.save(&CertState::default())

@@ -308,7 +308,11 @@ fn before(f: &Front, req: &mut Request) -> Option<Response> {
     }
     req.extensions_mut().insert(ClientAddr(client));
     // 3. Redirect to HTTPS.
-    if !info.tls && req.uri().path() != "/healthz" {
+    // ACME validators must get their http-01 answer over plain HTTP.
+    if !info.tls
+        && req.uri().path() != "/healthz"
+        && !req.uri().path().starts_with("/.well-known/acme-challenge/")
+    {
         let running = f.rt.running();
         let ws = &running.webserver;
         if ws.http_redirect_to_https

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod certs;
@@ -86,6 +87,8 @@ pub struct ServerBuilder {
     routes: Router,
     webroot: Option<PathBuf>,
     notify_first_retry: std::time::Duration,
+    acme_check_every: std::time::Duration,
+    expiry_check_every: std::time::Duration,
 }
 
 impl ServerBuilder {
@@ -101,6 +104,8 @@ impl ServerBuilder {
             routes: Router::new(),
             webroot: None,
             notify_first_retry: std::time::Duration::from_secs(1),
+            acme_check_every: std::time::Duration::from_secs(60),
+            expiry_check_every: std::time::Duration::from_secs(3600),
         }
     }
 
@@ -137,6 +142,13 @@ impl ServerBuilder {
     /// First delay before a failed notification is tried again (then ×4 each time).
     pub fn notify_first_retry(mut self, delay: std::time::Duration) -> Self {
         self.notify_first_retry = delay;
+        self
+    }
+
+    /// How often the ACME renewal task and the expiry watch look at the clock.
+    pub fn certificate_checks(mut self, acme: std::time::Duration, expiry: std::time::Duration) -> Self {
+        self.acme_check_every = acme;
+        self.expiry_check_every = expiry;
         self
     }
 
@@ -222,6 +234,7 @@ impl ServerBuilder {
             bind_addresses: Arc::new(self.bind_addresses),
         });
         rt.set_self_ref();
+        rt.set_acme(Arc::new(acme::Acme::load(&rt.store, rt.certs.resolver.clone())));
         rt.set_notifier(notifications::Notifier::new(
             security.clone(),
             rt.clock.clone(),
@@ -229,6 +242,8 @@ impl ServerBuilder {
         ));
         rt.start_listeners().await?;
         security.spawn_flusher();
+        acme::Acme::spawn_renewal(&rt, self.acme_check_every);
+        acme::spawn_expiry_watch(&rt, self.expiry_check_every);
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
     }
 }

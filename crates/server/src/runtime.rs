@@ -117,6 +117,7 @@ pub struct Runtime {
     listeners: tokio::sync::Mutex<ListenerSet>,
     listen_ctx: OnceLock<ListenContext>,
     notifier: OnceLock<crate::notifications::Notifier>,
+    acme: OnceLock<Arc<crate::acme::Acme>>,
     pending: Mutex<Option<Pending>>,
     next_pending: std::sync::atomic::AtomicU64,
     self_ref: OnceLock<std::sync::Weak<Runtime>>,
@@ -211,6 +212,7 @@ impl Runtime {
             listeners: tokio::sync::Mutex::new(ListenerSet::default()),
             listen_ctx: OnceLock::new(),
             notifier: OnceLock::new(),
+            acme: OnceLock::new(),
             pending: Mutex::new(None),
             next_pending: std::sync::atomic::AtomicU64::new(1),
             self_ref: OnceLock::new(),
@@ -230,6 +232,23 @@ impl Runtime {
     /// The notification queue.
     pub fn notifier(&self) -> &crate::notifications::Notifier {
         self.notifier.get().expect("the notifier is set at start, before any request")
+    }
+
+    /// Gives the runtime its ACME state; called once at start.
+    pub fn set_acme(&self, acme: Arc<crate::acme::Acme>) {
+        let _ = self.acme.set(acme);
+    }
+
+    /// The ACME state.
+    pub fn acme(&self) -> &Arc<crate::acme::Acme> {
+        self.acme.get().expect("the ACME state is set at start, before any request")
+    }
+
+    /// Sends `ctx` to the profiles the intrusion detection settings select.
+    pub fn alert(&self, ctx: portcullis_core::profiles::AlertContext) {
+        if let Some(n) = self.notifier.get() {
+            n.alert(&self.running(), ctx);
+        }
     }
 
     /// Counts a presented-and-wrong credential; alerts the selected profiles when due.

@@ -1,6 +1,7 @@
 //! Integration tests: the real `portcullis` binary on free loopback ports,
 //! driven by real clients (reqwest, curl, openssl).
 
+mod acme;
 mod certificate;
 mod cli;
 mod digest;

@@ -225,3 +225,55 @@ pub async fn request(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Respo
     let pem = blocking(move || files.request_pem()).await?;
     Ok(pem_download(pem, "certificate-request.csr"))
 }
+
+/// ACME settings (the EAB key removed) and status: managed or not, next
+/// renewal, last error.
+#[utoipa::path(get, path = "/api/v1/certificate/acme", tag = "certificate",
+    responses((status = 200, body = crate::acme::AcmeView)))]
+pub async fn get_acme(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<crate::acme::AcmeView> {
+    Json(rt.acme().view())
+}
+
+/// Replaces the ACME settings (written at once, like every certificate
+/// operation). Omitted optional fields take their defaults; an omitted EAB
+/// key keeps the stored one; a contact without `mailto:` gets it.
+#[utoipa::path(put, path = "/api/v1/certificate/acme", tag = "certificate",
+    request_body(content = Object, description = "directory_url, contact, identifiers, challenge (http-01|tls-alpn-01), key_type, eab_key_id, eab_hmac_key, ca_bundle_pem, enabled"),
+    responses((status = 200, body = crate::acme::AcmeView), (status = 400, body = ErrorBody)))]
+pub async fn put_acme(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    ApiJson(settings): ApiJson<portcullis_acme::AcmeSettings>,
+) -> Result<Json<crate::acme::AcmeView>, ApiError> {
+    let settings = settings.merge_secrets(&rt.acme().settings()).normalized();
+    settings.validate()?;
+    rt.acme().set_settings(&rt, settings).map_err(ApiError::internal)?;
+    rt.event(portcullis_core::events::EventKind::ConfigChanged, &admin.actor, "ACME settings changed");
+    Ok(Json(rt.acme().view()))
+}
+
+/// Enrols now (answers when the new certificate is in use, or with the
+/// CA's error; the current certificate stays in use on failure).
+#[utoipa::path(post, path = "/api/v1/certificate/acme/enrol", tag = "certificate",
+    responses((status = 200, body = crate::acme::AcmeStatus), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn enrol_acme(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+) -> Result<Json<crate::acme::AcmeStatus>, ApiError> {
+    match rt.acme().enrol(&rt, &admin.actor).await {
+        Ok(status) => Ok(Json(status)),
+        Err(portcullis_acme::AcmeError::InvalidSettings(v)) => Err(ApiError::invalid(v)),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e.code(), e.to_string())),
+    }
+}
+
+/// An ACME http-01 answer (public, plain HTTP, never redirected).
+pub async fn http01(
+    State(rt): State<Arc<Runtime>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match rt.acme().http01(&token) {
+        Some(answer) => ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response(),
+        None => ApiError::not_found("no such challenge").into_response(),
+    }
+}

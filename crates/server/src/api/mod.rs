@@ -64,6 +64,8 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/logfile", get(security::logfile))
         .route("/api/v1/events", get(security::events))
         .route("/api/v1/certificate/download", get(certificate::download))
+        .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))
+        .route("/api/v1/certificate/acme/enrol", post(certificate::enrol_acme))
         .route("/api/v1/certificate/request", get(certificate::request))
         .route("/api/v1/certificate/generate", post(certificate::generate))
         .route(
@@ -78,13 +80,17 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
 
 /// Routes open without a login.
 pub fn public_routes(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
-    Router::new().route("/healthz", get(healthz)).route("/api/v1/openapi.json", get(openapi)).route(
-        "/api/v1/session",
-        post(login)
-            .delete(logout)
-            .get(get_session)
-            .route_layer(axum::middleware::from_fn_with_state(rt.clone(), crate::http::identify_optional)),
-    )
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/.well-known/acme-challenge/{token}", get(certificate::http01))
+        .route(
+            "/api/v1/session",
+            post(login).delete(logout).get(get_session).route_layer(axum::middleware::from_fn_with_state(
+                rt.clone(),
+                crate::http::identify_optional,
+            )),
+        )
 }
 
 /// Health of the server.
@@ -457,17 +463,66 @@ impl utoipa::Modify for SecurityAddon {
     }
 }
 
+/// Error answers that every operation may give, documented in one place
+/// instead of on each handler (schemathesis found them undocumented): 401
+/// without valid credentials, 403 for a group or client address that may
+/// not, 503 while password checks are saturated; and for a JSON body, 400
+/// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/healthz" {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let mut common = vec![
+                    ("401", "no or wrong credentials"),
+                    ("403", "the user's group or the client's address may not"),
+                    ("503", "password checks are saturated; retry after Retry-After"),
+                ];
+                if op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json")) {
+                    common.extend([
+                        ("400", "the body is malformed or names an unknown field"),
+                        ("413", "the body is too large"),
+                        ("415", "the body is not application/json"),
+                    ]);
+                }
+                for (status, description) in common {
+                    if !op.responses.responses.contains_key(status) {
+                        op.responses.responses.insert(status.to_string(), error(description));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document of the API.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
     paths(healthz, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, config_confirm, reboot,
         listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
-        certificate::upload_certificate, certificate::download, certificate::request,
+        certificate::upload_certificate, certificate::download, certificate::request, certificate::get_acme,
+        certificate::put_acme, certificate::enrol_acme,
         security::get_access_control, security::put_access_control, security::blocked, security::unblock,
         security::logfile, security::events, get_authentication, put_authentication, get_webroot, put_webroot, profiles::list, profiles::get, profiles::put, profiles::delete, profiles::test, list_users, get_user, put_user, delete_user, login, logout, get_session),
     components(schemas(ErrorBody, crate::error::ErrorDetail)),
-    modifiers(&SecurityAddon),
+    modifiers(&SecurityAddon, &CommonResponses),
     security(("basic" = []), ("session" = []))
 )]
 pub struct ApiDoc;

@@ -83,7 +83,7 @@ pub async fn get(
 #[utoipa::path(put, path = "/api/v1/profiles/{kind}/{name}", tag = "profiles",
     params(("kind" = String, Path, description = "email, ip-notify or phone"), ("name" = String, Path)),
     request_body(content = serde_json::Value, description = "EmailProfile, IpNotifyProfile or PhoneProfile"),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,

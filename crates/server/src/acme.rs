@@ -1,0 +1,321 @@
+//! Automatic certificates (ACME, RFC 8555) and the expiry watch.
+//!
+//! The ACME settings and status are certificate management, so like every
+//! certificate operation they are written at once (`certs/acme.json`, 0600:
+//! it holds the External Account Binding key), not through Set/Store. The
+//! account key is kept in `certs/acme-account.json` (0600). An issued chain
+//! becomes the individual certificate, hot-swapped; it is renewed by itself
+//! at two thirds of its lifetime, and a failure is retried with backoff while
+//! the current certificate keeps being served.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use portcullis_acme::{AcmeSettings, ChallengeResponder};
+use portcullis_core::events::EventKind;
+use portcullis_core::expiry::ExpiryWatch;
+use rustls::sign::CertifiedKey;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::runtime::{Actor, Runtime};
+use crate::store::SECRET_MODE;
+use crate::tls::CertResolver;
+
+/// ACME settings and status.
+pub const ACME_FILE: &str = "certs/acme.json";
+/// The ACME account credentials.
+pub const ACME_ACCOUNT_FILE: &str = "certs/acme-account.json";
+/// What the expiry watch has announced.
+pub const EXPIRY_FILE: &str = "certs/expiry.json";
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// What ACME is doing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AcmeStatus {
+    /// Whether the certificate in use was issued by ACME.
+    pub managed: bool,
+    /// End of the ACME certificate's validity (RFC 3339).
+    pub not_after: Option<String>,
+    /// When it is renewed (or the next retry), RFC 3339.
+    pub next_renewal: Option<String>,
+    /// The last error, cleared by a success.
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+}
+
+/// `certs/acme.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AcmeFile {
+    settings: AcmeSettings,
+    status: AcmeStatus,
+}
+
+/// The ACME state as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AcmeView {
+    /// Settings (the EAB key removed).
+    #[schema(value_type = Object)]
+    pub settings: AcmeSettings,
+    /// Status.
+    pub status: AcmeStatus,
+}
+
+/// ACME state of a running server.
+pub struct Acme {
+    file: Mutex<AcmeFile>,
+    http01: RwLock<HashMap<String, String>>,
+    resolver: Arc<CertResolver>,
+    running: tokio::sync::Mutex<()>,
+    wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Acme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acme").finish_non_exhaustive()
+    }
+}
+
+impl ChallengeResponder for Acme {
+    fn publish_http01(&self, token: &str, key_authorization: &str) {
+        self.http01
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_string(), key_authorization.to_string());
+    }
+    fn publish_tls_alpn01(&self, identifier: &str, cert: Arc<CertifiedKey>) {
+        self.resolver.set_challenge(identifier, cert);
+    }
+    fn clear(&self) {
+        self.http01.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.resolver.clear_challenges();
+    }
+}
+
+impl Acme {
+    /// The ACME state stored in `rt`'s data folder.
+    pub fn load(store: &crate::store::Store, resolver: Arc<CertResolver>) -> Self {
+        let file = store
+            .read(ACME_FILE)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<AcmeFile>(&b).ok())
+            .unwrap_or_default();
+        Self {
+            file: Mutex::new(file),
+            http01: RwLock::new(HashMap::new()),
+            resolver,
+            running: tokio::sync::Mutex::new(()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The key authorization for an http-01 `token`, while an order is pending.
+    pub fn http01(&self, token: &str) -> Option<String> {
+        self.http01.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+    }
+
+    /// Settings (redacted) and status.
+    pub fn view(&self) -> AcmeView {
+        let f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        AcmeView { settings: f.settings.redacted(), status: f.status.clone() }
+    }
+
+    /// The settings with their secrets.
+    pub fn settings(&self) -> AcmeSettings {
+        self.file.lock().unwrap_or_else(|e| e.into_inner()).settings.clone()
+    }
+
+    fn save(&self, rt: &Runtime) -> Result<(), crate::store::StoreError> {
+        let f = self.file.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        rt.store.write_json(ACME_FILE, &f, SECRET_MODE)
+    }
+
+    /// Replaces the settings (written at once); wakes the renewal task.
+    pub fn set_settings(&self, rt: &Runtime, settings: AcmeSettings) -> Result<(), crate::store::StoreError> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner()).settings = settings;
+        self.save(rt)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Enrols now (or renews) and installs the new certificate; on failure the
+    /// current certificate stays and the error is recorded for a retry.
+    pub async fn enrol(&self, rt: &Runtime, actor: &Actor) -> Result<AcmeStatus, portcullis_acme::AcmeError> {
+        let _one_at_a_time = self.running.lock().await;
+        let settings = self.settings();
+        let account = rt.store.read(ACME_ACCOUNT_FILE).ok().flatten().and_then(|b| String::from_utf8(b).ok());
+        let result = portcullis_acme::enrol(&settings, account.as_deref(), self).await;
+        let now = rt.now();
+        match result {
+            Ok((enrolled, account)) => {
+                if let Err(e) = rt.store.write_atomic(ACME_ACCOUNT_FILE, account.as_bytes(), SECRET_MODE) {
+                    tracing::error!(error = %e, "cannot store the ACME account");
+                }
+                let installed = {
+                    let _guard = rt.certs.lock.lock().await;
+                    let files = rt.certs.files.clone();
+                    let (chain, key) = (enrolled.chain_pem.clone(), enrolled.key_pem.clone());
+                    tokio::task::spawn_blocking(move || files.install_pair(&chain, &key))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                        .and_then(|m| rt.certs.install(&m).map_err(|e| e.to_string()))
+                };
+                if let Err(e) = installed {
+                    return Err(self.failed(
+                        rt,
+                        now,
+                        portcullis_acme::AcmeError::InvalidCertificate { detail: e },
+                    ));
+                }
+                {
+                    let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+                    f.status = AcmeStatus {
+                        managed: true,
+                        not_after: Some(rfc3339(enrolled.not_after)),
+                        next_renewal: Some(rfc3339(portcullis_acme::renewal_time(
+                            enrolled.not_before,
+                            enrolled.not_after,
+                        ))),
+                        last_error: None,
+                        failures: 0,
+                    };
+                }
+                let _ = self.save(rt);
+                rt.event(
+                    EventKind::CertificateChanged,
+                    actor,
+                    &format!(
+                        "certificate issued by ACME for {}, valid until {}",
+                        settings.identifiers.join(", "),
+                        rfc3339(enrolled.not_after)
+                    ),
+                );
+                self.wake.notify_one();
+                Ok(self.view().status)
+            }
+            Err(e) => Err(self.failed(rt, now, e)),
+        }
+    }
+
+    fn failed(
+        &self,
+        rt: &Runtime,
+        now: OffsetDateTime,
+        e: portcullis_acme::AcmeError,
+    ) -> portcullis_acme::AcmeError {
+        {
+            let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            f.status.failures += 1;
+            f.status.last_error = Some(e.to_string());
+            let retry = portcullis_acme::backoff(f.status.failures);
+            f.status.next_renewal = Some(rfc3339(now + time::Duration::seconds(retry.as_secs() as i64)));
+        }
+        let _ = self.save(rt);
+        rt.security.event(
+            now,
+            EventKind::AcmeFailed,
+            None,
+            format!("ACME enrolment failed (the current certificate stays in use): {e}"),
+            serde_json::json!({"code": e.code()}),
+        );
+        e
+    }
+
+    /// When the renewal task should act next, if ACME is on and something is due.
+    fn next_due(&self) -> Option<OffsetDateTime> {
+        let f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if !f.settings.enabled {
+            return None;
+        }
+        let next = f.status.next_renewal.as_deref()?;
+        OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339).ok()
+    }
+
+    /// Renews by itself when due (two thirds of the lifetime, or the next retry).
+    pub fn spawn_renewal(rt: &Arc<Runtime>, check_every: Duration) {
+        let weak = Arc::downgrade(rt);
+        tokio::spawn(async move {
+            loop {
+                let Some(rt) = weak.upgrade() else { break };
+                let acme = rt.acme().clone();
+                if let Some(due) = acme.next_due()
+                    && due <= rt.now()
+                {
+                    let _ = acme.enrol(&rt, &Actor::default()).await;
+                }
+                drop(rt);
+                tokio::select! {
+                    _ = tokio::time::sleep(check_every) => {}
+                    _ = acme.wake.notified() => {}
+                }
+            }
+        });
+    }
+}
+
+/// Checks the certificate in use against the expiry stages, at start and then
+/// every `check_every`; each stage is announced once per certificate (event,
+/// and an alert to the selected profiles).
+pub fn spawn_expiry_watch(rt: &Arc<Runtime>, check_every: Duration) {
+    let weak = Arc::downgrade(rt);
+    tokio::spawn(async move {
+        loop {
+            let Some(rt) = weak.upgrade() else { break };
+            check_expiry(&rt);
+            drop(rt);
+            tokio::time::sleep(check_every).await;
+        }
+    });
+}
+
+fn check_expiry(rt: &Runtime) {
+    let now = rt.now();
+    let Ok(view) = rt.certs.files.view(now, Vec::new()) else { return };
+    let Ok(not_after) =
+        OffsetDateTime::parse(&view.certificate.not_after, &time::format_description::well_known::Rfc3339)
+    else {
+        return;
+    };
+    let mut watch: ExpiryWatch = rt
+        .store
+        .read(EXPIRY_FILE)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let Some(stage) = watch.due(&view.certificate.fingerprint_sha256, not_after, now) else { return };
+    if let Err(e) = rt.store.write_json(EXPIRY_FILE, &watch, crate::store::PUBLIC_MODE) {
+        tracing::error!(error = %e, "cannot store the expiry watch");
+    }
+    let message = format!(
+        "the {:?} certificate {} {} ({})",
+        view.source,
+        view.certificate.subject,
+        stage.describe(),
+        view.certificate.not_after
+    );
+    rt.security.event(
+        now,
+        EventKind::CertificateExpiring,
+        None,
+        message.clone(),
+        serde_json::json!({"stage": stage, "not_after": view.certificate.not_after}),
+    );
+    rt.alert(portcullis_core::profiles::AlertContext {
+        device: crate::notifications::device_name(),
+        event: "certificate_expiry".into(),
+        message,
+        client_ip: None,
+        user: None,
+        count: 0,
+        time: now,
+    });
+}
