@@ -122,6 +122,39 @@ enum CertCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Show or set the ACME settings; the server enrols by itself when ACME is
+    /// switched on (and renews), using its own listeners for the challenges.
+    Acme {
+        /// Switch ACME on or off.
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// ACME directory URL (https).
+        #[arg(long)]
+        directory_url: Option<String>,
+        /// Contact e-mail (repeatable).
+        #[arg(long)]
+        contact: Vec<String>,
+        /// DNS name or IP address to certify (repeatable).
+        #[arg(long)]
+        identifier: Vec<String>,
+        /// Challenge: http-01 or tls-alpn-01.
+        #[arg(long)]
+        challenge: Option<String>,
+        /// Key type: rsa2048 or ecdsa-p256.
+        #[arg(long)]
+        key_type: Option<String>,
+        /// External Account Binding key id.
+        #[arg(long)]
+        eab_key_id: Option<String>,
+        /// File holding the EAB HMAC key (base64url).
+        #[arg(long)]
+        eab_hmac_key_file: Option<PathBuf>,
+        /// PEM file of a CA to trust for the ACME server.
+        #[arg(long)]
+        ca_bundle: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Args)]
@@ -545,6 +578,81 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             let (store, _lock) = open_locked(&data)?;
             CertStore::new(store).delete().map_err(cert_error)?;
             eprintln!("individual certificate deleted; the factory certificate is in use");
+        }
+        CertCommand::Acme {
+            enabled,
+            directory_url,
+            contact,
+            identifier,
+            challenge,
+            key_type,
+            eab_key_id,
+            eab_hmac_key_file,
+            ca_bundle,
+            data,
+        } => {
+            let changes = enabled.is_some()
+                || directory_url.is_some()
+                || !contact.is_empty()
+                || !identifier.is_empty()
+                || challenge.is_some()
+                || key_type.is_some()
+                || eab_key_id.is_some()
+                || eab_hmac_key_file.is_some()
+                || ca_bundle.is_some();
+            let store = Store::open(&data.data_dir)?;
+            let mut file: serde_json::Value = store
+                .read(portcullis::acme::ACME_FILE)?
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_else(|| serde_json::json!({"settings": {}, "status": {}}));
+            if changes {
+                let _lock = store.lock()?;
+                let s = &mut file["settings"];
+                let mut set = |k: &str, v: serde_json::Value| s[k] = v;
+                if let Some(v) = enabled {
+                    set("enabled", v.into());
+                }
+                if let Some(v) = directory_url {
+                    set("directory_url", v.into());
+                }
+                if !contact.is_empty() {
+                    set("contact", contact.into());
+                }
+                if !identifier.is_empty() {
+                    set("identifiers", identifier.into());
+                }
+                if let Some(v) = challenge {
+                    set("challenge", v.into());
+                }
+                if let Some(v) = key_type {
+                    set("key_type", v.into());
+                }
+                if let Some(v) = eab_key_id {
+                    set("eab_key_id", v.into());
+                }
+                if let Some(f) = eab_hmac_key_file {
+                    set("eab_hmac_key", read_secret_file(&f)?.into());
+                }
+                if let Some(f) = ca_bundle {
+                    set(
+                        "ca_bundle_pem",
+                        std::fs::read_to_string(&f)
+                            .with_context(|| format!("cannot read {}", f.display()))?
+                            .into(),
+                    );
+                }
+                let settings: portcullis_acme::AcmeSettings =
+                    portcullis_core::config::parse_value(file["settings"].clone())
+                        .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+                let settings = settings.normalized();
+                settings.validate().map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+                file["settings"] = serde_json::to_value(&settings)?;
+                store.write_json(portcullis::acme::ACME_FILE, &file, store::SECRET_MODE)?;
+            }
+            let settings: portcullis_acme::AcmeSettings =
+                serde_json::from_value(file["settings"].clone()).unwrap_or_default();
+            let view = serde_json::json!({"settings": settings.redacted(), "status": file["status"]});
+            println!("{}", serde_json::to_string_pretty(&view)?);
         }
     }
     Ok(ExitCode::SUCCESS)

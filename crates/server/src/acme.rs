@@ -37,6 +37,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 /// What ACME is doing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct AcmeStatus {
     /// Whether the certificate in use was issued by ACME.
     pub managed: bool,
@@ -52,6 +53,7 @@ pub struct AcmeStatus {
 
 /// `certs/acme.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct AcmeFile {
     settings: AcmeSettings,
     status: AcmeStatus,
@@ -101,12 +103,13 @@ impl ChallengeResponder for Acme {
 impl Acme {
     /// The ACME state stored in `rt`'s data folder.
     pub fn load(store: &crate::store::Store, resolver: Arc<CertResolver>) -> Self {
-        let file = store
-            .read(ACME_FILE)
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<AcmeFile>(&b).ok())
-            .unwrap_or_default();
+        let file = match store.read(ACME_FILE) {
+            Ok(Some(b)) => serde_json::from_slice::<AcmeFile>(&b).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "ACME settings unreadable; ACME stays off until they are set again");
+                AcmeFile::default()
+            }),
+            _ => AcmeFile::default(),
+        };
         Self {
             file: Mutex::new(file),
             http01: RwLock::new(HashMap::new()),
@@ -229,14 +232,18 @@ impl Acme {
         e
     }
 
-    /// When the renewal task should act next, if ACME is on and something is due.
-    fn next_due(&self) -> Option<OffsetDateTime> {
+    /// When the renewal task should act next, if ACME is on and something is
+    /// due: switched on and never enrolled means now.
+    fn next_due(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         let f = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if !f.settings.enabled {
             return None;
         }
-        let next = f.status.next_renewal.as_deref()?;
-        OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339).ok()
+        match f.status.next_renewal.as_deref() {
+            Some(next) => OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339).ok(),
+            None if !f.status.managed => Some(now),
+            None => None,
+        }
     }
 
     /// Renews by itself when due (two thirds of the lifetime, or the next retry).
@@ -246,7 +253,7 @@ impl Acme {
             loop {
                 let Some(rt) = weak.upgrade() else { break };
                 let acme = rt.acme().clone();
-                if let Some(due) = acme.next_due()
+                if let Some(due) = acme.next_due(rt.now())
                     && due <= rt.now()
                 {
                     let _ = acme.enrol(&rt, &Actor::default()).await;

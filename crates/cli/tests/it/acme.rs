@@ -192,3 +192,52 @@ async fn the_expiry_watch_fires_at_each_threshold() {
     assert_eq!(stages(&rt).len(), 4);
     server.shutdown().await;
 }
+
+#[test]
+fn configured_offline_the_server_enrols_by_itself() {
+    let options =
+        Options { extra_args: vec!["--certificate-check-seconds".into(), "1".into()], ..Default::default() };
+    let mut server = TestServer::start_with(&bin(), options).expect("start");
+    let pebble = pebble(server.http_ports[0], server.https_port, 3600);
+    server.kill();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pebble.ca_pem).expect("write");
+    let data = server.data_dir().display().to_string();
+    let pcs = |args: &[&str]| portcullis_testkit::run(bin().to_str().expect("utf8"), args);
+    let (code, _, err) =
+        pcs(&["cert", "acme", "--directory-url", "http://insecure.example/dir", "--data-dir", &data]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, out, err) = pcs(&[
+        "cert",
+        "acme",
+        "--enabled",
+        "true",
+        "--directory-url",
+        &pebble.directory_url,
+        "--identifier",
+        "auto.portcullis.test",
+        "--contact",
+        "ops@example.com",
+        "--challenge",
+        "http-01",
+        "--ca-bundle",
+        ca.to_str().expect("utf8"),
+        "--data-dir",
+        &data,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mailto:ops@example.com"), "{out}");
+    server.restart().expect("restart");
+    assert!(
+        wait_until(Duration::from_secs(30), || certificate(&server)["certificate"]["issuer"]
+            .as_str()
+            .is_some_and(|i| i.contains("Pebble"))),
+        "no enrolment: {}",
+        server.admin("GET", "/api/v1/certificate/acme", None).1
+    );
+    let (_, view) = server.admin("GET", "/api/v1/certificate/acme", None);
+    assert_eq!(view["status"]["managed"], true);
+    assert!(view["status"]["next_renewal"].is_string());
+}
