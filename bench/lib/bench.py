@@ -443,6 +443,77 @@ def _fmt(x):
     return f"{x:.2f}"
 
 
+def _targets(summary, md):
+    """The targets of issue 5, judged on the medians of this run."""
+    M = summary["metrics"]
+    rows = []
+
+    def ratio(metric, peer, goal, text, higher=True):
+        e = M.get(metric)
+        if not e:
+            rows.append((text, "not measured", "–"))
+            return
+        r = e["ratio_best_peer"] if peer == "best" else e["ratio"].get(peer)
+        if not r:
+            rows.append((text, "not measured", "–"))
+            return
+        ok = r["median"] >= goal if higher else r["median"] <= goal
+        rows.append((text, f"{_fmt(r['median'])}× (rounds {_fmt(r['min'])}–{_fmt(r['max'])})",
+                     "met" if ok else "**not met**"))
+
+    def absolute(metric, limit, unit, text):
+        e = M.get(metric)
+        sm = e and e["servers"].get("portcullis", {}).get("summary")
+        if not sm:
+            rows.append((text, "not measured", "–"))
+            return
+        rows.append((text, f"{_fmt(sm['median'])} {unit} (rounds {_fmt(sm['min'])}–{_fmt(sm['max'])})",
+                     "met" if sm["median"] <= limit else "**not met**"))
+
+    ratio("http_1k_rps", "nginx", 1.0, "HTTP keep-alive req/s ≥ 1.0× nginx")
+    ratio("https_1k_rps", "nginx", 1.0, "HTTPS keep-alive req/s ≥ 1.0× nginx")
+    ratio("https_1k_rps", "best", 1.0, "HTTPS keep-alive req/s: aim for the best peer")
+    ratio("https_1k_cpu", "best", 1.0, "HTTPS keep-alive server CPU per request vs the best peer (≤ 1.0×)",
+          higher=False)
+    ratio("tls_new_rsa", "best", 1.0, "new TLS connections/s, RSA-2048 ≥ 1.0× best peer")
+    ratio("tls_new_ecdsa", "best", 1.0, "new TLS connections/s, ECDSA P-256 ≥ 1.0× best peer")
+    ratio("tls_new_rsa_per_cpu", "best", 1.0, "RSA-2048 handshakes per server CPU-second ≥ 1.0× best peer")
+    ratio("tls_new_ecdsa_per_cpu", "best", 1.0, "ECDSA P-256 handshakes per server CPU-second ≥ 1.0× best peer")
+    floors = {o["metric"]: o["summary"]["median"] for o in summary.get("other", []) if o["metric"].startswith("floor_hs")}
+    for k, fl in (("rsa", "floor_hs_rsa"), ("ecdsa", "floor_hs_p256")):
+        e = M.get(f"tls_new_{k}_per_cpu")
+        sm = e and e["servers"].get("portcullis", {}).get("summary")
+        name = "RSA-2048" if k == "rsa" else "ECDSA P-256"
+        if sm and floors.get(fl):
+            f = sm["median"] / floors[fl]
+            rows.append((f"{name} handshakes per server CPU-second ≥ 80 % of the openssl-speed floor "
+                         f"({_fmt(floors[fl])}/s)", f"{f * 100:.0f} %", "met" if f >= 0.8 else "**not met**"))
+    ratio("https_1m_mibps", "best", 1.0, "1 MiB over HTTPS ≥ 1.0× best peer")
+    ratio("http_1m_mibps", "nginx", 0.9, "1 MiB over HTTP ≥ 0.9× nginx")
+    absolute("pss_idle", 5, "MiB", "memory idle (PSS) ≤ 5 MiB")
+    absolute("pss_peak", 10, "MiB", "memory under the static-file load (PSS) ≤ 10 MiB")
+    kg = [o for o in summary.get("other", []) if o["metric"] == "keygen" and o["who"].startswith("portcullis")]
+    if kg and kg[0]["summary"]:
+        sm = kg[0]["summary"]
+        rows.append(("RSA-2048 key + certificate + CSR median ≤ 1 s",
+                     f"{_fmt(sm['median'])} ms (rounds {_fmt(sm['min'])}–{_fmt(sm['max'])})",
+                     "met" if sm["median"] <= 1000 else "**not met**"))
+    for fr in summary.get("flood_ratios", []):
+        if fr["phase"] == "flood" and fr["quantile"] == "p50_ms" and fr["ratio"]:
+            r = fr["ratio"]
+            rows.append((f"legitimate client's median latency under the flood ≤ 2× without ({fr['path']})",
+                         f"{_fmt(r['median'])}× (rounds {_fmt(r['min'])}–{_fmt(r['max'])})",
+                         "met" if r["median"] <= 2 else "**not met**"))
+    if rows:
+        md.append("## Targets of issue 5 (judged on the median over the rounds)\n")
+        md.append("| target | measured | |")
+        md.append("|---|---|---|")
+        for t in rows:
+            md.append(f"| {t[0]} | {t[1]} | {t[2]} |")
+        md.append("")
+        summary["targets"] = [{"target": t[0], "measured": t[1], "verdict": t[2].strip("*")} for t in rows]
+
+
 def cmd_report(a):
     recs = []
     with open(a.raw) as f:
@@ -619,6 +690,7 @@ def cmd_report(a):
                 cells.append(f"{sp:.0f} / {cp:.0f}")
             md.append(f"| {t} | " + " | ".join(cells) + " |")
         md.append("")
+    _targets(summary, md)
     checks = [r for r in recs if r.get("kind") == "check"]
     if checks:
         md.append("## Checks\n")
