@@ -78,11 +78,12 @@ export const rebootButton = (after) => h("button", { type: "button", id: "reboot
 // ---- the dialog ------------------------------------------------------------
 
 export async function renderWebServer(root) {
-  const [wsR, certR, profR, acR] = await Promise.all([
+  const [wsR, certR, profR, acR, acmeR] = await Promise.all([
     api("GET", "/api/v1/webserver"),
     api("GET", "/api/v1/certificate"),
     api("GET", "/api/v1/profiles"),
     api("GET", "/api/v1/access-control"),
+    api("GET", "/api/v1/certificate/acme"),
   ]);
   if (!wsR.ok) { pageAlert(wsR.error.message); return; }
   let loaded = wsR.data;
@@ -247,6 +248,105 @@ export async function renderWebServer(root) {
   });
   const generate = section(t("gen.title"), note(t("gen.text")), genForm, note(t("gen.note")));
 
+  // Automatic certificates (ACME): settings, status, enrol now.
+  const lines = (s) => s.split(/[\n,]+/).map((x) => x.trim()).filter((x) => x !== "");
+  const acmeStatus = h("div", { id: "acme-status" });
+  const acmeWorking = h("p", { class: "working", role: "status", id: "acme-working" });
+  const acmeEnabled = field({ label: t("acme.enabled"), path: "enabled", type: "checkbox", id: "acme-enabled", hint: t("acme.enabled.hint") });
+  const acmeDir = field({ label: t("acme.directory"), path: "directory_url", id: "acme-directory", type: "url", hint: t("acme.directory.hint"), wide: true, attrs: { autocomplete: "off", placeholder: "https://acme-v02.api.letsencrypt.org/directory" } });
+  const acmeIds = field({ label: t("acme.identifiers"), path: "identifiers", id: "acme-identifiers", type: "textarea", rows: 3, hint: t("acme.identifiers.hint"), attrs: { autocomplete: "off", spellcheck: "false" } });
+  const acmeContact = field({ label: t("acme.contact"), path: "contact", id: "acme-contact", type: "textarea", rows: 3, hint: t("acme.contact.hint"), attrs: { autocomplete: "off", spellcheck: "false" } });
+  const acmeChallenge = field({ label: t("acme.challenge"), path: "challenge", id: "acme-challenge", type: "select", value: "http-01", hint: t("acme.challenge.hint"),
+    options: [["http-01", t("acme.http01")], ["tls-alpn-01", t("acme.tlsalpn01")]] });
+  const acmeKey = field({ label: t("acme.keytype"), path: "key_type", id: "acme-key-type", type: "select", value: "rsa2048", options: [["rsa2048", t("gen.rsa")], ["ecdsa-p256", t("gen.ecdsa")]] });
+  const acmeEabId = field({ label: t("acme.eab_id"), path: "eab_key_id", id: "acme-eab-id", hint: t("acme.eab_id.hint"), attrs: { autocomplete: "off" } });
+  const acmeEabKey = field({ label: t("acme.eab_key"), path: "eab_hmac_key", id: "acme-eab-key", type: "password", hint: t("acme.eab_key.hint"), attrs: { autocomplete: "new-password" } });
+  const acmeCa = field({ label: t("acme.ca"), path: "ca_bundle_pem", id: "acme-ca", type: "textarea", rows: 4, wide: true, hint: t("acme.ca.hint"), attrs: { spellcheck: "false", placeholder: "-----BEGIN CERTIFICATE-----" } });
+  const acmeSave = h("button", { type: "submit", id: "acme-save", class: "primary" }, t("acme.save"));
+  const acmeEnrol = h("button", { type: "button", id: "acme-enrol", onclick: () => enrol() }, t("acme.enrol"));
+  const acmeForm = h("form", { id: "acme-form", novalidate: true, class: "grid", "aria-label": t("acme.title") },
+    h("div", { class: "wide" }, acmeEnabled), acmeDir, acmeIds, acmeContact, acmeChallenge, acmeKey, acmeEabId, acmeEabKey, acmeCa,
+    h("div", { class: "wide" }, formAlert(), acmeSave, acmeEnrol, acmeWorking, h("p", { class: "hint", id: "acme-enrol-hint", text: t("acme.enrol.hint") })));
+  acmeEnrol.setAttribute("aria-describedby", "acme-enrol-hint");
+  const acme = section(t("acme.title"), note(t("acme.text")), acmeStatus, acmeForm);
+
+  function fillAcme(view) {
+    const s = view.settings || {};
+    inputOf(acmeEnabled).checked = !!s.enabled;
+    inputOf(acmeDir).value = s.directory_url || "";
+    inputOf(acmeIds).value = (s.identifiers || []).join("\n");
+    inputOf(acmeContact).value = (s.contact || []).map((c) => c.replace(/^mailto:/i, "")).join("\n");
+    inputOf(acmeChallenge).value = s.challenge || "http-01";
+    inputOf(acmeKey).value = s.key_type || "rsa2048";
+    inputOf(acmeEabId).value = s.eab_key_id || "";
+    inputOf(acmeEabKey).value = "";
+    inputOf(acmeCa).value = s.ca_bundle_pem || "";
+    showAcmeStatus(view.status || {});
+  }
+
+  function showAcmeStatus(st) {
+    const row = (label, value, idv) => [h("dt", { text: label }), h("dd", { id: idv, text: value })];
+    acmeStatus.replaceChildren(
+      h("dl", { class: "cert" },
+        row(t("acme.status.managed"), st.managed ? t("acme.managed") : t("acme.notmanaged"), "acme-managed"),
+        st.not_after ? row(t("acme.status.notafter"), fmtTime(st.not_after), "acme-not-after") : null,
+        row(t("acme.status.next"), st.next_renewal ? fmtTime(st.next_renewal) : t("acme.none"), "acme-next"),
+        row(t("acme.status.error"), st.last_error || t("acme.none"), "acme-last-error"),
+        st.failures ? row(t("acme.status.failures"), String(st.failures), "acme-failures") : null),
+      st.last_error ? warning(t("acme.failed", { n: st.failures || 1 })) : null);
+  }
+
+  function collectAcme() {
+    const v = (f) => inputOf(f).value.trim();
+    const body = {
+      enabled: inputOf(acmeEnabled).checked,
+      directory_url: v(acmeDir),
+      contact: lines(inputOf(acmeContact).value),
+      identifiers: lines(inputOf(acmeIds).value),
+      challenge: v(acmeChallenge),
+      key_type: v(acmeKey),
+      eab_key_id: v(acmeEabId) || null,
+      ca_bundle_pem: v(acmeCa) || null,
+    };
+    // Empty keeps the stored HMAC key: the field is omitted then.
+    if (v(acmeEabKey)) body.eab_hmac_key = v(acmeEabKey);
+    return body;
+  }
+
+  acmeForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(acmeForm);
+    const r = await busy(acmeSave, t("working"), () => api("PUT", "/api/v1/certificate/acme", { json: collectAcme() }));
+    if (!r.ok) { showError(acmeForm, r.error); return; }
+    fillAcme(r.data);
+    announce(t("acme.saved"));
+  });
+
+  async function enrol() {
+    clearErrors(acmeForm);
+    acmeForm.setAttribute("aria-busy", "true");
+    acmeSave.disabled = true;
+    acmeWorking.classList.add("active");
+    acmeWorking.textContent = t("acme.working");
+    const r = await busy(acmeEnrol, t("working"), () => api("POST", "/api/v1/certificate/acme/enrol"));
+    acmeForm.removeAttribute("aria-busy");
+    acmeSave.disabled = false;
+    acmeWorking.classList.remove("active");
+    acmeWorking.textContent = "";
+    const [a, c] = await Promise.all([api("GET", "/api/v1/certificate/acme"), api("GET", "/api/v1/certificate")]);
+    if (a.ok) showAcmeStatus(a.data.status || {});
+    if (c.ok) showCert(c.data);
+    if (!r.ok) {
+      // 502: the CA's (or the connection's) error, as the server words it.
+      const alert = acmeForm.querySelector(".form-alert");
+      if (r.status === 502) alert.textContent = t("acme.enrolfailed", { message: r.error.message });
+      else showError(acmeForm, r.error);
+      acmeEnrol.focus();
+      return;
+    }
+    announce(t("acme.enrolled", { time: fmtTime(r.data.next_renewal) }));
+  }
+
   // Intrusion detection
   const profileOptions = (kind, current) => {
     const names = profiles ? Object.keys(profiles[kind] || {}) : [];
@@ -282,7 +382,7 @@ export async function renderWebServer(root) {
     note(t("ws.storenote")));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); set(); });
 
-  root.replaceChildren(general, https, certInUse, replace, generate, intrusion, form);
+  root.replaceChildren(general, https, certInUse, replace, generate, acme, intrusion, form);
 
   function fill(ws) {
     portsBox.replaceChildren(...(ws.http_ports || []).map((p) => portRow(String(p))));
@@ -419,5 +519,6 @@ export async function renderWebServer(root) {
 
   fill(loaded);
   if (certR.ok) showCert(certR.data); else certBox.replaceChildren(warning(certR.error.message));
+  if (acmeR.ok) fillAcme(acmeR.data); else acmeStatus.replaceChildren(warning(acmeR.error.message));
   if (session.group !== "admins") pageAlert(t("viewer"));
 }
