@@ -33,10 +33,19 @@ struct Cached {
     data: Bytes,
 }
 
+/// How long a resolved request path is reused before it is resolved again
+/// (every link followed and checked against the folder).
+const RESOLVE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Resolved paths remembered at most.
+const RESOLVE_CACHE: usize = 4096;
+
 /// A folder served at `/`.
 pub struct Webroot {
     root: PathBuf,
     cache: RwLock<(HashMap<PathBuf, Cached>, usize)>,
+    /// Request path → file it resolved to, and when. Resolving follows every
+    /// link of every component (a readlink each): too costly per request.
+    resolved: RwLock<HashMap<String, (Option<PathBuf>, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Webroot {
@@ -63,7 +72,31 @@ impl Webroot {
         if !root.is_dir() {
             return Err(err("not a folder".into()));
         }
-        Ok(Arc::new(Self { root, cache: RwLock::new((HashMap::new(), 0)) }))
+        Ok(Arc::new(Self {
+            root,
+            cache: RwLock::new((HashMap::new(), 0)),
+            resolved: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    /// [`Webroot::resolve`], remembered for [`RESOLVE_TTL`].
+    fn resolve_cached(&self, raw_path: &str) -> Option<PathBuf> {
+        let now = std::time::Instant::now();
+        if let Some((file, at)) = self.resolved.read().unwrap_or_else(|e| e.into_inner()).get(raw_path)
+            && now.duration_since(*at) < RESOLVE_TTL
+        {
+            return file.clone();
+        }
+        let file = self.resolve(raw_path);
+        let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
+        if resolved.len() >= RESOLVE_CACHE {
+            resolved.retain(|_, (_, at)| now.duration_since(*at) < RESOLVE_TTL);
+            if resolved.len() >= RESOLVE_CACHE {
+                resolved.clear();
+            }
+        }
+        resolved.insert(raw_path.to_string(), (file.clone(), now));
+        file
     }
 
     /// The file a request path names, if it is inside the folder.
@@ -106,7 +139,7 @@ impl Webroot {
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let Some(file) = self.resolve(path) else { return not_found() };
+        let Some(file) = self.resolve_cached(path) else { return not_found() };
         // A stat of a local file takes microseconds; doing it here saves a
         // thread hop per request, which matters more for small files.
         let Ok(meta) = std::fs::metadata(&file) else { return not_found() };
