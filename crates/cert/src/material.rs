@@ -83,6 +83,12 @@ impl Material {
 pub fn parse_stored(chain_pem: &[u8], key_pem: &[u8]) -> Result<Material, CertError> {
     let collected = collect(&[(chain_pem, FIELD_CERTIFICATE)])?;
     let chain = collected.certificates_or_error()?;
+    // The server describes what it serves: a leaf that does not parse
+    // strictly (a corrupted date, say) is refused here as at intake, rather
+    // than served and then undescribable (found by fuzzing).
+    if let Some(leaf) = chain.first() {
+        crate::description::parse_certificate(leaf)?;
+    }
     let key = decode_single_key(key_pem)?;
     let material = Material { chain, key };
     material.certified_key()?;

@@ -158,7 +158,8 @@ fn digest_header(d: &DigestResponse) -> String {
         format!("uri={}", quote(&d.uri)),
         format!("response={}", quote(&d.response)),
     ];
-    for (name, value) in [("algorithm", &d.algorithm), ("qop", &d.qop), ("nc", &d.nc), ("cnonce", &d.cnonce)] {
+    for (name, value) in [("algorithm", &d.algorithm), ("qop", &d.qop), ("nc", &d.nc), ("cnonce", &d.cnonce)]
+    {
         if let Some(v) = value {
             params.push(format!("{name}={}", quote(v)));
         }
@@ -189,7 +190,11 @@ pub fn authorization(data: &[u8]) {
         let header = digest_header(&d);
         // Values longer than the parser's bound are refused by design.
         if header.len() <= 4000 {
-            assert_eq!(portcullis::digest::parse(&header).as_ref(), Some(&d), "Digest fields round-trip: {header}");
+            assert_eq!(
+                portcullis::digest::parse(&header).as_ref(),
+                Some(&d),
+                "Digest fields round-trip: {header}"
+            );
         }
     }
 }
@@ -205,7 +210,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 const UPLOAD_FIELDS: &[&str] = &["certificate", "private_key", "passphrase"];
 
 /// Reads `body` as multipart with `boundary` through the server's field reader.
-fn read_fields(boundary: &str, body: Vec<u8>) -> Option<Result<HashMap<String, Vec<u8>>, portcullis::error::ApiError>> {
+fn read_fields(
+    boundary: &str,
+    body: Vec<u8>,
+) -> Option<Result<HashMap<String, Vec<u8>>, portcullis::error::ApiError>> {
     let request = http::Request::builder()
         .method("POST")
         .uri("/api/v1/certificate/upload")
@@ -236,7 +244,13 @@ pub fn multipart(data: &[u8]) {
     let Some(result) = read_fields(boundary, body) else { return };
     match result {
         Err(e) => {
-            assert!(e.status.is_client_error(), "a bad upload is the client's error: {} {} {}", e.status, e.code, e.message);
+            assert!(
+                e.status.is_client_error(),
+                "a bad upload is the client's error: {} {} {}",
+                e.status,
+                e.code,
+                e.message
+            );
             assert!(!e.code.is_empty());
         }
         Ok(fields) => {
@@ -250,7 +264,8 @@ pub fn multipart(data: &[u8]) {
             let mut body = Vec::new();
             for name in names {
                 body.extend_from_slice(
-                    format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                    format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                        .as_bytes(),
                 );
                 body.extend_from_slice(&fields[name]);
                 body.extend_from_slice(b"\r\n");
