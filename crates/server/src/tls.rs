@@ -81,6 +81,10 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, r
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
+    // The server's suite order (AEAD with forward secrecy, strongest first)
+    // wins over the client's: a client preferring a weaker suite does not
+    // get it (testssl reports a missing server cipher order as HIGH).
+    config.ignore_client_order = true;
     // acme-tls/1 last: only an ACME validator offers it, and only alone.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     // Resumption by ticket saves a full handshake (an RSA signature) for
