@@ -25,8 +25,11 @@ use portcullis_core::access_control::{AccessControlSettings, AccessPolicy, IpNet
 use portcullis_core::config::{Config, parse_input};
 use portcullis_core::settings::WebServerSettings;
 
+/// The body of a fuzz target: panics on a broken invariant.
+pub type Body = fn(&[u8]);
+
 /// The fuzz targets, by name (the file names under `fuzz/fuzz_targets/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("cert_intake", cert_intake),
     ("config", config),
     ("authorization", authorization),

@@ -7,6 +7,7 @@ mod cli;
 mod digest;
 mod foundation;
 mod intrusion;
+mod reliability;
 mod live_apply;
 mod notify;
 mod webroot;
