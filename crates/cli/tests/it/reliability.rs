@@ -733,6 +733,9 @@ fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {
             "2",
             "--seed",
             "7",
+            // No example database left in the working folder.
+            "--generation-database",
+            "none",
             // Operations that would take the API away from the fuzzer itself:
             // moving the ports, denying the fuzzer's address with force=true,
             // changing or deleting the admin account, logging out, rebinding
