@@ -7,9 +7,9 @@ mod cli;
 mod digest;
 mod foundation;
 mod intrusion;
-mod reliability;
 mod live_apply;
 mod notify;
+mod reliability;
 mod webroot;
 
 use std::path::PathBuf;
