@@ -119,7 +119,8 @@ test("generate a certificate: working state, then the new fingerprint; downloads
     assert.equal(after, api.json.certificate.fingerprint_sha256);
     assert.match(await page.locator("#cert-subject").innerText(), /CN=camera\.example\.net/);
     assert.match(await page.locator("#cert-key").innerText(), /RSA 2048/);
-    assert.match(await page.locator("#page-status").innerText(), new RegExp(after));
+    // The status message is set 30 ms after the change (so that screen readers announce it): await it.
+    await page.waitForFunction((fp) => document.getElementById("page-status").textContent.includes(fp), after, { timeout: 10000 });
     assert.equal(await page.locator("#download-cert").isDisabled(), false);
     assert.equal(await page.locator("#download-request").isDisabled(), false);
     const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#download-request").click()]);
