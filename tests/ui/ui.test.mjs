@@ -274,7 +274,7 @@ test("a Set that closes the port in use is provisional: banner with deadline and
     await page.waitForSelector("#pending[hidden]", { state: "attached" });
     const st = await fetch(`http://127.0.0.1:${port}/api/v1/config/status`, { headers: { authorization: "Basic " + Buffer.from("admin:" + PASSWORD).toString("base64") } }).then((r) => r.json());
     assert.equal(st.pending, null);
-    assert.match(await page.locator("#page-status").innerText(), /confirmed/);
+    await page.waitForFunction(() => /confirmed/.test(document.getElementById("page-status").textContent), null, { timeout: 10000 });
   }));
 
 test("notification profiles: create an IP Notify profile, send a test to a local receiver, select it for intrusion detection", () =>
