@@ -18,6 +18,12 @@ use crate::error::{ApiError, ErrorBody, ErrorDetail, code_for_status};
 use crate::listen::ConnInfo;
 use crate::runtime::{Actor, Runtime};
 
+/// Time a client gets to send a JSON request body once its header is in
+/// (slow-body defence; the header has its own 10 s limit).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Time a client gets to send a certificate upload (up to 3 MiB).
+pub const UPLOAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Header the web UI sends with its own requests, so that a 401 does not
 /// make the browser pop up its Basic dialog.
 pub const UI_REQUEST_HEADER: &str = "x-portcullis-ui";
@@ -466,7 +472,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let read =
+            tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state)).await.map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("the request body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
+                )
+            })?;
+        let bytes = read.map_err(|e| {
             let status = e.status();
             ApiError::new(status, code_for_status(status), e.body_text())
         })?;

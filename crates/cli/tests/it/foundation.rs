@@ -579,3 +579,27 @@ fn idle_connections_do_not_block_a_working_client_and_limits_hold() {
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("write");
     assert!(raw_get(server.http_ports[0], "/healthz").expect("served").starts_with("HTTP/1.1 200"));
 }
+
+#[test]
+fn a_body_that_stops_arriving_is_cut_off() {
+    use std::io::{Read, Write};
+    let server = start();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(40))).expect("timeout");
+    let auth = "YWRtaW46dGVzdC1hZG1pbi1wYXNzd29yZA=="; // admin:test-admin-password
+    write!(
+        s,
+        "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"http_"
+    )
+    .expect("write");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(35), "cut off after the 20 s body limit");
+    // Nothing changed, and the server still serves.
+    let (_, settings) = server.admin("GET", "/api/v1/config/status", None);
+    assert_eq!(settings["unsaved_changes"], false);
+}

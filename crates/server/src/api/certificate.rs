@@ -94,8 +94,20 @@ pub async fn generate(
     changed(&rt, &admin.actor, "self-signed certificate and request generated", material, warnings).await
 }
 
-/// Reads a multipart body: each allowed field once, unknown fields refused.
-pub async fn fields(
+/// Reads a multipart body: each allowed field once, unknown fields refused;
+/// the whole body must arrive within [`crate::http::UPLOAD_READ_TIMEOUT`].
+pub async fn fields(multipart: Multipart, allowed: &[&str]) -> Result<HashMap<String, Vec<u8>>, ApiError> {
+    let limit = crate::http::UPLOAD_READ_TIMEOUT;
+    tokio::time::timeout(limit, read_fields(multipart, allowed)).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the upload did not arrive within {} seconds", limit.as_secs()),
+        ))
+    })
+}
+
+async fn read_fields(
     mut multipart: Multipart,
     allowed: &[&str],
 ) -> Result<HashMap<String, Vec<u8>>, ApiError> {
