@@ -288,15 +288,7 @@ impl Runtime {
         profiles: portcullis_core::profiles::Profiles,
         actor: &Actor,
     ) -> Result<Arc<Config>, ApplyError> {
-        let _guard = self.apply_lock.lock().await;
-        let mut new = (*self.running()).clone();
-        if new.profiles == profiles {
-            return Ok(self.running());
-        }
-        self.ensure_nothing_pending()?;
-        new.profiles = profiles;
-        self.apply(new).await?;
-        self.event(EventKind::ConfigChanged, actor, "notification profiles set");
+        self.set_plain(actor, "notification profiles set", |c| c.profiles = profiles).await?;
         Ok(self.running())
     }
 
@@ -529,21 +521,34 @@ impl Runtime {
         Ok(self.running())
     }
 
+    /// Set for a section that needs nothing beyond validation and apply:
+    /// makes `change` of the running configuration running, with an event.
+    /// Returns whether anything changed.
+    async fn set_plain(
+        &self,
+        actor: &Actor,
+        message: &str,
+        change: impl FnOnce(&mut Config),
+    ) -> Result<bool, ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        let mut new = (*self.running()).clone();
+        change(&mut new);
+        if new == *self.running() {
+            return Ok(false);
+        }
+        self.ensure_nothing_pending()?;
+        self.apply(new).await?;
+        self.event(EventKind::ConfigChanged, actor, message);
+        Ok(true)
+    }
+
     /// Set for the static content settings.
     pub async fn set_webroot(
         &self,
         settings: portcullis_core::settings::WebrootSettings,
         actor: &Actor,
     ) -> Result<Arc<Config>, ApplyError> {
-        let _guard = self.apply_lock.lock().await;
-        let mut new = (*self.running()).clone();
-        if new.webroot == settings {
-            return Ok(self.running());
-        }
-        self.ensure_nothing_pending()?;
-        new.webroot = settings;
-        self.apply(new).await?;
-        self.event(EventKind::ConfigChanged, actor, "static content settings set");
+        self.set_plain(actor, "static content settings set", |c| c.webroot = settings).await?;
         Ok(self.running())
     }
 
@@ -554,16 +559,9 @@ impl Runtime {
         settings: portcullis_core::settings::AuthenticationSettings,
         actor: &Actor,
     ) -> Result<Arc<Config>, ApplyError> {
-        let _guard = self.apply_lock.lock().await;
-        let mut new = (*self.running()).clone();
-        if new.authentication == settings {
-            return Ok(self.running());
+        if self.set_plain(actor, "authentication settings set", |c| c.authentication = settings).await? {
+            self.after_authentication_change().await?;
         }
-        self.ensure_nothing_pending()?;
-        new.authentication = settings;
-        self.apply(new).await?;
-        self.after_authentication_change().await?;
-        self.event(EventKind::ConfigChanged, actor, "authentication settings set");
         Ok(self.running())
     }
 
