@@ -183,7 +183,7 @@ struct ServeArgs {
     /// How often, in seconds, ACME renewals and certificate expiry are checked.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     certificate_check_seconds: u64,
-    /// Log filter, e.g. `info` or `portcullis=debug`.
+    /// Log filter: a level, or `target=level` pairs, e.g. `info` or `warn,portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
 }
@@ -283,9 +283,17 @@ fn read_secret_file(path: &Path) -> Result<String> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // Targets, not EnvFilter: the same `level` / `target=level` lists
+    // without a regular-expression engine in the binary.
+    let filter = args
+        .log
+        .parse::<tracing_subscriber::filter::Targets>()
+        .context("invalid --log filter (expected e.g. info or warn,portcullis=debug)")?;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     let admin_password = args.admin_password_file.as_deref().map(read_secret_file).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -222,8 +222,49 @@ pub struct Front {
     pub upload_limit: usize,
 }
 
-/// Everything every request goes through, in one layer (each extra layer
-/// costs a boxed future and a service clone per request):
+impl<S> tower::Layer<S> for Front {
+    type Service = FrontService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        FrontService { front: self.clone(), inner }
+    }
+}
+
+/// The service [`Front`] wraps around the router; see [`front`].
+#[derive(Clone)]
+pub struct FrontService<S> {
+    front: Front,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for FrontService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The clone takes the place of the service that was polled ready,
+        // which goes with the request (tower's usual hand-over).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let f = self.front.clone();
+        Box::pin(async move { Ok(front(&f, req, inner).await) })
+    }
+}
+
+/// Everything every request goes through, in one layer (a hand-written
+/// service: each `from_fn` layer costs boxed futures and service clones per
+/// request):
 /// 1. a body declared larger than its route allows is refused at once;
 /// 2. the client address is resolved (`X-Forwarded-For` only from trusted
 ///    proxies) and a denied client is refused — per request too, since the
@@ -234,16 +275,22 @@ pub struct Front {
 ///
 /// Then, on the answer: every error gets the JSON error body, HSTS is added
 /// when due, and the security headers every answer carries.
-pub async fn front(State(f): State<Front>, mut req: Request, next: Next) -> Response {
+async fn front<S>(f: &Front, mut req: Request, mut inner: S) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
     let api = req.uri().path().starts_with("/api/");
-    let resp = match before(&f, &mut req) {
+    let resp = match before(f, &mut req) {
         Some(refusal) => refusal,
         None => {
             let hsts = req.extensions().get::<ConnInfo>().is_some_and(|i| i.tls) && {
                 let running = f.rt.running();
                 running.webserver.hsts_enabled && f.rt.certs.trusted()
             };
-            let mut resp = next.run(req).await;
+            let mut resp = match inner.call(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
             if hsts {
                 let max_age = f.rt.running().webserver.hsts_max_age_seconds;
                 if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {

@@ -307,14 +307,11 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(protected)
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            http::Front {
-                rt: rt.clone(),
-                body_limit: limits.max_body_bytes,
-                upload_limit: limits.max_upload_bytes,
-            },
-            http::front,
-        ))
+        .layer(http::Front {
+            rt: rt.clone(),
+            body_limit: limits.max_body_bytes,
+            upload_limit: limits.max_upload_bytes,
+        })
         .with_state(rt)
 }
 

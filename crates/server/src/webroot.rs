@@ -4,9 +4,10 @@
 //! ever served (no `..`, no dotfiles, no symlink leading out, checked after
 //! resolving every link).
 //!
-//! Small files are kept in memory (validated against the file's size and
-//! modification time on every request), so the common case costs one
-//! `stat` and no read.
+//! What a file's answer needs (ETag, Last-Modified, type, length) is kept
+//! per file and checked against the file's size and modification time on
+//! every request (one `stat`); small files are kept in memory too, so the
+//! common case costs that `stat` and no read.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -23,14 +24,63 @@ use crate::error::ApiError;
 pub const CACHE_FILE_LIMIT: u64 = 256 * 1024;
 /// Total bytes the cache may hold; beyond, it is emptied and refilled.
 pub const CACHE_TOTAL_LIMIT: usize = 16 * 1024 * 1024;
-/// Chunk size when streaming large files.
-const CHUNK: usize = 64 * 1024;
+/// Files whose answer headers are remembered at most.
+const FILES_REMEMBERED: usize = 4096;
+/// Chunk size when streaming large files: below glibc's threshold for
+/// giving each allocation its own mapping (128 KiB), which would cost a page
+/// fault per 4 KiB on every chunk.
+const CHUNK: usize = 124 * 1024;
 
-#[derive(Clone)]
-struct Cached {
+/// One file as last seen: its validators and answer headers, made once per
+/// version of the file instead of once per request.
+struct FileInfo {
     len: u64,
     modified: SystemTime,
-    data: Bytes,
+    etag: HeaderValue,
+    last_modified: HeaderValue,
+    content_type: HeaderValue,
+    content_length: HeaderValue,
+    /// The content, for small files once read.
+    data: Option<Bytes>,
+}
+
+impl FileInfo {
+    fn new(file: &Path, len: u64, modified: SystemTime) -> Self {
+        let mtime_ns = modified.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let mime = mime_guess::from_path(file).first_or_octet_stream();
+        Self {
+            len,
+            modified,
+            etag: hv(&format!("\"{len:x}-{mtime_ns:x}\"")),
+            last_modified: hv(&httpdate::fmt_http_date(modified)),
+            content_type: hv(mime.as_ref()),
+            content_length: HeaderValue::from(len),
+            data: None,
+        }
+    }
+
+    fn etag(&self) -> &str {
+        self.etag.to_str().unwrap_or("")
+    }
+
+    /// The headers every answer about this file carries.
+    fn base_headers(&self) -> HeaderMap {
+        // Room for these, the body headers, the security headers the front
+        // layer adds and hyper's Date: no growth (a reallocation) on the way.
+        let mut h = HeaderMap::with_capacity(16);
+        h.insert(header::ETAG, self.etag.clone());
+        h.insert(header::LAST_MODIFIED, self.last_modified.clone());
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h
+    }
+}
+
+#[derive(Default)]
+struct Files {
+    map: HashMap<PathBuf, Arc<FileInfo>>,
+    /// Bytes of content held.
+    bytes: usize,
 }
 
 /// How long a resolved request path is reused before it is resolved again
@@ -42,7 +92,7 @@ const RESOLVE_CACHE: usize = 4096;
 /// A folder served at `/`.
 pub struct Webroot {
     root: PathBuf,
-    cache: RwLock<(HashMap<PathBuf, Cached>, usize)>,
+    files: RwLock<Files>,
     /// Request path → file it resolved to, and when. Resolving follows every
     /// link of every component (a readlink each): too costly per request.
     resolved: RwLock<HashMap<String, (Option<PathBuf>, std::time::Instant)>>,
@@ -72,11 +122,7 @@ impl Webroot {
         if !root.is_dir() {
             return Err(err("not a folder".into()));
         }
-        Ok(Arc::new(Self {
-            root,
-            cache: RwLock::new((HashMap::new(), 0)),
-            resolved: RwLock::new(HashMap::new()),
-        }))
+        Ok(Arc::new(Self { root, files: RwLock::default(), resolved: RwLock::new(HashMap::new()) }))
     }
 
     /// [`Webroot::resolve`], remembered for [`RESOLVE_TTL`].
@@ -127,6 +173,29 @@ impl Webroot {
         real.starts_with(&self.root).then_some(real)
     }
 
+    /// What is known of `file` at this size and modification time.
+    fn info(&self, file: &Path, len: u64, modified: SystemTime) -> Arc<FileInfo> {
+        if let Some(i) = self.files.read().unwrap_or_else(|e| e.into_inner()).map.get(file)
+            && i.len == len
+            && i.modified == modified
+        {
+            return i.clone();
+        }
+        let info = Arc::new(FileInfo::new(file, len, modified));
+        self.remember(file, info.clone());
+        info
+    }
+
+    fn remember(&self, file: &Path, info: Arc<FileInfo>) {
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        let add = info.data.as_ref().map_or(0, Bytes::len);
+        if files.map.len() >= FILES_REMEMBERED || files.bytes + add > CACHE_TOTAL_LIMIT {
+            *files = Files::default();
+        }
+        let old = files.map.insert(file.to_path_buf(), info);
+        files.bytes = files.bytes + add - old.and_then(|o| o.data.as_ref().map(Bytes::len)).unwrap_or(0);
+    }
+
     /// Answers a GET or HEAD for `path`.
     pub async fn serve(self: &Arc<Self>, method: &Method, path: &str, headers: &HeaderMap) -> Response {
         if method != Method::GET && method != Method::HEAD {
@@ -148,51 +217,46 @@ impl Webroot {
         }
         let len = meta.len();
         let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-        let mtime_ns = modified.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let etag = format!("\"{len:x}-{mtime_ns:x}\"");
-        let last_modified = httpdate::fmt_http_date(modified);
-        let mime = mime_guess::from_path(&file).first_or_octet_stream();
-        let mut base = HeaderMap::new();
-        base.insert(header::ETAG, hv(&etag));
-        base.insert(header::LAST_MODIFIED, hv(&last_modified));
-        base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        base.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        let info = self.info(&file, len, modified);
 
-        if not_modified(headers, &etag, modified) {
-            let mut r = StatusCode::NOT_MODIFIED.into_response();
-            r.headers_mut().extend(base);
+        if not_modified(headers, info.etag(), modified) {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = info.base_headers();
             return r;
         }
         let range = headers
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok())
-            .filter(|_| if_range_holds(headers, &etag, modified))
+            .filter(|_| if_range_holds(headers, info.etag(), modified))
             .map(|r| parse_range(r, len));
         let (status, start, end) = match range {
             None | Some(RangeSpec::Ignore) => (StatusCode::OK, 0, len),
             Some(RangeSpec::Unsatisfiable) => {
                 let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-                r.headers_mut().extend(base);
+                r.headers_mut().extend(info.base_headers());
                 r.headers_mut().insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
                 return r;
             }
             Some(RangeSpec::Bytes(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
         };
-        let mut resp_headers = base;
-        resp_headers.insert(header::CONTENT_TYPE, hv(mime.as_ref()));
-        resp_headers.insert(header::CONTENT_LENGTH, hv(&(end - start).to_string()));
+        let mut resp_headers = info.base_headers();
+        resp_headers.insert(header::CONTENT_TYPE, info.content_type.clone());
         if status == StatusCode::PARTIAL_CONTENT {
+            resp_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
             resp_headers.insert(header::CONTENT_RANGE, hv(&format!("bytes {start}-{}/{len}", end - 1)));
+        } else {
+            resp_headers.insert(header::CONTENT_LENGTH, info.content_length.clone());
         }
         let body = if method == Method::HEAD {
             Body::empty()
         } else if len <= CACHE_FILE_LIMIT {
-            match self.small_file(&file, len, modified).await {
+            match self.small_file(&file, &info).await {
                 Some(data) => Body::from(data.slice(start as usize..end as usize)),
                 None => return not_found(),
             }
         } else {
-            match stream(&file, start, end).await {
+            match stream(file, start, end).await {
                 Some(b) => b,
                 None => return not_found(),
             }
@@ -203,36 +267,71 @@ impl Webroot {
         r
     }
 
-    async fn small_file(&self, file: &Path, len: u64, modified: SystemTime) -> Option<Bytes> {
-        if let Some(c) = self.cache.read().unwrap_or_else(|e| e.into_inner()).0.get(file)
-            && c.len == len
-            && c.modified == modified
-        {
-            return Some(c.data.clone());
+    async fn small_file(&self, file: &Path, info: &Arc<FileInfo>) -> Option<Bytes> {
+        if let Some(data) = &info.data {
+            return Some(data.clone());
         }
         let path = file.to_path_buf();
         let data = Bytes::from(tokio::task::spawn_blocking(move || std::fs::read(path)).await.ok()?.ok()?);
+        let len = info.len;
         if data.len() as u64 != len {
             // Changed while we read it: serve what we read, cache nothing.
             return (data.len() as u64 >= len).then(|| data.slice(..len as usize));
         }
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.1 + data.len() > CACHE_TOTAL_LIMIT {
-            cache.0.clear();
-            cache.1 = 0;
-        }
-        let old = cache.0.insert(file.to_path_buf(), Cached { len, modified, data: data.clone() });
-        cache.1 = cache.1 + data.len() - old.map_or(0, |o| o.data.len());
+        let with_data = FileInfo {
+            len,
+            modified: info.modified,
+            etag: info.etag.clone(),
+            last_modified: info.last_modified.clone(),
+            content_type: info.content_type.clone(),
+            content_length: info.content_length.clone(),
+            data: Some(data.clone()),
+        };
+        self.remember(file, Arc::new(with_data));
         Some(data)
     }
 }
 
-async fn stream(file: &Path, start: u64, end: u64) -> Option<Body> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut f = tokio::fs::File::open(file).await.ok()?;
-    f.seek(std::io::SeekFrom::Start(start)).await.ok()?;
-    let reader = f.take(end - start);
-    Some(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, CHUNK)))
+/// Streams bytes `start..end` of a large file. A chunk the page cache
+/// holds is read at once on the worker (`RWF_NOWAIT`: no thread hop, no
+/// context switch); what must come from the disk is read on a blocking
+/// thread, which is not held between chunks (a slow client holds no thread).
+async fn stream(file: PathBuf, start: u64, end: u64) -> Option<Body> {
+    let f = tokio::task::spawn_blocking(move || std::fs::File::open(file)).await.ok()?.ok()?;
+    let chunks = futures_util::stream::try_unfold((Arc::new(f), start), move |(f, at)| async move {
+        if at >= end {
+            return Ok(None);
+        }
+        let want = (end - at).min(CHUNK as u64) as usize;
+        let mut buf = vec![0; want];
+        let cached = read_cached(&f, &mut buf, at);
+        if cached < want {
+            let file = f.clone();
+            buf = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                // A file that shrank is an error: its length was promised in Content-Length.
+                file.read_exact_at(&mut buf[cached..], at + cached as u64).map(|()| buf)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+        }
+        Ok::<_, std::io::Error>(Some((Bytes::from(buf), (f, at + want as u64))))
+    });
+    Some(Body::from_stream(chunks))
+}
+
+/// Reads what the page cache holds of `buf.len()` bytes at `offset`,
+/// without waiting for the disk; the number of bytes read (0 if none).
+fn read_cached(f: &std::fs::File, buf: &mut [u8], offset: u64) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(f, &mut slices, offset + done as u64, rustix::io::ReadWriteFlags::NOWAIT) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => done += n,
+        }
+    }
+    done
 }
 
 fn hv(s: &str) -> HeaderValue {

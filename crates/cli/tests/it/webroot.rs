@@ -10,7 +10,7 @@ fn with_webroot() -> (TestServer, tempfile::TempDir) {
     let www = content.path().join("www");
     std::fs::create_dir_all(www.join("docs")).expect("mkdir");
     std::fs::write(www.join("index.html"), "<h1>camera</h1>").expect("write");
-    std::fs::write(www.join("docs/manual.pdf"), vec![b'%'; 300_000]).expect("write");
+    std::fs::write(www.join("docs/manual.pdf"), pattern(300_000)).expect("write");
     std::fs::write(www.join("snap.jpg"), vec![0xFF; 1024]).expect("write");
     std::fs::write(www.join(".htpasswd"), "secret").expect("write");
     std::fs::write(content.path().join("outside.txt"), "outside").expect("write");
@@ -18,6 +18,11 @@ fn with_webroot() -> (TestServer, tempfile::TempDir) {
     let options =
         Options { extra_args: vec!["--webroot".into(), www.display().to_string()], ..Default::default() };
     (TestServer::start_with(&bin(), options).expect("start"), content)
+}
+
+/// Bytes that differ from their neighbours, so a chunk out of place shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 #[test]
@@ -47,7 +52,11 @@ fn files_with_types_validators_and_ranges() {
     assert_eq!(r.headers()["content-range"], "bytes 100-199/300000");
     assert_eq!(r.bytes().expect("body").len(), 100);
     let r = c.get(server.url("/docs/manual.pdf")).send().expect("get");
-    assert_eq!(r.bytes().expect("body").len(), 300_000);
+    assert_eq!(r.bytes().expect("body").as_ref(), pattern(300_000).as_slice());
+    // A range across the streaming chunks (124 KiB each).
+    let r = c.get(server.url("/docs/manual.pdf")).header("range", "bytes=120000-260000").send().expect("get");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().expect("body").as_ref(), &pattern(300_000)[120_000..=260_000]);
     let r = c.get(server.url("/snap.jpg")).header("range", "bytes=5000-").send().expect("get");
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */1024");
@@ -64,6 +73,36 @@ fn files_with_types_validators_and_ranges() {
     assert_eq!(c.get(server.url("/admin/login")).send().expect("get").status(), 200);
     assert_eq!(c.get(server.url("/healthz")).send().expect("get").status(), 200);
     assert_eq!(c.post(server.url("/snap.jpg")).send().expect("post").status(), 405);
+}
+
+#[test]
+fn a_changed_file_is_served_as_it_is_now() {
+    let (server, content) = with_webroot();
+    let c = server.client();
+    let www = content.path().join("www");
+    let first = c.get(server.url("/snap.jpg")).send().expect("get");
+    let etag = first.headers()["etag"].to_str().expect("etag").to_string();
+    assert_eq!(first.bytes().expect("body").len(), 1024, "now in the memory cache");
+    // Another length, and then the same length with another modification time:
+    // both must be seen at once (the cache is checked against the file every request).
+    std::fs::write(www.join("snap.jpg"), b"new picture").expect("write");
+    let r = c.get(server.url("/snap.jpg")).send().expect("get");
+    let etag2 = r.headers()["etag"].to_str().expect("etag").to_string();
+    assert_ne!(etag2, etag);
+    assert_eq!(r.text().expect("body"), "new picture");
+    let f = std::fs::File::options().write(true).open(www.join("snap.jpg")).expect("open");
+    std::io::Write::write_all(&mut &f, b"NEW").expect("write");
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).expect("mtime");
+    drop(f);
+    let r = c.get(server.url("/snap.jpg")).header("if-none-match", &etag2).send().expect("get");
+    assert_eq!(r.status(), 200, "the old ETag no longer matches");
+    assert_eq!(r.text().expect("body"), "NEW picture");
+    // A large file replaced by another one.
+    std::fs::write(www.join("docs/manual.pdf"), vec![7u8; 400_000]).expect("write");
+    let r = c.get(server.url("/docs/manual.pdf")).send().expect("get");
+    assert_eq!(r.bytes().expect("body").as_ref(), vec![7u8; 400_000].as_slice());
+    std::fs::remove_file(www.join("snap.jpg")).expect("rm");
+    assert_eq!(c.get(server.url("/snap.jpg")).send().expect("get").status(), 404);
 }
 
 #[test]
