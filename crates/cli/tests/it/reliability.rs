@@ -453,25 +453,49 @@ fn slow_bodies_and_idle_connections_beyond_the_limit_leave_a_normal_client_serve
     let rss_before = rss_kib(pid);
     let normal = NormalClient::start(port);
     // Slow bodies: a login whose body comes one byte every 200 ms.
-    let slow: Vec<TcpStream> = (0..50)
+    let opened = Instant::now();
+    let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = connect(port);
             s.write_all(
                 b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
             )
             .expect("write");
+            s.set_nonblocking(true).expect("nonblocking");
             s
         })
         .collect();
+    // When each slow body was cut off: answered 408 (the body-read timeout,
+    // 20 s), or closed; a client that goes on sending after the server
+    // stopped reading gets a reset, which may discard the 408 before it is read.
+    let mut cut_off: Vec<Option<Duration>> = vec![None; slow.len()];
+    let mut dribble = |slow: &mut Vec<TcpStream>| {
+        for (i, s) in slow.iter_mut().enumerate() {
+            if cut_off[i].is_some() {
+                continue;
+            }
+            let wrote = s.write_all(b" ");
+            let mut b = [0u8; 64];
+            let closed = match s.read(&mut b) {
+                Ok(0) => true,
+                Ok(n) => {
+                    assert!(
+                        b.starts_with(b"HTTP/1.1 408"),
+                        "slow body answered: {}",
+                        String::from_utf8_lossy(&b[..n])
+                    );
+                    true
+                }
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            if closed || wrote.is_err() {
+                cut_off[i] = Some(opened.elapsed());
+            }
+        }
+    };
     // 2000 idle connections: more than the server's 1024. The slow bodies
     // keep dribbling meanwhile, so they are never the idlest.
     let idle_count = 2000;
-    let mut slow = slow;
-    let dribble = |slow: &mut Vec<TcpStream>| {
-        for s in slow.iter_mut() {
-            let _ = s.write_all(b" ");
-        }
-    };
     let mut idle: Vec<TcpStream> = Vec::with_capacity(idle_count);
     for i in 0..idle_count {
         if i % 100 == 0 {
@@ -482,6 +506,7 @@ fn slow_bodies_and_idle_connections_beyond_the_limit_leave_a_normal_client_serve
             Err(e) => panic!("idle connection {i} refused: {e}"),
         }
     }
+    // Long enough for the body timeout in the long version.
     let hold = if long() { Duration::from_secs(30) } else { Duration::from_secs(5) };
     let t = Instant::now();
     while t.elapsed() < hold {
@@ -499,25 +524,33 @@ fn slow_bodies_and_idle_connections_beyond_the_limit_leave_a_normal_client_serve
             _ => {}
         }
     }
-    let open_slow = slow
-        .iter_mut()
-        .filter(|s| {
-            s.set_nonblocking(true).expect("nonblocking");
-            let mut b = [0u8; 16];
-            matches!((&**s).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        })
-        .count();
+    let answered: Vec<Duration> = cut_off.iter().flatten().copied().collect();
+    let open_slow = slow.len() - answered.len();
+    let (first, last) = (answered.iter().min().copied(), answered.iter().max().copied());
     figure(&format!(
         "slow-clients/idle: {idle_count} idle connections + 50 slow bodies held {} s: {closed} idle closed by the server \
-         (limit 1024, idlest first), {open_slow}/50 slow bodies still open (no body timeout: they are bounded by the \
-         connection limit and eviction)",
-        hold.as_secs()
+         (limit 1024, idlest first); {}/50 slow bodies cut off (408 and closed: body timeout 20 s), between {} and {} \
+         after their header; {open_slow} still open",
+        hold.as_secs(),
+        answered.len(),
+        first.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+        last.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64())),
     ));
     assert!(
-        closed + (50 - open_slow) >= idle_count + 50 - 1024,
-        "the server holds at most 1024 connections: only {closed} idle and {} slow closed",
-        50 - open_slow
+        closed + answered.len() >= idle_count + 50 - 1024,
+        "the server holds at most 1024 connections: only {closed} idle closed"
     );
+    if long() {
+        assert_eq!(
+            answered.len(),
+            50,
+            "every slow body is cut off by the 20 s body timeout within the 30 s hold"
+        );
+        assert!(
+            first.is_some_and(|d| d >= portcullis::http::BODY_READ_TIMEOUT),
+            "not cut off before 20 s: {first:?}"
+        );
+    }
     assert_served("idle+slow-body", normal, pid, rss_before, Duration::from_secs(2));
 }
 
