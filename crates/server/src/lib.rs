@@ -298,15 +298,18 @@ fn load_or_create_users(
 
 /// The whole application router.
 fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
+    // The JSON body limit goes on the routes that read bodies, not around
+    // the whole router: static files and UI pages would pay for it on every
+    // request. Routes with a limit of their own (uploads) override it.
     let protected = api::protected_routes(limits.max_upload_bytes)
         .merge(device_routes.with_state(()))
-        .route_layer(middleware::from_fn_with_state(rt.clone(), http::authenticate));
+        .route_layer(middleware::from_fn_with_state(rt.clone(), http::authenticate))
+        .route_layer(DefaultBodyLimit::max(limits.max_body_bytes));
     Router::new()
-        .merge(api::public_routes(&rt))
+        .merge(api::public_routes(&rt).route_layer(DefaultBodyLimit::max(limits.max_body_bytes)))
         .merge(ui::routes())
         .merge(protected)
         .fallback(fallback)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(http::Front {
             rt: rt.clone(),
             body_limit: limits.max_body_bytes,

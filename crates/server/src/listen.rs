@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -109,7 +109,6 @@ pub struct ListenContext {
 /// waits for them.
 #[derive(Debug)]
 pub struct ConnTracker {
-    epoch: Instant,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<ConnState>>>,
     empty: Notify,
@@ -117,25 +116,24 @@ pub struct ConnTracker {
 
 #[derive(Debug)]
 struct ConnState {
-    /// Milliseconds since the tracker's epoch of the last byte moved.
+    /// Milliseconds (coarse monotonic clock) of the last byte moved.
     last_activity: AtomicU64,
     kill: Notify,
 }
 
 impl Default for ConnTracker {
     fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            next_id: AtomicU64::new(0),
-            conns: Mutex::new(HashMap::new()),
-            empty: Notify::new(),
-        }
+        Self { next_id: AtomicU64::new(0), conns: Mutex::new(HashMap::new()), empty: Notify::new() }
     }
 }
 
 impl ConnTracker {
+    /// Milliseconds on the coarse monotonic clock: read on every socket
+    /// read and write, where a few milliseconds of resolution are plenty for
+    /// the idle timeout and a precise clock read is a measurable cost.
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
     }
 
     /// Number of open connections.
@@ -465,6 +463,17 @@ async fn accept_loop(
     }
 }
 
+/// Which HTTP a connection speaks, when it is known before the first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    /// Found out from the first bytes (plain connections, which may be h2c).
+    Auto,
+    /// HTTP/1.1: no version sniffing on every read.
+    Http1,
+    /// HTTP/2 (chosen by ALPN).
+    Http2,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     info: ConnInfo,
@@ -474,10 +483,26 @@ async fn serve_connection(
     guard: ConnGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
+    // During the TLS handshake the connection has no HTTP state to close
+    // gracefully: it ends at once when the server or its listener stops.
+    let (mut shutdown, mut stop) = (ctx.shutdown.clone(), listener_stop.clone());
+    let stopping = async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    };
+    tokio::pin!(stopping);
     match acceptor {
-        None => drive(io, info, &ctx, listener_stop, &guard).await,
+        // Plain connections may speak HTTP/1 or h2c (prior knowledge): the
+        // first bytes decide. (Peeking at them to skip the version-sniffing
+        // wrapper for HTTP/1 measured no difference.)
+        None => {
+            let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
+            drive(io, Proto::Auto, info, &ctx, listener_stop, &guard).await
+        }
         Some(acceptor) => {
+            let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
             let handshake = tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io));
             let tls = tokio::select! {
                 r = handshake => match r {
@@ -489,40 +514,96 @@ async fn serve_connection(
                     Err(_) => return,
                 },
                 _ = guard.state.kill.notified() => return,
+                _ = &mut stopping => return,
             };
-            drive(tls, info, &ctx, listener_stop, &guard).await
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Proto::Http2,
+                Some(_) => Proto::Http1,
+                // No ALPN: HTTP/1 or HTTP/2 with prior knowledge.
+                None => Proto::Auto,
+            };
+            drive(tls, proto, info, &ctx, listener_stop, &guard).await
         }
     }
 }
 
 async fn drive<S>(
     io: S,
+    proto: Proto,
     info: ConnInfo,
     ctx: &ListenContext,
-    mut listener_stop: watch::Receiver<bool>,
+    listener_stop: watch::Receiver<bool>,
     guard: &ConnGuard,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = ctx.router.clone();
-    let service = tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(info);
-        router.clone().oneshot(req)
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(ctx.limits.header_read_timeout)
-        .max_buf_size(ctx.limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(ctx.limits.max_header_bytes as u32)
-        .max_concurrent_streams(64)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let service =
+        TowerToHyperService::new(tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info);
+            router.clone().oneshot(req)
+        }));
+    let io = TokioIo::new(io);
+    let limits = &ctx.limits;
+    match proto {
+        Proto::Http1 => {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
+                .keep_alive(true);
+            supervise(
+                b.serve_connection(io, service).with_upgrades(),
+                |c| c.graceful_shutdown(),
+                ctx,
+                listener_stop,
+                guard,
+            )
+            .await
+        }
+        Proto::Http2 => {
+            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            b.timer(TokioTimer::new())
+                .max_header_list_size(limits.max_header_bytes as u32)
+                .max_concurrent_streams(64)
+                .keep_alive_interval(Some(Duration::from_secs(30)));
+            supervise(b.serve_connection(io, service), |c| c.graceful_shutdown(), ctx, listener_stop, guard)
+                .await
+        }
+        Proto::Auto => {
+            let mut b = auto::Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
+                .keep_alive(true);
+            b.http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(limits.max_header_bytes as u32)
+                .max_concurrent_streams(64)
+                .keep_alive_interval(Some(Duration::from_secs(30)));
+            supervise(
+                b.serve_connection_with_upgrades(io, service),
+                |c| c.graceful_shutdown(),
+                ctx,
+                listener_stop,
+                guard,
+            )
+            .await
+        }
+    }
+}
+
+/// Runs a connection until it ends, closing it gracefully when it has been
+/// idle too long, its listener closes or the server shuts down (each with a
+/// bounded grace), or at once when it is evicted.
+async fn supervise<C: Future>(
+    conn: C,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    ctx: &ListenContext,
+    mut listener_stop: watch::Receiver<bool>,
+    guard: &ConnGuard,
+) {
     tokio::pin!(conn);
     let mut shutdown = ctx.shutdown.clone();
     let idle = ctx.limits.idle_timeout;
@@ -538,6 +619,8 @@ async fn drive<S>(
             }
         };
         tokio::select! {
+            // The connection first: most wake-ups are its own.
+            biased;
             _ = conn.as_mut() => return,
             _ = guard.state.kill.notified() => return,
             _ = grace_over => return,
@@ -545,18 +628,18 @@ async fn drive<S>(
                 let last = guard.state.last_activity.load(Ordering::Relaxed);
                 if guard.tracker.now_ms().saturating_sub(last) >= idle.as_millis() as u64 {
                     if closing.is_some() { return; }
-                    conn.as_mut().graceful_shutdown();
+                    graceful_shutdown(conn.as_mut());
                     closing = Some(tokio::time::Instant::now() + ctx.limits.shutdown_grace);
                 }
             }
             r = listener_stop.changed(), if closing.is_none() => {
                 let _ = r;
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 closing = Some(tokio::time::Instant::now() + ctx.limits.shutdown_grace);
             }
             r = shutdown.changed(), if closing.is_none() => {
                 let _ = r;
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 closing = Some(tokio::time::Instant::now() + ctx.limits.shutdown_grace);
             }
         }
