@@ -307,6 +307,20 @@ pub fn raw_get(port: u16, path: &str) -> Option<String> {
 }
 
 /// Runs a command and returns (exit code, stdout, stderr).
+/// HTTP status `curl` gets from loopback source address `source` (bound with
+/// `--interface`, so one test can act as several clients); `extra` are curl
+/// options such as `-u user:password` or `-H header`. 0 when the connection
+/// is refused or closed without an answer.
+pub fn curl_status(source: &str, url: &str, extra: &[&str]) -> u16 {
+    let mut args =
+        vec!["-sk", "--interface", source, "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let (_, out, _) = run("curl", &args);
+    out.trim().parse().unwrap_or(0)
+}
+
+/// Runs a command to its end: exit code, standard output, standard error.
 pub fn run(cmd: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(cmd)
         .args(args)

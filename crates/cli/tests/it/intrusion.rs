@@ -4,21 +4,17 @@
 
 use std::time::Duration;
 
-use portcullis_testkit::{ADMIN_PASSWORD, TestServer, run, wait_until};
+use portcullis_testkit::{ADMIN_PASSWORD, TestServer, curl_status, run, wait_until};
 use serde_json::{Value, json};
 
 use crate::bin;
 
 /// HTTP status of a request from `source` (0 when the connection is refused or closed).
 fn status_from(source: &str, url: &str, credentials: Option<&str>) -> u16 {
-    let mut args =
-        vec!["-sk", "--interface", source, "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"];
-    if let Some(c) = credentials {
-        args.extend_from_slice(&["-u", c]);
+    match credentials {
+        Some(c) => curl_status(source, url, &["-u", c]),
+        None => curl_status(source, url, &[]),
     }
-    args.push(url);
-    let (_, out, _) = run("curl", &args);
-    out.trim().parse().unwrap_or(0)
 }
 
 /// A server with threshold 5, blocking on, access control on (no match: allow).
@@ -195,24 +191,7 @@ fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     );
     let api = server.url("/api/v1/webserver");
     let via_proxy = |forwarded: &str, creds: &str| {
-        let (_, out, _) = run(
-            "curl",
-            &[
-                "-s",
-                "--interface",
-                "127.0.0.8",
-                "-H",
-                &format!("X-Forwarded-For: {forwarded}"),
-                "-u",
-                creds,
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &api,
-            ],
-        );
-        out.trim().parse::<u16>().unwrap_or(0)
+        curl_status("127.0.0.8", &api, &["-H", &format!("X-Forwarded-For: {forwarded}"), "-u", creds])
     };
     for _ in 0..6 {
         assert_eq!(via_proxy("198.51.100.7", "admin:wrong"), 401);
@@ -224,24 +203,10 @@ fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     assert_eq!(blocked[0]["address"], "198.51.100.7");
     // From an untrusted peer the header is ignored: failures count for the peer.
     for _ in 0..6 {
-        let (_, out, _) = run(
-            "curl",
-            &[
-                "-s",
-                "--interface",
-                "127.0.0.9",
-                "-H",
-                "X-Forwarded-For: 203.0.113.1",
-                "-u",
-                "admin:wrong",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &api,
-            ],
+        assert_eq!(
+            curl_status("127.0.0.9", &api, &["-H", "X-Forwarded-For: 203.0.113.1", "-u", "admin:wrong"]),
+            401
         );
-        assert_eq!(out, "401");
     }
     let (_, blocked) = server.admin("GET", "/api/v1/blocked", None);
     let addresses: Vec<&str> =

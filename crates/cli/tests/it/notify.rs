@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_testkit::{Options, TestServer, free_port, run, wait_until};
+use portcullis_testkit::{Options, TestServer, curl_status, free_port, run, wait_until};
 use serde_json::{Value, json};
 
 use crate::bin;
@@ -177,22 +177,7 @@ fn an_intrusion_alert_reaches_mail_network_and_phone_peers() {
     // The attack: six wrong passwords from 127.0.0.2.
     let url = server.url("/api/v1/webserver");
     for _ in 0..6 {
-        let (_, out, _) = run(
-            "curl",
-            &[
-                "-s",
-                "--interface",
-                "127.0.0.2",
-                "-u",
-                "admin:guess",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &url,
-            ],
-        );
-        assert_eq!(out, "401");
+        assert_eq!(curl_status("127.0.0.2", &url, &["-u", "admin:guess"]), 401);
     }
     // E-mail with the logfile attached.
     let mail_path = mail_out.join("1.json");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use portcullis_testkit::{ADMIN_PASSWORD, TestCa, TestServer, openssl, run, wait_until};
+use portcullis_testkit::{ADMIN_PASSWORD, TestCa, TestServer, curl_status, openssl, run, wait_until};
 use rand::RngExt;
 use serde_json::{Value, json};
 
@@ -799,26 +799,7 @@ fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {
 /// Status of a form login (`POST /api/v1/session`, JSON) from `source`.
 fn login_status(source: &str, url: &str, password: &str) -> u16 {
     let body = json!({"user": "admin", "password": password}).to_string();
-    let (_, out, _) = run(
-        "curl",
-        &[
-            "-s",
-            "--interface",
-            source,
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            &body,
-            url,
-        ],
-    );
-    out.trim().parse().unwrap_or(0)
+    curl_status(source, url, &["-H", "Content-Type: application/json", "--data", &body])
 }
 
 /// A server with threshold 5, blocking on, access control on.
@@ -877,22 +858,11 @@ fn login_form_attack_is_blocked_at_the_threshold_while_a_legitimate_client_is_se
     let server = guarded_server();
     let login_url = server.url("/api/v1/session");
     // Form encoding, as a browser form or hydra's default sends it, is refused.
-    let (_, out, _) = run(
-        "curl",
-        &[
-            "-s",
-            "--interface",
-            "127.0.0.4",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--data",
-            "user=admin&password=x",
-            &login_url,
-        ],
+    assert_eq!(
+        curl_status("127.0.0.4", &login_url, &["--data", "user=admin&password=x"]),
+        415,
+        "the login takes JSON only"
     );
-    assert_eq!(out.trim(), "415", "the login takes JSON only");
     let words = Arc::new(wordlist());
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

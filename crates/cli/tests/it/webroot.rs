@@ -1,6 +1,6 @@
 //! Static content from `serve --webroot DIR`.
 
-use portcullis_testkit::{ADMIN_PASSWORD, Options, TestServer, run};
+use portcullis_testkit::{ADMIN_PASSWORD, Options, TestServer, curl_status, run};
 use serde_json::json;
 
 use crate::bin;
@@ -145,22 +145,7 @@ fn login_can_be_required_and_blocked_clients_get_nothing() {
     server.admin("PUT", "/api/v1/access-control", Some(json!({"enabled": true})));
     let url = server.url("/snap.jpg");
     for _ in 0..6 {
-        let (_, out, _) = run(
-            "curl",
-            &[
-                "-s",
-                "--interface",
-                "127.0.0.2",
-                "-u",
-                "admin:wrong",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &url,
-            ],
-        );
-        assert_eq!(out, "401");
+        assert_eq!(curl_status("127.0.0.2", &url, &["-u", "admin:wrong"]), 401);
     }
     let (_, out, _) =
         run("curl", &["-s", "--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}", &url]);
