@@ -216,7 +216,16 @@ impl ServerBuilder {
             stored,
             load_report,
         })?);
-        let router = app(rt.clone(), self.routes, &limits);
+        // The front checks wrap the whole router once (not each route, which
+        // would clone and box them per request).
+        let service = tower::Layer::layer(
+            &http::Front {
+                rt: rt.clone(),
+                body_limit: limits.max_body_bytes,
+                upload_limit: limits.max_upload_bytes,
+            },
+            app(rt.clone(), self.routes, &limits),
+        );
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
         let tls = tls::server_config(rt.certs.resolver.clone()).map_err(|e| {
@@ -225,7 +234,7 @@ impl ServerBuilder {
             ))
         })?;
         rt.set_listen_context(ListenContext {
-            router,
+            service,
             tls,
             limits,
             tracker: tracker.clone(),
@@ -310,11 +319,6 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(ui::routes())
         .merge(protected)
         .fallback(fallback)
-        .layer(http::Front {
-            rt: rt.clone(),
-            body_limit: limits.max_body_bytes,
-            upload_limit: limits.max_upload_bytes,
-        })
         .with_state(rt)
 }
 

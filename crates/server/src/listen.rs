@@ -68,6 +68,9 @@ pub struct ConnInfo {
     pub local_port: u16,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The client: the peer, or what a trusted proxy says in
+    /// `X-Forwarded-For` (set per request by the front layer).
+    pub client: IpAddr,
 }
 
 /// Decides, before TLS and before any password work, whether a peer may connect.
@@ -89,8 +92,8 @@ impl ConnectionGate for OpenGate {
 /// Everything an accept loop needs; cheap to clone.
 #[derive(Clone)]
 pub struct ListenContext {
-    /// The application.
-    pub router: Router,
+    /// The application, behind the checks every request goes through.
+    pub service: crate::http::FrontService<Router>,
     /// The TLS configuration (its resolver swaps certificates).
     pub tls: Arc<rustls::ServerConfig>,
     /// The limits.
@@ -458,7 +461,7 @@ async fn accept_loop(
             continue;
         }
         let guard = ctx.tracker.register(ctx.limits.max_connections);
-        let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls };
+        let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls, client: peer.ip() };
         tokio::spawn(serve_connection(stream, info, acceptor.clone(), ctx.clone(), stop.clone(), guard));
     }
 }
@@ -537,11 +540,11 @@ async fn drive<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let router = ctx.router.clone();
+    let app = ctx.service.clone();
     let service =
         TowerToHyperService::new(tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(info);
-            router.clone().oneshot(req)
+            app.clone().oneshot(req.map(axum::body::Body::new))
         }));
     let io = TokioIo::new(io);
     let limits = &ctx.limits;

@@ -89,6 +89,10 @@ const RESOLVE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Resolved paths remembered at most.
 const RESOLVE_CACHE: usize = 4096;
 
+/// A request path resolved: the file (shared, so a cache hit copies no path)
+/// or nothing, and when.
+type Resolved = (Option<Arc<Path>>, std::time::Instant);
+
 /// A folder served at `/`.
 pub struct Webroot {
     root: PathBuf,
@@ -98,7 +102,7 @@ pub struct Webroot {
     files: RwLock<Files>,
     /// Request path → file it resolved to, and when. Resolving follows every
     /// link of every component (a readlink each): too costly per request.
-    resolved: RwLock<HashMap<String, (Option<PathBuf>, std::time::Instant)>>,
+    resolved: RwLock<HashMap<String, Resolved>>,
 }
 
 impl std::fmt::Debug for Webroot {
@@ -130,14 +134,14 @@ impl Webroot {
     }
 
     /// [`Webroot::resolve`], remembered for [`RESOLVE_TTL`].
-    fn resolve_cached(&self, raw_path: &str) -> Option<PathBuf> {
+    fn resolve_cached(&self, raw_path: &str) -> Option<Arc<Path>> {
         let now = std::time::Instant::now();
         if let Some((file, at)) = self.resolved.read().unwrap_or_else(|e| e.into_inner()).get(raw_path)
             && now.duration_since(*at) < RESOLVE_TTL
         {
             return file.clone();
         }
-        let file = self.resolve(raw_path);
+        let file: Option<Arc<Path>> = self.resolve(raw_path).map(Arc::from);
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         if resolved.len() >= RESOLVE_CACHE {
             resolved.retain(|_, (_, at)| now.duration_since(*at) < RESOLVE_TTL);
@@ -269,7 +273,7 @@ impl Webroot {
                 None => return not_found(),
             }
         } else {
-            match stream(file, start, end).await {
+            match stream(file.to_path_buf(), start, end).await {
                 Some(b) => b,
                 None => return not_found(),
             }

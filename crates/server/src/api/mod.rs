@@ -389,13 +389,12 @@ pub struct SessionView {
 async fn login(
     State(rt): State<Arc<Runtime>>,
     info: Option<axum::Extension<crate::listen::ConnInfo>>,
-    client: Option<axum::Extension<crate::http::ClientAddr>>,
     ApiJson(input): ApiJson<LoginInput>,
 ) -> Result<Response, ApiError> {
     let tls = info.as_ref().is_some_and(|i| i.tls);
     let mut ext = http::Extensions::new();
-    if let Some(axum::Extension(c)) = client {
-        ext.insert(c);
+    if let Some(axum::Extension(i)) = info {
+        ext.insert(i);
     }
     match rt.auth.verify(&input.user, &input.password).await {
         Verdict::Valid(id) => {
