@@ -2,20 +2,7 @@
 // headless Debian chromium.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, openBrowser, shot, login, ready } from "./harness.mjs";
-
-async function withUi(name, fn, locale) {
-  const server = await startServer();
-  const browser = await openBrowser(locale);
-  try {
-    await fn(server, browser);
-    assert.deepEqual(browser.problems.filter((p) => !p.includes("Failed to load resource")), [], "console warnings or errors in the page");
-  } finally {
-    await shot(browser.page, name).catch(() => {});
-    await browser.close();
-    await server.stop();
-  }
-}
+import { withUi, shot, login, ready } from "./harness.mjs";
 
 test("ACME: a plain-HTTP directory is refused at its field, valid settings are kept, Enrol now shows the CA's error", () =>
   withUi("12-acme", async (server, { page }) => {

@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -105,6 +106,22 @@ export async function openBrowser(locale = "en-US") {
 export async function shot(page, name) {
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: join(SHOTS, name + ".png"), fullPage: true });
+}
+
+// Runs `fn(server, browser)` with a fresh server and browser profile; fails
+// on console warnings or errors in the page; saves a screenshot named `name`
+// at the end (also when the test fails).
+export async function withUi(name, fn, locale) {
+  const server = await startServer();
+  const browser = await openBrowser(locale);
+  try {
+    await fn(server, browser);
+    assert.deepEqual(browser.problems.filter((p) => !p.includes("Failed to load resource")), [], "console warnings or errors in the page");
+  } finally {
+    await shot(browser.page, name).catch(() => {});
+    await browser.close();
+    await server.stop();
+  }
 }
 
 export async function login(page, server, next = "") {

@@ -4,22 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer, openBrowser, shot, login, ready, freePort, openssl, PASSWORD } from "./harness.mjs";
-
-// Runs `fn(server, browser)` with a fresh server and browser profile; saves
-// a screenshot named `name` at the end (also when the test fails).
-async function withUi(name, fn, locale) {
-  const server = await startServer();
-  const browser = await openBrowser(locale);
-  try {
-    await fn(server, browser);
-    assert.deepEqual(browser.problems.filter((p) => !p.includes("Failed to load resource")), [], "console warnings or errors in the page");
-  } finally {
-    await shot(browser.page, name).catch(() => {});
-    await browser.close();
-    await server.stop();
-  }
-}
+import { withUi, openBrowser, shot, login, ready, freePort, openssl, PASSWORD } from "./harness.mjs";
 
 test("log in (user name first, then password), wrong password shown at its field, log out", () =>
   withUi("01-login", async (server, { page }) => {

@@ -121,21 +121,7 @@ impl AcmeError {
 pub(crate) fn describe(e: &instant_acme::Error) -> String {
     match e {
         instant_acme::Error::Api(p) => describe_problem(p),
-        other => {
-            // Walk the source chain: hyper's top-level message ("client error (Connect)")
-            // says nothing an operator can act on; the cause does.
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !text.contains(&s_text) {
-                    text.push_str(": ");
-                    text.push_str(&s_text);
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => portcullis_core::error::error_chain(other),
     }
 }
 

@@ -290,7 +290,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let filter = args
         .log
         .parse::<tracing_subscriber::filter::Targets>()
-        .context("invalid --log filter (expected e.g. info or warn,portcullis=debug)")?;
+        // The parse error's text already names its cause: no chain, or it reads twice.
+        .map_err(|e| {
+            anyhow::anyhow!("invalid --log filter {:?}: {e} (e.g. info or warn,portcullis=debug)", args.log)
+        })?;
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(filter)

@@ -99,7 +99,7 @@ fn tls_parameters(profile: &EmailProfile) -> Result<TlsParameters, NotifyError> 
 
 /// Turns lettre's error into one an operator can act on.
 fn smtp_error(e: &lettre::transport::smtp::Error, target: &str) -> NotifyError {
-    let text = one_line(&error_chain(e));
+    let text = one_line(&portcullis_core::error::error_chain(e));
     if e.is_timeout() {
         return NotifyError::Timeout { target: target.to_string(), stage: "SMTP".to_string() };
     }
@@ -124,22 +124,6 @@ fn smtp_error(e: &lettre::transport::smtp::Error, target: &str) -> NotifyError {
         return NotifyError::Connect { target: target.to_string(), reason: text };
     }
     NotifyError::Smtp(text)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    // lettre's Display already appends its direct source; deeper causes
-    // (the rustls verification error) are added once each.
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -486,16 +486,6 @@ async fn serve_connection(
     guard: ConnGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    // During the TLS handshake the connection has no HTTP state to close
-    // gracefully: it ends at once when the server or its listener stops.
-    let (mut shutdown, mut stop) = (ctx.shutdown.clone(), listener_stop.clone());
-    let stopping = async move {
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => {}
-            _ = stop.wait_for(|s| *s) => {}
-        }
-    };
-    tokio::pin!(stopping);
     match acceptor {
         // Plain connections may speak HTTP/1 or h2c (prior knowledge): the
         // first bytes decide. (Peeking at them to skip the version-sniffing
@@ -505,6 +495,15 @@ async fn serve_connection(
             drive(io, Proto::Auto, info, &ctx, listener_stop, &guard).await
         }
         Some(acceptor) => {
+            // During the TLS handshake the connection has no HTTP state to close
+            // gracefully: it ends at once when the server or its listener stops.
+            let (mut shutdown, mut stop) = (ctx.shutdown.clone(), listener_stop.clone());
+            let stopping = async move {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            };
             let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
             let handshake = tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io));
             let tls = tokio::select! {
@@ -517,7 +516,7 @@ async fn serve_connection(
                     Err(_) => return,
                 },
                 _ = guard.state.kill.notified() => return,
-                _ = &mut stopping => return,
+                _ = stopping => return,
             };
             let proto = match tls.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Proto::Http2,

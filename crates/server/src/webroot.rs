@@ -33,6 +33,7 @@ const CHUNK: usize = 124 * 1024;
 
 /// One file as last seen: its validators and answer headers, made once per
 /// version of the file instead of once per request.
+#[derive(Clone)]
 struct FileInfo {
     len: u64,
     modified: SystemTime,
@@ -295,15 +296,7 @@ impl Webroot {
             // Changed while we read it: serve what we read, cache nothing.
             return (data.len() as u64 >= len).then(|| data.slice(..len as usize));
         }
-        let with_data = FileInfo {
-            len,
-            modified: info.modified,
-            etag: info.etag.clone(),
-            last_modified: info.last_modified.clone(),
-            content_type: info.content_type.clone(),
-            content_length: info.content_length.clone(),
-            data: Some(data.clone()),
-        };
+        let with_data = FileInfo { data: Some(data.clone()), ..FileInfo::clone(info) };
         self.remember(file, Arc::new(with_data));
         Some(data)
     }
@@ -445,6 +438,25 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeSpec::Ignore);
         assert_eq!(parse_range("items=0-1", 1000), RangeSpec::Ignore);
         assert_eq!(parse_range("bytes=-0", 1000), RangeSpec::Unsatisfiable);
+    }
+
+    #[tokio::test]
+    async fn a_large_file_is_streamed_whole_and_a_shrunk_one_is_an_error() {
+        use http_body_util::BodyExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.bin");
+        let content: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let body = stream(path.clone(), 1000, 300_000).await.expect("open");
+        let got = body.collect().await.expect("whole body").to_bytes();
+        assert_eq!(got.as_ref(), &content[1000..300_000]);
+        // The length was promised in Content-Length: a file cut short meanwhile
+        // ends the body with an error (the connection is closed), never with
+        // fewer bytes passed off as the whole.
+        let body = stream(path.clone(), 0, 400_000).await.expect("open");
+        std::fs::write(&path, &content[..100_000]).expect("truncate");
+        assert!(body.collect().await.is_err());
+        assert!(stream(dir.path().join("gone.bin"), 0, 10).await.is_none());
     }
 
     #[test]

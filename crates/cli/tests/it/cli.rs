@@ -24,6 +24,27 @@ fn help_is_everywhere() {
 }
 
 #[test]
+fn a_bad_log_filter_is_one_clear_line_and_touches_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let port = portcullis_testkit::free_port().to_string();
+    let (code, out, err) = portcullis(&[
+        "serve",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--http-port",
+        &port,
+        "--log",
+        "portcullis=loud",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("invalid --log filter \"portcullis=loud\""), "{err}");
+    assert_eq!(err.matches("expected one of").count(), 1, "the cause once: {err}");
+    assert!(!data.exists(), "nothing was created before the refusal");
+}
+
+#[test]
 fn users_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");

@@ -255,28 +255,7 @@ fn hydra_is_blocked_at_the_threshold_while_a_legitimate_client_is_served() {
         }
         statuses
     });
-    let port = server.http_ports[0].to_string();
-    let (_, out, err) = run(
-        "timeout",
-        &[
-            "60",
-            "hydra",
-            "-l",
-            "admin",
-            "-P",
-            words.to_str().expect("utf8"),
-            "-s",
-            &port,
-            "-t",
-            "4",
-            "-w",
-            "5",
-            "-I",
-            "127.0.0.1",
-            "http-get",
-            "/api/v1/webserver",
-        ],
-    );
+    let (out, err) = crate::hydra_http_get(server.http_ports[0], &words, "/api/v1/webserver");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let statuses = legit.join().expect("legit client");
     assert!(

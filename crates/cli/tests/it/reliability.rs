@@ -923,29 +923,8 @@ fn login_form_attack_is_blocked_at_the_threshold_while_a_legitimate_client_is_se
     std::fs::write(&word_file, words.join("\n")).expect("write");
     let stop = Arc::new(AtomicBool::new(false));
     let legit = legitimate_logins(server.url("/api/v1/session"), stop.clone());
-    let port = server.http_ports[0].to_string();
     let started = Instant::now();
-    let (_, out, err) = run(
-        "timeout",
-        &[
-            "60",
-            "hydra",
-            "-l",
-            "admin",
-            "-P",
-            word_file.to_str().expect("utf8"),
-            "-s",
-            &port,
-            "-t",
-            "4",
-            "-w",
-            "5",
-            "-I",
-            "127.0.0.1",
-            "http-get",
-            "/api/v1/session",
-        ],
-    );
+    let (out, err) = crate::hydra_http_get(server.http_ports[0], &word_file, "/api/v1/session");
     let attack_time = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let statuses = legit.join().expect("legitimate client");
