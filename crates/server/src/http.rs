@@ -8,7 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -235,33 +235,122 @@ pub struct FrontService<S> {
 
 impl<S> tower::Service<Request> for FrontService<S>
 where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+    S::Future: Unpin,
 {
     type Response = Response;
     type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+    type Future = FrontFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
-        // The clone takes the place of the service that was polled ready,
-        // which goes with the request (tower's usual hand-over).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let f = self.front.clone();
-        Box::pin(async move { Ok(front(&f, req, inner).await) })
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let f = &self.front;
+        let api = req.uri().path().starts_with("/api/");
+        if let Some(refusal) = before(f, &mut req) {
+            return FrontFuture { state: FrontState::Answer(Some(refusal)), hsts_max_age: None, api };
+        }
+        let tls = req.extensions().get::<ConnInfo>().is_some_and(|i| i.tls);
+        let hsts_max_age = tls
+            .then(|| {
+                let running = f.rt.running();
+                (running.webserver.hsts_enabled && f.rt.certs.trusted())
+                    .then_some(running.webserver.hsts_max_age_seconds)
+            })
+            .flatten();
+        // Called at once, while the inner service is the one polled ready.
+        FrontFuture { state: FrontState::Inner(self.inner.call(req)), hsts_max_age, api }
     }
 }
 
-/// Everything every request goes through, in one layer (a hand-written
-/// service: each `from_fn` layer costs boxed futures and service clones per
-/// request):
+/// The answer of [`FrontService`]: a future of its own instead of a boxed
+/// `async` block, one allocation (of over a kilobyte) less per request.
+pub struct FrontFuture<F> {
+    state: FrontState<F>,
+    /// `Strict-Transport-Security: max-age=` to add, if due.
+    hsts_max_age: Option<u32>,
+    /// Whether the request was for the API.
+    api: bool,
+}
+
+enum FrontState<F> {
+    /// The router is answering.
+    Inner(F),
+    /// The answer, to finish.
+    Answer(Option<Response>),
+    /// An error answer getting its JSON body (it reads the original body).
+    ErrorBody(std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>),
+}
+
+impl<F> std::future::Future for FrontFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, std::convert::Infallible>> + Unpin,
+{
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                FrontState::Inner(fut) => {
+                    let Poll::Ready(Ok(mut resp)) = std::pin::Pin::new(fut).poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    if let Some(max_age) = this.hsts_max_age {
+                        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, max_age_value(max_age));
+                    }
+                    this.state = FrontState::Answer(Some(resp));
+                }
+                FrontState::Answer(resp) => {
+                    let Some(resp) = resp.take() else { return Poll::Pending };
+                    if !needs_json_error_body(&resp) {
+                        return Poll::Ready(Ok(finish(resp, this.api)));
+                    }
+                    this.state = FrontState::ErrorBody(Box::pin(json_error_body(resp)));
+                }
+                FrontState::ErrorBody(fut) => {
+                    let Poll::Ready(resp) = fut.as_mut().poll(cx) else { return Poll::Pending };
+                    return Poll::Ready(Ok(finish(resp, this.api)));
+                }
+            }
+        }
+    }
+}
+
+fn max_age_value(max_age: u32) -> HeaderValue {
+    HeaderValue::from_str(&format!("max-age={max_age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("max-age=0"))
+}
+
+/// The headers every answer gets last: the security headers, and no caching
+/// of API answers that do not say otherwise.
+fn finish(mut resp: Response, api: bool) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The security headers every answer carries.
+pub const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
+    (HeaderName::from_static("x-content-type-options"), "nosniff"),
+    (HeaderName::from_static("x-frame-options"), "DENY"),
+    (HeaderName::from_static("referrer-policy"), "same-origin"),
+];
+
+/// Everything every request goes through, in one layer ([`FrontService`],
+/// hand-written: each `from_fn` layer costs boxed futures and service clones
+/// per request):
 /// 1. a body declared larger than its route allows is refused at once;
 /// 2. the client address is resolved (`X-Forwarded-For` only from trusted
 ///    proxies) and a denied client is refused — per request too, since the
@@ -270,45 +359,10 @@ where
 /// 3. plain HTTP is redirected to HTTPS when the settings say so;
 /// 4. unsafe requests sent by a browser on behalf of another site are refused.
 ///
-/// Then, on the answer: every error gets the JSON error body, HSTS is added
-/// when due, and the security headers every answer carries.
-async fn front<S>(f: &Front, mut req: Request, mut inner: S) -> Response
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
-{
-    let api = req.uri().path().starts_with("/api/");
-    let resp = match before(f, &mut req) {
-        Some(refusal) => refusal,
-        None => {
-            let hsts = req.extensions().get::<ConnInfo>().is_some_and(|i| i.tls) && {
-                let running = f.rt.running();
-                running.webserver.hsts_enabled && f.rt.certs.trusted()
-            };
-            let mut resp = match inner.call(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            if hsts {
-                let max_age = f.rt.running().webserver.hsts_max_age_seconds;
-                if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
-                    resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
-                }
-            }
-            resp
-        }
-    };
-    let mut resp = json_error_body(resp).await;
-    let h = resp.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    if api && !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    resp
-}
-
-/// The checks before the request is routed; `Some` is the refusal.
+/// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
+/// gets the JSON error body, and every answer the security headers.
+///
+/// These are the checks before the request is routed; `Some` is the refusal.
 fn before(f: &Front, req: &mut Request) -> Option<Response> {
     // 1. Declared body length.
     let limit = if req.uri().path().starts_with("/api/v1/certificate/upload") {
@@ -433,19 +487,20 @@ fn cross_site(req: &Request) -> bool {
 
 /// Gives every error answer the JSON error body, whoever made it (the
 /// router's 404/405, a body limit's 413, an extractor's rejection).
+/// Whether an answer is an error without a JSON body.
+fn needs_json_error_body(resp: &Response) -> bool {
+    let status = resp.status();
+    (status.is_client_error() || status.is_server_error())
+        && !resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// The error answer with the JSON error body, its text from the original body.
 async fn json_error_body(resp: Response) -> Response {
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
-        return resp;
-    }
     let (mut parts, body) = resp.into_parts();
     let detail = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let detail = String::from_utf8_lossy(&detail).trim().to_string();

@@ -553,6 +553,8 @@ async fn drive<S>(
             b.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
+                // See the auto builder below.
+                .half_close(true)
                 .keep_alive(true);
             supervise(
                 b.serve_connection(io, service).with_upgrades(),
@@ -578,6 +580,13 @@ async fn drive<S>(
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
+                // Without it, hyper reads the socket once more while each
+                // request is handled, to notice a client that hung up: a
+                // system call and an 8 KiB buffer per request (the request
+                // still holds the old one). Our handlers are short and bounded
+                // by timeouts, and a client that shuts down only its sending
+                // side still gets its answer.
+                .half_close(true)
                 .keep_alive(true);
             b.http2()
                 .timer(TokioTimer::new())

@@ -10,6 +10,8 @@
 //! common case costs that `stat` and no read.
 
 use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,7 +42,9 @@ struct FileInfo {
     etag: HeaderValue,
     last_modified: HeaderValue,
     content_type: HeaderValue,
-    content_length: HeaderValue,
+    /// The headers of the whole file's answer (200), made once: a copy per
+    /// request costs less than the inserts.
+    whole: HeaderMap,
     /// The content, for small files once read.
     data: Option<Bytes>,
 }
@@ -49,15 +53,13 @@ impl FileInfo {
     fn new(file: &Path, len: u64, modified: SystemTime) -> Self {
         let mtime_ns = modified.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let mime = mime_guess::from_path(file).first_or_octet_stream();
-        Self {
-            len,
-            modified,
-            etag: hv(&format!("\"{len:x}-{mtime_ns:x}\"")),
-            last_modified: hv(&httpdate::fmt_http_date(modified)),
-            content_type: hv(mime.as_ref()),
-            content_length: HeaderValue::from(len),
-            data: None,
-        }
+        let etag = hv(&format!("\"{len:x}-{mtime_ns:x}\""));
+        let last_modified = hv(&httpdate::fmt_http_date(modified));
+        let content_type = hv(mime.as_ref());
+        let mut whole = base_headers(&etag, &last_modified);
+        whole.insert(header::CONTENT_TYPE, content_type.clone());
+        whole.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        Self { len, modified, etag, last_modified, content_type, whole, data: None }
     }
 
     fn etag(&self) -> &str {
@@ -66,33 +68,63 @@ impl FileInfo {
 
     /// The headers every answer about this file carries.
     fn base_headers(&self) -> HeaderMap {
-        // Room for these, the body headers, the security headers the front
-        // layer adds and hyper's Date: no growth (a reallocation) on the way.
-        let mut h = HeaderMap::with_capacity(16);
-        h.insert(header::ETAG, self.etag.clone());
-        h.insert(header::LAST_MODIFIED, self.last_modified.clone());
-        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h
+        base_headers(&self.etag, &self.last_modified)
     }
 }
 
+fn base_headers(etag: &HeaderValue, last_modified: &HeaderValue) -> HeaderMap {
+    // Room for these, the body headers and the front layer's: no growth (a
+    // reallocation) on the way.
+    let mut h = HeaderMap::with_capacity(16);
+    h.insert(header::ETAG, etag.clone());
+    h.insert(header::LAST_MODIFIED, last_modified.clone());
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Present already, the front layer's inserts replace instead of adding
+    // (which could grow a copied map's storage); the values are the same.
+    for (name, value) in crate::http::SECURITY_HEADERS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h
+}
+
+/// A file inside the folder that request paths resolved to; paths naming the
+/// same file (`/dir/` and `/dir/index.html`, links) share one.
+struct Target {
+    /// Its real path.
+    path: PathBuf,
+    /// The same, relative to the folder, ready for `statat`.
+    rel: CString,
+    /// What is known of it, as last seen. Written only with the cache's
+    /// write lock held, which keeps the byte count right.
+    info: RwLock<Option<Arc<FileInfo>>>,
+}
+
+/// Request paths resolved, and the files they lead to.
 #[derive(Default)]
-struct Files {
-    map: HashMap<PathBuf, Arc<FileInfo>>,
-    /// Bytes of content held.
+struct Cache {
+    /// Request path → the file it resolved to (or none), and when (coarse
+    /// milliseconds). Resolving follows every link of every component (a
+    /// readlink each): too costly per request.
+    resolved: HashMap<String, (Option<Arc<Target>>, u64)>,
+    /// Real path → its target.
+    targets: HashMap<PathBuf, Arc<Target>>,
+    /// Bytes of content held by the targets in `targets`.
     bytes: usize,
 }
 
 /// How long a resolved request path is reused before it is resolved again
-/// (every link followed and checked against the folder).
-const RESOLVE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// (every link followed and checked against the folder), in milliseconds.
+const RESOLVE_TTL_MS: u64 = 2000;
 /// Resolved paths remembered at most.
 const RESOLVE_CACHE: usize = 4096;
 
-/// A request path resolved: the file (shared, so a cache hit copies no path)
-/// or nothing, and when.
-type Resolved = (Option<Arc<Path>>, std::time::Instant);
+/// Milliseconds on the coarse monotonic clock (a precise clock read per
+/// request is a measurable cost; the TTL needs no precision).
+fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
 
 /// A folder served at `/`.
 pub struct Webroot {
@@ -100,10 +132,7 @@ pub struct Webroot {
     /// The folder, open: files are looked up relative to it, so a `stat`
     /// walks one or two path components instead of the folder's whole path.
     dir: std::fs::File,
-    files: RwLock<Files>,
-    /// Request path → file it resolved to, and when. Resolving follows every
-    /// link of every component (a readlink each): too costly per request.
-    resolved: RwLock<HashMap<String, Resolved>>,
+    cache: RwLock<Cache>,
 }
 
 impl std::fmt::Debug for Webroot {
@@ -131,27 +160,50 @@ impl Webroot {
             return Err(err("not a folder".into()));
         }
         let dir = std::fs::File::open(&root).map_err(|e| err(e.to_string()))?;
-        Ok(Arc::new(Self { root, dir, files: RwLock::default(), resolved: RwLock::new(HashMap::new()) }))
+        Ok(Arc::new(Self { root, dir, cache: RwLock::default() }))
     }
 
-    /// [`Webroot::resolve`], remembered for [`RESOLVE_TTL`].
-    fn resolve_cached(&self, raw_path: &str) -> Option<Arc<Path>> {
-        let now = std::time::Instant::now();
-        if let Some((file, at)) = self.resolved.read().unwrap_or_else(|e| e.into_inner()).get(raw_path)
-            && now.duration_since(*at) < RESOLVE_TTL
+    fn cache_read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cache_write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Webroot::resolve`], remembered for [`RESOLVE_TTL_MS`].
+    fn resolve_cached(&self, raw_path: &str) -> Option<Arc<Target>> {
+        let now = now_ms();
+        if let Some((target, at)) = self.cache_read().resolved.get(raw_path)
+            && now.saturating_sub(*at) < RESOLVE_TTL_MS
         {
-            return file.clone();
+            return target.clone();
         }
-        let file: Option<Arc<Path>> = self.resolve(raw_path).map(Arc::from);
-        let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
-        if resolved.len() >= RESOLVE_CACHE {
-            resolved.retain(|_, (_, at)| now.duration_since(*at) < RESOLVE_TTL);
-            if resolved.len() >= RESOLVE_CACHE {
-                resolved.clear();
+        let found = self.resolve(raw_path).and_then(|real| {
+            let rel = real.strip_prefix(&self.root).ok()?.as_os_str().as_bytes().to_vec();
+            Some((CString::new(rel).ok()?, real))
+        });
+        let mut cache = self.cache_write();
+        if cache.resolved.len() >= RESOLVE_CACHE {
+            cache.resolved.retain(|_, (_, at)| now.saturating_sub(*at) < RESOLVE_TTL_MS);
+            if cache.resolved.len() >= RESOLVE_CACHE {
+                cache.resolved.clear();
             }
         }
-        resolved.insert(raw_path.to_string(), (file.clone(), now));
-        file
+        let target = found.map(|(rel, real)| match cache.targets.get(&real) {
+            Some(t) => t.clone(),
+            None => {
+                if cache.targets.len() >= FILES_REMEMBERED {
+                    // Start over; requests under way keep their targets.
+                    *cache = Cache::default();
+                }
+                let t = Arc::new(Target { path: real.clone(), rel, info: RwLock::new(None) });
+                cache.targets.insert(real, t.clone());
+                t
+            }
+        });
+        cache.resolved.insert(raw_path.to_string(), (target.clone(), now));
+        target
     }
 
     /// The file a request path names, if it is inside the folder.
@@ -185,9 +237,8 @@ impl Webroot {
     /// Size and modification time of a regular file (inside the folder).
     /// A stat of a local file takes microseconds; doing it here saves a
     /// thread hop per request, which matters more for small files.
-    fn stat(&self, file: &Path) -> Option<(u64, SystemTime)> {
-        let rel = file.strip_prefix(&self.root).ok()?;
-        let st = rustix::fs::statat(&self.dir, rel, rustix::fs::AtFlags::empty()).ok()?;
+    fn stat(&self, target: &Target) -> Option<(u64, SystemTime)> {
+        let st = rustix::fs::statat(&self.dir, target.rel.as_c_str(), rustix::fs::AtFlags::empty()).ok()?;
         if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
             return None;
         }
@@ -198,27 +249,35 @@ impl Webroot {
         Some((st.st_size as u64, modified))
     }
 
-    /// What is known of `file` at this size and modification time.
-    fn info(&self, file: &Path, len: u64, modified: SystemTime) -> Arc<FileInfo> {
-        if let Some(i) = self.files.read().unwrap_or_else(|e| e.into_inner()).map.get(file)
+    /// What is known of the file at this size and modification time.
+    fn info(&self, target: &Arc<Target>, len: u64, modified: SystemTime) -> Arc<FileInfo> {
+        if let Some(i) = target.info.read().unwrap_or_else(|e| e.into_inner()).as_ref()
             && i.len == len
             && i.modified == modified
         {
             return i.clone();
         }
-        let info = Arc::new(FileInfo::new(file, len, modified));
-        self.remember(file, info.clone());
+        let info = Arc::new(FileInfo::new(&target.path, len, modified));
+        self.remember(target, info.clone());
         info
     }
 
-    fn remember(&self, file: &Path, info: Arc<FileInfo>) {
-        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+    fn remember(&self, target: &Arc<Target>, info: Arc<FileInfo>) {
+        let mut cache = self.cache_write();
         let add = info.data.as_ref().map_or(0, Bytes::len);
-        if files.map.len() >= FILES_REMEMBERED || files.bytes + add > CACHE_TOTAL_LIMIT {
-            *files = Files::default();
+        if cache.bytes + add > CACHE_TOTAL_LIMIT {
+            for t in cache.targets.values() {
+                *t.info.write().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            cache.bytes = 0;
         }
-        let old = files.map.insert(file.to_path_buf(), info);
-        files.bytes = files.bytes + add - old.and_then(|o| o.data.as_ref().map(Bytes::len)).unwrap_or(0);
+        let old = target.info.write().unwrap_or_else(|e| e.into_inner()).replace(info);
+        // A target no longer in the map (the cache started over meanwhile)
+        // is not counted.
+        if cache.targets.get(&target.path).is_some_and(|t| Arc::ptr_eq(t, target)) {
+            let old = old.and_then(|o| o.data.as_ref().map(Bytes::len)).unwrap_or(0);
+            cache.bytes = (cache.bytes + add).saturating_sub(old);
+        }
     }
 
     /// Answers a GET or HEAD for `path`.
@@ -233,9 +292,9 @@ impl Webroot {
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let Some(file) = self.resolve_cached(path) else { return not_found() };
-        let Some((len, modified)) = self.stat(&file) else { return not_found() };
-        let info = self.info(&file, len, modified);
+        let Some(target) = self.resolve_cached(path) else { return not_found() };
+        let Some((len, modified)) = self.stat(&target) else { return not_found() };
+        let info = self.info(&target, len, modified);
 
         if not_modified(headers, info.etag(), modified) {
             let mut r = Response::new(Body::empty());
@@ -258,23 +317,24 @@ impl Webroot {
             }
             Some(RangeSpec::Bytes(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
         };
-        let mut resp_headers = info.base_headers();
-        resp_headers.insert(header::CONTENT_TYPE, info.content_type.clone());
-        if status == StatusCode::PARTIAL_CONTENT {
-            resp_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
-            resp_headers.insert(header::CONTENT_RANGE, hv(&format!("bytes {start}-{}/{len}", end - 1)));
+        let resp_headers = if status == StatusCode::PARTIAL_CONTENT {
+            let mut h = info.base_headers();
+            h.insert(header::CONTENT_TYPE, info.content_type.clone());
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+            h.insert(header::CONTENT_RANGE, hv(&format!("bytes {start}-{}/{len}", end - 1)));
+            h
         } else {
-            resp_headers.insert(header::CONTENT_LENGTH, info.content_length.clone());
-        }
+            info.whole.clone()
+        };
         let body = if method == Method::HEAD {
             Body::empty()
         } else if len <= CACHE_FILE_LIMIT {
-            match self.small_file(&file, &info).await {
+            match self.small_file(&target, &info).await {
                 Some(data) => Body::from(data.slice(start as usize..end as usize)),
                 None => return not_found(),
             }
         } else {
-            match stream(file.to_path_buf(), start, end).await {
+            match stream(target.path.clone(), start, end).await {
                 Some(b) => b,
                 None => return not_found(),
             }
@@ -285,11 +345,11 @@ impl Webroot {
         r
     }
 
-    async fn small_file(&self, file: &Path, info: &Arc<FileInfo>) -> Option<Bytes> {
+    async fn small_file(&self, target: &Arc<Target>, info: &Arc<FileInfo>) -> Option<Bytes> {
         if let Some(data) = &info.data {
             return Some(data.clone());
         }
-        let path = file.to_path_buf();
+        let path = target.path.clone();
         let data = Bytes::from(tokio::task::spawn_blocking(move || std::fs::read(path)).await.ok()?.ok()?);
         let len = info.len;
         if data.len() as u64 != len {
@@ -297,7 +357,7 @@ impl Webroot {
             return (data.len() as u64 >= len).then(|| data.slice(..len as usize));
         }
         let with_data = FileInfo { data: Some(data.clone()), ..FileInfo::clone(info) };
-        self.remember(file, Arc::new(with_data));
+        self.remember(target, Arc::new(with_data));
         Some(data)
     }
 }
@@ -457,6 +517,41 @@ mod tests {
         std::fs::write(&path, &content[..100_000]).expect("truncate");
         assert!(body.collect().await.is_err());
         assert!(stream(dir.path().join("gone.bin"), 0, 10).await.is_none());
+    }
+
+    #[test]
+    fn paths_to_one_file_share_what_is_known_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("www");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("index.html"), "home").expect("write");
+        std::fs::write(root.join("sub/a.txt"), "nested").expect("write");
+        std::os::unix::fs::symlink(root.join("index.html"), root.join("alias.html")).expect("symlink");
+        let w = Webroot::new(&root).expect("webroot");
+        let a = w.resolve_cached("/").expect("the folder's index");
+        let b = w.resolve_cached("/index.html").expect("the file");
+        let c = w.resolve_cached("/alias.html").expect("a link to it");
+        assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&b, &c));
+        assert!(w.resolve_cached("/missing.html").is_none());
+        assert_eq!(w.stat(&a).map(|(len, _)| len), Some(4));
+        let nested = w.resolve_cached("/sub/a.txt").expect("nested");
+        assert_eq!(w.stat(&nested).map(|(len, _)| len), Some(6), "stat relative to the folder");
+        // Content kept for one path is kept for all, and counted once.
+        let (len, modified) = w.stat(&a).expect("stat");
+        let info = w.info(&a, len, modified);
+        for t in [&a, &b, &c] {
+            let with_data = FileInfo { data: Some(Bytes::from_static(b"home")), ..FileInfo::clone(&info) };
+            w.remember(t, Arc::new(with_data));
+        }
+        assert_eq!(w.cache_read().bytes, 4);
+        assert!(w.info(&c, len, modified).data.is_some());
+        // A new version of the file is seen through every path.
+        std::fs::write(root.join("index.html"), "home, changed").expect("write");
+        let (len, modified) = w.stat(&b).expect("stat");
+        assert_eq!(len, 13);
+        let info = w.info(&c, len, modified);
+        assert!(info.data.is_none() && info.len == 13);
+        assert_eq!(w.cache_read().bytes, 0, "the old content is no longer counted");
     }
 
     #[test]

@@ -457,6 +457,27 @@ fn every_error_answer_is_json() {
 }
 
 #[test]
+fn a_client_that_shuts_down_its_sending_side_still_gets_its_answer() {
+    // HTTP/1.0-style clients (`nc -N`, scripts) send the request, then shut
+    // down their side. The answer takes a while here (the first Basic
+    // login verifies the password hash): the server must not take the
+    // half-closed connection for a client that went away.
+    use std::io::{Read, Write};
+    let server = start();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let auth = "YWRtaW46dGVzdC1hZG1pbi1wYXNzd29yZA=="; // admin:test-admin-password
+    write!(s, "GET /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\r\n")
+        .expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"http_ports\""), "{answer}");
+}
+
+#[test]
 fn oversized_headers_are_refused() {
     let server = start();
     let r = server.client().get(server.url("/healthz")).header("x-big", "a".repeat(64 * 1024)).send();

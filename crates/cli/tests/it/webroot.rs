@@ -20,6 +20,18 @@ fn with_webroot() -> (TestServer, tempfile::TempDir) {
     (TestServer::start_with(&bin(), options).expect("start"), content)
 }
 
+/// The headers every answer carries, whatever produced it.
+#[track_caller]
+fn assert_security_headers(r: &reqwest::blocking::Response) {
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff", "{}", r.url());
+    assert_eq!(h["x-frame-options"], "DENY", "{}", r.url());
+    assert_eq!(h["referrer-policy"], "same-origin", "{}", r.url());
+    for name in ["x-content-type-options", "x-frame-options", "referrer-policy", "content-type", "etag"] {
+        assert!(h.get_all(name).iter().count() <= 1, "{name} sent twice to {}", r.url());
+    }
+}
+
 /// Bytes that differ from their neighbours, so a chunk out of place shows.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
@@ -34,10 +46,20 @@ fn files_with_types_validators_and_ranges() {
     assert_eq!(r.headers()["content-type"], "text/html");
     let etag = r.headers()["etag"].to_str().expect("etag").to_string();
     let last_modified = r.headers()["last-modified"].to_str().expect("lm").to_string();
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert_security_headers(&r);
     assert_eq!(r.text().expect("body"), "<h1>camera</h1>");
-    assert_eq!(c.get(server.url("/snap.jpg")).send().expect("get").headers()["content-type"], "image/jpeg");
+    let r = c.get(server.url("/snap.jpg")).send().expect("get");
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.headers()["content-length"], "1024");
+    // The same file by another path: the same answer.
+    let r = c.get(server.url("/index.html")).send().expect("get");
+    assert_eq!(r.headers()["etag"].to_str().expect("etag"), etag);
+    assert_security_headers(&r);
     // Conditional requests.
-    assert_eq!(c.get(server.url("/")).header("if-none-match", &etag).send().expect("get").status(), 304);
+    let r = c.get(server.url("/")).header("if-none-match", &etag).send().expect("get");
+    assert_eq!(r.status(), 304);
+    assert_security_headers(&r);
     assert_eq!(
         c.get(server.url("/")).header("if-modified-since", &last_modified).send().expect("get").status(),
         304
@@ -50,6 +72,9 @@ fn files_with_types_validators_and_ranges() {
     let r = c.get(server.https_url("/docs/manual.pdf")).header("range", "bytes=100-199").send().expect("get");
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 100-199/300000");
+    assert_eq!(r.headers()["content-length"], "100");
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert_security_headers(&r);
     assert_eq!(r.bytes().expect("body").len(), 100);
     let r = c.get(server.url("/docs/manual.pdf")).send().expect("get");
     assert_eq!(r.bytes().expect("body").as_ref(), pattern(300_000).as_slice());
@@ -60,6 +85,11 @@ fn files_with_types_validators_and_ranges() {
     let r = c.get(server.url("/snap.jpg")).header("range", "bytes=5000-").send().expect("get");
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */1024");
+    assert_security_headers(&r);
+    let r = c.get(server.url("/no-such-file.txt")).send().expect("get");
+    assert_eq!(r.status(), 404);
+    assert_security_headers(&r);
+    assert_eq!(r.json::<serde_json::Value>().expect("json")["error"]["code"], "not_found");
     let r = c
         .get(server.url("/snap.jpg"))
         .header("range", "bytes=0-9")
