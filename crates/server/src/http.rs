@@ -17,6 +17,7 @@ use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_ba
 use crate::error::{ApiError, ErrorBody, ErrorDetail, code_for_status};
 use crate::listen::ConnInfo;
 use crate::runtime::{Actor, Runtime};
+use crate::webroot::Answer;
 
 /// Time a client gets to send a JSON request body once its header is in
 /// (slow-body defence; the header has its own 10 s limit).
@@ -218,76 +219,115 @@ pub struct Front {
     pub upload_limit: usize,
 }
 
-impl<S> tower::Layer<S> for Front {
-    type Service = FrontService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        FrontService { front: self.clone(), inner }
+impl Front {
+    /// Puts the checks around the application router. `direct_webroot`:
+    /// whether requests for paths no built-in route claims may go to the
+    /// webroot without the router (false when the embedder added routes of
+    /// its own, which may claim any path).
+    pub fn wrap(self, router: axum::Router, direct_webroot: bool) -> FrontService {
+        FrontService { front: self, router, direct_webroot }
     }
 }
 
-/// The service [`Front`] wraps around the router: the checks before every
-/// request and the headers on every answer.
+/// Paths outside `/api/` and `/admin` that the router claims, which the
+/// webroot must not answer directly (a prefix ending in `/` claims what is
+/// under it).
+pub const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
+
+/// The router, behind the checks every request goes through ([`Front`]).
 #[derive(Clone)]
-pub struct FrontService<S> {
+pub struct FrontService {
     front: Front,
-    inner: S,
+    router: axum::Router,
+    direct_webroot: bool,
 }
 
-impl<S> tower::Service<Request> for FrontService<S>
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
-    S::Future: Unpin,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = FrontFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
+impl FrontService {
+    /// Answers a request that came over the connection `info`.
+    pub fn serve<B>(&self, req: http::Request<B>, mut info: ConnInfo) -> FrontFuture
+    where
+        B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let f = &self.front;
-        let api = req.uri().path().starts_with("/api/");
-        if let Some(refusal) = before(f, &mut req) {
+        let (mut parts, body) = req.into_parts();
+        let api = parts.uri.path().starts_with("/api/");
+        if let Some(refusal) = before(f, &parts, &mut info) {
             return FrontFuture { state: FrontState::Answer(Some(refusal)), hsts_max_age: None, api };
         }
-        let tls = req.extensions().get::<ConnInfo>().is_some_and(|i| i.tls);
-        let hsts_max_age = tls
+        let hsts_max_age = info
+            .tls
             .then(|| {
                 let running = f.rt.running();
                 (running.webserver.hsts_enabled && f.rt.certs.trusted())
                     .then_some(running.webserver.hsts_max_age_seconds)
             })
             .flatten();
-        // Called at once, while the inner service is the one polled ready.
-        FrontFuture { state: FrontState::Inner(self.inner.call(req)), hsts_max_age, api }
+        let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api };
+        if let Some(w) = self.direct_webroot(&parts) {
+            // What the router's fallback would do, without the router: no
+            // route lookup, request extensions or boxed route futures.
+            future.state = match w.answer(&parts.method, parts.uri.path(), &parts.headers) {
+                Answer::Ready(resp) => FrontState::Answer(Some(future.with_hsts(resp))),
+                Answer::Read(read) => {
+                    let w = w.clone();
+                    FrontState::Reading(Box::pin(async move { w.read(read).await }))
+                }
+            };
+            return future;
+        }
+        parts.extensions.insert(info);
+        let req = Request::from_parts(parts, Body::new(body));
+        future.state = FrontState::Routed(tower::Service::call(&mut self.router.clone(), req));
+        future
+    }
+
+    /// The webroot, if it answers this request directly.
+    fn direct_webroot(&self, parts: &Parts) -> Option<&Arc<crate::webroot::Webroot>> {
+        let w = self.front.rt.webroot.as_ref().filter(|_| self.direct_webroot)?;
+        let path = parts.uri.path();
+        let routed = path.starts_with("/api/")
+            || path.starts_with("/admin")
+            || ROUTED_OUTSIDE_API_AND_UI
+                .iter()
+                .any(|p| if p.ends_with('/') { path.starts_with(p) } else { path == *p });
+        (!routed && !self.front.rt.running().webroot.login_required).then_some(w)
     }
 }
 
 /// The answer of [`FrontService`]: a future of its own instead of a boxed
 /// `async` block, one allocation (of over a kilobyte) less per request.
-pub struct FrontFuture<F> {
-    state: FrontState<F>,
+pub struct FrontFuture {
+    state: FrontState,
     /// `Strict-Transport-Security: max-age=` to add, if due.
     hsts_max_age: Option<u32>,
     /// Whether the request was for the API.
     api: bool,
 }
 
-enum FrontState<F> {
+type BoxedAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+enum FrontState {
     /// The router is answering.
-    Inner(F),
+    Routed(axum::routing::future::RouteFuture<std::convert::Infallible>),
+    /// The webroot is reading the content.
+    Reading(BoxedAnswer),
     /// The answer, to finish.
     Answer(Option<Response>),
     /// An error answer getting its JSON body (it reads the original body).
-    ErrorBody(std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>),
+    ErrorBody(BoxedAnswer),
 }
 
-impl<F> std::future::Future for FrontFuture<F>
-where
-    F: std::future::Future<Output = Result<Response, std::convert::Infallible>> + Unpin,
-{
+impl FrontFuture {
+    fn with_hsts(&self, mut resp: Response) -> Response {
+        if let Some(max_age) = self.hsts_max_age {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, max_age_value(max_age));
+        }
+        resp
+    }
+}
+
+impl std::future::Future for FrontFuture {
     type Output = Result<Response, std::convert::Infallible>;
 
     fn poll(
@@ -298,14 +338,15 @@ where
         let this = &mut *self;
         loop {
             match &mut this.state {
-                FrontState::Inner(fut) => {
-                    let Poll::Ready(Ok(mut resp)) = std::pin::Pin::new(fut).poll(cx) else {
+                FrontState::Routed(fut) => {
+                    let Poll::Ready(Ok(resp)) = std::pin::Pin::new(fut).poll(cx) else {
                         return Poll::Pending;
                     };
-                    if let Some(max_age) = this.hsts_max_age {
-                        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, max_age_value(max_age));
-                    }
-                    this.state = FrontState::Answer(Some(resp));
+                    this.state = FrontState::Answer(Some(this.with_hsts(resp)));
+                }
+                FrontState::Reading(fut) => {
+                    let Poll::Ready(resp) = fut.as_mut().poll(cx) else { return Poll::Pending };
+                    this.state = FrontState::Answer(Some(this.with_hsts(resp)));
                 }
                 FrontState::Answer(resp) => {
                     let Some(resp) = resp.take() else { return Poll::Pending };
@@ -363,15 +404,12 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
 /// gets the JSON error body, and every answer the security headers.
 ///
 /// These are the checks before the request is routed; `Some` is the refusal.
-fn before(f: &Front, req: &mut Request) -> Option<Response> {
+fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     // 1. Declared body length.
-    let limit = if req.uri().path().starts_with("/api/v1/certificate/upload") {
-        f.upload_limit
-    } else {
-        f.body_limit
-    };
+    let limit =
+        if req.uri.path().starts_with("/api/v1/certificate/upload") { f.upload_limit } else { f.body_limit };
     let declared = req
-        .headers()
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -386,13 +424,12 @@ fn before(f: &Front, req: &mut Request) -> Option<Response> {
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Some(resp);
     }
-    let info = req.extensions().get::<ConnInfo>().copied()?;
     // 2. Client address and access control.
     let peer = info.peer.ip();
     let policy = f.rt.security.policy();
     let client = if policy.is_trusted_proxy(peer) {
         let forwarded = req
-            .headers()
+            .headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -410,16 +447,12 @@ fn before(f: &Front, req: &mut Request) -> Option<Response> {
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Some(resp);
     }
-    // In the connection's ConnInfo, not an extension of its own: one
-    // allocation less per request.
-    if let Some(i) = req.extensions_mut().get_mut::<ConnInfo>() {
-        i.client = client;
-    }
+    info.client = client;
     // 3. Redirect to HTTPS.
     // ACME validators must get their http-01 answer over plain HTTP.
     if !info.tls
-        && req.uri().path() != "/healthz"
-        && !req.uri().path().starts_with("/.well-known/acme-challenge/")
+        && req.uri.path() != "/healthz"
+        && !req.uri.path().starts_with("/.well-known/acme-challenge/")
     {
         let running = f.rt.running();
         let ws = &running.webserver;
@@ -432,7 +465,7 @@ fn before(f: &Front, req: &mut Request) -> Option<Response> {
         }
     }
     // 4. Cross-site requests.
-    if !is_safe(req.method()) && cross_site(req) {
+    if !is_safe(&req.method) && cross_site(req) {
         return Some(
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -446,15 +479,15 @@ fn before(f: &Front, req: &mut Request) -> Option<Response> {
 }
 
 /// The host the client asked for (HTTP/2 carries it in :authority, the URI).
-fn request_host(req: &Request) -> Option<String> {
-    req.headers()
+fn request_host(req: &Parts) -> Option<String> {
+    req.headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .or_else(|| req.uri.authority().map(|a| a.to_string()))
 }
 
-fn https_location(req: &Request, port: u16) -> Option<HeaderValue> {
+fn https_location(req: &Parts, port: u16) -> Option<HeaderValue> {
     let host = request_host(req)?;
     // Strip the port (an IPv6 literal keeps its brackets).
     let name = match host.rfind(':') {
@@ -462,12 +495,12 @@ fn https_location(req: &Request, port: u16) -> Option<HeaderValue> {
         _ => host.as_str(),
     };
     let authority = if port == 443 { name.to_string() } else { format!("{name}:{port}") };
-    let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     HeaderValue::from_str(&format!("https://{authority}{target}")).ok()
 }
 
-fn cross_site(req: &Request) -> bool {
-    let headers = req.headers();
+fn cross_site(req: &Parts) -> bool {
+    let headers = &req.headers;
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
         return true;
     }

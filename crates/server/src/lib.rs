@@ -218,14 +218,13 @@ impl ServerBuilder {
         })?);
         // The front checks wrap the whole router once (not each route, which
         // would clone and box them per request).
-        let service = tower::Layer::layer(
-            &http::Front {
-                rt: rt.clone(),
-                body_limit: limits.max_body_bytes,
-                upload_limit: limits.max_upload_bytes,
-            },
-            app(rt.clone(), self.routes, &limits),
-        );
+        let direct_webroot = !self.routes.has_routes();
+        let service = http::Front {
+            rt: rt.clone(),
+            body_limit: limits.max_body_bytes,
+            upload_limit: limits.max_upload_bytes,
+        }
+        .wrap(app(rt.clone(), self.routes, &limits), direct_webroot);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
         let tls = tls::server_config(rt.certs.resolver.clone()).map_err(|e| {

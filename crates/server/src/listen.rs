@@ -12,16 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use portcullis_core::settings::ListenerSpec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 /// Limits on every request size and every wait (SPEC: security by default).
 #[derive(Debug, Clone)]
@@ -93,7 +90,7 @@ impl ConnectionGate for OpenGate {
 #[derive(Clone)]
 pub struct ListenContext {
     /// The application, behind the checks every request goes through.
-    pub service: crate::http::FrontService<Router>,
+    pub service: crate::http::FrontService,
     /// The TLS configuration (its resolver swaps certificates).
     pub tls: Arc<rustls::ServerConfig>,
     /// The limits.
@@ -529,6 +526,25 @@ async fn serve_connection(
     }
 }
 
+/// A connection's service: its requests through the front checks, with what
+/// is known of the connection (no per-request clone of the router, as a
+/// tower-to-hyper adapter would make).
+#[derive(Clone)]
+struct ConnService {
+    app: crate::http::FrontService,
+    info: ConnInfo,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnService {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = crate::http::FrontFuture;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.app.serve(req, self.info)
+    }
+}
+
 async fn drive<S>(
     io: S,
     proto: Proto,
@@ -539,12 +555,7 @@ async fn drive<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let app = ctx.service.clone();
-    let service =
-        TowerToHyperService::new(tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(info);
-            app.clone().oneshot(req.map(axum::body::Body::new))
-        }));
+    let service = ConnService { app: ctx.service.clone(), info };
     let io = TokioIo::new(io);
     let limits = &ctx.limits;
     match proto {

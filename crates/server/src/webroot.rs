@@ -88,6 +88,25 @@ fn base_headers(etag: &HeaderValue, last_modified: &HeaderValue) -> HeaderMap {
     h
 }
 
+/// A webroot's answer to a request.
+pub enum Answer {
+    /// Complete.
+    Ready(Response),
+    /// The content must be read first ([`Webroot::read`]).
+    Read(Read),
+}
+
+/// Content to read for an answer: which bytes of which file, and the answer's
+/// status and headers.
+pub struct Read {
+    target: Arc<Target>,
+    info: Arc<FileInfo>,
+    start: u64,
+    end: u64,
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
 /// A file inside the folder that request paths resolved to; paths naming the
 /// same file (`/dir/` and `/dir/index.html`, links) share one.
 struct Target {
@@ -282,6 +301,16 @@ impl Webroot {
 
     /// Answers a GET or HEAD for `path`.
     pub async fn serve(self: &Arc<Self>, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+        match self.answer(method, path, headers) {
+            Answer::Ready(r) => r,
+            Answer::Read(read) => self.read(read).await,
+        }
+    }
+
+    /// The answer, when it needs no wait: everything but content still to be
+    /// read from the file (the common case, a small file held in memory, is
+    /// ready).
+    pub fn answer(&self, method: &Method, path: &str, headers: &HeaderMap) -> Answer {
         if method != Method::GET && method != Method::HEAD {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -290,17 +319,17 @@ impl Webroot {
             )
             .into_response();
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
+            return Answer::Ready(r);
         }
-        let Some(target) = self.resolve_cached(path) else { return not_found() };
-        let Some((len, modified)) = self.stat(&target) else { return not_found() };
+        let Some(target) = self.resolve_cached(path) else { return Answer::Ready(not_found()) };
+        let Some((len, modified)) = self.stat(&target) else { return Answer::Ready(not_found()) };
         let info = self.info(&target, len, modified);
 
         if not_modified(headers, info.etag(), modified) {
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             *r.headers_mut() = info.base_headers();
-            return r;
+            return Answer::Ready(r);
         }
         let range = headers
             .get(header::RANGE)
@@ -313,7 +342,7 @@ impl Webroot {
                 let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
                 r.headers_mut().extend(info.base_headers());
                 r.headers_mut().insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
-                return r;
+                return Answer::Ready(r);
             }
             Some(RangeSpec::Bytes(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
         };
@@ -326,9 +355,21 @@ impl Webroot {
         } else {
             info.whole.clone()
         };
-        let body = if method == Method::HEAD {
-            Body::empty()
-        } else if len <= CACHE_FILE_LIMIT {
+        let body = match &info.data {
+            _ if method == Method::HEAD => Body::empty(),
+            Some(data) => Body::from(data.slice(start as usize..end as usize)),
+            None => return Answer::Read(Read { target, info, start, end, status, headers: resp_headers }),
+        };
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        *r.headers_mut() = resp_headers;
+        Answer::Ready(r)
+    }
+
+    /// Reads the content [`Webroot::answer`] could not answer with at once.
+    pub async fn read(self: &Arc<Self>, read: Read) -> Response {
+        let Read { target, info, start, end, status, headers } = read;
+        let body = if info.len <= CACHE_FILE_LIMIT {
             match self.small_file(&target, &info).await {
                 Some(data) => Body::from(data.slice(start as usize..end as usize)),
                 None => return not_found(),
@@ -341,7 +382,7 @@ impl Webroot {
         };
         let mut r = Response::new(body);
         *r.status_mut() = status;
-        *r.headers_mut() = resp_headers;
+        *r.headers_mut() = headers;
         r
     }
 

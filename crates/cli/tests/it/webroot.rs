@@ -196,3 +196,117 @@ fn without_a_webroot_the_root_leads_to_the_ui() {
     assert_eq!(r.headers()["location"], "/admin/");
     assert_eq!(server.client().get(server.url("/snap.jpg")).send().expect("get").status(), 404);
 }
+
+/// A connection from `source` (a loopback address) to the server's first HTTP port.
+fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], server.http_ports[0]));
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{source}:0").parse().expect("source")).expect("bind");
+    let stream = runtime.block_on(socket.connect(target)).expect("connect").into_std().expect("std");
+    stream.set_nonblocking(false).expect("blocking");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    stream
+}
+
+/// One request on a keep-alive connection: the status line and the body.
+fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    write!(s, "GET {path} HTTP/1.1\r\nHost: device\r\n\r\n").expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("read"), 1, "connection closed in the head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).expect("body");
+    (head.lines().next().unwrap_or("").to_string(), body)
+}
+
+#[test]
+fn the_public_webroot_is_behind_the_same_checks_and_shadows_no_route() {
+    let (server, content) = with_webroot();
+    let www = content.path().join("www");
+    std::fs::write(www.join("healthz"), "a file").expect("write");
+    std::fs::create_dir_all(www.join("admin")).expect("mkdir");
+    std::fs::write(www.join("admin/login"), "a file").expect("write");
+    std::fs::write(www.join("administrator.html"), "a file").expect("write");
+    let c = server.client();
+    // Routes outside the prefixes keep their paths; files of the same name do not shadow them.
+    let r = c.get(server.url("/healthz")).send().expect("get");
+    assert_eq!(r.json::<serde_json::Value>().expect("health json")["status"], "ok");
+    let r = c.get(server.url("/.well-known/acme-challenge/unknown")).send().expect("get");
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<serde_json::Value>().expect("json")["error"]["message"], "no such challenge");
+    let r = c.get(server.url("/admin/login")).send().expect("get");
+    assert!(r.text().expect("page").contains("<html"), "the UI's login page, not the file");
+    // A path that only looks like the UI's is the webroot's.
+    assert_eq!(c.get(server.url("/administrator.html")).send().expect("get").text().expect("body"), "a file");
+
+    // A keep-alive connection opened before its client is blocked gets
+    // nothing more on it: every request is checked, not only the connection.
+    let mut s = connect_from("127.0.0.2", &server);
+    let (status, body) = exchange(&mut s, "/snap.jpg");
+    assert_eq!((status.as_str(), body.len()), ("HTTP/1.1 200 OK", 1024));
+    let (_, mut ws) = server.admin("GET", "/api/v1/webserver", None);
+    ws["intrusion_detection"]["notification_threshold"] = json!(5);
+    ws["intrusion_detection"]["block_ip"] = json!(true);
+    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(ws)).0, 200);
+    assert_eq!(server.admin("PUT", "/api/v1/access-control", Some(json!({"enabled": true}))).0, 200);
+    for _ in 0..6 {
+        assert_eq!(curl_status("127.0.0.2", &server.url("/api/v1/webserver"), &["-u", "admin:wrong"]), 401);
+    }
+    let (status, body) = exchange(&mut s, "/snap.jpg");
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    assert!(String::from_utf8_lossy(&body).contains("access_denied"));
+    // Another client is still served.
+    assert_eq!(c.get(server.url("/snap.jpg")).send().expect("get").status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedders_routes_keep_their_paths_beside_the_webroot() {
+    // Device routes may claim any path, so the webroot never answers before
+    // the router when there are some.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).expect("mkdir");
+    std::fs::write(www.join("snapshot.jpg"), "the file").expect("write");
+    std::fs::write(www.join("manual.txt"), "the manual").expect("write");
+    let device = axum::Router::new().route("/snapshot.jpg", axum::routing::get(|| async { "the device" }));
+    let port = portcullis_testkit::free_port();
+    let server = portcullis::ServerBuilder::new(dir.path().join("data"))
+        .port_overrides(portcullis::PortOverrides {
+            http_ports: Some(vec![port]),
+            https_port: Some(portcullis_testkit::free_port()),
+        })
+        .admin_password(Some(ADMIN_PASSWORD.into()))
+        .bind_addresses(vec!["127.0.0.1".parse().expect("ip")])
+        .webroot(Some(www))
+        .routes(device)
+        .start()
+        .await
+        .expect("start");
+    let got = tokio::task::spawn_blocking(move || {
+        let c = reqwest::blocking::Client::new();
+        let get = |path: &str, login: bool| {
+            let r = c.get(format!("http://127.0.0.1:{port}{path}"));
+            let r = if login { r.basic_auth("admin", Some(ADMIN_PASSWORD)) } else { r };
+            let r = r.send().expect("get");
+            (r.status().as_u16(), r.text().expect("body"))
+        };
+        [get("/snapshot.jpg", false), get("/snapshot.jpg", true), get("/manual.txt", false)]
+    })
+    .await
+    .expect("client");
+    assert_eq!(got[0].0, 401, "device routes need a login");
+    assert_eq!(got[1], (200, "the device".to_string()));
+    assert_eq!(got[2], (200, "the manual".to_string()));
+    server.shutdown().await;
+}
