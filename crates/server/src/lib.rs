@@ -160,7 +160,10 @@ impl ServerBuilder {
 
     /// The device's own routes; they get the same login, access control and
     /// intrusion detection as the built-in ones. Use the [`Admin`] and
-    /// [`Viewer`] extractors to require a group.
+    /// [`Viewer`] extractors to require a group. They may use any path, and
+    /// win over a webroot file of the same path; with them, every request
+    /// for the webroot passes through the router first (without them, the
+    /// webroot answers paths no built-in route claims at once).
     pub fn routes(mut self, routes: Router) -> Self {
         self.routes = self.routes.merge(routes);
         self

@@ -91,7 +91,8 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, r
     // returning clients; keys rotate every 6 hours.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
-    // 0.5 MiB of TLS plaintext buffered per connection at most.
+    // Two tickets per connection: a TLS 1.3 ticket is used once, and a
+    // browser coming back opens more than one connection.
     config.send_tls13_tickets = 2;
     Ok(Arc::new(config))
 }
