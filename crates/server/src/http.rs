@@ -232,7 +232,7 @@ impl Front {
 /// Paths outside `/api/` and `/admin` that the router claims, which the
 /// webroot must not answer directly (a prefix ending in `/` claims what is
 /// under it).
-pub const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
+const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
 
 /// The router, behind the checks every request goes through ([`Front`]).
 #[derive(Clone)]

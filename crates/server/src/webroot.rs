@@ -89,7 +89,7 @@ fn base_headers(etag: &HeaderValue, last_modified: &HeaderValue) -> HeaderMap {
 }
 
 /// A webroot's answer to a request.
-pub enum Answer {
+pub(crate) enum Answer {
     /// Complete.
     Ready(Response),
     /// The content must be read first ([`Webroot::read`]).
@@ -98,7 +98,7 @@ pub enum Answer {
 
 /// Content to read for an answer: which bytes of which file, and the answer's
 /// status and headers.
-pub struct Read {
+pub(crate) struct Read {
     target: Arc<Target>,
     info: Arc<FileInfo>,
     start: u64,
@@ -310,7 +310,7 @@ impl Webroot {
     /// The answer, when it needs no wait: everything but content still to be
     /// read from the file (the common case, a small file held in memory, is
     /// ready).
-    pub fn answer(&self, method: &Method, path: &str, headers: &HeaderMap) -> Answer {
+    pub(crate) fn answer(&self, method: &Method, path: &str, headers: &HeaderMap) -> Answer {
         if method != Method::GET && method != Method::HEAD {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -367,7 +367,7 @@ impl Webroot {
     }
 
     /// Reads the content [`Webroot::answer`] could not answer with at once.
-    pub async fn read(self: &Arc<Self>, read: Read) -> Response {
+    pub(crate) async fn read(self: &Arc<Self>, read: Read) -> Response {
         let Read { target, info, start, end, status, headers } = read;
         let body = if info.len <= CACHE_FILE_LIMIT {
             match self.small_file(&target, &info).await {
