@@ -229,12 +229,29 @@ impl Front {
     }
 }
 
-/// Paths outside `/api/` and `/admin` that the router claims, which the
+/// Whether a path belongs to the API or the UI, never to the webroot.
+pub(crate) fn reserved_for_api_and_ui(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/admin/") || path == "/admin"
+}
+
+/// Paths outside the API and the UI that the router claims, which the
 /// webroot must not answer directly (a prefix ending in `/` claims what is
 /// under it).
 const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
 
-/// The router, behind the checks every request goes through ([`Front`]).
+/// The router, behind what every request goes through, in one layer
+/// (hand-written: each `from_fn` layer costs boxed futures and service
+/// clones per request):
+/// 1. a body declared larger than its route allows is refused at once;
+/// 2. the client address is resolved (`X-Forwarded-For` only from trusted
+///    proxies) and a denied client is refused — per request too, since the
+///    connection check cannot see through a proxy, and a keep-alive
+///    connection opened before a block must not go on guessing;
+/// 3. plain HTTP is redirected to HTTPS when the settings say so;
+/// 4. unsafe requests sent by a browser on behalf of another site are refused.
+///
+/// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
+/// gets the JSON error body, and every answer the security headers.
 #[derive(Clone)]
 pub struct FrontService {
     front: Front,
@@ -286,8 +303,7 @@ impl FrontService {
     fn direct_webroot(&self, parts: &Parts) -> Option<&Arc<crate::webroot::Webroot>> {
         let w = self.front.rt.webroot.as_ref().filter(|_| self.direct_webroot)?;
         let path = parts.uri.path();
-        let routed = path.starts_with("/api/")
-            || path.starts_with("/admin")
+        let routed = reserved_for_api_and_ui(path)
             || ROUTED_OUTSIDE_API_AND_UI
                 .iter()
                 .any(|p| if p.ends_with('/') { path.starts_with(p) } else { path == *p });
@@ -389,21 +405,8 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
     (HeaderName::from_static("referrer-policy"), "same-origin"),
 ];
 
-/// Everything every request goes through, in one layer ([`FrontService`],
-/// hand-written: each `from_fn` layer costs boxed futures and service clones
-/// per request):
-/// 1. a body declared larger than its route allows is refused at once;
-/// 2. the client address is resolved (`X-Forwarded-For` only from trusted
-///    proxies) and a denied client is refused — per request too, since the
-///    connection check cannot see through a proxy, and a keep-alive
-///    connection opened before a block must not go on guessing;
-/// 3. plain HTTP is redirected to HTTPS when the settings say so;
-/// 4. unsafe requests sent by a browser on behalf of another site are refused.
-///
-/// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
-/// gets the JSON error body, and every answer the security headers.
-///
-/// These are the checks before the request is routed; `Some` is the refusal.
+/// The checks before the request is answered (see [`FrontService`]); `Some`
+/// is the refusal.
 fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     // 1. Declared body length.
     let limit =
@@ -518,8 +521,6 @@ fn cross_site(req: &Parts) -> bool {
     }
 }
 
-/// Gives every error answer the JSON error body, whoever made it (the
-/// router's 404/405, a body limit's 413, an extractor's rejection).
 /// Whether an answer is an error without a JSON body.
 fn needs_json_error_body(resp: &Response) -> bool {
     let status = resp.status();
@@ -531,7 +532,9 @@ fn needs_json_error_body(resp: &Response) -> bool {
             .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// The error answer with the JSON error body, its text from the original body.
+/// The error answer with the JSON error body, its text from the original
+/// body: every error answer gets it, whoever made it (the router's 404/405, a
+/// body limit's 413, an extractor's rejection).
 async fn json_error_body(resp: Response) -> Response {
     let status = resp.status();
     let (mut parts, body) = resp.into_parts();

@@ -331,9 +331,8 @@ async fn fallback(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
-    let reserved = path.starts_with("/api/") || path.starts_with("/admin/") || path == "/admin";
     match &rt.webroot {
-        Some(w) if !reserved => {
+        Some(w) if !http::reserved_for_api_and_ui(path) => {
             let (parts, _) = req.into_parts();
             if rt.running().webroot.login_required {
                 match http::identify(&rt, &parts).await {

@@ -127,13 +127,18 @@ impl Default for ConnTracker {
     }
 }
 
+/// Milliseconds on the coarse monotonic clock, for what is read on every
+/// request or socket operation (connection activity, cache ages): a few
+/// milliseconds of resolution are plenty there, and a precise clock read is a
+/// measurable cost.
+pub(crate) fn coarse_now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
 impl ConnTracker {
-    /// Milliseconds on the coarse monotonic clock: read on every socket
-    /// read and write, where a few milliseconds of resolution are plenty for
-    /// the idle timeout and a precise clock read is a measurable cost.
     fn now_ms(&self) -> u64 {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+        coarse_now_ms()
     }
 
     /// Number of open connections.
@@ -526,6 +531,34 @@ async fn serve_connection(
     }
 }
 
+/// The HTTP/1 settings, on hyper's builder or the version-sniffing one's
+/// (two types with the same methods).
+macro_rules! http1_settings {
+    ($b:expr, $limits:expr) => {
+        $b.timer(TokioTimer::new())
+            .header_read_timeout($limits.header_read_timeout)
+            .max_buf_size($limits.max_header_bytes.max(8192))
+            // Without it, hyper reads the socket once more while each
+            // request is handled, to notice a client that hung up: a system
+            // call and an 8 KiB buffer per request (the request still holds
+            // the old one). Our handlers are short and bounded by timeouts,
+            // and a client that shuts down only its sending side still gets
+            // its answer.
+            .half_close(true)
+            .keep_alive(true)
+    };
+}
+
+/// The HTTP/2 settings, on hyper's builder or the version-sniffing one's.
+macro_rules! http2_settings {
+    ($b:expr, $limits:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_header_list_size($limits.max_header_bytes as u32)
+            .max_concurrent_streams(64)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+    };
+}
+
 /// A connection's service: its requests through the front checks, with what
 /// is known of the connection (no per-request clone of the router, as a
 /// tower-to-hyper adapter would make).
@@ -561,12 +594,7 @@ async fn drive<S>(
     match proto {
         Proto::Http1 => {
             let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                // See the auto builder below.
-                .half_close(true)
-                .keep_alive(true);
+            http1_settings!(b, limits);
             supervise(
                 b.serve_connection(io, service).with_upgrades(),
                 |c| c.graceful_shutdown(),
@@ -578,32 +606,14 @@ async fn drive<S>(
         }
         Proto::Http2 => {
             let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            b.timer(TokioTimer::new())
-                .max_header_list_size(limits.max_header_bytes as u32)
-                .max_concurrent_streams(64)
-                .keep_alive_interval(Some(Duration::from_secs(30)));
+            http2_settings!(b, limits);
             supervise(b.serve_connection(io, service), |c| c.graceful_shutdown(), ctx, listener_stop, guard)
                 .await
         }
         Proto::Auto => {
             let mut b = auto::Builder::new(TokioExecutor::new());
-            b.http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                // Without it, hyper reads the socket once more while each
-                // request is handled, to notice a client that hung up: a
-                // system call and an 8 KiB buffer per request (the request
-                // still holds the old one). Our handlers are short and bounded
-                // by timeouts, and a client that shuts down only its sending
-                // side still gets its answer.
-                .half_close(true)
-                .keep_alive(true);
-            b.http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(limits.max_header_bytes as u32)
-                .max_concurrent_streams(64)
-                .keep_alive_interval(Some(Duration::from_secs(30)));
+            http1_settings!(b.http1(), limits);
+            http2_settings!(b.http2(), limits);
             supervise(
                 b.serve_connection_with_upgrades(io, service),
                 |c| c.graceful_shutdown(),

@@ -138,13 +138,6 @@ const RESOLVE_TTL_MS: u64 = 2000;
 /// Resolved paths remembered at most.
 const RESOLVE_CACHE: usize = 4096;
 
-/// Milliseconds on the coarse monotonic clock (a precise clock read per
-/// request is a measurable cost; the TTL needs no precision).
-fn now_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
-}
-
 /// A folder served at `/`.
 pub struct Webroot {
     root: PathBuf,
@@ -192,7 +185,7 @@ impl Webroot {
 
     /// [`Webroot::resolve`], remembered for [`RESOLVE_TTL_MS`].
     fn resolve_cached(&self, raw_path: &str) -> Option<Arc<Target>> {
-        let now = now_ms();
+        let now = crate::listen::coarse_now_ms();
         if let Some((target, at)) = self.cache_read().resolved.get(raw_path)
             && now.saturating_sub(*at) < RESOLVE_TTL_MS
         {

@@ -306,7 +306,6 @@ pub fn raw_get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
-/// Runs a command and returns (exit code, stdout, stderr).
 /// HTTP status `curl` gets from loopback source address `source` (bound with
 /// `--interface`, so one test can act as several clients); `extra` are curl
 /// options such as `-u user:password` or `-H header`. 0 when the connection

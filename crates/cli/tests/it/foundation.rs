@@ -11,6 +11,19 @@ fn start() -> TestServer {
     TestServer::start(&bin()).expect("server starts")
 }
 
+/// `Authorization: Basic` credentials of the test admin.
+fn admin_basic() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+}
+
+/// A plain connection to the server's first HTTP port, reads bounded by `timeout_s`.
+fn raw_connection(server: &TestServer, timeout_s: u64) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(timeout_s))).expect("timeout");
+    s
+}
+
 fn s_client(port: u16, extra: &[&str]) -> (i32, String) {
     let connect = format!("127.0.0.1:{port}");
     let mut args = vec!["s_client", "-connect", connect.as_str(), "-servername", "localhost"];
@@ -399,12 +412,11 @@ fn every_error_answer_is_json() {
     // A body declared larger than the limit is refused before it is read.
     {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        let auth = "YWRtaW46dGVzdC1hZG1pbi1wYXNzd29yZA=="; // admin:test-admin-password
+        let mut s = raw_connection(&server, 10);
         write!(
             s,
-            "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            admin_basic(),
             2 * 1024 * 1024
         )
         .expect("write");
@@ -464,10 +476,8 @@ fn a_client_that_shuts_down_its_sending_side_still_gets_its_answer() {
     // half-closed connection for a client that went away.
     use std::io::{Read, Write};
     let server = start();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let auth = "YWRtaW46dGVzdC1hZG1pbi1wYXNzd29yZA=="; // admin:test-admin-password
-    write!(s, "GET /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\r\n")
+    let mut s = raw_connection(&server, 20);
+    write!(s, "GET /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\r\n", admin_basic())
         .expect("write");
     s.shutdown(std::net::Shutdown::Write).expect("shutdown");
     let mut answer = Vec::new();
@@ -628,12 +638,11 @@ fn idle_connections_do_not_block_a_working_client_and_limits_hold() {
 fn a_body_that_stops_arriving_is_cut_off() {
     use std::io::{Read, Write};
     let server = start();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(40))).expect("timeout");
-    let auth = "YWRtaW46dGVzdC1hZG1pbi1wYXNzd29yZA=="; // admin:test-admin-password
+    let mut s = raw_connection(&server, 40);
     write!(
         s,
-        "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"http_"
+        "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"http_",
+        admin_basic()
     )
     .expect("write");
     let started = std::time::Instant::now();
