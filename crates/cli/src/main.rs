@@ -183,6 +183,10 @@ struct ServeArgs {
     /// How often, in seconds, ACME renewals and certificate expiry are checked.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     certificate_check_seconds: u64,
+    /// Keep the code that ran at start-up resident (by default its pages go
+    /// back to the kernel once the server is up, and return when used).
+    #[arg(long)]
+    keep_code_pages: bool,
     /// Log filter: a level, or `target=level` pairs, e.g. `info` or `warn,portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
@@ -295,7 +299,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             anyhow::anyhow!("invalid --log filter {:?}: {e} (e.g. info or warn,portcullis=debug)", args.log)
         })?;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        // Colours only on a terminal: a log file or the journal gets plain text.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(filter)
         .init();
     let admin_password = args.admin_password_file.as_deref().map(read_secret_file).transpose()?;
@@ -319,6 +328,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         let listeners = server.runtime().open_listeners().await;
         for l in listeners {
             tracing::info!(port = l.port, tls = l.tls, "ready");
+        }
+        if !args.keep_code_pages {
+            portcullis::trim_startup_code();
         }
         server.wait_for_signal().await;
         Ok::<_, anyhow::Error>(())

@@ -44,6 +44,7 @@ pub use crate::auth::{Group, Identity};
 pub use crate::http::{Admin, Viewer};
 pub use crate::listen::Limits;
 pub use crate::runtime::{PortOverrides, Runtime};
+pub use portcullis_sys::{Trimmed, trim_executable_pages};
 
 use crate::auth::{Authenticator, UserRecord, UsersFile};
 use crate::certs::Certificates;
@@ -398,5 +399,38 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Gives the executable's start-up code back to the kernel, from a thread of
+/// its own: half a second from now and again a second later (see
+/// [`trim_executable_pages`]).
+///
+/// Call it once the server is up. The delay lets the work that follows
+/// start-up (first requests, the first certificate and notification checks)
+/// run first; the second pass catches pages that threads running during the
+/// first one mapped again. It logs one line with what it gave back, or why
+/// it could not.
+pub fn trim_startup_code() {
+    let spawned = std::thread::Builder::new().name("portcullis-trim".into()).spawn(|| {
+        let mut given = 0u64;
+        for wait_ms in [500, 1000] {
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            match trim_executable_pages() {
+                Ok(t) => given += t.resident_before,
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                    tracing::debug!("start-up code stays resident: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("start-up code stays resident: {e}");
+                    return;
+                }
+            }
+        }
+        tracing::info!(kib = given / 1024, "start-up code given back to the kernel");
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("start-up code stays resident: no thread: {e}");
     }
 }

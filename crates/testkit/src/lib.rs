@@ -44,11 +44,15 @@ pub struct Options {
     pub ports_on_command_line: bool,
     /// Extra arguments to `serve`.
     pub extra_args: Vec<String>,
+    /// Whether the server keeps its start-up code resident (`--keep-code-pages`):
+    /// the default here, so that the many servers of the suite do not drop
+    /// the binary's cached pages under one another.
+    pub keep_code_pages: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { http_ports: 1, ports_on_command_line: true, extra_args: Vec::new() }
+        Self { http_ports: 1, ports_on_command_line: true, extra_args: Vec::new(), keep_code_pages: true }
     }
 }
 
@@ -79,12 +83,21 @@ impl TestServer {
     /// Starts a server with `options`.
     pub fn start_with(bin: &Path, options: Options) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("portcullis-test-").tempdir()?;
-        let http_ports = (0..options.http_ports).map(|_| free_port()).collect();
+        // Distinct ports: free_port can hand one out twice (it is free again once probed).
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < options.http_ports + 1 {
+            let p = free_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let https_port = ports.pop().unwrap_or_default();
+        let http_ports = ports;
         let mut s = Self {
             bin: bin.to_path_buf(),
             dir,
             http_ports,
-            https_port: free_port(),
+            https_port,
             options,
             source: std::net::IpAddr::from([127, 0, 0, 1]),
             child: None,
@@ -132,6 +145,9 @@ impl TestServer {
             }
             args.push("--https-port".into());
             args.push(self.https_port.to_string());
+        }
+        if self.options.keep_code_pages {
+            args.push("--keep-code-pages".into());
         }
         args.extend(self.options.extra_args.iter().cloned());
         args

@@ -8,6 +8,7 @@ mod digest;
 mod foundation;
 mod intrusion;
 mod live_apply;
+mod memory;
 mod notify;
 mod reliability;
 mod webroot;
