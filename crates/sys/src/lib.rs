@@ -41,9 +41,14 @@ struct Mapping {
 /// Linux only: elsewhere it returns an error of kind `Unsupported` and
 /// changes nothing.
 pub fn trim_executable_pages() -> io::Result<Trimmed> {
-    if !cfg!(target_os = "linux") {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "only on Linux"));
-    }
+    #[cfg(target_os = "linux")]
+    return trim_linux();
+    #[cfg(not(target_os = "linux"))]
+    return Err(io::Error::new(io::ErrorKind::Unsupported, "only on Linux"));
+}
+
+#[cfg(target_os = "linux")]
+fn trim_linux() -> io::Result<Trimmed> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let exe = exe.to_str().ok_or_else(|| io::Error::other("the executable's path is not UTF-8"))?;
     // Read line by line: the whole text would be this call's largest allocation.
@@ -65,6 +70,7 @@ pub fn trim_executable_pages() -> io::Result<Trimmed> {
 
 /// Advises one mapping: random access (no read-ahead on later faults, where
 /// the kernel honours it for code), then "don't need" (unmap its pages).
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn advise(m: Mapping) -> io::Result<()> {
     use rustix::mm::{Advice, madvise};
@@ -198,6 +204,7 @@ Anonymous:             4 kB
         assert!(mappings(text, "/x").is_empty());
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn trims_this_test_binary_and_it_still_runs() {
         let first = trim_executable_pages().expect("trim");
