@@ -11,9 +11,15 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=symbol-order.txt");
     println!("cargo:rerun-if-env-changed=PORTCULLIS_SYMBOL_ORDER");
+    let setting = env::var("PORTCULLIS_SYMBOL_ORDER").unwrap_or_default();
+    if !matches!(setting.as_str(), "" | "off") {
+        println!(
+            "cargo:warning=PORTCULLIS_SYMBOL_ORDER={setting:?} is not understood (only \"off\"); the order is used"
+        );
+    }
     let list = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("symbol-order.txt");
     if env::var("PROFILE").as_deref() != Ok("release")
-        || env::var("PORTCULLIS_SYMBOL_ORDER").as_deref() == Ok("off")
+        || setting == "off"
         || env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu")
         || env::var_os("RUSTC_LINKER").is_some()
         || env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default().contains("link")

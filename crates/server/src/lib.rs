@@ -418,14 +418,11 @@ pub fn trim_startup_code() {
             std::thread::sleep(std::time::Duration::from_millis(wait_ms));
             match trim_executable_pages() {
                 Ok(t) => given += t.resident_before,
+                // Elsewhere than Linux this is expected: no warning.
                 Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                    tracing::debug!("start-up code stays resident: {e}");
-                    return;
+                    return tracing::debug!("start-up code stays resident: {e}");
                 }
-                Err(e) => {
-                    tracing::warn!("start-up code stays resident: {e}");
-                    return;
-                }
+                Err(e) => return tracing::warn!("start-up code stays resident: {e}"),
             }
         }
         tracing::info!(kib = given / 1024, "start-up code given back to the kernel");
