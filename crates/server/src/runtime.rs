@@ -254,7 +254,7 @@ impl Runtime {
     /// Counts a presented-and-wrong credential; alerts the selected profiles when due.
     pub fn failed_login(&self, ip: IpAddr, user: &str, path: &str) {
         let running = self.running();
-        let now = self.now();
+        let now = self.timestamp();
         let id = &running.webserver.intrusion_detection;
         self.security.log_access(ip, Some(user), false, path, now, id.timeout_minutes);
         let result = self.security.record_failure(
@@ -276,7 +276,7 @@ impl Runtime {
                     client_ip: Some(ip),
                     user: Some(user.to_string()),
                     count: result.count,
-                    time: now,
+                    time: now.utc,
                 },
             );
         }
@@ -292,9 +292,14 @@ impl Runtime {
         Ok(self.running())
     }
 
-    /// The current time.
+    /// The current time (UTC), for what is shown and stored.
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
+    }
+
+    /// The current time on both clocks (UTC, and monotonic for intervals).
+    pub fn timestamp(&self) -> portcullis_core::Timestamp {
+        self.clock.timestamp()
     }
 
     /// The running configuration.

@@ -6,6 +6,7 @@ mod certificate;
 mod cli;
 mod digest;
 mod foundation;
+mod guessing;
 mod intrusion;
 mod live_apply;
 mod memory;

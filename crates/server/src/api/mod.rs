@@ -16,8 +16,9 @@ use portcullis_core::settings::{ListenerSpec, WebServerSettings};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::{self, Group, Verdict};
+use crate::auth::{self, Group};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::PasswordRefusal;
 use crate::http::{Admin, ApiJson, Viewer};
 use crate::runtime::{ApplyError, ConfigStatus, Runtime};
 
@@ -385,7 +386,8 @@ pub struct SessionView {
 /// Opens a session: sets the `portcullis_session` cookie (HttpOnly,
 /// SameSite=Strict, Secure on HTTPS).
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginInput,
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody),
+        (status = 429, description = "too many failed logins from this address; retry after Retry-After", body = ErrorBody)))]
 async fn login(
     State(rt): State<Arc<Runtime>>,
     info: Option<axum::Extension<crate::listen::ConnInfo>>,
@@ -396,11 +398,11 @@ async fn login(
     if let Some(axum::Extension(i)) = info {
         ext.insert(i);
     }
-    match rt.auth.verify(&input.user, &input.password).await {
-        Verdict::Valid(id) => {
+    match crate::http::check_password(&rt, &ext, &input.user, &input.password, "/api/v1/session").await {
+        Ok(id) => {
             if let Some(ip) = crate::http::client_ip(&ext) {
                 let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
-                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.now(), timeout);
+                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.timestamp(), timeout);
             }
             rt.capture_digest(&id.user, &input.password).await;
             let (token, csrf) = rt.auth.open_session(&id);
@@ -408,11 +410,11 @@ async fn login(
             let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
             Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
         }
-        Verdict::Invalid => {
-            crate::http::wrong_credentials(&rt, &ext, &input.user, "/api/v1/session");
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "wrong user name or password"))
+        Err(PasswordRefusal::Wrong) => {
+            Ok(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "wrong user name or password")
+                .into_response())
         }
-        Verdict::Busy => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "try again in a moment")),
+        Err(PasswordRefusal::Refused(resp)) => Ok(resp),
     }
 }
 
@@ -465,7 +467,8 @@ impl utoipa::Modify for SecurityAddon {
 /// Error answers that every operation may give, documented in one place
 /// instead of on each handler (schemathesis found them undocumented): 401
 /// without valid credentials, 403 for a group or client address that may
-/// not, 503 while password checks are saturated; and for a JSON body, 400
+/// not, 429 while the failed-login rate bound holds the client back, 503
+/// while password checks are saturated; and for a JSON body, 400
 /// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
 struct CommonResponses;
 
@@ -491,6 +494,7 @@ impl utoipa::Modify for CommonResponses {
                 let mut common = vec![
                     ("401", "no or wrong credentials"),
                     ("403", "the user's group or the client's address may not"),
+                    ("429", "too many failed logins from this address; retry after Retry-After"),
                     ("503", "password checks are saturated; retry after Retry-After"),
                 ];
                 if op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json")) {
