@@ -4,6 +4,7 @@
 mod acme;
 mod certificate;
 mod cli;
+mod clock;
 mod digest;
 mod foundation;
 mod guessing;
