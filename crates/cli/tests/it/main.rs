@@ -8,6 +8,7 @@ mod clock;
 mod digest;
 mod foundation;
 mod guessing;
+mod input;
 mod intrusion;
 mod live_apply;
 mod memory;
