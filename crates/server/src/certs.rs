@@ -462,19 +462,27 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
-    #[test]
-    fn an_expired_factory_certificate_is_made_again_once_the_clock_is_set() {
+    /// 1970-01-02, when a device without a battery-backed clock first starts.
+    const IN_1970: OffsetDateTime = time::macros::datetime!(1970-01-02 00:00 UTC);
+
+    /// A data folder holding what earlier firmware made at a first start in
+    /// 1970: a factory certificate valid ten years from then.
+    fn folder_with_a_1970_factory_certificate() -> (tempfile::TempDir, Store, portcullis_cert::Generated) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        // What earlier firmware made at a first start in 1970: ten years, from 1970.
-        let in_1970 = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
         let mut req = GenerateRequest::new("localhost");
         req.key_type = portcullis_cert::KeyType::EcdsaP256;
-        let old = portcullis_cert::generate(&req, in_1970).expect("generate");
+        let old = portcullis_cert::generate(&req, IN_1970).expect("generate");
         let bundle = format!("{}{}", old.chain_pem, old.key_pem);
         store.write_atomic(FACTORY_FILE, bundle.as_bytes(), SECRET_MODE).expect("write");
+        (dir, store, old)
+    }
+
+    #[test]
+    fn an_expired_factory_certificate_is_made_again_once_the_clock_is_set() {
+        let (dir, store, old) = folder_with_a_1970_factory_certificate();
         // Still 1970: kept (nothing can be said to have expired).
-        let (m, created) = load_or_create_factory(&store, in_1970).expect("load");
+        let (m, created) = load_or_create_factory(&store, IN_1970).expect("load");
         assert!(!created);
         assert_eq!(m.chain_pem(), old.chain_pem);
         // The clock is set: expired, so made again, valid now; the old one is kept aside.
@@ -492,19 +500,12 @@ mod tests {
 
     #[test]
     fn a_running_server_renews_an_expired_factory_certificate() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
-        let in_1970 = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
-        let mut req = GenerateRequest::new("localhost");
-        req.key_type = portcullis_cert::KeyType::EcdsaP256;
-        let old = portcullis_cert::generate(&req, in_1970).expect("generate");
-        let bundle = format!("{}{}", old.chain_pem, old.key_pem);
-        store.write_atomic(FACTORY_FILE, bundle.as_bytes(), SECRET_MODE).expect("write");
+        let (_dir, store, _) = folder_with_a_1970_factory_certificate();
         crate::tls::install_default_provider();
-        let (certs, info) = Certificates::load(store, in_1970).expect("load");
+        let (certs, info) = Certificates::load(store, IN_1970).expect("load");
         assert_eq!(info.not_after, "1979-12-31T00:00:00Z");
         assert_eq!(
-            certs.renew_expired_factory(in_1970).expect("renew"),
+            certs.renew_expired_factory(IN_1970).expect("renew"),
             None,
             "not expired by an unset clock"
         );

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use md5::{Digest, Md5};
 use portcullis_testkit::{ADMIN_PASSWORD, Options, TestServer, curl_status, openssl, wait_until};
 use serde_json::{Value, json};
 
-use crate::bin;
+use crate::{bin, digest_md5_header, digest_nonce};
 
 /// libfaketime's preload library.
 fn libfaketime() -> PathBuf {
@@ -223,27 +222,11 @@ fn digest_nonces_outlive_a_wall_clock_step_forward() {
     assert_eq!(server.admin("PUT", "/api/v1/authentication", Some(json!({"digest": true}))).0, 200);
     server.admin("GET", "/api/v1/webserver", None); // derives the admin's Digest secret
     let uri = "/api/v1/webserver";
-    let challenge = server.client().get(server.url(uri)).send().expect("challenge");
-    let nonce = challenge
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.contains("algorithm=MD5"))
-        .and_then(|v| v.split("nonce=\"").nth(1))
-        .and_then(|v| v.split('"').next())
-        .expect("nonce")
-        .to_string();
+    let nonce = digest_nonce(&server.client(), &server.url(uri));
     // NTP steps the clock forward 20 minutes, a second after the challenge:
     // the nonce is a second old, not 20 minutes (nonces live 5).
     set_clock(&stamp, "+20m");
-    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
-    let ha1 = md5(format!("admin:portcullis:{ADMIN_PASSWORD}"));
-    let ha2 = md5(format!("GET:{uri}"));
-    let response = md5(format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
-    let header = format!(
-        "Digest username=\"admin\", realm=\"portcullis\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"{response}\""
-    );
+    let header = digest_md5_header(&nonce, uri, 1, ADMIN_PASSWORD);
     let resp = server.client().get(server.url(uri)).header("authorization", header).send().expect("send");
     assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.headers().get_all("www-authenticate"));
 }

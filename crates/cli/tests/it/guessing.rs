@@ -4,11 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use portcullis_testkit::{ADMIN_PASSWORD, TestServer, wait_until};
 use serde_json::{Value, json};
 
-use crate::bin;
+use crate::{bin, digest_md5_header, digest_nonce};
 
 fn events(server: &TestServer, kind: &str) -> Vec<Value> {
     let (_, body) = server.admin("GET", "/api/v1/events?limit=1000", None);
@@ -116,18 +115,6 @@ fn guesses_multiplexed_on_one_http2_connection_stop_at_the_block() {
     assert_eq!(events(&server, "intrusion_alert").len(), 1);
 }
 
-/// An `Authorization: Digest` value (MD5, as legacy clients send) for `password`.
-fn digest_header(nonce: &str, uri: &str, nc: u32, password: &str) -> String {
-    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
-    let ha1 = md5(format!("admin:portcullis:{password}"));
-    let ha2 = md5(format!("GET:{uri}"));
-    let nc = format!("{nc:08x}");
-    let response = md5(format!("{ha1}:{nonce}:{nc}:0a4f113b:auth:{ha2}"));
-    format!(
-        "Digest username=\"admin\", realm=\"portcullis\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"0a4f113b\", response=\"{response}\""
-    )
-}
-
 #[test]
 fn digest_guessing_is_bounded_in_rate_with_blocking_off() {
     const GUESSES: u32 = 300;
@@ -140,17 +127,7 @@ fn digest_guessing_is_bounded_in_rate_with_blocking_off() {
     server.source = "127.0.0.2".parse().expect("ip");
     let client = server.client();
     let uri = "/api/v1/webserver";
-    let challenge = client.get(server.url(uri)).send().expect("challenge");
-    let nonce = challenge
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.contains("algorithm=MD5"))
-        .and_then(|v| v.split("nonce=\"").nth(1))
-        .and_then(|v| v.split('"').next())
-        .expect("nonce")
-        .to_string();
+    let nonce = digest_nonce(&client, &server.url(uri));
 
     // As fast as one client can send them, one after the other, each a new
     // nonce count (not a replay), each with a wrong password.
@@ -159,7 +136,7 @@ fn digest_guessing_is_bounded_in_rate_with_blocking_off() {
     for nc in 1..=GUESSES {
         let resp = client
             .get(server.url(uri))
-            .header("authorization", digest_header(&nonce, uri, nc, &format!("guess-{nc}")))
+            .header("authorization", digest_md5_header(&nonce, uri, nc, &format!("guess-{nc}")))
             .send()
             .expect("guess");
         let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_string());
