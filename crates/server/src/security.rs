@@ -184,9 +184,10 @@ impl Security {
         if policy.is_trusted_proxy(peer) { policy.client_ip(peer, forwarded_for) } else { peer }
     }
 
-    /// The key a client's failures, turns and rate are kept under (IPv6 per /64).
+    /// The key a client's failures, turns and rate are kept under (IPv6 per
+    /// /64, as the intrusion detector counts).
     fn key_for(&self, ip: IpAddr) -> ClientKey {
-        self.detector.lock().unwrap_or_else(|e| e.into_inner()).key_for(ip)
+        portcullis_core::intrusion::client_key(ip, portcullis_core::intrusion::DEFAULT_IPV6_PREFIX)
     }
 
     /// Whether the access policy now refuses `ip` (a block or an access rule).
@@ -240,10 +241,14 @@ impl Security {
         let policy = self.policy.load_full();
         let can_block = block_ip && policy.may_block(ip);
         let outcome = {
-            let mut detector = self.detector.lock().unwrap_or_else(|e| e.into_inner());
-            let key = detector.key_for(ip);
-            self.throttle.lock().unwrap_or_else(|e| e.into_inner()).record_failure(key, now.monotonic);
-            detector.record_failure(ip, now, settings, can_block)
+            self.throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_failure(self.key_for(ip), now.monotonic);
+            self.detector
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_failure(ip, now, settings, can_block)
         };
         let now = now.utc;
         let Some(outcome) = outcome else { return FailureResult::default() };
