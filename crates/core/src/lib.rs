@@ -14,6 +14,7 @@ pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
 pub mod settings;
+pub mod throttle;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, Monotonic, SystemClock, Timestamp};
 pub use error::ValidationError;

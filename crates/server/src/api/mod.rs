@@ -16,8 +16,9 @@ use portcullis_core::settings::{ListenerSpec, WebServerSettings};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::{self, Group, Verdict};
+use crate::auth::{self, Group};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::PasswordRefusal;
 use crate::http::{Admin, ApiJson, Viewer};
 use crate::runtime::{ApplyError, ConfigStatus, Runtime};
 
@@ -32,6 +33,9 @@ impl From<ApplyError> for ApiError {
             e @ ApplyError::NothingPending => ApiError::conflict("nothing_pending", e.to_string()),
             e @ ApplyError::ConfirmFromNew(_) => {
                 ApiError::conflict("confirm_from_new_address", e.to_string())
+            }
+            e @ ApplyError::WouldLockOut(_) => {
+                ApiError::conflict("would_lock_out", e.to_string()).field("rules")
             }
         }
     }
@@ -118,20 +122,62 @@ async fn get_webserver(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<WebSe
     Json(rt.running().webserver.clone())
 }
 
+/// A change applied provisionally (answered `202 Accepted`): it could cut
+/// the operator off, so it is rolled back by itself at `deadline` unless
+/// `POST /api/v1/config/confirm` arrives through the new configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvisionalChange {
+    /// Always true: the change is running, but not for good yet.
+    pub provisional: bool,
+    /// When it is rolled back unless confirmed (RFC 3339).
+    pub deadline: String,
+    /// Why it must be confirmed.
+    pub reason: String,
+    /// How to confirm it: `POST /api/v1/config/confirm`, through the new
+    /// configuration (a port it keeps, from an address it allows).
+    pub confirm: String,
+    /// The settings now running (the resource's GET body).
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+}
+
+/// The answer to a Set: the running settings (200), or, when the change is
+/// provisional, a [`ProvisionalChange`] holding them (202).
+pub fn set_answer<T: Serialize>(settings: &T, pending: Option<crate::runtime::PendingView>) -> Response {
+    match pending {
+        None => Json(settings).into_response(),
+        Some(p) => (
+            StatusCode::ACCEPTED,
+            Json(ProvisionalChange {
+                provisional: true,
+                deadline: p.deadline,
+                reason: p.reason,
+                confirm: "POST /api/v1/config/confirm".into(),
+                settings: serde_json::to_value(settings).unwrap_or_default(),
+            }),
+        )
+            .into_response(),
+    }
+}
+
 /// Set: validates and makes the settings running at once (listeners opened and
-/// closed); nothing is written to disk until Store.
+/// closed); nothing is written to disk until Store. A Set that closes the port
+/// it came through is provisional: 202 with the deadline, confirmed by
+/// `POST /api/v1/config/confirm` through a port it keeps or opens.
 #[utoipa::path(put, path = "/api/v1/webserver", tag = "webserver", request_body = WebServerSettings,
-    responses((status = 200, body = WebServerSettings), (status = 400, body = ErrorBody),
+    responses((status = 200, body = WebServerSettings),
+        (status = 202, description = "applied provisionally: confirm before the deadline or it is rolled back", body = ProvisionalChange),
+        (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, description = "a port cannot be opened", body = ErrorBody)))]
 async fn put_webserver(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
     info: Option<axum::Extension<crate::listen::ConnInfo>>,
     ApiJson(settings): ApiJson<WebServerSettings>,
-) -> Result<Json<WebServerSettings>, ApiError> {
+) -> Result<Response, ApiError> {
     let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
-    let running = rt.set_webserver(settings, &admin.actor, via).await?;
-    Ok(Json(running.webserver.clone()))
+    let (running, pending) = rt.set_webserver(settings, &admin.actor, via).await?;
+    Ok(set_answer(&running.webserver, pending))
 }
 
 /// Factory: the factory defaults of the dialog (to load into the form; a Set applies them).
@@ -266,6 +312,11 @@ pub struct UserInput {
     /// New password; required for a new account.
     #[serde(default)]
     pub password: Option<String>,
+    /// The current password: required to change one's own password (so a
+    /// session left open, or a stolen cookie, cannot take the account over).
+    /// An admin changing another account's password does not give it.
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 /// Every account.
@@ -292,15 +343,18 @@ async fn get_user(
 }
 
 /// Creates or changes an account; written at once. A member of `users` may
-/// change only its own password.
+/// change only its own password. Changing one's own password needs the
+/// current one (`current_password`); a wrong one counts as a failed login.
 #[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
-    request_body = UserInput, responses((status = 200, body = UserView), (status = 400, body = ErrorBody)))]
+    request_body = UserInput, responses((status = 200, body = UserView),
+        (status = 400, description = "invalid input; current_password missing (required) or wrong (current_password_wrong)", body = ErrorBody)))]
 async fn put_user(
     State(rt): State<Arc<Runtime>>,
     v: Viewer,
     Path(name): Path<String>,
+    info: Option<axum::Extension<crate::listen::ConnInfo>>,
     ApiJson(input): ApiJson<UserInput>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<Response, ApiError> {
     let is_admin = v.identity.group == Group::Admins;
     if !is_admin && (v.identity.user != name || input.group.is_some()) {
         return Err(ApiError::new(
@@ -308,6 +362,33 @@ async fn put_user(
             "forbidden",
             "you may only change your own password",
         ));
+    }
+    if input.password.is_some() && v.identity.user == name {
+        let Some(current) = &input.current_password else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "required",
+                "give your current password to change it",
+            )
+            .field("current_password"));
+        };
+        let mut ext = http::Extensions::new();
+        if let Some(axum::Extension(i)) = info {
+            ext.insert(i);
+        }
+        let path = format!("/api/v1/users/{name}");
+        match crate::http::check_password(&rt, &ext, &name, current, &path).await {
+            Ok(_) => {}
+            Err(PasswordRefusal::Wrong) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "current_password_wrong",
+                    "the current password is wrong",
+                )
+                .field("current_password"));
+            }
+            Err(PasswordRefusal::Refused(resp)) => return Ok(resp),
+        }
     }
     let hash = match &input.password {
         Some(p) => {
@@ -334,7 +415,7 @@ async fn put_user(
         .map_err(ApiError::internal)?
         .map_err(user_error)?;
     rt.event(portcullis_core::events::EventKind::UserChanged, &v.actor, &format!("account \"{name}\" saved"));
-    Ok(Json(UserView { name, group }))
+    Ok(Json(UserView { name, group }).into_response())
 }
 
 /// Deletes an account (never the last admin).
@@ -385,7 +466,8 @@ pub struct SessionView {
 /// Opens a session: sets the `portcullis_session` cookie (HttpOnly,
 /// SameSite=Strict, Secure on HTTPS).
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginInput,
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody),
+        (status = 429, description = "too many failed logins from this address; retry after Retry-After", body = ErrorBody)))]
 async fn login(
     State(rt): State<Arc<Runtime>>,
     info: Option<axum::Extension<crate::listen::ConnInfo>>,
@@ -396,11 +478,11 @@ async fn login(
     if let Some(axum::Extension(i)) = info {
         ext.insert(i);
     }
-    match rt.auth.verify(&input.user, &input.password).await {
-        Verdict::Valid(id) => {
+    match crate::http::check_password(&rt, &ext, &input.user, &input.password, "/api/v1/session").await {
+        Ok(id) => {
             if let Some(ip) = crate::http::client_ip(&ext) {
                 let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
-                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.now(), timeout);
+                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.timestamp(), timeout);
             }
             rt.capture_digest(&id.user, &input.password).await;
             let (token, csrf) = rt.auth.open_session(&id);
@@ -408,11 +490,11 @@ async fn login(
             let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
             Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
         }
-        Verdict::Invalid => {
-            crate::http::wrong_credentials(&rt, &ext, &input.user, "/api/v1/session");
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "wrong user name or password"))
+        Err(PasswordRefusal::Wrong) => {
+            Ok(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "wrong user name or password")
+                .into_response())
         }
-        Verdict::Busy => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "try again in a moment")),
+        Err(PasswordRefusal::Refused(resp)) => Ok(resp),
     }
 }
 
@@ -465,7 +547,8 @@ impl utoipa::Modify for SecurityAddon {
 /// Error answers that every operation may give, documented in one place
 /// instead of on each handler (schemathesis found them undocumented): 401
 /// without valid credentials, 403 for a group or client address that may
-/// not, 503 while password checks are saturated; and for a JSON body, 400
+/// not, 429 while the failed-login rate bound holds the client back, 503
+/// while password checks are saturated; and for a JSON body, 400
 /// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
 struct CommonResponses;
 
@@ -491,6 +574,7 @@ impl utoipa::Modify for CommonResponses {
                 let mut common = vec![
                     ("401", "no or wrong credentials"),
                     ("403", "the user's group or the client's address may not"),
+                    ("429", "too many failed logins from this address; retry after Retry-After"),
                     ("503", "password checks are saturated; retry after Retry-After"),
                 ];
                 if op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json")) {
@@ -520,7 +604,7 @@ impl utoipa::Modify for CommonResponses {
         certificate::put_acme, certificate::enrol_acme,
         security::get_access_control, security::put_access_control, security::blocked, security::unblock,
         security::logfile, security::events, get_authentication, put_authentication, get_webroot, put_webroot, profiles::list, profiles::get, profiles::put, profiles::delete, profiles::test, list_users, get_user, put_user, delete_user, login, logout, get_session),
-    components(schemas(ErrorBody, crate::error::ErrorDetail)),
+    components(schemas(ErrorBody, crate::error::ErrorDetail, ProvisionalChange)),
     modifiers(&SecurityAddon, &CommonResponses),
     security(("basic" = []), ("session" = []))
 )]
