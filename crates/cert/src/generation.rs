@@ -249,6 +249,47 @@ fn failed(e: rcgen::Error) -> CertError {
     CertError::GenerationFailed { detail: e.to_string() }
 }
 
+/// A new key pair of `key_type`, for rcgen to sign certificates and CSRs with.
+///
+/// With aws-lc-rs the provider generates both kinds. ring cannot generate RSA
+/// keys: then the `rsa` crate (RustCrypto) generates the 2048-bit key, and
+/// everything after that (self-signature, CSR signature, TLS handshakes) is
+/// done by ring with the PKCS#8 key it hands over. Why that is safe:
+///
+/// * RUSTSEC-2023-0071 ("Marvin") is a timing side channel in the `rsa`
+///   crate's private-key *operations* (PKCS#1 v1.5 decryption, signing),
+///   measured by an attacker who submits many ciphertexts or messages and
+///   times the answers. Generation takes no input from anyone: it runs once,
+///   at the operator's request, on random primes, and no attacker can ask for
+///   it repeatedly with inputs of its choice or see a private-key operation
+///   of this crate, because there is none — the key leaves it as PKCS#8 DER.
+///   (`rsa` 0.10 has moved its arithmetic to the constant-time crypto-bigint
+///   besides.)
+/// * The primes come from the operating system's CSPRNG (`rand`'s thread
+///   generator, seeded from `getrandom`), are tested by crypto-primes
+///   (Miller-Rabin and Lucas, FIPS 186-5 style), e = 65537, and the crate
+///   validates the key (`rsa::PrivateKey::new`); ring validates it again when it loads it (it refuses
+///   inconsistent or small keys), so a bad key cannot reach the TLS server.
+/// * `deny.toml` allows `rsa` only as a dependency of this crate.
+pub fn new_key_pair(key_type: KeyType) -> Result<KeyPair, CertError> {
+    match key_type {
+        #[cfg(feature = "aws-lc-rs")]
+        KeyType::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(failed),
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        KeyType::Rsa2048 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            let key = rsa::PrivateKey::new(&mut rand::rng(), 2048)
+                .map_err(|e| CertError::GenerationFailed { detail: format!("RSA key generation: {e}") })?;
+            let der = key
+                .to_pkcs8_der()
+                .map_err(|e| CertError::GenerationFailed { detail: format!("RSA key encoding: {e}") })?;
+            let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
+            KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256).map_err(failed)
+        }
+        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed),
+    }
+}
+
 /// Builds key, self-signed certificate and CSR from finished parameters.
 fn issue(
     mut params: CertificateParams,
@@ -261,11 +302,7 @@ fn issue(
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = match key_type {
-        KeyType::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256),
-        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-    }
-    .map_err(failed)?;
+    let key = new_key_pair(key_type)?;
 
     // rcgen refuses a serial number in CSR parameters (UnsupportedInCsr):
     // the CSR gets a copy without it.
