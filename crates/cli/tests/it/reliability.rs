@@ -738,6 +738,7 @@ fn schemathesis() -> PathBuf {
     path
 }
 
+#[cfg(all(feature = "openapi", feature = "email", feature = "ip-notify", feature = "sip"))]
 #[test]
 #[ignore = "run by scripts/security"]
 fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {

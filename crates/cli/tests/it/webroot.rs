@@ -37,6 +37,7 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn files_with_types_validators_and_ranges() {
     let (server, _content) = with_webroot();
@@ -182,6 +183,7 @@ fn login_can_be_required_and_blocked_clients_get_nothing() {
     assert_eq!(out, "000", "blocked at the connection");
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn without_a_webroot_the_root_leads_to_the_ui() {
     let server = TestServer::start(&bin()).expect("start");
@@ -230,6 +232,7 @@ fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
     (head.lines().next().unwrap_or("").to_string(), body)
 }
 
+#[cfg(all(feature = "ui", feature = "acme"))]
 #[test]
 fn the_public_webroot_is_behind_the_same_checks_and_shadows_no_route() {
     let (server, content) = with_webroot();
