@@ -469,9 +469,10 @@ mod tests {
         assert_eq!(signer.sign(b"handshake").expect("signs").len(), 256, "a 2048-bit signature");
         let now = time::macros::datetime!(2026-01-01 0:00 UTC);
         let g = generate(&GenerateRequest::new("camera.local"), now).expect("generates");
+        let der = ::pem::parse(&g.chain_pem).expect("pem").into_contents();
         let (_, cert) = <x509_parser::prelude::X509Certificate as x509_parser::prelude::FromDer<
             x509_parser::error::X509Error,
-        >>::from_der(&::pem::parse(&g.chain_pem).expect("pem").into_contents())
+        >>::from_der(&der)
         .expect("parses");
         let spki = cert.public_key().parsed().expect("key");
         assert!(matches!(spki, x509_parser::public_key::PublicKey::RSA(ref k) if k.key_size() == 2048));

@@ -13,6 +13,14 @@
 //! server.wait_for_signal().await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! `ui`, `acme`, `email`, `ip-notify`, `sip`, `digest`, `http2`, `openapi`
+//! and `webroot` (all default) each carry one optional part; the crypto
+//! provider is `aws-lc-rs` or `ring` (exactly one). What a build leaves out
+//! answers 501 `feature_not_built` ([`build_info`]); [`build_info::BuildInfo`]
+//! says what it carries.
 
 #[cfg(feature = "acme")]
 pub mod acme;

@@ -4,7 +4,7 @@
 //! Every test here runs in every feature set (`scripts/test` runs them for
 //! the default, minimal and device sets), each side checked by `cfg!`.
 
-use portcullis_testkit::{TestServer, free_port, run};
+use portcullis_testkit::{TestServer, run};
 use serde_json::{Value, json};
 
 use crate::bin;
@@ -178,7 +178,8 @@ fn a_webroot_needs_the_webroot_feature() {
     let dir = tempfile::tempdir().expect("tempdir");
     let www = dir.path().join("www");
     std::fs::create_dir(&www).expect("mkdir");
-    let (http, https) = (free_port().to_string(), free_port().to_string());
+    let (http, https) =
+        (portcullis_testkit::free_port().to_string(), portcullis_testkit::free_port().to_string());
     let data = dir.path().join("data");
     let (code, _, err) = run(
         "timeout",
