@@ -200,6 +200,7 @@ fn without_a_webroot_the_root_leads_to_the_ui() {
 }
 
 /// A connection from `source` (a loopback address) to the server's first HTTP port.
+#[cfg(all(feature = "ui", feature = "acme"))]
 fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], server.http_ports[0]));
@@ -212,6 +213,7 @@ fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
 }
 
 /// One request on a keep-alive connection: the status line and the body.
+#[cfg(all(feature = "ui", feature = "acme"))]
 fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     write!(s, "GET {path} HTTP/1.1\r\nHost: device\r\n\r\n").expect("write");
