@@ -4,7 +4,7 @@
 //!   identifiers, challenge type, key type, External Account Binding, CA
 //!   bundle for the ACME server itself), with normalization, validation and
 //!   redaction of the EAB secret.
-//! * [`enrol`]: one enrolment with instant-acme (aws-lc-rs, never ring),
+//! * [`enrol`]: one enrolment with instant-acme (on the build's crypto provider),
 //!   answering http-01 or tls-alpn-01 through a [`ChallengeResponder`] the
 //!   server implements; the key and CSR are made with rcgen for all
 //!   identifiers; every wait is bounded.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use portcullis::auth::{self, Group, UsersFile};
 use portcullis::store::{self, SECRET_MODE, Store, USERS_FILE};
 use portcullis_core::config::Config;
@@ -16,7 +16,7 @@ const DEFAULT_DATA_DIR: &str = "/var/lib/portcullis";
 
 /// The web server of a network device.
 #[derive(Parser)]
-#[command(name = "portcullis", version, about, long_about = None)]
+#[command(name = "portcullis", about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -261,7 +261,13 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` names the build's features and crypto provider. Leaked once:
+    // clap keeps a 'static text.
+    let version: &'static str = Box::leak(portcullis::build_info::summary().into_boxed_str());
+    let cli = match Cli::from_arg_matches(&Cli::command().version(version).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::User(cmd) => user(cmd),
@@ -354,12 +360,13 @@ fn load_users(store: &Store) -> Result<UsersFile> {
 /// Whether the stored configuration has Digest authentication on (then a
 /// new password also gets its Digest secrets).
 fn digest_enabled(store: &Store) -> bool {
-    store
-        .read(store::CONFIG_FILE)
-        .ok()
-        .flatten()
-        .and_then(|b| store::parse_config(&b).ok())
-        .is_some_and(|p| p.config.authentication.digest)
+    portcullis::build_info::built("digest")
+        && store
+            .read(store::CONFIG_FILE)
+            .ok()
+            .flatten()
+            .and_then(|b| store::parse_config(&b).ok())
+            .is_some_and(|p| p.config.authentication.digest)
 }
 
 fn new_password(source: &PasswordSource) -> Result<(String, bool)> {
@@ -614,6 +621,72 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             ca_bundle,
             data,
         } => {
+            #[cfg(not(feature = "acme"))]
+            {
+                let _ = (
+                    enabled,
+                    directory_url,
+                    contact,
+                    identifier,
+                    challenge,
+                    key_type,
+                    eab_key_id,
+                    eab_hmac_key_file,
+                    ca_bundle,
+                    data,
+                );
+                bail!("this build of portcullis does not include the \"acme\" feature");
+            }
+            #[cfg(feature = "acme")]
+            acme_command(AcmeArgs {
+                enabled,
+                directory_url,
+                contact,
+                identifier,
+                challenge,
+                key_type,
+                eab_key_id,
+                eab_hmac_key_file,
+                ca_bundle,
+                data,
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The options of `cert acme`.
+#[cfg(feature = "acme")]
+struct AcmeArgs {
+    enabled: Option<bool>,
+    directory_url: Option<String>,
+    contact: Vec<String>,
+    identifier: Vec<String>,
+    challenge: Option<String>,
+    key_type: Option<String>,
+    eab_key_id: Option<String>,
+    eab_hmac_key_file: Option<PathBuf>,
+    ca_bundle: Option<PathBuf>,
+    data: DataDir,
+}
+
+/// `cert acme`: shows the ACME settings, or changes them first.
+#[cfg(feature = "acme")]
+fn acme_command(args: AcmeArgs) -> Result<()> {
+    let AcmeArgs {
+        enabled,
+        directory_url,
+        contact,
+        identifier,
+        challenge,
+        key_type,
+        eab_key_id,
+        eab_hmac_key_file,
+        ca_bundle,
+        data,
+    } = args;
+    {
+        {
             let changes = enabled.is_some()
                 || directory_url.is_some()
                 || !contact.is_empty()
@@ -678,7 +751,7 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn time_now() -> time::OffsetDateTime {

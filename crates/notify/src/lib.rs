@@ -19,21 +19,37 @@
 //! Passwords are only read through [`portcullis_core::profiles::Secret::expose`]
 //! at the moment they are sent; no error or log line formats them.
 
+//!
+//! # Features
+//!
+//! `email`, `ip-notify` and `sip` each build one channel; a notification of
+//! a channel that is not built fails with [`NotifyError::FeatureNotBuilt`].
+//! `aws-lc-rs` or `ring` picks the crypto provider of the TLS clients.
+
+#[cfg(feature = "email")]
 pub mod email;
 pub mod error;
+#[cfg(feature = "ip-notify")]
 pub mod ip_notify;
+#[cfg(feature = "sip")]
 pub mod media;
+#[cfg(feature = "sip")]
 pub mod phone;
 pub mod queue;
+#[cfg(feature = "sip")]
 mod sip;
 mod tls;
 
 use std::time::Duration;
 
+#[cfg(feature = "email")]
 pub use email::send_email;
 pub use error::NotifyError;
+#[cfg(feature = "ip-notify")]
 pub use ip_notify::send_ip_notify;
+#[cfg(feature = "sip")]
 pub use media::check_audio;
+#[cfg(feature = "sip")]
 pub use phone::place_call;
 pub use queue::{DeliveryQueue, Job, Notification, Outcome, ProfileKind, QueueConfig, RetryPolicy, deliver};
 
@@ -55,7 +71,18 @@ pub fn check_ca_pem(pem: &str) -> Result<(), NotifyError> {
     tls::root_store(Some(pem)).map(|_| ())
 }
 
+/// The channels this build carries, by their feature names (`email`, `ip-notify`, `sip`).
+pub const CHANNELS_BUILT: &[&str] = &[
+    #[cfg(feature = "email")]
+    "email",
+    #[cfg(feature = "ip-notify")]
+    "ip-notify",
+    #[cfg(feature = "sip")]
+    "sip",
+];
+
 /// Runs `fut` with [`IO_TIMEOUT`], turning a timeout into [`NotifyError::Timeout`].
+#[cfg_attr(not(any(feature = "email", feature = "ip-notify", feature = "sip")), allow(dead_code))]
 pub(crate) async fn within<T>(
     target: &str,
     stage: &str,
@@ -65,6 +92,7 @@ pub(crate) async fn within<T>(
 }
 
 /// Runs `fut` with the given timeout, turning a timeout into [`NotifyError::Timeout`].
+#[cfg_attr(not(any(feature = "email", feature = "ip-notify", feature = "sip")), allow(dead_code))]
 pub(crate) async fn within_for<T>(
     limit: Duration,
     target: &str,
@@ -77,6 +105,7 @@ pub(crate) async fn within_for<T>(
 }
 
 /// Connects over TCP within [`IO_TIMEOUT`].
+#[cfg_attr(not(any(feature = "email", feature = "ip-notify", feature = "sip")), allow(dead_code))]
 pub(crate) async fn connect_tcp(
     dest: &portcullis_core::profiles::HostPort,
 ) -> Result<tokio::net::TcpStream, NotifyError> {

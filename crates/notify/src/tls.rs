@@ -5,6 +5,7 @@
 //! private CA means "this server's certificate comes from that CA", and
 //! nothing else should be accepted for it.
 
+#[cfg(feature = "ip-notify")]
 use std::sync::Arc;
 
 use rustls::RootCertStore;
@@ -48,11 +49,12 @@ pub(crate) fn parse_ca_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, No
     Ok(certs)
 }
 
-/// A client configuration with the aws-lc-rs provider and the given roots.
+/// A client configuration with the build's provider and the given roots.
+#[cfg(feature = "ip-notify")]
 pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, NotifyError> {
     // The provider is named explicitly so that the result does not depend on
     // which provider the embedding firmware installed as process default.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(portcullis_cert::crypto::provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| NotifyError::InvalidProfile(format!("TLS configuration: {e}")))?

@@ -232,7 +232,7 @@ export function frame(current, titleKey) {
   const header = h("header", { class: "top" },
     h("a", { class: "skip", href: "#main", text: t("skip") }),
     h("span", { class: "brand", text: "portcullis" }),
-    h("nav", { "aria-label": t("nav.label") }, h("ul", {}, NAV.map(([p, k]) =>
+    h("nav", { "aria-label": t("nav.label") }, h("ul", {}, NAV.filter(([p]) => p !== "profiles" || anyChannel()).map(([p, k]) =>
       h("li", {}, h("a", { href: "/admin/" + p, "aria-current": p === current ? "page" : null, text: t(k) }))))),
     h("div", { class: "who" },
       h("span", { id: "who", text: session.user + " (" + (session.group === "admins" ? t("group.admins") : t("group.users")) + ")" }),
@@ -260,8 +260,25 @@ export async function loadSession() {
   session.user = r.data.user;
   session.group = r.data.group;
   session.csrf = r.data.csrf_token || "";
+  // What this build carries: the pages hide what it left out.
+  const b = await api("GET", "/api/v1/build");
+  if (b.ok) build.features = b.data.features;
   return true;
 }
+
+// The optional features of the server's build (GET /api/v1/build); null
+// until known, and then everything counts as built.
+export const build = { features: null };
+
+// Whether the server's build has the optional feature `name` (`acme`,
+// `email`, `ip-notify`, `sip`, `digest`, `webroot`, ...).
+export const built = (name) => !build.features || build.features.includes(name);
+
+// The feature of a profile kind in the API's paths.
+export const kindFeature = (kind) => (kind === "phone" ? "sip" : kind);
+
+// Whether any notification channel is built.
+export const anyChannel = () => ["email", "ip-notify", "sip"].some(built);
 
 let pendingTimer = null;
 

@@ -3,8 +3,7 @@
 // generating one, intrusion detection; Set, Factory, Restore, Close, Reboot.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  addressesFor, refreshPending, section, note, warning, session, t,
-} from "./common.js";
+  addressesFor, refreshPending, section, note, warning, session, t, built } from "./common.js";
 
 // ---- actions shared with other pages -------------------------------------
 
@@ -83,7 +82,7 @@ export async function renderWebServer(root) {
     api("GET", "/api/v1/certificate"),
     api("GET", "/api/v1/profiles"),
     api("GET", "/api/v1/access-control"),
-    api("GET", "/api/v1/certificate/acme"),
+    built("acme") ? api("GET", "/api/v1/certificate/acme") : Promise.resolve({ ok: false, absent: true }),
   ]);
   if (!wsR.ok) { pageAlert(wsR.error.message); return; }
   let loaded = wsR.data;
@@ -363,6 +362,9 @@ export async function renderWebServer(root) {
   const emailP = F({ label: t("id.email"), path: "intrusion_detection.email_profile", type: "select", options: profileOptions("email", id.email_profile), hint: t("id.email.hint") });
   const phoneP = F({ label: t("id.phone"), path: "intrusion_detection.phone_profile", type: "select", options: profileOptions("phone", id.phone_profile), hint: t("id.phone.hint") });
   const ipP = F({ label: t("id.ipnotify"), path: "intrusion_detection.ip_notify_profile", type: "select", options: profileOptions("ip_notify", id.ip_notify_profile), hint: t("id.ipnotify.hint") });
+  emailP.hidden = !built("email");
+  phoneP.hidden = !built("sip");
+  ipP.hidden = !built("ip-notify");
   const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, blockIp, blockWarn,
     emailP, phoneP, ipP,
     profiles ? null : note(t("id.noprofiles")),
@@ -382,7 +384,8 @@ export async function renderWebServer(root) {
     note(t("ws.storenote")));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); set(); });
 
-  root.replaceChildren(general, https, certInUse, replace, generate, acme, intrusion, form);
+  // What the build left out is not shown (the ACME section, the channels' profile choices).
+  root.replaceChildren(...[general, https, certInUse, replace, generate, built("acme") ? acme : null, intrusion, form].filter(Boolean));
 
   function fill(ws) {
     portsBox.replaceChildren(...(ws.http_ports || []).map((p) => portRow(String(p))));
@@ -524,6 +527,6 @@ export async function renderWebServer(root) {
 
   fill(loaded);
   if (certR.ok) showCert(certR.data); else certBox.replaceChildren(warning(certR.error.message));
-  if (acmeR.ok) fillAcme(acmeR.data); else acmeStatus.replaceChildren(warning(acmeR.error.message));
+  if (acmeR.ok) fillAcme(acmeR.data); else if (!acmeR.absent) acmeStatus.replaceChildren(warning(acmeR.error.message));
   if (session.group !== "admins") pageAlert(t("viewer"));
 }

@@ -63,7 +63,7 @@ fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stal
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
         );
-        if rt.running().authentication.digest {
+        if rt.digest_on() {
             for c in rt.auth.digest.challenges(monotonic_seconds(rt), stale) {
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
@@ -272,13 +272,13 @@ pub(crate) async fn check_password(
 fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, Response> {
     use crate::digest::DigestVerdict;
     let headers = &req.headers;
-    if !rt.running().authentication.digest {
-        return Err(unauthorized(
-            rt,
-            headers,
-            "Digest authentication is not enabled on this device; use Basic",
-            false,
-        ));
+    if !rt.digest_on() {
+        let why = if crate::build_info::built("digest") {
+            "Digest authentication is not enabled on this device; use Basic"
+        } else {
+            "this build of portcullis does not include the \"digest\" feature; use Basic"
+        };
+        return Err(unauthorized(rt, headers, why, false));
     }
     let Some(resp) = crate::digest::parse(value) else {
         return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Digest", false));

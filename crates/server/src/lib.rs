@@ -13,13 +13,24 @@
 //! server.wait_for_signal().await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! `ui`, `acme`, `email`, `ip-notify`, `sip`, `digest`, `http2`, `openapi`
+//! and `webroot` (all default) each carry one optional part; the crypto
+//! provider is `aws-lc-rs` or `ring` (exactly one). What a build leaves out
+//! answers 501 `feature_not_built` ([`build_info`]); [`build_info::BuildInfo`]
+//! says what it carries.
 
+#[cfg(feature = "acme")]
 pub mod acme;
 pub mod api;
 pub mod auth;
+pub mod build_info;
 pub mod certs;
 pub mod digest;
 pub mod error;
+pub mod expiry;
 pub mod http;
 pub mod listen;
 pub mod notifications;
@@ -27,7 +38,12 @@ pub mod runtime;
 pub mod security;
 pub mod store;
 pub mod tls;
+#[cfg(feature = "ui")]
 pub mod ui;
+#[cfg(feature = "webroot")]
+pub mod webroot;
+#[cfg(not(feature = "webroot"))]
+#[path = "webroot_absent.rs"]
 pub mod webroot;
 
 use std::net::IpAddr;
@@ -88,6 +104,7 @@ pub struct ServerBuilder {
     routes: Router,
     webroot: Option<PathBuf>,
     notify_first_retry: std::time::Duration,
+    #[cfg_attr(not(feature = "acme"), allow(dead_code))]
     acme_check_every: std::time::Duration,
     expiry_check_every: std::time::Duration,
 }
@@ -204,7 +221,7 @@ impl ServerBuilder {
             now,
             portcullis_core::events::EventKind::Startup,
             None,
-            format!("portcullis {} started", env!("CARGO_PKG_VERSION")),
+            format!("portcullis {} started", build_info::summary()),
             serde_json::Value::Null,
         );
         let limits = Arc::new(self.limits);
@@ -246,6 +263,7 @@ impl ServerBuilder {
             bind_addresses: Arc::new(self.bind_addresses),
         });
         rt.set_self_ref();
+        #[cfg(feature = "acme")]
         rt.set_acme(Arc::new(acme::Acme::load(&rt.store, rt.certs.resolver.clone())));
         rt.set_notifier(notifications::Notifier::new(
             security.clone(),
@@ -254,8 +272,9 @@ impl ServerBuilder {
         ));
         rt.start_listeners().await?;
         security.spawn_flusher();
+        #[cfg(feature = "acme")]
         acme::Acme::spawn_renewal(&rt, self.acme_check_every);
-        acme::spawn_expiry_watch(&rt, self.expiry_check_every);
+        expiry::spawn_expiry_watch(&rt, self.expiry_check_every);
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
     }
 }
@@ -317,9 +336,17 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(device_routes.with_state(()))
         .route_layer(middleware::from_fn_with_state(rt.clone(), http::authenticate))
         .route_layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    #[cfg(feature = "ui")]
+    let ui_routes = ui::routes();
+    // Without the UI, its paths say so instead of a 404.
+    #[cfg(not(feature = "ui"))]
+    let ui_routes = Router::new()
+        .route("/admin", build_info::not_built_route("ui"))
+        .route("/admin/", build_info::not_built_route("ui"))
+        .route("/admin/{*rest}", build_info::not_built_route("ui"));
     Router::new()
         .merge(api::public_routes(&rt).route_layer(DefaultBodyLimit::max(limits.max_body_bytes)))
-        .merge(ui::routes())
+        .merge(ui_routes)
         .merge(protected)
         .fallback(fallback)
         .with_state(rt)
@@ -348,7 +375,10 @@ async fn fallback(
             }
             w.serve(&parts.method, parts.uri.path(), &parts.headers).await
         }
-        None if path == "/" => axum::response::Redirect::to("/admin/").into_response(),
+        None if path == "/" && cfg!(feature = "ui") => {
+            axum::response::Redirect::to("/admin/").into_response()
+        }
+        None if path == "/" => build_info::not_built_response("ui"),
         _ => error::ApiError::not_found("no such resource").into_response(),
     }
 }

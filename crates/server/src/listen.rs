@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+#[cfg(feature = "http2")]
+use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioIo, TokioTimer};
+#[cfg(feature = "http2")]
 use hyper_util::server::conn::auto;
 use portcullis_core::settings::ListenerSpec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -521,6 +524,7 @@ async fn serve_connection(
                 _ = stopping => return,
             };
             let proto = match tls.get_ref().1.alpn_protocol() {
+                // Offered by ALPN only in builds with HTTP/2 (crate::tls).
                 Some(b"h2") => Proto::Http2,
                 Some(_) => Proto::Http1,
                 // No ALPN: HTTP/1 or HTTP/2 with prior knowledge.
@@ -550,6 +554,7 @@ macro_rules! http1_settings {
 }
 
 /// The HTTP/2 settings, on hyper's builder or the version-sniffing one's.
+#[cfg(feature = "http2")]
 macro_rules! http2_settings {
     ($b:expr, $limits:expr) => {
         $b.timer(TokioTimer::new())
@@ -604,12 +609,29 @@ async fn drive<S>(
             )
             .await
         }
+        // Without HTTP/2 in the build, nothing can be sniffed or negotiated
+        // but HTTP/1 (a client speaking h2c gets HTTP/1's 400).
+        #[cfg(not(feature = "http2"))]
+        Proto::Http2 | Proto::Auto => {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            http1_settings!(b, limits);
+            supervise(
+                b.serve_connection(io, service).with_upgrades(),
+                |c| c.graceful_shutdown(),
+                ctx,
+                listener_stop,
+                guard,
+            )
+            .await
+        }
+        #[cfg(feature = "http2")]
         Proto::Http2 => {
             let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             http2_settings!(b, limits);
             supervise(b.serve_connection(io, service), |c| c.graceful_shutdown(), ctx, listener_stop, guard)
                 .await
         }
+        #[cfg(feature = "http2")]
         Proto::Auto => {
             let mut b = auto::Builder::new(TokioExecutor::new());
             http1_settings!(b.http1(), limits);

@@ -122,6 +122,7 @@ pub struct Runtime {
     listeners: tokio::sync::Mutex<ListenerSet>,
     listen_ctx: OnceLock<ListenContext>,
     notifier: OnceLock<crate::notifications::Notifier>,
+    #[cfg(feature = "acme")]
     acme: OnceLock<Arc<crate::acme::Acme>>,
     pending: Mutex<Option<Pending>>,
     next_pending: std::sync::atomic::AtomicU64,
@@ -217,6 +218,7 @@ impl Runtime {
             listeners: tokio::sync::Mutex::new(ListenerSet::default()),
             listen_ctx: OnceLock::new(),
             notifier: OnceLock::new(),
+            #[cfg(feature = "acme")]
             acme: OnceLock::new(),
             pending: Mutex::new(None),
             next_pending: std::sync::atomic::AtomicU64::new(1),
@@ -240,11 +242,13 @@ impl Runtime {
     }
 
     /// Gives the runtime its ACME state; called once at start.
+    #[cfg(feature = "acme")]
     pub fn set_acme(&self, acme: Arc<crate::acme::Acme>) {
         let _ = self.acme.set(acme);
     }
 
     /// The ACME state.
+    #[cfg(feature = "acme")]
     pub fn acme(&self) -> &Arc<crate::acme::Acme> {
         self.acme.get().expect("the ACME state is set at start, before any request")
     }
@@ -618,10 +622,16 @@ impl Runtime {
         Ok(result)
     }
 
+    /// Whether Digest authentication is in force: switched on, and built in
+    /// (a configuration from a fuller build may say `digest: true`).
+    pub fn digest_on(&self) -> bool {
+        cfg!(feature = "digest") && self.running().authentication.digest
+    }
+
     /// After a correct password: with Digest on, derive the user's Digest
     /// secrets if it has none yet (accounts created before Digest was switched on).
     pub async fn capture_digest(&self, user: &str, password: &str) {
-        if self.running().authentication.digest && self.auth.lacks_digest(user) {
+        if self.digest_on() && self.auth.lacks_digest(user) {
             let (user, password) = (user.to_string(), password.to_string());
             if let Err(e) = self
                 .update_users(|u| {

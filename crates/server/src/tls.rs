@@ -64,14 +64,14 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// The one crypto provider of the process (aws-lc-rs; never mix with ring).
+/// The one crypto provider of the process (aws-lc-rs or ring, as built; never both).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(portcullis_cert::crypto::provider())
 }
 
-/// Installs aws-lc-rs as the process default; harmless when already done.
+/// Installs the build's provider as the process default; harmless when already done.
 pub fn install_default_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = portcullis_cert::crypto::provider().install_default();
 }
 
 /// The TLS server configuration: TLS 1.3 and 1.2 only (1.0/1.1 are broken and
@@ -86,10 +86,18 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, r
     // get it (testssl reports a missing server cipher order as HIGH).
     config.ignore_client_order = true;
     // acme-tls/1 last: only an ACME validator offers it, and only alone.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
+    // What the build lacks (HTTP/2, ACME) is not offered.
+    config.alpn_protocols = Vec::new();
+    if cfg!(feature = "http2") {
+        config.alpn_protocols.push(b"h2".to_vec());
+    }
+    config.alpn_protocols.push(b"http/1.1".to_vec());
+    if cfg!(feature = "acme") {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     // Resumption by ticket saves a full handshake (an RSA signature) for
     // returning clients; keys rotate every 6 hours.
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    config.ticketer = portcullis_cert::crypto::ticketer()?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
     // Two tickets per connection: a TLS 1.3 ticket is used once, and a
     // browser coming back opens more than one connection.

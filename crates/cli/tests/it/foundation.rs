@@ -61,12 +61,12 @@ fn http_on_two_ports_and_https_with_the_factory_certificate() {
         let r = raw_get(*port, "/healthz").expect("answer");
         assert!(r.starts_with("HTTP/1.1 200"), "port {port}: {r}");
     }
-    // HTTPS with curl, HTTP/2 negotiated by ALPN.
+    // HTTPS with curl, HTTP/2 negotiated by ALPN (HTTP/1.1 in a build without it).
     let url = server.https_url("/healthz");
     let (code, out, err) =
         run("curl", &["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", &url]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "200 2");
+    assert_eq!(out, if cfg!(feature = "http2") { "200 2" } else { "200 1.1" });
     let (code, out, _) =
         run("curl", &["-sk", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", &url]);
     assert_eq!(code, 0);
@@ -546,6 +546,7 @@ fn session_login_needs_the_csrf_token_and_same_origin() {
     assert!(r.headers().get("set-cookie").expect("cookie").to_str().expect("ascii").contains("Secure"));
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn the_login_page_and_ui_are_served() {
     let server = start();
@@ -592,6 +593,7 @@ fn users_are_managed_through_the_api() {
     assert_eq!(server.admin("DELETE", "/api/v1/users/op", None).0, 204);
 }
 
+#[cfg(feature = "openapi")]
 #[test]
 fn the_openapi_document_matches_the_routes() {
     let server = start();
@@ -599,6 +601,7 @@ fn the_openapi_document_matches_the_routes() {
         server.client().get(server.url("/api/v1/openapi.json")).send().expect("get").json().expect("json");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 10);
+    // Documented means built: no path of a left-out feature is listed.
     for (path, ops) in paths {
         for method in ops.as_object().expect("ops").keys() {
             if !["get", "put", "post", "delete"].contains(&method.as_str()) {
@@ -609,6 +612,7 @@ fn the_openapi_document_matches_the_routes() {
             let (status, body) = server.admin(&method.to_uppercase(), &concrete, None);
             assert!(
                 status != 405
+                    && status != 501
                     && !(status == 404
                         && body["error"]["code"] == "not_found"
                         && !concrete.contains("no-such")),

@@ -732,12 +732,14 @@ fn tls_scan_finds_nothing_of_medium_severity_with_a_ca_certificate() {
 // ------------------------------------------------------------------ API fuzzing
 
 /// The schemathesis of `.venv-security/` (made by scripts/install-test-deps).
+#[cfg(all(feature = "openapi", feature = "email", feature = "ip-notify", feature = "sip"))]
 fn schemathesis() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-security/bin/schemathesis");
     assert!(path.exists(), "schemathesis is not installed: run scripts/install-test-deps");
     path
 }
 
+#[cfg(all(feature = "openapi", feature = "email", feature = "ip-notify", feature = "sip"))]
 #[test]
 #[ignore = "run by scripts/security"]
 fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {

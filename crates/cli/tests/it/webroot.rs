@@ -37,6 +37,7 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn files_with_types_validators_and_ranges() {
     let (server, _content) = with_webroot();
@@ -182,6 +183,7 @@ fn login_can_be_required_and_blocked_clients_get_nothing() {
     assert_eq!(out, "000", "blocked at the connection");
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn without_a_webroot_the_root_leads_to_the_ui() {
     let server = TestServer::start(&bin()).expect("start");
@@ -198,6 +200,7 @@ fn without_a_webroot_the_root_leads_to_the_ui() {
 }
 
 /// A connection from `source` (a loopback address) to the server's first HTTP port.
+#[cfg(all(feature = "ui", feature = "acme"))]
 fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], server.http_ports[0]));
@@ -210,6 +213,7 @@ fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
 }
 
 /// One request on a keep-alive connection: the status line and the body.
+#[cfg(all(feature = "ui", feature = "acme"))]
 fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     write!(s, "GET {path} HTTP/1.1\r\nHost: device\r\n\r\n").expect("write");
@@ -230,6 +234,7 @@ fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
     (head.lines().next().unwrap_or("").to_string(), body)
 }
 
+#[cfg(all(feature = "ui", feature = "acme"))]
 #[test]
 fn the_public_webroot_is_behind_the_same_checks_and_shadows_no_route() {
     let (server, content) = with_webroot();

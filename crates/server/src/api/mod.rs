@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use http::{StatusCode, header};
 use portcullis_core::settings::{ListenerSpec, WebServerSettings};
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+#[cfg(all(feature = "acme", feature = "webroot"))]
+use utoipa::OpenApi;
+use utoipa::ToSchema;
 
 use crate::auth::{self, Group};
 use crate::error::{ApiError, ErrorBody};
@@ -43,7 +45,8 @@ impl From<ApplyError> for ApiError {
 
 /// Routes that need a login (mounted behind the authentication layer).
 pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
-    Router::new()
+    let router = Router::new()
+        .route("/api/v1/build", get(crate::build_info::get_build))
         .route("/api/v1/webserver", get(get_webserver).put(put_webserver))
         .route("/api/v1/webserver/factory", get(get_factory))
         .route("/api/v1/config/status", get(config_status))
@@ -53,7 +56,6 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/reboot", post(reboot))
         .route("/api/v1/listeners", get(listeners))
         .route("/api/v1/authentication", get(get_authentication).put(put_authentication))
-        .route("/api/v1/webroot", get(get_webroot).put(put_webroot))
         .route("/api/v1/profiles", get(profiles::list))
         .route(
             "/api/v1/profiles/{kind}/{name}",
@@ -68,8 +70,6 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/logfile", get(security::logfile))
         .route("/api/v1/events", get(security::events))
         .route("/api/v1/certificate/download", get(certificate::download))
-        .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))
-        .route("/api/v1/certificate/acme/enrol", post(certificate::enrol_acme))
         .route("/api/v1/certificate/request", get(certificate::request))
         .route("/api/v1/certificate/generate", post(certificate::generate))
         .route(
@@ -79,15 +79,38 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route(
             "/api/v1/certificate/upload-certificate",
             post(certificate::upload_certificate).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
+        );
+    // What a build leaves out answers `feature_not_built` (after the login,
+    // like everything here), never a 404.
+    #[cfg(feature = "webroot")]
+    let router = router.route("/api/v1/webroot", get(get_webroot).put(put_webroot));
+    #[cfg(not(feature = "webroot"))]
+    let router = router.route("/api/v1/webroot", crate::build_info::not_built_route("webroot"));
+    #[cfg(feature = "acme")]
+    let router = router
+        .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))
+        .route("/api/v1/certificate/acme/enrol", post(certificate::enrol_acme));
+    #[cfg(not(feature = "acme"))]
+    let router = router
+        .route("/api/v1/certificate/acme", crate::build_info::not_built_route("acme"))
+        .route("/api/v1/certificate/acme/enrol", crate::build_info::not_built_route("acme"));
+    router
 }
 
 /// Routes open without a login.
 pub fn public_routes(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
+    #[cfg(feature = "openapi")]
+    let openapi_route = get(openapi);
+    #[cfg(not(feature = "openapi"))]
+    let openapi_route = crate::build_info::not_built_route("openapi");
+    #[cfg(feature = "acme")]
+    let http01_route = get(certificate::http01);
+    #[cfg(not(feature = "acme"))]
+    let http01_route = crate::build_info::not_built_route("acme");
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/.well-known/acme-challenge/{token}", get(certificate::http01))
+        .route("/api/v1/openapi.json", openapi_route)
+        .route("/.well-known/acme-challenge/{token}", http01_route)
         .route(
             "/api/v1/session",
             post(login).delete(logout).get(get_session).route_layer(axum::middleware::from_fn_with_state(
@@ -110,9 +133,81 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// The OpenAPI document of the full build, generated from the code's types
+/// by the test `openapi_document_is_current` (which fails when it is stale;
+/// `PORTCULLIS_BLESS=1` rewrites it). Served from this text, not built at run
+/// time: utoipa's builder code was about 0.7 MiB of the binary.
+#[cfg(feature = "openapi")]
+const OPENAPI_FULL: &str = include_str!("../../openapi.json");
+
+/// Paths of the document that belong to an optional feature.
+const OPENAPI_FEATURE_PATHS: [(&str, &str); 2] =
+    [("/api/v1/certificate/acme", "acme"), ("/api/v1/webroot", "webroot")];
+
+/// The OpenAPI document of this build: what a left-out feature serves is removed.
+#[cfg(feature = "openapi")]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_pretty_json().unwrap_or_default())
-        .into_response()
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| {
+        openapi_for_build(OPENAPI_FULL, &crate::build_info::absent_features())
+            .unwrap_or_else(|| OPENAPI_FULL.to_string())
+    });
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
+}
+
+/// `full` without the paths of the `absent` features, and without the schemas
+/// nothing left refers to. `None` if `full` is not a JSON object.
+pub fn openapi_for_build(full: &str, absent: &[&str]) -> Option<String> {
+    let mut doc: serde_json::Value = serde_json::from_str(full).ok()?;
+    let gone = |path: &str| {
+        OPENAPI_FEATURE_PATHS
+            .iter()
+            .any(|(prefix, feature)| absent.contains(feature) && path.starts_with(prefix))
+    };
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        paths.retain(|path, _| !gone(path));
+    }
+    prune_schemas(&mut doc);
+    serde_json::to_string_pretty(&doc).ok()
+}
+
+/// Removes the component schemas that neither a path nor a kept schema refers to.
+fn prune_schemas(doc: &mut serde_json::Value) {
+    const PREFIX: &str = "#/components/schemas/";
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => {
+                            if let Some(name) = r.strip_prefix(PREFIX) {
+                                out.push(name.to_string());
+                            }
+                        }
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let Some(schemas) = doc.pointer("/components/schemas").and_then(|s| s.as_object()).cloned() else {
+        return;
+    };
+    let mut keep = std::collections::BTreeSet::new();
+    let mut todo = Vec::new();
+    refs(doc.get("paths").unwrap_or(&serde_json::Value::Null), &mut todo);
+    while let Some(name) = todo.pop() {
+        if keep.insert(name.clone())
+            && let Some(schema) = schemas.get(&name)
+        {
+            refs(schema, &mut todo);
+        }
+    }
+    if let Some(s) = doc.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+        s.retain(|name, _| keep.contains(name));
+    }
 }
 
 /// The running "Web Server" settings.
@@ -267,10 +362,14 @@ async fn put_authentication(
     admin: Admin,
     ApiJson(settings): ApiJson<portcullis_core::settings::AuthenticationSettings>,
 ) -> Result<Json<portcullis_core::settings::AuthenticationSettings>, ApiError> {
+    if settings.digest && !crate::build_info::built("digest") {
+        return Err(crate::build_info::not_built_error("digest"));
+    }
     let running = rt.set_authentication(settings, &admin.actor).await?;
     Ok(Json(running.authentication.clone()))
 }
 
+#[cfg(feature = "webroot")]
 /// The running static content settings.
 #[utoipa::path(get, path = "/api/v1/webroot", tag = "webserver",
     responses((status = 200, body = portcullis_core::settings::WebrootSettings)))]
@@ -281,6 +380,7 @@ async fn get_webroot(
     Json(rt.running().webroot.clone())
 }
 
+#[cfg(feature = "webroot")]
 /// Set for the static content settings (public, or login required).
 #[utoipa::path(put, path = "/api/v1/webroot", tag = "webserver",
     request_body = portcullis_core::settings::WebrootSettings,
@@ -402,7 +502,7 @@ async fn put_user(
         }
         None => None,
     };
-    let digest = rt.running().authentication.digest;
+    let digest = rt.digest_on();
     let group = rt
         .update_users(|users| {
             let group = users.upsert(&name, input.group, hash)?;
@@ -527,8 +627,10 @@ async fn get_session(v: Viewer) -> Json<SessionView> {
     Json(SessionView { user: v.identity.user, group: v.identity.group, csrf_token: csrf })
 }
 
+#[cfg(all(feature = "acme", feature = "webroot"))]
 struct SecurityAddon;
 
+#[cfg(all(feature = "acme", feature = "webroot"))]
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -550,8 +652,10 @@ impl utoipa::Modify for SecurityAddon {
 /// not, 429 while the failed-login rate bound holds the client back, 503
 /// while password checks are saturated; and for a JSON body, 400
 /// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
+#[cfg(all(feature = "acme", feature = "webroot"))]
 struct CommonResponses;
 
+#[cfg(all(feature = "acme", feature = "webroot"))]
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -594,11 +698,13 @@ impl utoipa::Modify for CommonResponses {
     }
 }
 
-/// The OpenAPI document of the API.
+/// The OpenAPI document of the whole API, as the full build serves it
+/// (`openapi.json` is made from it by a test; see [`openapi_for_build`]).
+#[cfg(all(feature = "acme", feature = "webroot"))]
 #[derive(OpenApi)]
 #[openapi(
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
-    paths(healthz, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, config_confirm, reboot,
+    paths(healthz, crate::build_info::get_build, get_webserver, put_webserver, get_factory, config_status, config_store, config_restore, config_confirm, reboot,
         listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
         certificate::upload_certificate, certificate::download, certificate::request, certificate::get_acme,
         certificate::put_acme, certificate::enrol_acme,
@@ -609,3 +715,51 @@ impl utoipa::Modify for CommonResponses {
     security(("basic" = []), ("session" = []))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed document is what the code's types make: regenerate it
+    /// with `PORTCULLIS_BLESS=1 cargo test -p portcullis openapi_document`.
+    #[cfg(all(feature = "acme", feature = "webroot"))]
+    #[test]
+    fn openapi_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let made = ApiDoc::openapi().to_pretty_json().expect("serializes") + "\n";
+        if std::env::var_os("PORTCULLIS_BLESS").is_some() {
+            std::fs::write(&path, &made).expect("writes openapi.json");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == made,
+            "crates/server/openapi.json is stale: run PORTCULLIS_BLESS=1 cargo test -p portcullis openapi_document"
+        );
+    }
+
+    #[test]
+    fn a_left_out_feature_leaves_the_document() {
+        let full = include_str!("../../openapi.json");
+        let doc = |absent: &[&str]| -> serde_json::Value {
+            serde_json::from_str(&openapi_for_build(full, absent).expect("filters")).expect("JSON")
+        };
+        let all = doc(&[]);
+        let paths = |d: &serde_json::Value| d["paths"].as_object().expect("paths").clone();
+        let schemas =
+            |d: &serde_json::Value| d["components"]["schemas"].as_object().expect("schemas").clone();
+        assert!(paths(&all).contains_key("/api/v1/certificate/acme"));
+        assert!(schemas(&all).contains_key("AcmeStatus"));
+        let small = doc(&["acme", "webroot"]);
+        let kept = paths(&small);
+        assert!(!kept.keys().any(|p| p.starts_with("/api/v1/certificate/acme") || p == "/api/v1/webroot"));
+        assert_eq!(kept.len(), paths(&all).len() - 3, "exactly the ACME and webroot paths go");
+        assert!(kept.contains_key("/api/v1/certificate/generate") && kept.contains_key("/api/v1/build"));
+        // Schemas only those paths used go; shared ones stay.
+        assert!(
+            !schemas(&small).contains_key("AcmeStatus") && !schemas(&small).contains_key("WebrootSettings")
+        );
+        assert!(
+            schemas(&small).contains_key("ErrorBody") && schemas(&small).contains_key("WebServerSettings")
+        );
+    }
+}
