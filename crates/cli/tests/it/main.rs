@@ -6,6 +6,7 @@ mod certificate;
 mod cli;
 mod digest;
 mod foundation;
+mod hosts;
 mod intrusion;
 mod live_apply;
 mod memory;

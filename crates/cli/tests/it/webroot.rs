@@ -212,7 +212,7 @@ fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
 /// One request on a keep-alive connection: the status line and the body.
 fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
-    write!(s, "GET {path} HTTP/1.1\r\nHost: device\r\n\r\n").expect("write");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

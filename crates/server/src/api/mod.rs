@@ -465,7 +465,8 @@ impl utoipa::Modify for SecurityAddon {
 /// Error answers that every operation may give, documented in one place
 /// instead of on each handler (schemathesis found them undocumented): 401
 /// without valid credentials, 403 for a group or client address that may
-/// not, 503 while password checks are saturated; and for a JSON body, 400
+/// not, 421 for a `Host` that is not the device's, 503 while password checks
+/// are saturated; and for a JSON body, 400
 /// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
 struct CommonResponses;
 
@@ -491,6 +492,7 @@ impl utoipa::Modify for CommonResponses {
                 let mut common = vec![
                     ("401", "no or wrong credentials"),
                     ("403", "the user's group or the client's address may not"),
+                    ("421", "the Host is not one of the device's names (host_not_allowed)"),
                     ("503", "password checks are saturated; retry after Retry-After"),
                 ];
                 if op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json")) {
