@@ -9,6 +9,7 @@ mod foundation;
 mod hosts;
 mod intrusion;
 mod live_apply;
+mod log_flood;
 mod memory;
 mod notify;
 mod reliability;
