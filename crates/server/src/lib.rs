@@ -231,7 +231,7 @@ impl ServerBuilder {
         .wrap(app(rt.clone(), self.routes, &limits), direct_webroot);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let tls = tls::server_config(rt.certs.resolver.clone()).map_err(|e| {
+        let tls = tls::TlsConfigs::new(rt.certs.resolver.clone()).map_err(|e| {
             StartError::Certificate(certs::CertStoreError::Cert(
                 portcullis_cert::CertError::GenerationFailed { detail: e.to_string() },
             ))

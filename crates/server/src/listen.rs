@@ -91,8 +91,8 @@ impl ConnectionGate for OpenGate {
 pub struct ListenContext {
     /// The application, behind the checks every request goes through.
     pub service: crate::http::FrontService,
-    /// The TLS configuration (its resolver swaps certificates).
-    pub tls: Arc<rustls::ServerConfig>,
+    /// The TLS configurations (their resolver swaps certificates).
+    pub tls: crate::tls::TlsConfigs,
     /// The limits.
     pub limits: Arc<Limits>,
     /// The connection table.
@@ -441,7 +441,6 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut shutdown = ctx.shutdown.clone();
-    let acceptor = spec.tls.then(|| TlsAcceptor::from(ctx.tls.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => break,
@@ -464,7 +463,9 @@ async fn accept_loop(
         }
         let guard = ctx.tracker.register(ctx.limits.max_connections);
         let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls, client: peer.ip() };
-        tokio::spawn(serve_connection(stream, info, acceptor.clone(), ctx.clone(), stop.clone(), guard));
+        // Chosen per connection: acme-tls/1 is offered only while a challenge is pending.
+        let acceptor = spec.tls.then(|| TlsAcceptor::from(ctx.tls.for_handshake()));
+        tokio::spawn(serve_connection(stream, info, acceptor, ctx.clone(), stop.clone(), guard));
     }
 }
 
@@ -521,6 +522,17 @@ async fn serve_connection(
                 _ = stopping => return,
             };
             let proto = match tls.get_ref().1.alpn_protocol() {
+                // A validator's connection: the handshake was its answer, and
+                // it never carries HTTP (RFC 8737).
+                Some(crate::tls::ACME_TLS_ALPN) => {
+                    let mut tls = tls;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::io::AsyncWriteExt::shutdown(&mut tls),
+                    )
+                    .await;
+                    return;
+                }
                 Some(b"h2") => Proto::Http2,
                 Some(_) => Proto::Http1,
                 // No ALPN: HTTP/1 or HTTP/2 with prior knowledge.
