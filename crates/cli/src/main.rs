@@ -187,6 +187,10 @@ struct ServeArgs {
     /// back to the kernel once the server is up, and return when used).
     #[arg(long)]
     keep_code_pages: bool,
+    /// Seconds to wait for the data folder's lock when another process holds
+    /// it (a predecessor still exiting); then the start fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    lock_wait_seconds: u64,
     /// Log filter: a level, or `target=level` pairs, e.g. `info` or `warn,portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
@@ -312,6 +316,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .admin_password(admin_password)
             .bind_addresses(args.listen)
             .webroot(args.webroot)
+            .lock_wait(std::time::Duration::from_secs(args.lock_wait_seconds))
             .notify_first_retry(std::time::Duration::from_millis(args.notify_retry_ms))
             .certificate_checks(
                 std::time::Duration::from_secs(args.certificate_check_seconds.max(1)),

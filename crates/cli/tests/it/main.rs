@@ -13,6 +13,7 @@ mod log_flood;
 mod memory;
 mod notify;
 mod reliability;
+mod startup_lock;
 mod webroot;
 
 use std::path::PathBuf;
