@@ -7,7 +7,7 @@
 //! A request path is resolved (every link followed, the result checked to be
 //! inside the folder) and the result remembered for 2 s; but a file's content
 //! is only ever read from a descriptor opened relative to the folder without
-//! following any link ([`open_beneath`]: `openat2` with `RESOLVE_BENEATH` and
+//! following any link (`openat2` with `RESOLVE_BENEATH` and
 //! `RESOLVE_NO_SYMLINKS`, or component by component with `O_NOFOLLOW` where
 //! `openat2` is missing). So a folder swapped for a link after it was
 //! resolved leads nowhere: what the link points at is never opened.
