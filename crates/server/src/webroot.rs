@@ -494,19 +494,21 @@ impl Webroot {
     /// Reads the content [`Webroot::answer`] could not answer with at once.
     pub(crate) async fn read(self: &Arc<Self>, read: Read) -> Response {
         let Read { target, info, file, start, end, status, headers } = read;
-        let file = match file {
-            Some(f) => f,
+        let (file, same) = match file {
+            Some(f) => (f, true),
             None => {
                 let this = self.clone();
                 let t = target.clone();
                 match tokio::task::spawn_blocking(move || this.open(&t)).await {
-                    Ok(Some((f, _))) => f,
+                    // Another file since the stat (replaced meanwhile): served
+                    // as read, but not kept for the old one's answers.
+                    Ok(Some((f, seen))) => (f, info.describes(&seen)),
                     _ => return not_found(),
                 }
             }
         };
         let body = if info.len <= CACHE_FILE_LIMIT {
-            match self.small_file(&target, &info, file).await {
+            match self.small_file(&target, &info, file, same).await {
                 Some(data) => Body::from(data.slice(start as usize..end as usize)),
                 None => return not_found(),
             }
@@ -524,18 +526,20 @@ impl Webroot {
         target: &Arc<Target>,
         info: &Arc<FileInfo>,
         mut file: std::fs::File,
+        keep: bool,
     ) -> Option<Bytes> {
         if let Some(data) = &info.data {
             return Some(data.clone());
         }
+        let len = info.len;
         let data = tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
-            let mut data = Vec::new();
-            file.read_to_end(&mut data).map(|_| data)
+            // One byte more than promised tells a file that grew meanwhile.
+            let mut data = Vec::with_capacity(len as usize + 1);
+            (&mut file).take(len + 1).read_to_end(&mut data).map(|_| data)
         });
         let data = Bytes::from(data.await.ok()?.ok()?);
-        let len = info.len;
-        if data.len() as u64 != len {
+        if data.len() as u64 != len || !keep {
             // Changed while we read it: serve what we read, cache nothing.
             return (data.len() as u64 >= len).then(|| data.slice(..len as usize));
         }
