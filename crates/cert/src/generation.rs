@@ -323,6 +323,9 @@ fn issue(
     let csr = csr_params.serialize_request(&key).map_err(failed)?.pem().map_err(failed)?;
 
     params.serial_number = Some(random_serial());
+    // Authority Key Identifier = its own Subject Key Identifier (self-signed):
+    // RFC 5280 asks for it, and path builders and linters look for it.
+    params.use_authority_key_identifier_extension = true;
     let cert = params.self_signed(&key).map_err(failed)?;
     Ok((cert.pem(), key.serialize_pem(), csr))
 }
@@ -555,6 +558,7 @@ mod certificate_tests {
             assert!(eku.server_auth && !eku.client_auth);
             assert!(crate::intake::csr_pem_is_valid(g.csr_pem.as_bytes()));
             assert!(g.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+            assert_authority_is_subject_key(&cert);
         }
     }
 
@@ -582,5 +586,34 @@ mod certificate_tests {
             der.windows(generalized_9999.len()).any(|w| w == generalized_9999),
             "notAfter as GeneralizedTime"
         );
+    }
+
+    /// The certificate names its own key as its issuer's: AKI = SKI.
+    #[track_caller]
+    fn assert_authority_is_subject_key(cert: &X509Certificate<'_>) {
+        use x509_parser::extensions::ParsedExtension;
+        let (mut ski, mut aki) = (None, None);
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    assert!(!ext.critical, "AKI is never critical");
+                    aki = a.key_identifier.as_ref().map(|k| k.0.to_vec());
+                }
+                _ => {}
+            }
+        }
+        let ski = ski.expect("subject key identifier");
+        assert!(!ski.is_empty());
+        assert_eq!(aki.as_ref(), Some(&ski), "authority key identifier = subject key identifier");
+    }
+
+    #[test]
+    fn the_factory_certificate_names_its_authority_key() {
+        let g = factory_certificate(&["cam".into()], &["192.0.2.1".parse().expect("ip")]).expect("factory");
+        let der = leaf_der(&g.chain_pem);
+        let (_, cert) = X509Certificate::from_der(&der).expect("parses");
+        assert_authority_is_subject_key(&cert);
+        assert_eq!(crate::host_names(&[der.clone().into()]), vec!["cam".to_string(), "localhost".into()]);
     }
 }

@@ -23,7 +23,7 @@ mod material;
 mod pem_input;
 mod private_key;
 
-pub use description::{CertificateInfo, describe, fingerprint_sha256};
+pub use description::{CertificateInfo, describe, fingerprint_sha256, host_names};
 pub use error::{CertError, FIELD_CERTIFICATE, FIELD_PASSPHRASE, FIELD_PRIVATE_KEY};
 pub use generation::{
     APPLE_MAX_VALIDITY_DAYS, APPLE_VALIDITY_WARNING, FACTORY_NOT_AFTER, FACTORY_NOT_BEFORE,

@@ -187,6 +187,10 @@ struct ServeArgs {
     /// back to the kernel once the server is up, and return when used).
     #[arg(long)]
     keep_code_pages: bool,
+    /// Seconds to wait for the data folder's lock when another process holds
+    /// it (a predecessor still exiting); then the start fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    lock_wait_seconds: u64,
     /// Log filter: a level, or `target=level` pairs, e.g. `info` or `warn,portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
@@ -297,13 +301,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     use tracing_subscriber::util::SubscriberInitExt as _;
     // Targets, not EnvFilter: the same `level` / `target=level` lists
     // without a regular-expression engine in the binary.
-    let filter = args
-        .log
-        .parse::<tracing_subscriber::filter::Targets>()
-        // The parse error's text already names its cause: no chain, or it reads twice.
-        .map_err(|e| {
-            anyhow::anyhow!("invalid --log filter {:?}: {e} (e.g. info or warn,portcullis=debug)", args.log)
-        })?;
+    let filter = log_filter(&args.log)?;
     tracing_subscriber::registry()
         // Colours only on a terminal: a log file or the journal gets plain text.
         .with(
@@ -324,6 +322,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .admin_password(admin_password)
             .bind_addresses(args.listen)
             .webroot(args.webroot)
+            .lock_wait(std::time::Duration::from_secs(args.lock_wait_seconds))
             .notify_first_retry(std::time::Duration::from_millis(args.notify_retry_ms))
             .certificate_checks(
                 std::time::Duration::from_secs(args.certificate_check_seconds.max(1)),
@@ -342,6 +341,24 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--log` filter, with rustls capped at `error` unless it names rustls:
+/// every warning rustls logs on a server is about what a peer sent (an IP
+/// address as SNI, an illegal name, a warning alert), so any client could
+/// write one line per handshake (736 lines from one scan); a failed
+/// handshake is logged at debug by the listener instead.
+fn log_filter(text: &str) -> Result<tracing_subscriber::filter::Targets> {
+    let filter = text
+        .parse::<tracing_subscriber::filter::Targets>()
+        // The parse error's text already names its cause: no chain, or it reads twice.
+        .map_err(|e| {
+            anyhow::anyhow!("invalid --log filter {text:?}: {e} (e.g. info or warn,portcullis=debug)")
+        })?;
+    if filter.iter().any(|(target, _)| target == "rustls" || target.starts_with("rustls::")) {
+        return Ok(filter);
+    }
+    Ok(filter.with_target("rustls", tracing_subscriber::filter::LevelFilter::ERROR))
 }
 
 fn open_locked(data: &DataDir) -> Result<(Store, store::DataLock)> {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod expiry;
+pub mod hosts;
 pub mod intrusion;
 pub mod logfile;
 pub mod profiles;

@@ -134,6 +134,8 @@ const en = {
   "ws.https_enabled.hint": "Encrypted connections on the SSL/TLS port below. At least one of Enable HTTP and Enable HTTPS must stay on.",
   "ws.https_port": "SSL/TLS port for HTTPS server",
   "ws.https_port.hint": "Only one HTTPS port. Empty means port 443.",
+  "ws.allowed_hosts": "Further host names of this device",
+  "ws.allowed_hosts.hint": "Names this device is reached by besides its certificate's names, its host name, localhost and IP addresses (comma-separated; *.example.com for subdomains). Requests naming any other host are refused (protection against DNS rebinding).",
   "ws.redirect": "Redirect HTTP to HTTPS",
   "ws.redirect.hint": "Plain HTTP requests are answered with a redirect to the HTTPS port.",
   "ws.hsts": "Send HSTS (Strict-Transport-Security)",
@@ -557,6 +559,8 @@ const de = {
   "ws.https_enabled.hint": "Verschlüsselte Verbindungen auf dem SSL/TLS-Port unten. Mindestens eine der Optionen HTTP aktivieren und HTTPS aktivieren muss eingeschaltet bleiben.",
   "ws.https_port": "SSL/TLS-Port für HTTPS-Server",
   "ws.https_port.hint": "Nur ein HTTPS-Port. Leer bedeutet Port 443.",
+  "ws.allowed_hosts": "Weitere Hostnamen dieses Geräts",
+  "ws.allowed_hosts.hint": "Namen, unter denen dieses Gerät außer den Namen seines Zertifikats, seinem Hostnamen, localhost und IP-Adressen erreicht wird (durch Kommas getrennt; *.example.com für Subdomains). Anfragen an andere Hostnamen werden abgewiesen (Schutz gegen DNS-Rebinding).",
   "ws.redirect": "HTTP auf HTTPS umleiten",
   "ws.redirect.hint": "Unverschlüsselte Anfragen werden mit einer Umleitung auf den HTTPS-Port beantwortet.",
   "ws.hsts": "HSTS senden (Strict-Transport-Security)",
@@ -906,6 +910,8 @@ const CODES_DE = {
   invalid_key_id: "Ungültige Schlüssel-ID.",
   invalid_pem: "Ungültiges PEM.",
   too_many: "Zu viele Einträge.",
+  invalid_host: "Ungültiger Hostname.",
+  host_not_allowed: "Dieses Gerät antwortet nicht unter diesem Hostnamen.",
 };
 
 // The text of an API error in the chosen language.

@@ -117,6 +117,7 @@ export async function renderWebServer(root) {
     const r = portRow(""); portsBox.append(r); renumber(); inputOf(r).focus();
   } }, t("ws.addport"));
   const httpEnabled = F({ label: t("ws.http_enabled"), path: "http_enabled", type: "checkbox", hint: t("ws.http_enabled.hint") });
+  const allowedHosts = F({ label: t("ws.allowed_hosts"), path: "allowed_hosts", type: "text", hint: t("ws.allowed_hosts.hint"), attrs: { autocomplete: "off", spellcheck: "false" } });
   const confirmTimeout = F({ label: t("ws.confirm_timeout"), path: "confirm_timeout_seconds", type: "number", hint: t("ws.confirm_timeout.hint"), attrs: { min: 30, max: 3600 } });
   const protoWarn = h("p", { class: "warning live", role: "status", id: "proto-warning" });
 
@@ -128,7 +129,7 @@ export async function renderWebServer(root) {
       h("p", { class: "hint", id: "ports-hint", text: t("ws.ports.hint") }),
       h("p", { class: "err", id: "http_ports-err", role: "alert" }),
       h("input", { type: "hidden", id: "http_ports", "data-field": "http_ports" })),
-    httpEnabled, confirmTimeout, protoWarn);
+    httpEnabled, confirmTimeout, allowedHosts, protoWarn);
 
   // HTTPS
   const httpsEnabled = F({ label: t("ws.https_enabled"), path: "https_enabled", type: "checkbox", hint: t("ws.https_enabled.hint") });
@@ -392,6 +393,7 @@ export async function renderWebServer(root) {
     renumber();
     inputOf(httpEnabled).checked = !!ws.http_enabled;
     inputOf(confirmTimeout).value = ws.confirm_timeout_seconds ?? "";
+    inputOf(allowedHosts).value = (ws.allowed_hosts || []).join(", ");
     inputOf(httpsEnabled).checked = !!ws.https_enabled;
     inputOf(httpsPort).value = ws.https_port ?? "";
     inputOf(redirect).checked = !!ws.http_redirect_to_https;
@@ -418,6 +420,7 @@ export async function renderWebServer(root) {
       http_ports: ports,
       http_enabled: inputOf(httpEnabled).checked,
       confirm_timeout_seconds: num(inputOf(confirmTimeout).value),
+      allowed_hosts: inputOf(allowedHosts).value.split(/[\s,]+/).filter((v) => v !== ""),
       https_enabled: inputOf(httpsEnabled).checked,
       https_port: hp === "" ? null : num(hp),
       http_redirect_to_https: inputOf(redirect).checked,

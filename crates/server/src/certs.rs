@@ -363,6 +363,8 @@ pub struct Certificates {
     pub lock: tokio::sync::Mutex<()>,
     /// Whether the certificate in use is CA-signed (HSTS is safe only then).
     trusted: std::sync::atomic::AtomicBool,
+    /// The host names of the certificate in use (the `Host` check allows them).
+    names: arc_swap::ArcSwap<Vec<String>>,
 }
 
 impl Certificates {
@@ -378,8 +380,15 @@ impl Certificates {
         let info = material.describe(now)?;
         let key = material.certified_key()?;
         let trusted = std::sync::atomic::AtomicBool::new(!info.self_signed);
+        let names = arc_swap::ArcSwap::from_pointee(portcullis_cert::host_names(&material.chain));
         Ok((
-            Self { resolver: CertResolver::new(key), files, lock: tokio::sync::Mutex::new(()), trusted },
+            Self {
+                resolver: CertResolver::new(key),
+                files,
+                lock: tokio::sync::Mutex::new(()),
+                trusted,
+                names,
+            },
             info,
         ))
     }
@@ -390,7 +399,14 @@ impl Certificates {
         let self_signed = portcullis_cert::describe(&material.chain, OffsetDateTime::now_utc())
             .map_or(true, |i| i.self_signed);
         self.trusted.store(!self_signed, std::sync::atomic::Ordering::Relaxed);
+        self.names.store(Arc::new(portcullis_cert::host_names(&material.chain)));
         Ok(())
+    }
+
+    /// The host names of the certificate in use, lower case (DNS names, and
+    /// wildcards as `*.example.com`).
+    pub fn names(&self) -> arc_swap::Guard<Arc<Vec<String>>> {
+        self.names.load()
     }
 
     /// Whether the certificate in use is CA-signed.

@@ -344,8 +344,10 @@ const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
 ///    proxies) and a denied client is refused — per request too, since the
 ///    connection check cannot see through a proxy, and a keep-alive
 ///    connection opened before a block must not go on guessing;
-/// 3. plain HTTP is redirected to HTTPS when the settings say so;
-/// 4. unsafe requests sent by a browser on behalf of another site are refused.
+/// 3. a request naming a host that is not the device's is refused (DNS
+///    rebinding; [`portcullis_core::hosts`]);
+/// 4. plain HTTP is redirected to HTTPS when the settings say so;
+/// 5. unsafe requests sent by a browser on behalf of another site are refused.
 ///
 /// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
 /// gets the JSON error body, and every answer the security headers.
@@ -548,7 +550,11 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         return Some(resp);
     }
     info.client = client;
-    // 3. Redirect to HTTPS.
+    // 3. The host the request names.
+    if let Some(refusal) = foreign_host(f, req) {
+        return Some(refusal);
+    }
+    // 4. Redirect to HTTPS.
     // ACME validators must get their http-01 answer over plain HTTP.
     if !info.tls
         && req.uri.path() != "/healthz"
@@ -564,7 +570,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
             return Some(resp);
         }
     }
-    // 4. Cross-site requests.
+    // 5. Cross-site requests.
     if !is_safe(&req.method) && cross_site(req) {
         return Some(
             ApiError::new(
@@ -574,6 +580,48 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
             )
             .into_response(),
         );
+    }
+    None
+}
+
+/// The refusal of a request whose `Host` (or `:authority`) is not one of the
+/// device's names: a page on a rebound DNS name would otherwise be
+/// same-origin with the device in its victim's browser. `/healthz` (probes)
+/// and ACME http-01 answers (validators ask for the name being validated,
+/// not yet the certificate's) are exempt. A request without either (HTTP/1.0)
+/// passes: browsers always send one.
+fn foreign_host(f: &Front, req: &Parts) -> Option<Response> {
+    use portcullis_core::hosts::{RequestHost, request_host};
+    let path = req.uri.path();
+    if path == "/healthz" || path.starts_with("/.well-known/acme-challenge/") {
+        return None;
+    }
+    let header = req.headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
+    let authority = req.uri.authority().map(|a| a.as_str());
+    for sent in header.into_iter().chain(authority) {
+        let allowed = match request_host(sent) {
+            RequestHost::Ip(_) => true,
+            RequestHost::Invalid => false,
+            RequestHost::Name(name) => f.rt.host_names.allows_name(
+                name,
+                &f.rt.certs.names(),
+                &f.rt.running().webserver.allowed_hosts,
+            ),
+        };
+        if !allowed {
+            let shown: String = sent.chars().take(64).collect();
+            tracing::debug!(host = ?shown, "request for a host that is not this device's refused");
+            return Some(
+                ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "host_not_allowed",
+                    format!(
+                        "this device does not answer for the host {shown:?}; an administrator can add the name to allowed_hosts (PUT /api/v1/webserver)"
+                    ),
+                )
+                .into_response(),
+            );
+        }
     }
     None
 }

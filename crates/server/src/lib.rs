@@ -107,7 +107,13 @@ pub struct ServerBuilder {
     #[cfg_attr(not(feature = "acme"), allow(dead_code))]
     acme_check_every: std::time::Duration,
     expiry_check_every: std::time::Duration,
+    lock_wait: std::time::Duration,
 }
+
+/// How long a start waits by default for the data folder's lock, held by a
+/// predecessor still on its way out (its threads may linger in the kernel
+/// for a moment after it was told to stop, or killed).
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ServerBuilder {
     /// A server on `data_dir`, with factory limits and no extra routes.
@@ -124,7 +130,15 @@ impl ServerBuilder {
             notify_first_retry: std::time::Duration::from_secs(1),
             acme_check_every: std::time::Duration::from_secs(60),
             expiry_check_every: std::time::Duration::from_secs(3600),
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
+    }
+
+    /// How long to wait for the data folder's lock when another process
+    /// holds it (default [`DEFAULT_LOCK_WAIT`]); then the start fails.
+    pub fn lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
+        self
     }
 
     /// Ports that replace the configured ones for this run.
@@ -191,7 +205,7 @@ impl ServerBuilder {
     pub async fn start(self) -> Result<RunningServer, StartError> {
         tls::install_default_provider();
         let store = Store::open(&self.data_dir)?;
-        let lock = store.lock()?;
+        let lock = wait_for_lock(&store, self.lock_wait).await?;
         let now = self.clock.now();
         let (stored, load_report) = store.load_config(now.unix_timestamp())?;
         for problem in &load_report.problems {
@@ -248,7 +262,7 @@ impl ServerBuilder {
         .wrap(app(rt.clone(), self.routes, &limits), direct_webroot);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let tls = tls::server_config(rt.certs.resolver.clone()).map_err(|e| {
+        let tls = tls::TlsConfigs::new(rt.certs.resolver.clone()).map_err(|e| {
             StartError::Certificate(certs::CertStoreError::Cert(
                 portcullis_cert::CertError::GenerationFailed { detail: e.to_string() },
             ))
@@ -276,6 +290,40 @@ impl ServerBuilder {
         acme::Acme::spawn_renewal(&rt, self.acme_check_every);
         expiry::spawn_expiry_watch(&rt, self.expiry_check_every);
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
+    }
+}
+
+/// The data folder's lock, waiting up to `wait` for a holder to let go (saying
+/// once that it waits, for which lock and whom).
+async fn wait_for_lock(store: &Store, wait: std::time::Duration) -> Result<store::DataLock, StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match store.lock() {
+            Err(StoreError::Locked(dir)) => {
+                let lock = store.path(store::LOCK_FILE);
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(StoreError::StillLocked {
+                        dir,
+                        lock,
+                        holder: store.lock_holder(),
+                        waited_seconds: wait.as_secs_f64().ceil() as u64,
+                    });
+                }
+                if !said {
+                    said = true;
+                    tracing::warn!(
+                        lock = %lock.display(),
+                        holder = %store.lock_holder(),
+                        "the data folder is locked; waiting up to {} s for it to be released",
+                        wait.as_secs_f64().ceil()
+                    );
+                }
+                tokio::time::sleep(left.min(std::time::Duration::from_millis(50))).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -94,8 +94,8 @@ impl ConnectionGate for OpenGate {
 pub struct ListenContext {
     /// The application, behind the checks every request goes through.
     pub service: crate::http::FrontService,
-    /// The TLS configuration (its resolver swaps certificates).
-    pub tls: Arc<rustls::ServerConfig>,
+    /// The TLS configurations (their resolver swaps certificates).
+    pub tls: crate::tls::TlsConfigs,
     /// The limits.
     pub limits: Arc<Limits>,
     /// The connection table.
@@ -444,7 +444,6 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut shutdown = ctx.shutdown.clone();
-    let acceptor = spec.tls.then(|| TlsAcceptor::from(ctx.tls.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => break,
@@ -467,7 +466,9 @@ async fn accept_loop(
         }
         let guard = ctx.tracker.register(ctx.limits.max_connections);
         let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls, client: peer.ip() };
-        tokio::spawn(serve_connection(stream, info, acceptor.clone(), ctx.clone(), stop.clone(), guard));
+        // Chosen per connection: acme-tls/1 is offered only while a challenge is pending.
+        let acceptor = spec.tls.then(|| TlsAcceptor::from(ctx.tls.for_handshake()));
+        tokio::spawn(serve_connection(stream, info, acceptor, ctx.clone(), stop.clone(), guard));
     }
 }
 
@@ -524,6 +525,17 @@ async fn serve_connection(
                 _ = stopping => return,
             };
             let proto = match tls.get_ref().1.alpn_protocol() {
+                // A validator's connection: the handshake was its answer, and
+                // it never carries HTTP (RFC 8737).
+                Some(crate::tls::ACME_TLS_ALPN) => {
+                    let mut tls = tls;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::io::AsyncWriteExt::shutdown(&mut tls),
+                    )
+                    .await;
+                    return;
+                }
                 // Offered by ALPN only in builds with HTTP/2 (crate::tls).
                 Some(b"h2") => Proto::Http2,
                 Some(_) => Proto::Http1,

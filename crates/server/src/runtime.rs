@@ -111,6 +111,9 @@ pub struct Runtime {
     pub security: Arc<Security>,
     /// Static content folder, if one is served.
     pub webroot: Option<Arc<crate::webroot::Webroot>>,
+    /// The device's own host names (`localhost`, its host name), for the
+    /// `Host` check; the certificate's and the configured ones are added there.
+    pub host_names: portcullis_core::hosts::HostNames,
     overrides: PortOverrides,
     running: ArcSwap<Config>,
     stored: Mutex<Config>,
@@ -209,6 +212,7 @@ impl Runtime {
             certs: parts.certs,
             security: parts.security,
             webroot: parts.webroot,
+            host_names: portcullis_core::hosts::HostNames::new(&crate::certs::device_identity().0),
             overrides: parts.overrides,
             running: ArcSwap::new(Arc::new(running)),
             stored: Mutex::new(parts.stored),

@@ -415,7 +415,7 @@ fn every_error_answer_is_json() {
         let mut s = raw_connection(&server, 10);
         write!(
             s,
-            "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "PUT /api/v1/webserver HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             admin_basic(),
             2 * 1024 * 1024
         )
@@ -477,8 +477,12 @@ fn a_client_that_shuts_down_its_sending_side_still_gets_its_answer() {
     use std::io::{Read, Write};
     let server = start();
     let mut s = raw_connection(&server, 20);
-    write!(s, "GET /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\r\n", admin_basic())
-        .expect("write");
+    write!(
+        s,
+        "GET /api/v1/webserver HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {}\r\n\r\n",
+        admin_basic()
+    )
+    .expect("write");
     s.shutdown(std::net::Shutdown::Write).expect("shutdown");
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
@@ -645,7 +649,7 @@ fn a_body_that_stops_arriving_is_cut_off() {
     let mut s = raw_connection(&server, 40);
     write!(
         s,
-        "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"http_",
+        "PUT /api/v1/webserver HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"http_",
         admin_basic()
     )
     .expect("write");

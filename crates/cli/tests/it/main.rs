@@ -14,13 +14,16 @@ mod digest;
 mod features;
 mod foundation;
 mod guessing;
+mod hosts;
 mod input;
 mod intrusion;
 mod live_apply;
+mod log_flood;
 mod memory;
 #[cfg(all(feature = "email", feature = "ip-notify", feature = "sip"))]
 mod notify;
 mod reliability;
+mod startup_lock;
 #[cfg(feature = "webroot")]
 mod webroot;
 

@@ -587,7 +587,7 @@ fn oversized_headers_bodies_and_pipelined_garbage_are_refused_and_closed() {
         let mut s = connect(port);
         let auth = basic_header("admin", ADMIN_PASSWORD);
         let head = format!(
-            "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "PUT /api/v1/webserver HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             8 * 1024 * 1024
         );
         s.write_all(head.as_bytes()).expect("write");

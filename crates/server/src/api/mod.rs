@@ -649,8 +649,9 @@ impl utoipa::Modify for SecurityAddon {
 /// Error answers that every operation may give, documented in one place
 /// instead of on each handler (schemathesis found them undocumented): 401
 /// without valid credentials, 403 for a group or client address that may
-/// not, 429 while the failed-login rate bound holds the client back, 503
-/// while password checks are saturated; and for a JSON body, 400
+/// not, 421 for a `Host` that is not the device's, 429 while the
+/// failed-login rate bound holds the client back, 503 while password checks
+/// are saturated; and for a JSON body, 400
 /// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
 #[cfg(all(feature = "acme", feature = "webroot"))]
 struct CommonResponses;
@@ -678,6 +679,7 @@ impl utoipa::Modify for CommonResponses {
                 let mut common = vec![
                     ("401", "no or wrong credentials"),
                     ("403", "the user's group or the client's address may not"),
+                    ("421", "the Host is not one of the device's names (host_not_allowed)"),
                     ("429", "too many failed logins from this address; retry after Retry-After"),
                     ("503", "password checks are saturated; retry after Retry-After"),
                 ];
