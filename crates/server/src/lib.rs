@@ -21,6 +21,7 @@ pub mod certs;
 pub mod digest;
 pub mod error;
 pub mod http;
+pub mod i18n;
 pub mod listen;
 pub mod notifications;
 pub mod runtime;
