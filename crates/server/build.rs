@@ -45,8 +45,7 @@ fn translations() -> Result<(), String> {
         let path = dir.join("i18n").join(format!("{lang}.json"));
         println!("cargo:rerun-if-changed={}", path.display());
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut file: Texts =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut file: Texts = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut section = |name: &str| -> Result<Texts, String> {
             match file.remove(name) {
                 Some(serde_json::Value::Object(m)) => {
@@ -87,10 +86,12 @@ fn translations() -> Result<(), String> {
 
     let mut codes: Vec<&String> = en_errors.keys().collect();
     codes.sort();
-    let mut rs = String::from("/// API error code → its text in each language of [`Lang::ALL`], sorted by code.\n");
+    let mut rs =
+        String::from("/// API error code → its text in each language of [`Lang::ALL`], sorted by code.\n");
     rs.push_str("pub(crate) static ERROR_TEXTS: &[(&str, [&str; 8])] = &[\n");
     for code in codes {
-        let texts: Vec<String> = errors.iter().map(|m| format!("{:?}", m[code].as_str().unwrap_or(""))).collect();
+        let texts: Vec<String> =
+            errors.iter().map(|m| format!("{:?}", m[code].as_str().unwrap_or(""))).collect();
         let _ = writeln!(rs, "    ({code:?}, [{}]),", texts.join(", "));
     }
     rs.push_str("];\n");

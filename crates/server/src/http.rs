@@ -555,7 +555,12 @@ async fn json_error_body(resp: Response) -> Response {
         if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { detail };
     let info = ErrorInfo { code: code_for_status(status).into(), message, field: None };
     let body = ErrorBody {
-        error: ErrorDetail { code: info.code.clone(), message: info.message.clone(), field: None, detail: None },
+        error: ErrorDetail {
+            code: info.code.clone(),
+            message: info.message.clone(),
+            field: None,
+            detail: None,
+        },
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -91,6 +91,19 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
+/// What one page of the UI (not the login page) downloads in `lang`, in
+/// bytes: the shell, the style sheet, the icon, the scripts and that
+/// language's texts.
+pub fn page_bytes(lang: Lang) -> usize {
+    let own = format!("i18n/{}.js", lang.code());
+    APP_HTML[lang as usize].len()
+        + ASSETS
+            .iter()
+            .filter(|(n, _, _)| *n != "login.js" && (!n.starts_with("i18n/") || *n == own))
+            .map(|(_, _, b)| b.len())
+            .sum::<usize>()
+}
+
 /// Total size in bytes of the UI's pages and assets as embedded in the binary.
 pub fn embedded_bytes() -> usize {
     APP_HTML.iter().chain(&LOGIN_HTML).map(|p| p.len()).sum::<usize>()
@@ -104,8 +117,10 @@ pub fn routes() -> Router<Arc<Runtime>> {
         .route("/admin/login", get(|headers: HeaderMap| async move { page(&LOGIN_HTML, &headers) }))
         .route("/admin/assets/{*name}", get(asset));
     for p in PAGES {
-        router =
-            router.route(&format!("/admin/{p}"), get(|headers: HeaderMap| async move { page(&APP_HTML, &headers) }));
+        router = router.route(
+            &format!("/admin/{p}"),
+            get(|headers: HeaderMap| async move { page(&APP_HTML, &headers) }),
+        );
     }
     router
 }
@@ -116,10 +131,41 @@ mod tests {
 
     #[test]
     fn assets_are_small_and_named_once() {
-        assert!(embedded_bytes() < 200 * 1024, "UI assets weigh {} bytes", embedded_bytes());
+        // Eight languages, each page loading only its own.
+        assert!(embedded_bytes() < 400 * 1024, "UI assets weigh {} bytes", embedded_bytes());
+        for lang in Lang::ALL {
+            assert!(page_bytes(lang) < 140 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
+        }
         for (i, (name, _, _)) in ASSETS.iter().enumerate() {
             assert!(!ASSETS[i + 1..].iter().any(|(n, _, _)| n == name), "{name} twice");
         }
+    }
+
+    /// Prints the figures the README gives (`cargo test -p portcullis --lib ui_weight -- --nocapture`).
+    #[test]
+    fn ui_weight() {
+        println!("embedded: {} bytes", embedded_bytes());
+        for lang in Lang::ALL {
+            println!("a page in {}: {} bytes", lang.code(), page_bytes(lang));
+        }
+    }
+
+    #[test]
+    fn every_page_names_its_language_and_loads_its_texts() {
+        for (i, lang) in Lang::ALL.into_iter().enumerate() {
+            for html in [APP_HTML[i], LOGIN_HTML[i]] {
+                assert!(html.contains(&format!("<html lang=\"{}\">", lang.code())), "{lang:?}");
+                assert!(
+                    html.contains(&format!("href=\"/admin/assets/i18n/{}.js\"", lang.code())),
+                    "{lang:?}"
+                );
+                assert!(!html.contains("{{"), "{lang:?}: a placeholder left");
+            }
+            let (name, _, texts) =
+                ASSETS.iter().find(|(n, _, _)| *n == format!("i18n/{}.js", lang.code())).expect("texts");
+            assert!(texts.starts_with("export default {\""), "{name}");
+        }
+        assert!(LOGIN_HTML[Lang::Ja as usize].contains("<h1 id=\"login-title\">ログイン</h1>"));
     }
 
     #[test]

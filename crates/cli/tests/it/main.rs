@@ -6,6 +6,7 @@ mod certificate;
 mod cli;
 mod digest;
 mod foundation;
+mod i18n;
 mod intrusion;
 mod live_apply;
 mod memory;
