@@ -2,7 +2,9 @@
 // control, the web server logfile, the event log, blocked addresses, users.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  refreshPending, section, note, warning, table, session, t, built, anyChannel } from "./common.js";
+  refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel,
+} from "./common.js";
+import { has } from "./i18n.js";
 import { rebootButton, closeAction } from "./webserver.js";
 
 // ---- admin menu --------------------------------------------------------------
@@ -31,8 +33,8 @@ export async function renderMenu(root) {
       h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
     section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))));
   function showStatus(s) {
-    const lines = [h("p", { id: "unsaved", text: s.unsaved_changes ? t("menu.unsaved", { sections: s.changed_sections.join(", ") }) : t("menu.saved") })];
-    if (s.load && s.load.source !== "stored") lines.push(warning(t("menu.loadsource", { source: s.load.source })));
+    const lines = [h("p", { id: "unsaved", text: s.unsaved_changes ? t("menu.unsaved", { sections: sectionNames(s.changed_sections) }) : t("menu.saved") })];
+    if (s.load && s.load.source !== "stored") lines.push(warning(t("menu.loadsource", { source: has("menu.source." + s.load.source) ? t("menu.source." + s.load.source) : s.load.source })));
     for (const p of (s.load && s.load.problems) || []) lines.push(warning(p));
     for (const w of s.warnings || []) lines.push(warning(w));
     statusBox.replaceChildren(...lines);

@@ -119,7 +119,7 @@ export async function renderProfiles(root) {
     if (!profile) {
       // New profile: the server's defaults for templates and the like.
       if (inputs.subject) inputs.subject.value = "[{device}] {event}: {message}";
-      if (inputs.body && kind === "email") inputs.body.value = "Device: {device}\nEvent: {event}\n{message}\n\nClient: {client_ip}\nUser: {user}\nFailed attempts: {count}\nTime: {time}\n\nThe web server logfile is attached.\n";
+      if (inputs.body && kind === "email") inputs.body.value = t("pr.default.body");
       if (kind === "email") inputs.security.value = "starttls";
       if (kind === "ip-notify") {
         inputs.protocol.value = "http";

@@ -3,7 +3,8 @@
 // generating one, intrusion detection; Set, Factory, Restore, Close, Reboot.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  addressesFor, refreshPending, section, note, warning, session, t, built } from "./common.js";
+  addressesFor, refreshPending, section, note, warning, session, sectionNames, t, built,
+} from "./common.js";
 
 // ---- actions shared with other pages -------------------------------------
 
@@ -15,7 +16,7 @@ export async function closeAction(dirty) {
   const body = [];
   if (dirty) body.push(h("p", { class: "warning", text: t("close.dirty") }));
   if (st.data.unsaved_changes) {
-    body.push(h("p", { text: t("close.unsaved", { sections: st.data.changed_sections.join(", ") }) }));
+    body.push(h("p", { text: t("close.unsaved", { sections: sectionNames(st.data.changed_sections) }) }));
     body.push(h("p", { text: t("close.question") }));
     const v = await ask(t("close.title"), body, [
       { label: t("btn.store"), value: "store", primary: true },
@@ -45,7 +46,7 @@ export async function rebootAction(after) {
   const body = [h("p", { text: t("reboot.text") })];
   const buttons = [];
   if (unsaved) {
-    body.push(h("p", { class: "warning", text: t("reboot.unsaved", { sections: st.data.changed_sections.join(", ") }) }));
+    body.push(h("p", { class: "warning", text: t("reboot.unsaved", { sections: sectionNames(st.data.changed_sections) }) }));
     buttons.push({ label: t("btn.storereboot"), value: "store", primary: true });
     buttons.push({ label: t("btn.rebootnostore"), value: "reboot", danger: true });
   } else buttons.push({ label: t("btn.reboot"), value: "reboot", primary: true });
@@ -339,7 +340,8 @@ export async function renderWebServer(root) {
     if (!r.ok) {
       // 502: the CA's (or the connection's) error, as the server words it.
       const alert = acmeForm.querySelector(".form-alert");
-      if (r.status === 502) alert.textContent = t("acme.enrolfailed", { message: r.error.message });
+      // The CA's own words are what the operator can act on: shown too.
+      if (r.status === 502) alert.textContent = t("acme.enrolfailed", { message: r.error.message }) + (r.error.detail ? " " + t("err.detail", { detail: r.error.detail }) : "");
       else showError(acmeForm, r.error);
       acmeEnrol.focus();
       return;

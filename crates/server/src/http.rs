@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_basic, secrets_equal};
-use crate::error::{ApiError, ErrorBody, ErrorDetail, code_for_status};
+use crate::error::{ApiError, ErrorBody, ErrorDetail, ErrorInfo, code_for_status};
 use crate::listen::ConnInfo;
 use crate::runtime::{Actor, Runtime};
 use crate::security::AttemptRefusal;
@@ -350,7 +350,8 @@ const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
 /// 5. unsafe requests sent by a browser on behalf of another site are refused.
 ///
 /// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
-/// gets the JSON error body, and every answer the security headers.
+/// gets the JSON error body, worded in the language of `Accept-Language`
+/// ([`crate::i18n`]), and every answer the security headers.
 #[derive(Clone)]
 pub struct FrontService {
     front: Front,
@@ -368,8 +369,14 @@ impl FrontService {
         let f = &self.front;
         let (mut parts, body) = req.into_parts();
         let api = parts.uri.path().starts_with("/api/");
+        let accept_language = parts.headers.get(header::ACCEPT_LANGUAGE).cloned();
         if let Some(refusal) = before(f, &parts, &mut info) {
-            return FrontFuture { state: FrontState::Answer(Some(refusal)), hsts_max_age: None, api };
+            return FrontFuture {
+                state: FrontState::Answer(Some(refusal)),
+                hsts_max_age: None,
+                api,
+                accept_language,
+            };
         }
         let hsts_max_age = info
             .tls
@@ -379,7 +386,7 @@ impl FrontService {
                     .then_some(running.webserver.hsts_max_age_seconds)
             })
             .flatten();
-        let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api };
+        let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api, accept_language };
         if let Some(w) = self.direct_webroot(&parts) {
             // What the router's fallback would do, without the router: no
             // route lookup, request extensions or boxed route futures.
@@ -418,6 +425,8 @@ pub struct FrontFuture {
     hsts_max_age: Option<u32>,
     /// Whether the request was for the API.
     api: bool,
+    /// The request's `Accept-Language`, in which an error answer is worded.
+    accept_language: Option<HeaderValue>,
 }
 
 type BoxedAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
@@ -466,12 +475,14 @@ impl std::future::Future for FrontFuture {
                 FrontState::Answer(resp) => {
                     let Some(resp) = resp.take() else { return Poll::Pending };
                     if !needs_json_error_body(&resp) {
+                        let resp = crate::i18n::localize_error(resp, this.accept_language.as_ref());
                         return Poll::Ready(Ok(finish(resp, this.api)));
                     }
                     this.state = FrontState::ErrorBody(Box::pin(json_error_body(resp)));
                 }
                 FrontState::ErrorBody(fut) => {
                     let Poll::Ready(resp) = fut.as_mut().poll(cx) else { return Poll::Pending };
+                    let resp = crate::i18n::localize_error(resp, this.accept_language.as_ref());
                     return Poll::Ready(Ok(finish(resp, this.api)));
                 }
             }
@@ -687,11 +698,19 @@ async fn json_error_body(resp: Response) -> Response {
     let detail = String::from_utf8_lossy(&detail).trim().to_string();
     let message =
         if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { detail };
-    let body =
-        ErrorBody { error: ErrorDetail { code: code_for_status(status).into(), message, field: None } };
+    let info = ErrorInfo { code: code_for_status(status).into(), message, field: None };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: info.code.clone(),
+            message: info.message.clone(),
+            field: None,
+            detail: None,
+        },
+    };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(info);
     Response::from_parts(parts, Body::from(bytes))
 }
 

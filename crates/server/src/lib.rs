@@ -32,6 +32,7 @@ pub mod digest;
 pub mod error;
 pub mod expiry;
 pub mod http;
+pub mod i18n;
 pub mod listen;
 pub mod notifications;
 pub mod runtime;

@@ -15,6 +15,7 @@ mod features;
 mod foundation;
 mod guessing;
 mod hosts;
+mod i18n;
 mod input;
 mod intrusion;
 mod live_apply;
