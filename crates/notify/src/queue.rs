@@ -17,7 +17,8 @@
 //! `attempts × attempt_timeout + sum of the delays` each.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use portable_atomic::AtomicU64;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use portcullis_core::profiles::{AlertContext, EmailProfile, IpNotifyProfile, PhoneProfile};

@@ -11,6 +11,7 @@ mod live_apply;
 mod memory;
 mod notify;
 mod reliability;
+mod service;
 mod webroot;
 
 use std::path::PathBuf;
