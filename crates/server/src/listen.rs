@@ -840,19 +840,25 @@ async fn drive<S: Parkable>(
         let Prefixed { prefix: unread, inner } = parts.io.into_inner();
         io = inner;
         // Bytes hyper read but had not parsed (a pipelined request's start)
-        // go first to the next state.
-        prefix = if unread.is_empty() {
-            parts.read_buf
-        } else {
-            [unread, parts.read_buf].concat().into()
+        // go first to the next state, copied: hyper's read buffer, empty or
+        // not, holds its whole allocation.
+        prefix = match (unread.is_empty(), parts.read_buf.is_empty()) {
+            (true, true) => Bytes::new(),
+            _ => [unread, parts.read_buf].concat().into(),
         };
-        if prefix.is_empty() && !io.buffered() && {
+        if !prefix.is_empty() || io.buffered() {
+            continue;
+        }
+        tracing::trace!(peer = %info.peer, "idle: HTTP state and buffers released");
+        let request = {
             let _released = guard.tracker.release();
-            !wait_for_request(&io, ctx, &mut listener_stop, guard).await
-        } {
+            wait_for_request(&io, ctx, &mut listener_stop, guard).await
+        };
+        if !request {
             let _ = tokio::time::timeout(CLOSE_LIMIT, io.shutdown()).await;
             return;
         }
+        tracing::trace!(peer = %info.peer, "idle connection in use again");
     }
 }
 

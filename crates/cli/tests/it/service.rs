@@ -233,3 +233,51 @@ fn user_refuses_a_data_folder_that_belongs_to_someone_else() {
     let names: Vec<_> = std::fs::read_dir(&data).expect("read").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
 }
+
+/// The repository's root.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether the binary accepts `args` (with `--help` after them: clap
+/// refuses an unknown option before it prints the help).
+fn accepted(args: &[String]) -> bool {
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.push("--help");
+    let bin = bin();
+    run(bin.to_str().expect("utf8"), &all).0 == 0
+}
+
+#[test]
+fn the_service_examples_are_in_the_readme_and_their_command_lines_work() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let unit = std::fs::read_to_string(repo().join("packaging/systemd/portcullis.service")).expect("unit");
+    let init = repo().join("packaging/openwrt/portcullis.init");
+    let procd = std::fs::read_to_string(&init).expect("procd script");
+    assert!(readme.contains(unit.trim_end()), "the README shows another systemd unit than packaging/");
+    assert!(readme.contains(procd.trim_end()), "the README shows another procd script than packaging/");
+
+    // systemd: the service's command line.
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    let args: Vec<String> = exec.split_whitespace().skip(1).map(str::to_string).collect();
+    assert_eq!(args.first().map(String::as_str), Some("serve"));
+    assert!(accepted(&args), "ExecStart: {args:?}");
+    assert!(unit.contains("Type=notify-reload") && unit.contains("WatchdogSec="));
+    assert!(!accepted(&["serve".into(), "--no-such-option".into()]), "the check itself must be able to fail");
+
+    // procd: the shell parses it, and start_service asks for a command the binary takes.
+    let (code, _, err) = run("sh", &["-n", init.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    let stub = format!(
+        "procd_open_instance() {{ :; }}; procd_close_instance() {{ :; }}; \
+         procd_set_param() {{ [ \"$1\" = command ] || return 0; shift; printf '%s\\n' \"$@\"; }}; \
+         . '{}'; start_service",
+        init.display()
+    );
+    let (code, out, err) = run("sh", &["-c", &stub]);
+    assert_eq!(code, 0, "{err}");
+    let command: Vec<String> = out.lines().map(str::to_string).collect();
+    assert_eq!(command.first().map(String::as_str), Some("/usr/bin/portcullis"), "{command:?}");
+    assert!(command.contains(&"--user".to_string()), "{command:?}");
+    assert!(accepted(&command[1..]), "procd command: {command:?}");
+}
