@@ -139,6 +139,8 @@ pub const HEAP_TRIM_AFTER: usize = 64;
 struct Conns {
     next_id: u64,
     open: HashMap<u64, Arc<ConnState>>,
+    /// The most open at once since [`ConnTracker::take_release`] last looked.
+    open_peak: usize,
 }
 
 #[derive(Debug)]
@@ -245,13 +247,22 @@ impl ConnTracker {
         }
     }
 
-    /// How many connections gave their buffers back (closed, or idle with
-    /// their socket alone) since the last call, counted from the most that
-    /// held them at once: a large number means much freed memory that the
-    /// allocator may keep unless told to return it.
+    /// How many connections gave their memory back since the last call:
+    /// the larger of the drop from the most that held buffers at once
+    /// (closed, or idle with their socket alone) and the drop from the most
+    /// that were open at once (idle ones closing too). A large number means
+    /// much freed memory that the allocator may keep unless told to return
+    /// it; a steady load, connections coming and going a few at a time,
+    /// keeps both small.
     pub fn take_release(&self) -> usize {
+        let closed = {
+            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            let open = conns.open.len();
+            std::mem::replace(&mut conns.open_peak, open).saturating_sub(open)
+        };
         let now = self.holding.load(Ordering::Relaxed);
-        self.holding_peak.swap(now, Ordering::Relaxed).saturating_sub(now)
+        let idle = self.holding_peak.swap(now, Ordering::Relaxed).saturating_sub(now);
+        closed.max(idle)
     }
 
     /// Number of open connections.
@@ -286,6 +297,7 @@ impl ConnTracker {
             }
         }
         conns.open.insert(id, state.clone());
+        conns.open_peak = conns.open_peak.max(conns.open.len());
         ConnGuard { tracker: self.clone(), id, state }
     }
 
@@ -315,6 +327,9 @@ impl Drop for ConnGuard {
         let mut conns = self.tracker.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns.open.remove(&self.id);
         self.tracker.unhold();
+        if conns.open_peak.saturating_sub(conns.open.len()) >= HEAP_TRIM_AFTER {
+            self.tracker.release_due.notify_one();
+        }
         if conns.open.is_empty() {
             self.tracker.empty.notify_waiters();
         }
@@ -593,7 +608,10 @@ async fn accept_loop(
         }
         let guard = ctx.tracker.register(ctx.limits.max_connections);
         let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls, client: peer.ip() };
-        tokio::spawn(serve_connection(stream, info, acceptor.clone(), ctx.clone(), stop.clone(), guard));
+        let task = serve_connection(stream, info, acceptor.clone(), ctx.clone(), stop.clone(), guard);
+        // What a connection costs before any buffer: its task's state.
+        tracing::trace!(bytes = std::mem::size_of_val(&task), "connection task");
+        tokio::spawn(task);
     }
 }
 
@@ -635,7 +653,10 @@ async fn serve_connection(
                 }
             };
             let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
-            let handshake = tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io));
+            // Boxed, like every stage but the idle wait: a task's state is
+            // as large as its largest stage, for as long as it lives, and an
+            // idle connection should cost no more than its wait.
+            let handshake = Box::pin(tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io)));
             let tls = tokio::select! {
                 r = handshake => match r {
                     Ok(Ok(tls)) => tls,
@@ -826,7 +847,7 @@ async fn drive<S: Parkable>(
     }
     if proto == Proto::Http2 {
         let conn = http2_builder(&ctx.limits).serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service);
-        return supervise(conn, |c| c.graceful_shutdown(), ctx, listener_stop, guard).await;
+        return Box::pin(supervise(conn, |c| c.graceful_shutdown(), ctx, listener_stop, guard)).await;
     }
     // HTTP/1: hyper's state (its read and write buffers, some 16 KiB) lives
     // while requests come; once the connection has been idle for
@@ -836,7 +857,7 @@ async fn drive<S: Parkable>(
         let conn = Box::new(
             http1_builder(&ctx.limits).serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service.clone()),
         );
-        let Some(parts) = supervise_http1(conn, ctx, &mut listener_stop, guard).await else { return };
+        let Some(parts) = Box::pin(supervise_http1(conn, ctx, &mut listener_stop, guard)).await else { return };
         let Prefixed { prefix: unread, inner } = parts.io.into_inner();
         io = inner;
         // Bytes hyper read but had not parsed (a pipelined request's start)
