@@ -868,6 +868,7 @@ async fn drive<S: Parkable>(
             _ => [unread, parts.read_buf].concat().into(),
         };
         if !prefix.is_empty() || io.buffered() {
+            tracing::trace!(peer = %info.peer, kept = prefix.len(), "idle: HTTP state released, a request begun");
             continue;
         }
         tracing::trace!(peer = %info.peer, "idle: HTTP state and buffers released");
