@@ -80,12 +80,15 @@ pub fn prepare_data_dir(dir: &Path, account: &Account) -> Result<()> {
 fn foreign_file(dir: &Path, uid: u32) -> Result<Option<(PathBuf, u32)>> {
     let mut todo = vec![dir.to_path_buf()];
     while let Some(path) = todo.pop() {
-        let meta = std::fs::symlink_metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta =
+            std::fs::symlink_metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.uid() != uid {
             return Ok(Some((path, meta.uid())));
         }
         if meta.is_dir() {
-            for entry in std::fs::read_dir(&path).with_context(|| format!("cannot read {}", path.display()))? {
+            for entry in
+                std::fs::read_dir(&path).with_context(|| format!("cannot read {}", path.display()))?
+            {
                 todo.push(entry?.path());
             }
         }

@@ -16,8 +16,8 @@
 //! So the queue holds at most `capacity` jobs for at most
 //! `attempts × attempt_timeout + sum of the delays` each.
 
-use std::sync::Arc;
 use portable_atomic::AtomicU64;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 

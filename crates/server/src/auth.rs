@@ -8,9 +8,9 @@
 //! remembered for [`CACHE_LIFETIME`] under a keyed hash so that an API
 //! client sending Basic on every request pays the cost once.
 
+use portable_atomic::AtomicU64;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use portable_atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

@@ -656,7 +656,8 @@ async fn serve_connection(
             // Boxed, like every stage but the idle wait: a task's state is
             // as large as its largest stage, for as long as it lives, and an
             // idle connection should cost no more than its wait.
-            let handshake = Box::pin(tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io)));
+            let handshake =
+                Box::pin(tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io)));
             let tls = tokio::select! {
                 r = handshake => match r {
                     Ok(Ok(tls)) => tls,
@@ -846,7 +847,8 @@ async fn drive<S: Parkable>(
         prefix = first;
     }
     if proto == Proto::Http2 {
-        let conn = http2_builder(&ctx.limits).serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service);
+        let conn = http2_builder(&ctx.limits)
+            .serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service);
         return Box::pin(supervise(conn, |c| c.graceful_shutdown(), ctx, listener_stop, guard)).await;
     }
     // HTTP/1: hyper's state (its read and write buffers, some 16 KiB) lives
@@ -855,9 +857,12 @@ async fn drive<S: Parkable>(
     // its socket alone, then gets a new one when the client sends again.
     loop {
         let conn = Box::new(
-            http1_builder(&ctx.limits).serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service.clone()),
+            http1_builder(&ctx.limits)
+                .serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service.clone()),
         );
-        let Some(parts) = Box::pin(supervise_http1(conn, ctx, &mut listener_stop, guard)).await else { return };
+        let Some(parts) = Box::pin(supervise_http1(conn, ctx, &mut listener_stop, guard)).await else {
+            return;
+        };
         let Prefixed { prefix: unread, inner } = parts.io.into_inner();
         io = inner;
         // Bytes hyper read but had not parsed (a pipelined request's start)

@@ -131,7 +131,9 @@ fn a_pipelined_request_begun_before_the_idle_release_is_answered_whole() {
         wait_until(Duration::from_secs(10), || server
             .log()
             .lines()
-            .any(|l| l.contains("HTTP state released, a request begun") && l.contains(&local) && l.contains("kept=18"))),
+            .any(|l| l.contains("HTTP state released, a request begun")
+                && l.contains(&local)
+                && l.contains("kept=18"))),
         "{}",
         server.log()
     );

@@ -87,7 +87,11 @@ fn receive_until(socket: &UnixDatagram, limit: Duration, until: impl Fn(&str) ->
     let mut lines = Vec::new();
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        socket.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))).expect("timeout");
+        socket
+            .set_read_timeout(Some(
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+            ))
+            .expect("timeout");
         let Ok(n) = socket.recv(&mut buf) else { break };
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         let done = until(&text);
@@ -156,9 +160,7 @@ fn free_low_port() -> Option<u16> {
 /// The value of `key` in /proc/PID/status.
 fn proc_status(pid: u32, key: &str) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-        .unwrap_or_default()
+    text.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_default()
 }
 
 #[test]
@@ -167,16 +169,17 @@ fn user_switches_account_keeps_only_the_bind_capability_and_owns_its_files() {
         eprintln!("skipped: needs root and a `nobody` account");
         return;
     };
-    let options = Options {
-        open_dir: true,
-        extra_args: vec!["--user".into(), "nobody".into()],
-        ..Default::default()
-    };
+    let options =
+        Options { open_dir: true, extra_args: vec!["--user".into(), "nobody".into()], ..Default::default() };
     let server = TestServer::start_with(&bin(), options).expect("start");
     let pid = server.pid().expect("pid");
     let ids = format!("{uid}\t{uid}\t{uid}\t{uid}");
     assert_eq!(proc_status(pid, "Uid:"), ids);
-    assert_eq!(proc_status(pid, "Groups:").split_whitespace().filter(|g| *g == "0").count(), 0, "root's group kept");
+    assert_eq!(
+        proc_status(pid, "Groups:").split_whitespace().filter(|g| *g == "0").count(),
+        0,
+        "root's group kept"
+    );
     // CAP_NET_BIND_SERVICE is bit 10, and the only one.
     assert_eq!(proc_status(pid, "CapEff:"), "0000000000000400");
     assert_eq!(proc_status(pid, "CapPrm:"), "0000000000000400");
@@ -230,7 +233,8 @@ fn user_refuses_a_data_folder_that_belongs_to_someone_else() {
     let last = err.trim().lines().last().unwrap_or_default();
     assert!(last.contains("belongs to uid 0, not to nobody") && last.contains("chown -R nobody:"), "{err}");
     // Nothing was created or changed.
-    let names: Vec<_> = std::fs::read_dir(&data).expect("read").map(|e| e.expect("entry").file_name()).collect();
+    let names: Vec<_> =
+        std::fs::read_dir(&data).expect("read").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
 }
 
