@@ -239,7 +239,7 @@ impl ServerBuilder {
         })?;
         rt.set_listen_context(ListenContext {
             service,
-            tls,
+            tls: tls.clone(),
             limits,
             tracker: tracker.clone(),
             gate: security.clone(),
@@ -254,6 +254,8 @@ impl ServerBuilder {
             self.notify_first_retry,
         ));
         rt.start_listeners().await?;
+        // What waited for the listeners: aws-lc's one-time seeding.
+        tls::warm_up(tls);
         listen::spawn_heap_trim(tracker.clone());
         security.spawn_flusher();
         acme::Acme::spawn_renewal(&rt, self.acme_check_every);
