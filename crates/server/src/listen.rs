@@ -863,14 +863,22 @@ async fn drive<S: Parkable>(
         let Some(parts) = Box::pin(supervise_http1(conn, ctx, &mut listener_stop, guard)).await else {
             return;
         };
-        let Prefixed { prefix: unread, inner } = parts.io.into_inner();
+        // Taken apart at once: a field left in `parts` would live (and hold
+        // its allocation) through the wait below.
+        let hyper::server::conn::http1::Parts { io: hyper_io, read_buf, .. } = parts;
+        let Prefixed { prefix: unread, inner } = hyper_io.into_inner();
         io = inner;
         // Bytes hyper read but had not parsed (a pipelined request's start)
         // go first to the next state, copied: hyper's read buffer, empty or
         // not, holds its whole allocation.
-        prefix = match (unread.is_empty(), parts.read_buf.is_empty()) {
-            (true, true) => Bytes::new(),
-            _ => [unread, parts.read_buf].concat().into(),
+        prefix = {
+            // Moved into this block, so both are dropped at its end.
+            let (unread, read_buf) = (unread, read_buf);
+            if unread.is_empty() && read_buf.is_empty() {
+                Bytes::new()
+            } else {
+                [unread, read_buf].concat().into()
+            }
         };
         if !prefix.is_empty() || io.buffered() {
             tracing::trace!(peer = %info.peer, kept = prefix.len(), "idle: HTTP state released, a request begun");
