@@ -141,8 +141,11 @@ impl ProducesTickets for LazyTicketer {
 
 /// Seeds aws-lc's random generator and makes the session ticketer of
 /// `config` on a low-priority thread of its own; called once the listeners
-/// answer (see [`LazyTicketer`]). A handshake that comes first waits for
-/// the same one-time seeding, no longer.
+/// answer. The ticketer is made when first needed, not with the
+/// configuration: making it draws aws-lc's first random bytes, and aws-lc
+/// seeds its generator then from CPU timing jitter, some tens of
+/// milliseconds the listeners should not wait for. A handshake that comes
+/// first waits for the same one-time seeding, no longer.
 pub fn warm_up(config: Arc<ServerConfig>) {
     let spawned = std::thread::Builder::new().name("portcullis-rng".into()).spawn(move || {
         // Below the threads that answer requests, like the password checks.
