@@ -640,7 +640,9 @@ async fn serve_connection(
         // first bytes decide.
         None => {
             let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
-            drive(io, Proto::Auto, info, &ctx, listener_stop, &guard).await
+            // Boxed: the task then holds only what its own protocol needs
+            // (a plain connection does not carry room for a TLS stream).
+            Box::pin(drive(io, Proto::Auto, info, &ctx, listener_stop, &guard)).await
         }
         Some(acceptor) => {
             // During the TLS handshake the connection has no HTTP state to close
@@ -676,7 +678,7 @@ async fn serve_connection(
                 // No ALPN: HTTP/1 or HTTP/2 with prior knowledge.
                 None => Proto::Auto,
             };
-            drive(tls, proto, info, &ctx, listener_stop, &guard).await
+            Box::pin(drive(tls, proto, info, &ctx, listener_stop, &guard)).await
         }
     }
 }
