@@ -13,6 +13,8 @@ Sub-commands:
   prio    [--nice N] -- CMD...           exec CMD in a session (autogroup) of its own at nice N
   timed   -- CMD...                      run CMD (bench priority), print its wall time in ms
   flood   ...                            password-guessing flood + legitimate client (see --help)
+  idleconns --port P [--tls] [--count N] [--path U] PID...
+          memory per idle keep-alive connection (PSS before / with N idle / after they closed), JSON
   wrkjson FILE                           extract the JSON line our wrk script prints
   abjson  FILE                           parse ab's output into JSON
   report  RAW.jsonl OUT.json OUT.md      aggregate the raw records into the tables
@@ -227,6 +229,69 @@ def cmd_abjson(a):
     r.setdefault("non2xx", 0)
     print(json.dumps(r))
     return 0 if "complete" in r else 1
+
+
+# ------------------------------------------------------- idle connections
+
+def _fetch_once(sock, host, port, path):
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    status, rest, keep = _read_response(sock, b"")
+    if status != 200 or rest or not keep:
+        raise ConnectionError(f"status {status}, keep-alive {keep}, {len(rest)} extra bytes")
+
+
+def cmd_idleconns(a):
+    """PSS of the server's processes before, with --count keep-alive
+    connections that each fetched --path once and then sat idle (--settle s),
+    and --settle s after they all closed; the first and third from the
+    outside only. JSON on stdout."""
+    import resource
+    import select
+    import ssl
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < a.count + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, a.count + 256), hard))
+    ctx = None
+    if a.tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
+
+    def connect():
+        s = socket.create_connection((a.host, a.port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ctx:
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+        _fetch_once(s, a.host, a.port, a.path)
+        return s
+
+    # Warm-up: what the first connections of a fresh server allocate once
+    # (TLS ticket keys, thread-local caches) is not a per-connection cost.
+    for s in [connect() for _ in range(16)]:
+        s.close()
+    time.sleep(a.settle)
+    before = pss_kib(a.pids)
+    conns, t0 = [], time.time()
+    for _ in range(a.count):
+        conns.append(connect())
+    opened_s = time.time() - t0
+    time.sleep(a.settle)
+    idle = pss_kib(a.pids)
+    # Still open: the server closed none of them (an idle one it closed would be readable, at EOF).
+    readable, _, _ = select.select([c.fileno() for c in conns], [], [], 0)
+    still_open = a.count - len(readable)
+    for c in conns:
+        c.close()
+    time.sleep(a.settle)
+    after = pss_kib(a.pids)
+    print(json.dumps({
+        "count": a.count, "tls": a.tls, "still_open": still_open, "opened_s": round(opened_s, 2),
+        "pss_before_kib": before, "pss_idle_kib": idle, "pss_after_close_kib": after,
+        "per_conn_kib": round((idle - before) / a.count, 2),
+        "kept_after_close_kib": after - before,
+    }))
+    return 0 if still_open == a.count else 1
 
 
 # -------------------------------------------------------------------- flood
@@ -794,6 +859,14 @@ def main():
     p.add_argument("--legit-paths", default="/api/v1/config/status")
     p.add_argument("--legit-pause", type=float, default=0.01)
     p.add_argument("--nice-attackers", action="store_true")
+    p = sub.add_parser("idleconns")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--path", default="/1k.bin")
+    p.add_argument("--settle", type=float, default=3.0)
+    p.add_argument("pids", nargs="+", type=int)
     p = sub.add_parser("report")
     p.add_argument("raw")
     p.add_argument("out_json")
@@ -813,7 +886,7 @@ def main():
         print(pss_kib(a.pids))
         return 0
     return {"wait": cmd_wait, "sample": cmd_sample, "wrkjson": cmd_wrkjson, "abjson": cmd_abjson,
-            "flood": cmd_flood, "report": cmd_report}[a.cmd](a)
+            "flood": cmd_flood, "idleconns": cmd_idleconns, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 //! The `portcullis` binary: `serve`, and offline commands on a data folder
 //! for provisioning (users, configuration).
 
+mod privileges;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -194,6 +196,11 @@ struct ServeArgs {
     /// Log filter: a level, or `target=level` pairs, e.g. `info` or `warn,portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
+    /// Run as this unprivileged account (start as root): it must own the data
+    /// folder (created for it when missing); only the right to bind ports
+    /// below 1024 is kept.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -311,9 +318,19 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         )
         .with(filter)
         .init();
+    // Read while still root: the file may be a secret only root can read.
     let admin_password = args.admin_password_file.as_deref().map(read_secret_file).transpose()?;
+    // Before the first thread starts (capabilities are per thread).
+    if let Some(name) = &args.user {
+        let account = privileges::account(name)?;
+        privileges::prepare_data_dir(&args.data.data_dir, &account)?;
+        privileges::become_account(&account)?;
+        tracing::info!(user = %name, "running as {name}; of root's rights only binding ports below 1024 is kept");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        // Before start: a SIGHUP during start-up is a reload once up, not the end.
+        let signals = portcullis::service::Signals::install()?;
         let server = portcullis::ServerBuilder::new(&args.data.data_dir)
             .port_overrides(portcullis::PortOverrides {
                 http_ports: (!args.http_ports.is_empty()).then_some(args.http_ports),
@@ -337,7 +354,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         if !args.keep_code_pages {
             portcullis::trim_startup_code();
         }
-        server.wait_for_signal().await;
+        server.run(signals).await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -16,8 +16,9 @@
 //! So the queue holds at most `capacity` jobs for at most
 //! `attempts × attempt_timeout + sum of the delays` each.
 
+use portable_atomic::AtomicU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use portcullis_core::profiles::{AlertContext, EmailProfile, IpNotifyProfile, PhoneProfile};

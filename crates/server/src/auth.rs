@@ -8,9 +8,10 @@
 //! remembered for [`CACHE_LIFETIME`] under a keyed hash so that an API
 //! client sending Basic on every request pays the cost once.
 
+use portable_atomic::AtomicU64;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordHasher;

@@ -37,6 +37,7 @@ pub mod listen;
 pub mod notifications;
 pub mod runtime;
 pub mod security;
+pub mod service;
 pub mod store;
 pub mod tls;
 #[cfg(feature = "ui")]
@@ -61,7 +62,7 @@ pub use crate::auth::{Group, Identity};
 pub use crate::http::{Admin, Viewer};
 pub use crate::listen::Limits;
 pub use crate::runtime::{PortOverrides, Runtime};
-pub use portcullis_sys::{Trimmed, trim_executable_pages};
+pub use portcullis_sys::{Trimmed, trim_executable_pages, trim_heap};
 
 use crate::auth::{Authenticator, UserRecord, UsersFile};
 use crate::certs::Certificates;
@@ -270,7 +271,7 @@ impl ServerBuilder {
         })?;
         rt.set_listen_context(ListenContext {
             service,
-            tls,
+            tls: tls.clone(),
             limits,
             tracker: tracker.clone(),
             gate: security.clone(),
@@ -286,6 +287,9 @@ impl ServerBuilder {
             self.notify_first_retry,
         ));
         rt.start_listeners().await?;
+        // What waited for the listeners: aws-lc's one-time seeding.
+        tls::warm_up(tls.http());
+        listen::spawn_heap_trim(tracker.clone());
         security.spawn_flusher();
         #[cfg(feature = "acme")]
         acme::Acme::spawn_renewal(&rt, self.acme_check_every);
@@ -458,25 +462,55 @@ impl RunningServer {
         let _ = tokio::task::spawn_blocking(move || security.flush()).await;
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP
+    /// reloads (see [`RunningServer::run`]). The signal handlers are
+    /// installed here; install them before [`ServerBuilder::start`] and call
+    /// [`RunningServer::run`] instead to cover start-up too.
     pub async fn wait_for_signal(self) {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        self.shutdown().await;
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+        match service::Signals::install() {
+            Ok(signals) => self.run(signals).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "no signal handlers; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                self.shutdown().await;
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully. SIGHUP
+    /// reloads what a Reboot reloads ([`Runtime::reload`]): the stored
+    /// configuration, the listeners that changed, the certificates, and
+    /// temporary blocks are lifted; open connections on ports that stay are
+    /// kept. Under systemd (`NOTIFY_SOCKET`) it reports `READY=1` now,
+    /// `RELOADING=1` then `READY=1` around each reload, `STOPPING=1` at the
+    /// end, and feeds the watchdog when `WatchdogSec` is set.
+    pub async fn run(self, mut signals: service::Signals) {
+        service::notify_ready(&self.status_line().await);
+        let watchdog = service::spawn_watchdog();
+        while let service::Request::Reload = signals.next().await {
+            tracing::info!("SIGHUP: reloading");
+            service::notify_reloading();
+            if let Err(e) = self.runtime.reload().await {
+                tracing::error!(error = %e, "reload refused; the running configuration stays");
+            }
+            service::notify_ready(&self.status_line().await);
+        }
+        tracing::info!("shutting down");
+        service::notify_stopping();
+        drop(watchdog);
+        self.shutdown().await;
+    }
+
+    /// One line saying what is open, for the service manager's status.
+    async fn status_line(&self) -> String {
+        let open = self.runtime.open_listeners().await;
+        let ports = |tls: bool| {
+            open.iter().filter(|l| l.tls == tls).map(|l| l.port.to_string()).collect::<Vec<_>>().join(", ")
+        };
+        match (ports(false), ports(true)) {
+            (h, s) if s.is_empty() => format!("serving HTTP on {h}"),
+            (h, s) if h.is_empty() => format!("serving HTTPS on {s}"),
+            (h, s) => format!("serving HTTP on {h}, HTTPS on {s}"),
         }
     }
 }

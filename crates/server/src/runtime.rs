@@ -128,7 +128,7 @@ pub struct Runtime {
     #[cfg(feature = "acme")]
     acme: OnceLock<Arc<crate::acme::Acme>>,
     pending: Mutex<Option<Pending>>,
-    next_pending: std::sync::atomic::AtomicU64,
+    next_pending: portable_atomic::AtomicU64,
     self_ref: OnceLock<std::sync::Weak<Runtime>>,
 }
 
@@ -225,7 +225,7 @@ impl Runtime {
             #[cfg(feature = "acme")]
             acme: OnceLock::new(),
             pending: Mutex::new(None),
-            next_pending: std::sync::atomic::AtomicU64::new(1),
+            next_pending: portable_atomic::AtomicU64::new(1),
             self_ref: OnceLock::new(),
         })
     }
@@ -679,6 +679,25 @@ impl Runtime {
     /// Reboot: a soft restart inside the process — running := stored,
     /// listeners rebound, certificates reloaded.
     pub async fn reboot(&self, actor: &Actor) -> Result<(), ApplyError> {
+        self.reboot_as(
+            actor,
+            "soft reboot: stored configuration loaded, listeners rebound, certificates reloaded, temporary blocks lifted",
+        )
+        .await
+    }
+
+    /// Reload on the service manager's request (SIGHUP): what a Reboot
+    /// does. Listeners whose port and protocol stay keep running, and so do
+    /// their open connections; certificates change for new TLS connections.
+    pub async fn reload(&self) -> Result<(), ApplyError> {
+        self.reboot_as(
+            &Actor::default(),
+            "reload (SIGHUP): stored configuration loaded, listeners rebound, certificates reloaded, temporary blocks lifted",
+        )
+        .await
+    }
+
+    async fn reboot_as(&self, actor: &Actor, message: &str) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let target = self.loaded_from_stored();
         self.apply(target).await?;
@@ -687,11 +706,7 @@ impl Runtime {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
         self.security.clear_blocks();
-        self.event(
-            EventKind::Reboot,
-            actor,
-            "soft reboot: stored configuration loaded, listeners rebound, certificates reloaded, temporary blocks lifted",
-        );
+        self.event(EventKind::Reboot, actor, message);
         Ok(())
     }
 

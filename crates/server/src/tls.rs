@@ -1,11 +1,11 @@
 //! Every rustls type the server uses, and the certificate resolver that lets
 //! a new certificate take effect for new connections without a restart.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 /// The ALPN protocol of the ACME tls-alpn-01 challenge (RFC 8737).
@@ -112,6 +112,11 @@ impl TlsConfigs {
         Ok(Self { http, acme: Arc::new(acme), resolver })
     }
 
+    /// The configuration for HTTP (its ticketer is shared with the other).
+    pub fn http(&self) -> Arc<ServerConfig> {
+        self.http.clone()
+    }
+
     /// The configuration for a handshake starting now.
     pub fn for_handshake(&self) -> Arc<ServerConfig> {
         if self.resolver.challenge_pending() { self.acme.clone() } else { self.http.clone() }
@@ -137,11 +142,71 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, r
     }
     config.alpn_protocols.push(b"http/1.1".to_vec());
     // Resumption by ticket saves a full handshake (an RSA signature) for
-    // returning clients; keys rotate every 6 hours.
-    config.ticketer = portcullis_cert::crypto::ticketer()?;
+    // returning clients; keys rotate every 6 hours. Made at the first
+    // handshake or by `warm_up`, not here: see `LazyTicketer`.
+    config.ticketer = Arc::new(LazyTicketer::default());
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
     // Two tickets per connection: a TLS 1.3 ticket is used once, and a
     // browser coming back opens more than one connection.
     config.send_tls13_tickets = 2;
     Ok(Arc::new(config))
+}
+
+/// The provider's session ticketer, made when first needed instead of at start.
+///
+/// Why: making it draws the provider's first random bytes, and aws-lc seeds its
+/// generator then from CPU timing jitter (`tree_jitter_initialize_once`): a
+/// deliberate few tens of milliseconds that were most of the server's
+/// start-up. Nothing served needs it before the first TLS handshake, which
+/// needs random bytes anyway; [`warm_up`] makes it in the background as
+/// soon as the listeners are open, so that handshake rarely waits.
+#[derive(Debug, Default)]
+struct LazyTicketer(OnceLock<Option<Arc<dyn ProducesTickets>>>);
+
+impl LazyTicketer {
+    fn get(&self) -> Option<&Arc<dyn ProducesTickets>> {
+        self.0
+            .get_or_init(|| match portcullis_cert::crypto::ticketer() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    // Handshakes still work, without resumption.
+                    tracing::error!(error = %e, "no TLS session tickets: the ticketer could not be made");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+impl ProducesTickets for LazyTicketer {
+    fn enabled(&self) -> bool {
+        self.get().is_some_and(|t| t.enabled())
+    }
+    fn lifetime(&self) -> u32 {
+        self.get().map_or(0, |t| t.lifetime())
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.get()?.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.get()?.decrypt(cipher)
+    }
+}
+
+/// Seeds aws-lc's random generator and makes the session ticketer of
+/// `config` on a low-priority thread of its own; called once the listeners
+/// answer. The ticketer is made when first needed, not with the
+/// configuration: making it draws aws-lc's first random bytes, and aws-lc
+/// seeds its generator then from CPU timing jitter, some tens of
+/// milliseconds the listeners should not wait for. A handshake that comes
+/// first waits for the same one-time seeding, no longer.
+pub fn warm_up(config: Arc<ServerConfig>) {
+    let spawned = std::thread::Builder::new().name("portcullis-rng".into()).spawn(move || {
+        // Below the threads that answer requests, like the password checks.
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+        let _ = config.ticketer.enabled();
+    });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "no warm-up thread; the first handshake seeds the generator");
+    }
 }

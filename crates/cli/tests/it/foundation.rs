@@ -664,3 +664,25 @@ fn a_body_that_stops_arriving_is_cut_off() {
     let (_, settings) = server.admin("GET", "/api/v1/config/status", None);
     assert_eq!(settings["unsaved_changes"], false);
 }
+
+#[test]
+fn a_returning_tls_client_resumes_its_session_by_ticket() {
+    // The ticketer is made at the first handshake or just after start (not
+    // before the listeners open): a ticket from the first connection must
+    // resume the second.
+    let server = start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let session = dir.path().join("session.pem");
+    let script = |extra: &str| {
+        format!(
+            "printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | \
+             timeout 20 openssl s_client -connect 127.0.0.1:{} -tls1_3 -ign_eof {extra} 2>&1",
+            server.https_port
+        )
+    };
+    let first = run("sh", &["-c", &script(&format!("-sess_out {}", session.display()))]).1;
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    assert!(first.contains("HTTP/1.1 200"), "{first}");
+    let second = run("sh", &["-c", &script(&format!("-sess_in {}", session.display()))]).1;
+    assert!(second.contains("Reused, TLSv1.3"), "no resumption:\n{second}");
+}

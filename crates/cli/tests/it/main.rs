@@ -24,6 +24,7 @@ mod memory;
 #[cfg(all(feature = "email", feature = "ip-notify", feature = "sip"))]
 mod notify;
 mod reliability;
+mod service;
 mod startup_lock;
 #[cfg(feature = "webroot")]
 mod webroot;
