@@ -15,6 +15,7 @@ pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
 pub mod settings;
+pub mod syslog;
 pub mod throttle;
 
 pub use clock::{Clock, ManualClock, Monotonic, SystemClock, Timestamp};
