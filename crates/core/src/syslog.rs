@@ -29,7 +29,7 @@
 //!
 //! Each destination has its own queue of at most
 //! [`SyslogSettings::queue_capacity`] messages (default
-//! [`DEFAULT_QUEUE_CAPACITY`]). Producing a message never waits: when the
+//! [`DEFAULT_QUEUE_CAPACITY`]) and [`MAX_QUEUE_BYTES`]. Producing a message never waits: when the
 //! queue is full, the **oldest** message is dropped (the newest say what is
 //! happening now), and the drop is counted. A failed connection or send is
 //! retried after a delay that doubles from [`RETRY_MIN`] up to [`RETRY_MAX`],
@@ -54,10 +54,13 @@ use crate::profiles::{HostPort, MAX_CA_PEM_LEN, Secret};
 /// Most collectors one device sends to.
 pub const MAX_DESTINATIONS: usize = 8;
 /// Messages queued per destination by default: about an hour of a busy
-/// device's events, and under 1 MB of memory.
+/// device's events (a message is about 250 bytes: about 250 KB).
 pub const DEFAULT_QUEUE_CAPACITY: u32 = 1000;
-/// Smallest and largest queue a destination may have.
+/// Smallest and largest queue a destination may have, in messages.
 pub const QUEUE_CAPACITY_RANGE: (u32, u32) = (10, 100_000);
+/// Bytes one destination's queue holds at most, whatever its capacity in
+/// messages: with eight destinations, 8 MiB at worst on a device.
+pub const MAX_QUEUE_BYTES: usize = 1 << 20;
 /// Longest message sent over UDP, in bytes: what RFC 5426 §3.2 says every
 /// receiver should take (IPv4 guarantees only 480; 2048 is what collectors
 /// accept in practice); longer ones are cut.
@@ -326,10 +329,9 @@ impl SyslogDestination {
             ));
         }
         if let Some(name) = &self.server_name {
-            HostPort::parse(name, Some(1))
-                .ok()
-                .filter(|hp| hp.host == *name)
-                .ok_or_else(|| ValidationError::new(f("server_name"), "invalid_host", "expected a DNS name or an IP address"))?;
+            HostPort::parse(name, Some(1)).ok().filter(|hp| hp.host == *name).ok_or_else(|| {
+                ValidationError::new(f("server_name"), "invalid_host", "expected a DNS name or an IP address")
+            })?;
         }
         match (&self.client_certificate_pem, &self.client_key_pem) {
             (Some(cert), Some(key)) => {
@@ -552,7 +554,9 @@ impl SyslogRecord {
                     serde_json::Value::Bool(b) => b.to_string(),
                     serde_json::Value::Array(items) => items
                         .iter()
-                        .filter_map(|v| v.as_str().map(str::to_string).or_else(|| v.as_number().map(|n| n.to_string())))
+                        .filter_map(|v| {
+                            v.as_str().map(str::to_string).or_else(|| v.as_number().map(|n| n.to_string()))
+                        })
                         .collect::<Vec<_>>()
                         .join(","),
                     _ => continue,
@@ -647,15 +651,26 @@ pub fn format_message(origin: &Origin, record: &SyslogRecord, sequence: u64, max
         header_field(&origin.procid, 128),
         header_field(&record.msgid, 32),
     );
+    // sequenceId is 1..=2147483647 and wraps (RFC 5424 §7.3.1).
+    let meta = format!("][meta sequenceId=\"{}\"]", sequence % 2_147_483_647 + 1);
     out.push('[');
     out.push_str(SD_ID);
+    // The structured data is never cut in the middle (a collector would
+    // refuse the whole message): a value that does not fit is shortened,
+    // and parameters that do not fit at all are left out. The header and
+    // the SD-ID and meta element take about 120 bytes, far under any
+    // transport's limit.
+    let room = max_len.saturating_sub(meta.len());
     for (name, value) in &record.params {
+        let fixed = name.len() + 4; // ` name=""`
+        if out.len() + fixed > room {
+            break;
+        }
         let _ = write!(out, " {name}=\"");
-        escape_param(&mut out, value);
+        escape_param(&mut out, value, room - 1);
         out.push('"');
     }
-    // sequenceId is 1..=2147483647 and wraps (RFC 5424 §7.3.1).
-    let _ = write!(out, "][meta sequenceId=\"{}\"]", sequence % 2_147_483_647 + 1);
+    out.push_str(&meta);
     if !record.message.is_empty() {
         out.push(' ');
         for c in record.message.chars() {
@@ -677,12 +692,18 @@ fn truncate_at_char(s: &mut String, max: usize) {
     }
 }
 
-/// PARAM-VALUE escaping (RFC 5424 §6.3.3): `"`, `\` and `]` get a
-/// backslash; control characters become spaces (one line).
-fn escape_param(out: &mut String, value: &str) {
+/// PARAM-VALUE escaping (RFC 5424 §6.3.3): `"`, `\\` and `]` get a
+/// backslash; control characters become spaces (one line). Stops before
+/// `out` grows past `limit` bytes, never between a backslash and the
+/// character it escapes.
+fn escape_param(out: &mut String, value: &str, limit: usize) {
     for c in value.chars() {
+        let escaped = matches!(c, '"' | '\\' | ']');
+        if out.len() + c.len_utf8() + usize::from(escaped) > limit {
+            return;
+        }
         match c {
-            '"' | '\\' | ']' => {
+            c if escaped => {
                 out.push('\\');
                 out.push(c);
             }
@@ -724,30 +745,76 @@ pub struct DropReport {
     pub count: u64,
 }
 
+/// The size an item of a [`SendQueue`] counts for in the queue's byte bound.
+pub trait QueueWeight {
+    /// Bytes the item holds.
+    fn weight(&self) -> usize;
+}
+
+impl QueueWeight for String {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+impl QueueWeight for Vec<u8> {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
 /// The bounded queue in front of one destination (see the module docs):
-/// never refuses a message, drops the oldest when full, and counts.
+/// never refuses a message, drops the oldest when it holds `capacity`
+/// items or [`MAX_QUEUE_BYTES`], and counts.
 #[derive(Debug, Clone)]
 pub struct SendQueue<T> {
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     items: VecDeque<T>,
     unreported: u64,
     dropped: u64,
 }
 
-impl<T> SendQueue<T> {
-    /// An empty queue holding at most `capacity` items (at least 1).
+impl<T: QueueWeight> SendQueue<T> {
+    /// An empty queue holding at most `capacity` items (at least 1) and
+    /// [`MAX_QUEUE_BYTES`].
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), items: VecDeque::new(), unreported: 0, dropped: 0 }
+        Self::with_byte_limit(capacity, MAX_QUEUE_BYTES)
     }
 
-    /// Adds `item`; when the queue is full, the oldest item is dropped and counted.
+    /// An empty queue holding at most `capacity` items (at least 1) and
+    /// `max_bytes` (one item always fits, whatever its size).
+    pub fn with_byte_limit(capacity: usize, max_bytes: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            max_bytes,
+            bytes: 0,
+            items: VecDeque::new(),
+            unreported: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Adds `item`; while the queue is full (by count or bytes), the oldest
+    /// item is dropped and counted.
     pub fn push(&mut self, item: T) {
-        if self.items.len() >= self.capacity {
-            self.items.pop_front();
+        let weight = item.weight();
+        while !self.items.is_empty()
+            && (self.items.len() >= self.capacity || self.bytes + weight > self.max_bytes)
+        {
+            self.pop_oldest();
             self.unreported += 1;
             self.dropped += 1;
         }
+        self.bytes += weight;
         self.items.push_back(item);
+    }
+
+    fn pop_oldest(&mut self) -> Option<T> {
+        let item = self.items.pop_front()?;
+        self.bytes -= item.weight();
+        Some(item)
     }
 
     /// The oldest item, left in the queue until [`SendQueue::sent`] says it went out.
@@ -757,12 +824,17 @@ impl<T> SendQueue<T> {
 
     /// Removes the oldest item after it was sent.
     pub fn sent(&mut self) -> Option<T> {
-        self.items.pop_front()
+        self.pop_oldest()
     }
 
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.items.len()
+    }
+
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether nothing waits.
@@ -906,7 +978,8 @@ mod tests {
             .validate(),
             Ok(())
         );
-        let many = (0..=MAX_DESTINATIONS).map(|i| SyslogDestination::new(format!("10.0.0.{i}"), SyslogTransport::Udp));
+        let many = (0..=MAX_DESTINATIONS)
+            .map(|i| SyslogDestination::new(format!("10.0.0.{i}"), SyslogTransport::Udp));
         assert_eq!(refused(&settings(many.collect())).code, "too_many");
         let mut s = settings(vec![SyslogDestination::new("10.0.0.1", SyslogTransport::Udp)]);
         s.queue_capacity = 9;
@@ -1073,21 +1146,42 @@ mod tests {
     fn a_full_queue_drops_the_oldest_and_reports_once() {
         let mut q = SendQueue::new(3);
         for i in 0..5 {
-            q.push(i);
+            q.push(i.to_string());
         }
         assert_eq!(q.len(), 3);
-        assert_eq!(q.front(), Some(&2), "0 and 1 were dropped");
+        assert_eq!(q.front().map(String::as_str), Some("2"), "0 and 1 were dropped");
         assert_eq!(q.dropped(), 2);
         assert_eq!(q.take_drop_report(), Some(DropReport { count: 2 }));
         assert_eq!(q.take_drop_report(), None, "reported once");
-        assert_eq!(q.sent(), Some(2));
-        q.push(5);
-        q.push(6);
+        assert_eq!(q.sent().as_deref(), Some("2"));
+        q.push("5".into());
+        q.push("6".into());
         assert_eq!(q.take_drop_report(), Some(DropReport { count: 1 }));
         assert_eq!(q.dropped(), 3);
         let drained: Vec<_> = std::iter::from_fn(|| q.sent()).collect();
-        assert_eq!(drained, [4, 5, 6]);
+        assert_eq!(drained, ["4", "5", "6"]);
         assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn a_queue_is_bounded_in_bytes_too() {
+        let mut q = SendQueue::with_byte_limit(100, 10);
+        q.push("aaaa".to_string());
+        q.push("bbbb".to_string());
+        assert_eq!((q.len(), q.bytes(), q.dropped()), (2, 8, 0));
+        q.push("cccc".to_string());
+        assert_eq!((q.len(), q.bytes(), q.dropped()), (2, 8, 1), "the oldest made room");
+        assert_eq!(q.front().map(String::as_str), Some("bbbb"));
+        q.push("x".repeat(50));
+        assert_eq!((q.len(), q.bytes(), q.dropped()), (1, 50, 3), "one item always fits");
+        // The default bound: a full default queue of the longest messages stays within it.
+        let mut q = SendQueue::new(DEFAULT_QUEUE_CAPACITY as usize);
+        for _ in 0..DEFAULT_QUEUE_CAPACITY {
+            q.push("m".repeat(MAX_STREAM_MESSAGE));
+        }
+        assert!(q.bytes() <= MAX_QUEUE_BYTES);
+        assert_eq!(q.len(), MAX_QUEUE_BYTES / MAX_STREAM_MESSAGE);
     }
 
     #[test]
@@ -1112,6 +1206,64 @@ mod tests {
         assert_eq!(retry_delay(0, f64::NAN), RETRY_MIN, "a broken random source means no jitter");
     }
 
+    /// Whether the message's STRUCTURED-DATA (after the six header fields)
+    /// is a run of complete `[...]` elements followed by a space or the end.
+    fn structured_data_is_closed(msg: &str) -> bool {
+        let mut rest = msg;
+        for _ in 0..6 {
+            let Some((_, r)) = rest.split_once(' ') else { return false };
+            rest = r;
+        }
+        let mut chars = rest.chars().peekable();
+        let mut elements = 0;
+        while chars.peek() == Some(&'[') {
+            chars.next();
+            let (mut quoted, mut closed) = (false, false);
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' if quoted => {
+                        chars.next();
+                    }
+                    '"' => quoted = !quoted,
+                    ']' if !quoted => {
+                        closed = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if !closed {
+                return false;
+            }
+            elements += 1;
+        }
+        elements > 0 && matches!(chars.next(), None | Some(' '))
+    }
+
+    #[test]
+    fn long_values_are_shortened_without_breaking_the_structured_data() {
+        let long = format!("/{}", "\"]\\x".repeat(2000));
+        let record = SyslogRecord::of_access(
+            datetime!(2026-03-04 05:06:07 UTC),
+            "192.0.2.1".parse().expect("ip"),
+            Some(&long),
+            true,
+            &long,
+        );
+        for max in [480, MAX_UDP_MESSAGE, MAX_STREAM_MESSAGE] {
+            let msg = format_message(&origin(), &record, 0, max);
+            assert!(msg.len() <= max);
+            assert!(structured_data_is_closed(&msg), "{msg}");
+            assert!(msg.contains("[meta sequenceId=\"1\"]"), "the sequence survives: {msg}");
+        }
+        assert!(structured_data_is_closed(&format_message(
+            &origin(),
+            &SyslogRecord::of_event(&blocked_event()),
+            0,
+            480
+        )));
+    }
+
     proptest! {
         #[test]
         fn every_message_is_one_line_within_bounds(
@@ -1125,6 +1277,9 @@ mod tests {
             let out = format_message(&o, &record, 7, max);
             prop_assert!(out.len() <= max);
             prop_assert!(!out.chars().any(char::is_control));
+            if max >= 480 {
+                prop_assert!(structured_data_is_closed(&out), "{}", out);
+            }
             let header: Vec<&str> = out.splitn(7, ' ').collect();
             if out.len() > 80 {
                 prop_assert_eq!(header[0], "<134>1");
