@@ -98,13 +98,13 @@ fn width(ip: &IpAddr) -> u8 {
     }
 }
 
-fn mask_v4(ip: Ipv4Addr, prefix: u8) -> u32 {
+pub(crate) fn mask_v4(ip: Ipv4Addr, prefix: u8) -> u32 {
     let bits = u32::from(ip);
     // A shift by the full width overflows, hence the explicit /0 case.
     if prefix == 0 { 0 } else { bits & (u32::MAX << (32 - u32::from(prefix))) }
 }
 
-fn mask_v6(ip: Ipv6Addr, prefix: u8) -> u128 {
+pub(crate) fn mask_v6(ip: Ipv6Addr, prefix: u8) -> u128 {
     let bits = u128::from(ip);
     if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - u32::from(prefix))) }
 }

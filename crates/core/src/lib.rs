@@ -7,6 +7,7 @@
 pub mod access_control;
 pub mod clock;
 pub mod config;
+pub mod crowdsec;
 pub mod error;
 pub mod events;
 pub mod expiry;
