@@ -575,6 +575,9 @@ pub struct DecisionSet {
     entries: HashMap<IpNetwork, Entry>,
     /// How many entries have each IPv4 (0..=32) and IPv6 (33..=161) prefix length.
     prefix_counts: Vec<u32>,
+    /// The IPv4 and IPv6 prefix lengths present, longest first: what a lookup tries.
+    v4_lengths: Vec<u8>,
+    v6_lengths: Vec<u8>,
     names: Names,
     dropped: u64,
 }
@@ -586,8 +589,29 @@ impl DecisionSet {
             capacity,
             entries: HashMap::new(),
             prefix_counts: vec![0; 33 + 129],
+            v4_lengths: Vec::new(),
+            v6_lengths: Vec::new(),
             names: Names::default(),
             dropped: 0,
+        }
+    }
+
+    /// Counts one more (`add`) or one less entry of `network`'s prefix
+    /// length, keeping the lists of lengths present.
+    fn count(&mut self, network: &IpNetwork, add: bool) {
+        let slot = Self::slot(network);
+        let count = &mut self.prefix_counts[slot];
+        let was = *count;
+        *count = if add { was + 1 } else { was.saturating_sub(1) };
+        if (was == 0) != (*count == 0) {
+            let lengths = if network.addr().is_ipv4() { &mut self.v4_lengths } else { &mut self.v6_lengths };
+            let p = network.prefix_len();
+            if add {
+                lengths.push(p);
+                lengths.sort_unstable_by(|a, b| b.cmp(a));
+            } else {
+                lengths.retain(|l| *l != p);
+            }
         }
     }
 
@@ -616,6 +640,15 @@ impl DecisionSet {
         self.capacity
     }
 
+    /// Heap bytes the set holds, estimated from its tables' capacities (the
+    /// hash table's slots and control bytes, the interned names).
+    pub fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(IpNetwork, Entry)>() + 1;
+        let names: usize =
+            self.names.names.iter().map(|n| 2 * n.len() + 2 * std::mem::size_of::<Box<str>>() + 5).sum();
+        self.entries.capacity() * slot + self.prefix_counts.capacity() * 4 + names
+    }
+
     /// Adds or extends a ban; `false` (and counted) when the set is full.
     pub fn insert(&mut self, ban: &Ban) -> bool {
         let expires_ms = millis(ban.expires);
@@ -638,7 +671,7 @@ impl DecisionSet {
             scenario: self.names.intern(&ban.scenario),
         };
         self.entries.insert(ban.network, entry);
-        self.prefix_counts[Self::slot(&ban.network)] += 1;
+        self.count(&ban.network, true);
         true
     }
 
@@ -648,7 +681,7 @@ impl DecisionSet {
         match self.entries.get(network) {
             Some(e) if id.is_none() || e.id == id => {
                 self.entries.remove(network);
-                self.prefix_counts[Self::slot(network)] -= 1;
+                self.count(network, false);
                 true
             }
             _ => false,
@@ -658,16 +691,13 @@ impl DecisionSet {
     /// Removes the bans expired at `now`; returns how many.
     pub fn purge_expired(&mut self, now: Monotonic) -> usize {
         let now = millis(now);
-        let before = self.entries.len();
-        let counts = &mut self.prefix_counts;
-        self.entries.retain(|network, e| {
-            let live = e.expires_ms > now;
-            if !live {
-                counts[Self::slot(network)] -= 1;
-            }
-            live
-        });
-        before - self.entries.len()
+        let expired: Vec<IpNetwork> =
+            self.entries.iter().filter(|(_, e)| e.expires_ms <= now).map(|(network, _)| *network).collect();
+        for network in &expired {
+            self.entries.remove(network);
+            self.count(network, false);
+        }
+        expired.len()
     }
 
     /// Applies one answer of the decision stream at `now`: expired bans go
@@ -695,31 +725,20 @@ impl DecisionSet {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.prefix_counts.iter_mut().for_each(|c| *c = 0);
+        self.v4_lengths.clear();
+        self.v6_lengths.clear();
         self.names = Names::default();
     }
 
     /// The live ban covering `ip` at `now`, if any (the narrowest one).
     pub fn lookup(&self, ip: IpAddr, now: Monotonic) -> Option<IpNetwork> {
         let now = millis(now);
-        let ip = canonical_ip(ip);
-        let (range, base) = match ip {
-            IpAddr::V4(_) => (0..=32usize, 0),
-            IpAddr::V6(_) => (0..=128usize, 33),
+        let key = |prefix: u8| match canonical_ip(ip) {
+            IpAddr::V4(a) => IpNetwork::containing(IpAddr::V4(mask_v4(a, prefix).into()), prefix),
+            IpAddr::V6(a) => IpNetwork::containing(IpAddr::V6(mask_v6(a, prefix).into()), prefix),
         };
-        for p in range.rev() {
-            if self.prefix_counts[base + p] == 0 {
-                continue;
-            }
-            let prefix = u8::try_from(p).unwrap_or(128);
-            let key = match ip {
-                IpAddr::V4(a) => IpNetwork::containing(IpAddr::V4(mask_v4(a, prefix).into()), prefix),
-                IpAddr::V6(a) => IpNetwork::containing(IpAddr::V6(mask_v6(a, prefix).into()), prefix),
-            };
-            if self.entries.get(&key).is_some_and(|e| e.expires_ms > now) {
-                return Some(key);
-            }
-        }
-        None
+        let lengths = if canonical_ip(ip).is_ipv4() { &self.v4_lengths } else { &self.v6_lengths };
+        lengths.iter().map(|p| key(*p)).find(|k| self.entries.get(k).is_some_and(|e| e.expires_ms > now))
     }
 
     /// Whether a live ban covers `ip` at `now`.
