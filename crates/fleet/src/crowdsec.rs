@@ -102,8 +102,10 @@ impl std::fmt::Debug for LapiClient {
 }
 
 impl LapiClient {
-    /// A client for validated `settings`; `user_agent` names the device's software.
-    pub fn new(settings: &CrowdSecSettings, user_agent: &str) -> Result<Self, SetupError> {
+    /// A client for validated `settings`; `version` is the device
+    /// software's, sent as `User-Agent: portcullis/VERSION` (the LAPI refuses
+    /// a watcher whose agent is not `NAME/VERSION`).
+    pub fn new(settings: &CrowdSecSettings, version: &str) -> Result<Self, SetupError> {
         let url = settings.lapi().map_err(|m| SetupError::new("lapi_url", m))?;
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
@@ -136,7 +138,10 @@ impl LapiClient {
             },
             token: Mutex::new(None),
             max_stream_bytes: max_decisions.saturating_mul(STREAM_BYTES_PER_DECISION).max(1 << 20),
-            user_agent: user_agent.to_string(),
+            user_agent: format!(
+                "portcullis/{}",
+                version.replace(|c: char| !c.is_ascii_graphic() || c == '/', "_")
+            ),
         })
     }
 

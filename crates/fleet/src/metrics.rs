@@ -13,9 +13,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// The `Content-Type` of [`Metrics::encode`]'s text (OpenMetrics 1.0, which
-/// Prometheus reads and `promtool check metrics` checks).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of [`Metrics::encode`]'s text: the Prometheus text
+/// format 0.0.4, which every Prometheus reads and `promtool check metrics`
+/// checks.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of [`Metrics::encode_openmetrics`]'s text.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A listener's requests by status class.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,13 +215,72 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition text.
-    pub fn encode(&self) -> String {
+    /// The exposition text in OpenMetrics 1.0, as prometheus-client writes it.
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail.
         let _ = text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The exposition text in the Prometheus text format 0.0.4 (see [`to_prometheus_text`]).
+    pub fn encode(&self) -> String {
+        to_prometheus_text(&self.encode_openmetrics())
+    }
+}
+
+/// OpenMetrics text turned into the Prometheus text format 0.0.4: a
+/// counter family `x` (whose samples OpenMetrics names `x_total`) is
+/// described as `x_total`, and the `# EOF` and `# UNIT` lines go. Samples
+/// are unchanged, so the two formats give Prometheus the same series.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            // Held until its TYPE line says whether the family is a counter.
+            if let Some(h) = help.replace(line) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            let counter = kind == "counter" && !name.ends_with("_total");
+            if let Some(h) = help.take() {
+                match h.strip_prefix("# HELP ").and_then(|r| r.strip_prefix(name)) {
+                    Some(text) if counter => out.push_str(&format!("# HELP {name}_total{text}\n")),
+                    _ => {
+                        out.push_str(h);
+                        out.push('\n');
+                    }
+                }
+            }
+            if counter {
+                out.push_str(&format!("# TYPE {name}_total counter\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some(h) = help {
+        out.push_str(h);
+        out.push('\n');
+    }
+    out
 }
 
 /// The status class label of an HTTP status.
@@ -296,7 +358,10 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
         }
-        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("# HELP portcullis_failed_logins_total Failed logins.\n# TYPE portcullis_failed_logins_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE portcullis_unsaved_changes gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"));
+        assert!(m.encode_openmetrics().ends_with("# EOF\n"));
     }
 
     #[test]

@@ -297,23 +297,32 @@ async fn connect(d: &Destination) -> io::Result<Connection> {
 }
 
 impl Connection {
-    /// Whether the collector closed the stream (it never sends anything else).
+    /// Whether the collector closed the stream (it never sends anything
+    /// else). The socket is asked directly (a non-blocking peek), not
+    /// tokio's readiness, which may not have seen the close yet.
     async fn closed_by_peer(&mut self) -> bool {
-        let mut buf = [0u8; 256];
-        match self {
-            Self::Udp(_) => false,
-            Self::Tcp(s) => match s.try_read(&mut buf) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-            },
-            Self::Tls(s) => {
-                tokio::select! {
-                    biased;
-                    r = s.read(&mut buf) => !matches!(r, Ok(n) if n > 0),
-                    () = std::future::ready(()) => false,
+        let tcp = match self {
+            Self::Udp(_) => return false,
+            Self::Tcp(s) => &*s,
+            Self::Tls(s) => s.get_ref().0,
+        };
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(tcp).peek(&mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            // Bytes from the collector: over TLS, a session ticket or a
+            // close_notify; reading tells which (it returns at once).
+            Ok(_) => match self {
+                Self::Tls(s) => {
+                    let mut buf = [0u8; 256];
+                    tokio::select! {
+                        biased;
+                        r = s.read(&mut buf) => !matches!(r, Ok(n) if n > 0),
+                        () = std::future::ready(()) => false,
+                    }
                 }
-            }
+                _ => false,
+            },
         }
     }
 

@@ -1,0 +1,684 @@
+//! portcullis-fleet against the real engines, started by the tests on free
+//! loopback ports with private configurations in temporary folders:
+//! rsyslogd (UDP, TCP, TLS; a collector down and back), the CrowdSec Local
+//! API with cscli (decisions, a watcher's alert seen by another bouncer),
+//! and promtool (the exposition text). `scripts/install-test-deps`
+//! installs them.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use portcullis_core::access_control::{AccessControlSettings, AccessPolicy, Decision};
+use portcullis_core::crowdsec::{BlockFacts, CrowdSecSettings, DecisionSet, StreamOutcome, admit};
+use portcullis_core::events::{Event, EventKind};
+use portcullis_core::profiles::Secret;
+use portcullis_core::syslog::{SyslogDestination, SyslogSettings, SyslogTransport};
+use portcullis_core::{Clock, SystemClock};
+use portcullis_fleet::crowdsec::{Bouncer, CrowdSecObserver, LapiClient, LapiError, Signaller};
+use portcullis_fleet::metrics::Metrics;
+use portcullis_fleet::syslog::{SyslogExporter, SyslogObserver};
+use portcullis_fleet::{Jitter, RandomJitter};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// Longest wait for anything an engine does (start, receive, poll).
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `cond` every 50 ms for at most `limit`; whether it held.
+async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn need(tool: &str) -> Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(tool).is_file())
+        })
+        .unwrap_or(false);
+    if !found {
+        bail!("{tool} is not installed: run scripts/install-test-deps");
+    }
+    Ok(())
+}
+
+/// A child process killed (by its own PID) when dropped.
+struct Engine {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Engine {
+    fn spawn(cmd: &mut Command, log: PathBuf) -> Result<Self> {
+        let out = std::fs::File::create(&log)?;
+        let child =
+            cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null()).spawn().context("spawn engine")?;
+        Ok(Self { child, log })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn event(id: u64, kind: EventKind, message: &str) -> Event {
+    Event {
+        id,
+        time: time::OffsetDateTime::now_utc(),
+        kind,
+        actor: None,
+        message: message.into(),
+        details: serde_json::json!({"client": "192.0.2.66", "count": 6}),
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    sent: Mutex<u64>,
+    dropped: Mutex<u64>,
+    failures: Mutex<Vec<String>>,
+}
+
+impl SyslogObserver for Seen {
+    fn sent(&self, _: &str) {
+        *self.sent.lock().expect("lock") += 1;
+    }
+    fn dropped(&self, _: &str, count: u64) {
+        *self.dropped.lock().expect("lock") += count;
+    }
+    fn failed(&self, _: &str, error: &str) {
+        self.failures.lock().expect("lock").push(error.to_string());
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NoJitter;
+impl Jitter for NoJitter {
+    fn next(&self) -> f64 {
+        0.0
+    }
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock::new())
+}
+
+/// rsyslogd writing what it receives to `dir/received.log`, one line per
+/// message: input, PRI, MSGID, structured data, MSG.
+struct Rsyslog {
+    engine: Engine,
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, inputs: &str, globals: &str) -> Result<Self> {
+        need("rsyslogd")?;
+        let conf = dir.join("rsyslog.conf");
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work)?;
+        std::fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{work}\" {globals})\n\
+                 template(name=\"line\" type=\"string\" string=\"%inputname% %pri% %msgid% %structured-data% %msg%\\n\")\n\
+                 {inputs}\n\
+                 *.* action(type=\"omfile\" file=\"{out}\" template=\"line\")\n",
+                work = work.display(),
+                out = dir.join("received.log").display()
+            ),
+        )?;
+        let mut r = Self { engine: Self::spawn(dir, &conf)?, dir: dir.to_path_buf(), conf };
+        r.wait_listening()?;
+        Ok(r)
+    }
+
+    fn spawn(dir: &Path, conf: &Path) -> Result<Engine> {
+        let pid = dir.join("rsyslogd.pid");
+        let _ = std::fs::remove_file(&pid);
+        Engine::spawn(
+            Command::new("rsyslogd").arg("-n").arg("-f").arg(conf).arg("-i").arg(&pid),
+            dir.join(format!(
+                "rsyslogd-{}.log",
+                std::time::SystemTime::now().elapsed().map(|d| d.as_nanos()).unwrap_or(0)
+            )),
+        )
+    }
+
+    /// Waits for the pid file: rsyslogd writes it once its inputs are open.
+    fn wait_listening(&mut self) -> Result<()> {
+        let pid = self.dir.join("rsyslogd.pid");
+        let deadline = std::time::Instant::now() + LIMIT;
+        while !pid.exists() {
+            if let Ok(Some(status)) = self.engine.child.try_wait() {
+                bail!("rsyslogd exited ({status}): {}", self.engine.log());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("rsyslogd did not start: {}", self.engine.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.engine.stop();
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.engine = Self::spawn(&self.dir, &self.conf)?;
+        self.wait_listening()
+    }
+
+    fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("received.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn udp_tcp_inputs(udp: u16, tcp: u16) -> String {
+    format!(
+        "module(load=\"imudp\")\nmodule(load=\"imtcp\")\n\
+         input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\")\n\
+         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\")"
+    )
+}
+
+fn syslog_settings(destinations: Vec<SyslogDestination>) -> SyslogSettings {
+    let s = SyslogSettings {
+        enabled: true,
+        destinations,
+        hostname: Some("cam-test".into()),
+        ..Default::default()
+    };
+    if let Err(e) = s.validate() {
+        panic!("invalid settings: {e:?}");
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_udp_and_tcp_reaches_rsyslog_with_the_kind_as_msgid() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (udp, tcp) = (free_udp_port(), free_port());
+    let rsyslog = Rsyslog::start(dir.path(), &udp_tcp_inputs(udp, tcp), "")?;
+    let settings = syslog_settings(vec![
+        SyslogDestination::new(format!("127.0.0.1:{udp}"), SyslogTransport::Udp),
+        SyslogDestination::new(format!("127.0.0.1:{tcp}"), SyslogTransport::Tcp),
+    ]);
+    let seen = Arc::new(Seen::default());
+    let exporter = SyslogExporter::start(&settings, "unused", clock(), Arc::new(RandomJitter), seen.clone())?;
+    exporter.send_event(&event(
+        1,
+        EventKind::ClientBlocked,
+        "client 192.0.2.66 blocked after 6 failed logins",
+    ));
+    exporter.send_event(&event(2, EventKind::ConfigChanged, "settings changed\nFAKE line"));
+    let arrived = wait_until(LIMIT, || rsyslog.received().len() >= 4).await;
+    let lines = rsyslog.received();
+    assert!(arrived, "rsyslog received {lines:?}; failures {:?}", seen.failures.lock().expect("lock"));
+    for input in ["imudp", "imtcp"] {
+        let of: Vec<&String> = lines.iter().filter(|l| l.starts_with(input)).collect();
+        assert_eq!(of.len(), 2, "{input}: {lines:?}");
+        // local0 (16) * 8 + warning (4) = 132; the kind is the MSGID.
+        assert!(
+            of[0].starts_with(&format!(
+                "{input} 132 client_blocked [portcullis@32473 event_id=\"1\" client=\"192.0.2.66\" count=\"6\"][meta sequenceId=\"1\"] client 192.0.2.66 blocked"
+            )),
+            "{}",
+            of[0]
+        );
+        assert!(of[1].starts_with(&format!("{input} 133 config_changed ")), "{}", of[1]);
+        assert!(
+            of[1].contains("sequenceId=\"2\"") && of[1].ends_with("settings changed FAKE line"),
+            "one line: {}",
+            of[1]
+        );
+    }
+    assert_eq!(*seen.sent.lock().expect("lock"), 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_collector_down_then_back_gets_the_queue_and_drops_are_counted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tcp = free_port();
+    let mut rsyslog = Rsyslog::start(dir.path(), &udp_tcp_inputs(free_udp_port(), tcp), "")?;
+    let mut settings =
+        syslog_settings(vec![SyslogDestination::new(format!("127.0.0.1:{tcp}"), SyslogTransport::Tcp)]);
+    settings.queue_capacity = 10;
+    let seen = Arc::new(Seen::default());
+    let exporter = SyslogExporter::start(&settings, "unused", clock(), Arc::new(NoJitter), seen.clone())?;
+    exporter.send_event(&event(1, EventKind::Startup, "first"));
+    assert!(wait_until(LIMIT, || rsyslog.received().len() == 1).await, "{:?}", rsyslog.received());
+
+    rsyslog.stop();
+    // 15 events while the collector is down: the queue keeps the last 10.
+    for i in 0..15 {
+        exporter.send_event(&event(10 + i, EventKind::ClientBlocked, &format!("while down {i}")));
+    }
+    assert!(
+        wait_until(LIMIT, || !seen.failures.lock().expect("lock").is_empty()).await,
+        "the closed connection is noticed"
+    );
+    let stats = &exporter.stats()[0];
+    assert_eq!((stats.queued, stats.dropped, stats.connected), (10, 5, false), "{stats:?}");
+    assert_eq!(*seen.dropped.lock().expect("lock"), 0, "drops are reported once messages flow again");
+
+    rsyslog.restart()?;
+    assert!(exporter.flush(LIMIT).await, "the queue drained: {:?}", exporter.stats());
+    assert!(wait_until(LIMIT, || rsyslog.received().len() == 11).await, "{:?}", rsyslog.received());
+    let lines = rsyslog.received();
+    assert!(
+        lines[1].ends_with("while down 5") && lines[10].ends_with("while down 14"),
+        "the oldest went: {lines:?}"
+    );
+    assert_eq!(*seen.dropped.lock().expect("lock"), 5, "reported once, with the count");
+    assert_eq!(exporter.stats()[0].dropped, 5);
+    Ok(())
+}
+
+struct TestPki {
+    ca_pem: String,
+    server_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn make_pki(dir: &Path) -> Result<TestPki> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name.push(DnType::CommonName, "portcullis test CA for rsyslog");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "collector.test".to_owned()])?
+        .signed_by(&key, &issuer)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    Ok(TestPki { ca_pem: ca.pem(), server_der: cert.der().to_vec(), issuer })
+}
+
+fn tls_globals(dir: &Path) -> String {
+    format!(
+        "DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{d}/ca.pem\" \
+         DefaultNetstreamDriverCertFile=\"{d}/cert.pem\" DefaultNetstreamDriverKeyFile=\"{d}/key.pem\"",
+        d = dir.display()
+    )
+}
+
+fn tls_inputs(anon: u16, anon2: u16, certvalid: u16) -> String {
+    format!(
+        "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")\n\
+         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{anon}\" name=\"anon\")\n\
+         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{anon2}\" name=\"anon\")\n\
+         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{certvalid}\" name=\"certvalid\" \
+               streamDriver.mode=\"1\" streamDriver.authMode=\"x509/certvalid\")"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tls_is_verified_by_ca_or_pin_and_sends_a_client_certificate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = make_pki(dir.path())?;
+    let (anon, anon2, certvalid) = (free_port(), free_port(), free_port());
+    let rsyslog = Rsyslog::start(dir.path(), &tls_inputs(anon, anon2, certvalid), &tls_globals(dir.path()))?;
+
+    let by_ca = SyslogDestination {
+        ca_pem: Some(pki.ca_pem.clone()),
+        ..SyslogDestination::new(format!("127.0.0.1:{anon}"), SyslogTransport::Tls)
+    };
+    use sha2::Digest;
+    let pin = hex(&sha2::Sha256::digest(&pki.server_der));
+    let by_pin = SyslogDestination {
+        pinned_sha256: Some(pin),
+        ..SyslogDestination::new(format!("127.0.0.1:{anon2}"), SyslogTransport::Tls)
+    };
+    let client_key = KeyPair::generate()?;
+    let client_cert =
+        CertificateParams::new(vec!["cam-test".to_owned()])?.signed_by(&client_key, &pki.issuer)?;
+    let with_client_cert = SyslogDestination {
+        ca_pem: Some(pki.ca_pem.clone()),
+        server_name: Some("collector.test".into()),
+        client_certificate_pem: Some(client_cert.pem()),
+        client_key_pem: Some(Secret::new(client_key.serialize_pem())),
+        ..SyslogDestination::new(format!("127.0.0.1:{certvalid}"), SyslogTransport::Tls)
+    };
+    let seen = Arc::new(Seen::default());
+    let exporter = SyslogExporter::start(
+        &syslog_settings(vec![by_ca, by_pin, with_client_cert]),
+        "unused",
+        clock(),
+        Arc::new(RandomJitter),
+        seen.clone(),
+    )?;
+    exporter.send_event(&event(7, EventKind::CertificateChanged, "certificate replaced"));
+    let ok = wait_until(LIMIT, || rsyslog.received().len() >= 3).await;
+    let lines = rsyslog.received();
+    assert!(ok, "{lines:?}; failures {:?}", seen.failures.lock().expect("lock"));
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("anon 133 certificate_changed ")).count(),
+        2,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("certvalid 133 certificate_changed ")).count(),
+        1,
+        "{lines:?}"
+    );
+    exporter.stop();
+
+    // A collector whose certificate does not chain to the CA given gets nothing.
+    let other_dir = tempfile::tempdir()?;
+    let other = make_pki(other_dir.path())?;
+    let wrong = SyslogDestination {
+        ca_pem: Some(other.ca_pem),
+        ..SyslogDestination::new(format!("127.0.0.1:{anon}"), SyslogTransport::Tls)
+    };
+    let seen = Arc::new(Seen::default());
+    let exporter = SyslogExporter::start(
+        &syslog_settings(vec![wrong]),
+        "unused",
+        clock(),
+        Arc::new(NoJitter),
+        seen.clone(),
+    )?;
+    exporter.send_event(&event(8, EventKind::ConfigChanged, "must not arrive"));
+    assert!(wait_until(LIMIT, || !seen.failures.lock().expect("lock").is_empty()).await);
+    let failure = seen.failures.lock().expect("lock")[0].clone();
+    assert!(failure.to_lowercase().contains("certificate"), "{failure}");
+    assert_eq!(exporter.stats()[0].sent, 0);
+    assert!(!rsyslog.received().iter().any(|l| l.contains("must not arrive")));
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A CrowdSec LAPI alone (`crowdsec -no-cs`) with sqlite in `dir`.
+struct Lapi {
+    engine: Engine,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Lapi {
+    fn start(dir: &Path) -> Result<Self> {
+        need("crowdsec")?;
+        need("cscli")?;
+        let port = free_port();
+        for sub in ["data", "hub", "notifications"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        std::fs::copy("/etc/crowdsec/profiles.yaml", dir.join("profiles.yaml"))
+            .context("crowdsec's profiles.yaml")?;
+        std::fs::write(dir.join("simulation.yaml"), "simulation: false\n")?;
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.yaml"),
+            format!(
+                "common:\n  daemonize: false\n  log_media: stdout\n  log_level: info\n  working_dir: .\n\
+                 config_paths:\n  config_dir: {d}/\n  data_dir: {d}/data/\n  simulation_path: {d}/simulation.yaml\n  \
+                 hub_dir: {d}/hub/\n  index_path: {d}/hub/.index.json\n  notification_dir: {d}/notifications/\n  \
+                 plugin_dir: /usr/lib/crowdsec/plugins/\n\
+                 cscli:\n  output: human\n\
+                 db_config:\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n  use_wal: false\n  flush:\n    max_items: 5000\n    max_age: 7d\n\
+                 api:\n  client:\n    insecure_skip_verify: false\n    credentials_path: {d}/local_api_credentials.yaml\n  \
+                 server:\n    log_level: info\n    listen_uri: 127.0.0.1:{port}\n    profiles_path: {d}/profiles.yaml\n    \
+                 trusted_ips:\n      - 127.0.0.1\n      - ::1\n\
+                 prometheus:\n  enabled: false\n"
+            ),
+        )?;
+        let engine = Self::spawn(dir)?;
+        let lapi = Self { engine, dir: dir.to_path_buf(), port };
+        lapi.wait_ready()?;
+        // cscli's own login, for `cscli decisions add`.
+        lapi.cscli(&["machines", "add", "cli", "--auto", "-f", &format!("{d}/local_api_credentials.yaml")])?;
+        Ok(lapi)
+    }
+
+    fn spawn(dir: &Path) -> Result<Engine> {
+        Engine::spawn(
+            Command::new("crowdsec").arg("-c").arg(dir.join("config.yaml")).arg("-no-cs").current_dir(dir),
+            dir.join("crowdsec.log"),
+        )
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + LIMIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                bail!("the LAPI did not start: {}", self.engine.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn cscli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("cscli").arg("-c").arg(self.dir.join("config.yaml")).args(args).output()?;
+        if !out.status.success() {
+            bail!("cscli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn bouncer_key(&self, name: &str) -> Result<String> {
+        self.cscli(&["bouncers", "add", name, "-o", "raw"])
+    }
+
+    fn settings(&self, key: &str) -> CrowdSecSettings {
+        let s = CrowdSecSettings {
+            enabled: true,
+            lapi_url: format!("http://127.0.0.1:{}", self.port),
+            bouncer_key: Some(Secret::new(key)),
+            poll_interval_seconds: 1,
+            ..Default::default()
+        };
+        s.validate().expect("valid settings");
+        s
+    }
+}
+
+#[derive(Debug, Default)]
+struct Watched {
+    polls: Mutex<Vec<StreamOutcome>>,
+    poll_failures: Mutex<Vec<String>>,
+    alerts_sent: Mutex<u32>,
+    alerts_failed: Mutex<Vec<String>>,
+}
+
+impl CrowdSecObserver for Watched {
+    fn polled(&self, outcome: &StreamOutcome, _: usize) {
+        self.polls.lock().expect("lock").push(*outcome);
+    }
+    fn poll_failed(&self, error: &LapiError) {
+        self.poll_failures.lock().expect("lock").push(error.to_string());
+    }
+    fn alert_sent(&self, _: &BlockFacts) {
+        *self.alerts_sent.lock().expect("lock") += 1;
+    }
+    fn alert_failed(&self, _: &BlockFacts, error: &LapiError) {
+        self.alerts_failed.lock().expect("lock").push(error.to_string());
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_added_by_cscli_is_enforced_within_a_poll_and_survives_an_outage() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut lapi = Lapi::start(dir.path())?;
+    let key = lapi.bouncer_key("cam-1")?;
+    let settings = lapi.settings(&key);
+    let client = Arc::new(LapiClient::new(&settings, env!("CARGO_PKG_VERSION"))?);
+    let decisions = Arc::new(RwLock::new(DecisionSet::new(1000)));
+    let watched = Arc::new(Watched::default());
+    let clock = clock();
+    let bouncer = Bouncer::start(
+        client.clone(),
+        settings.poll_interval(),
+        decisions.clone(),
+        clock.clone(),
+        watched.clone(),
+    );
+    assert!(wait_until(LIMIT, || !watched.polls.lock().expect("lock").is_empty()).await, "{:?}", watched);
+    let policy = AccessPolicy::compile(&AccessControlSettings::default(), &[]);
+    let verdict = |addr: &str| admit(&policy, &decisions.read().expect("lock"), ip(addr), clock.monotonic());
+    assert_eq!(verdict("127.0.0.9"), Decision::Allow);
+
+    lapi.cscli(&["decisions", "add", "--ip", "127.0.0.9", "--duration", "1h"])?;
+    lapi.cscli(&["decisions", "add", "--range", "127.0.1.0/24", "--duration", "1h"])?;
+    let added = std::time::Instant::now();
+    assert!(
+        wait_until(LIMIT, || verdict("127.0.0.9") == Decision::Deny
+            && verdict("127.0.1.200") == Decision::Deny)
+        .await
+    );
+    // Within a poll interval (1 s) and the poll itself.
+    assert!(added.elapsed() < settings.poll_interval() * 3, "{:?}", added.elapsed());
+    assert_eq!(verdict("127.0.0.10"), Decision::Allow);
+    let listed = decisions.read().expect("lock").list(clock.timestamp());
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|b| b.origin == "cscli"), "{listed:?}");
+
+    // The LAPI goes away: the bans stay.
+    lapi.engine.stop();
+    assert!(wait_until(LIMIT, || !watched.poll_failures.lock().expect("lock").is_empty()).await);
+    assert_eq!(verdict("127.0.0.9"), Decision::Deny, "the last known set is kept");
+    lapi.engine = Lapi::spawn(dir.path())?;
+    lapi.wait_ready()?;
+
+    // Deleted on the LAPI: lifted at the next poll.
+    lapi.cscli(&["decisions", "delete", "--ip", "127.0.0.9"])?;
+    assert!(wait_until(LIMIT, || verdict("127.0.0.9") == Decision::Allow).await);
+    assert_eq!(verdict("127.0.1.200"), Decision::Deny, "the range stays");
+    bouncer.stop();
+
+    // A wrong key is refused, and named as such (never quoted).
+    let wrong = LapiClient::new(&lapi.settings("not-the-key"), env!("CARGO_PKG_VERSION"))?;
+    let e = wrong.decisions(true).await.expect_err("refused");
+    assert_eq!(e.code(), "refused", "{e}");
+    assert!(!e.to_string().contains("not-the-key"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_block_sent_as_an_alert_is_refused_by_another_bouncer() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lapi = Lapi::start(dir.path())?;
+    lapi.cscli(&["machines", "add", "cam-1", "--password", "cam-1-secret", "-f", "/dev/null"])?;
+    let mut signalling = lapi.settings(&lapi.bouncer_key("cam-1")?);
+    signalling.machine_id = Some("cam-1".into());
+    signalling.machine_password = Some(Secret::new("cam-1-secret"));
+    signalling.validate().expect("valid");
+    let client = Arc::new(LapiClient::new(&signalling, env!("CARGO_PKG_VERSION"))?);
+    let watched = Arc::new(Watched::default());
+    let signaller = Signaller::start(client, watched.clone());
+    let now = time::OffsetDateTime::now_utc();
+    signaller.block(BlockFacts {
+        network: "127.0.0.66".parse().expect("net"),
+        failures: 6,
+        first_failure: now - time::Duration::seconds(40),
+        blocked_at: now,
+        ban: Duration::from_secs(4 * 3600),
+        window: Duration::from_secs(300),
+    });
+    assert!(
+        wait_until(LIMIT, || *watched.alerts_sent.lock().expect("lock") == 1).await,
+        "{:?}",
+        watched.alerts_failed.lock().expect("lock")
+    );
+
+    // Another device that only bounces, with its own key.
+    let other = LapiClient::new(&lapi.settings(&lapi.bouncer_key("cam-2")?), env!("CARGO_PKG_VERSION"))?;
+    let stream = other.decisions(true).await?;
+    let mut set = DecisionSet::new(100);
+    let clock = clock();
+    set.apply(&stream, clock.monotonic());
+    let policy = AccessPolicy::compile(&AccessControlSettings::default(), &[]);
+    assert_eq!(admit(&policy, &set, ip("127.0.0.66"), clock.monotonic()), Decision::Deny, "{stream:?}");
+    let ban = &set.list(clock.timestamp())[0];
+    assert_eq!(ban.scenario, "portcullis/login-bf");
+    let left = ban.until - time::OffsetDateTime::now_utc();
+    assert!(left > time::Duration::hours(3) && left <= time::Duration::hours(4), "{left}");
+    let alerts = lapi.cscli(&["alerts", "list", "-o", "json"])?;
+    assert!(alerts.contains("portcullis/login-bf") && alerts.contains("127.0.0.66"), "{alerts}");
+
+    // A wrong machine password is refused at login.
+    let mut wrong = signalling.clone();
+    wrong.machine_password = Some(Secret::new("wrong"));
+    let e = LapiClient::new(&wrong, env!("CARGO_PKG_VERSION"))?.login().await.expect_err("refused");
+    assert_eq!(e.code(), "refused", "{e}");
+    Ok(())
+}
+
+#[test]
+fn promtool_accepts_the_exposition() -> Result<()> {
+    need("promtool")?;
+    let m = Metrics::new(env!("CARGO_PKG_VERSION"), &["metrics", "syslog", "crowdsec"]);
+    m.request("https", 200);
+    m.request("http", 401);
+    m.failed_logins.inc();
+    m.certificate_not_after.set(1_900_000_000);
+    m.unsaved_changes.set(1);
+    SyslogObserver::sent(&m, "tcp://127.0.0.1:514");
+    SyslogObserver::dropped(&m, "tcp://127.0.0.1:514", 3);
+    CrowdSecObserver::polled(&m, &StreamOutcome { added: 2, ..Default::default() }, 2);
+    let text = m.encode();
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    child.stdin.take().context("stdin")?.write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
+    Ok(())
+}
