@@ -363,8 +363,7 @@ impl Signaller {
             while let Some(facts) = rx.recv().await {
                 let alert = Alert::for_block(&facts);
                 let mut attempt = 1;
-                loop {
-                    let Some(delay) = alert_retry_delay(attempt) else { break };
+                while let Some(delay) = alert_retry_delay(attempt) {
                     tokio::time::sleep(delay).await;
                     match client.post_alerts(std::slice::from_ref(&alert)).await {
                         Ok(_) => {
