@@ -36,6 +36,7 @@ pub struct SetupError {
 }
 
 impl SetupError {
+    #[cfg(any(feature = "syslog", feature = "crowdsec"))]
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
