@@ -387,7 +387,8 @@ async fn run(
                 let report = {
                     let mut q = d.queue();
                     // Only the message that was sent leaves: if the queue
-                    // dropped it meanwhile (full), the front is a newer one.
+                    // dropped it meanwhile (full), the front is a newer one
+                    // (and that message counts as dropped though it went out).
                     if q.front() == Some(&message) {
                         q.sent();
                     }
