@@ -827,6 +827,28 @@ impl<T: QueueWeight> SendQueue<T> {
         self.pop_oldest()
     }
 
+    /// Takes the oldest item out to send it; the queue cannot drop it
+    /// while it is on its way. Give it back with [`SendQueue::put_back`] if
+    /// sending failed.
+    pub fn take(&mut self) -> Option<T> {
+        self.pop_oldest()
+    }
+
+    /// Puts an item whose sending failed back in front. When newer items
+    /// filled the queue meanwhile, it is the oldest: it is dropped (and counted).
+    pub fn put_back(&mut self, item: T) {
+        let weight = item.weight();
+        if !self.items.is_empty()
+            && (self.items.len() >= self.capacity || self.bytes + weight > self.max_bytes)
+        {
+            self.unreported += 1;
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += weight;
+        self.items.push_front(item);
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -1162,6 +1184,27 @@ mod tests {
         assert_eq!(drained, ["4", "5", "6"]);
         assert!(q.is_empty());
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn an_item_on_its_way_is_never_dropped_and_goes_back_in_front() {
+        let mut q = SendQueue::new(2);
+        q.push("a".to_string());
+        q.push("b".to_string());
+        let on_its_way = q.take().expect("a");
+        q.push("c".to_string());
+        assert_eq!(q.dropped(), 0, "the queue had room: b and c");
+        q.put_back(on_its_way);
+        assert_eq!(q.dropped(), 1, "full again: the failed oldest one goes");
+        assert_eq!(q.front().map(String::as_str), Some("b"));
+        let b = q.take().expect("b");
+        q.put_back(b);
+        assert_eq!(
+            (q.len(), q.dropped(), q.front().map(String::as_str)),
+            (2, 1, Some("b")),
+            "room: back in front"
+        );
+        assert_eq!(q.bytes(), 2);
     }
 
     #[test]

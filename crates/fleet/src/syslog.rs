@@ -7,9 +7,10 @@
 //! when the queue is full. Each collector's task connects, sends the
 //! queue's oldest message, and on a failure closes the connection and waits
 //! the retry delay (measured on the injected clock, jittered from the
-//! injected random source) before connecting again. A message leaves the
-//! queue only once written, so a collector that is down and comes back
-//! receives what was queued meanwhile (up to the queue's bound).
+//! injected random source) before connecting again. The message on its way
+//! is taken out of the queue (a full queue cannot drop it meanwhile) and put
+//! back in front if sending fails, so a collector that is down and comes
+//! back receives what was queued meanwhile (up to the queue's bound).
 //!
 //! Before writing to a stream, the task checks whether the collector has
 //! closed it (a read that returns end-of-stream): a collector that was
@@ -70,7 +71,7 @@ pub struct DestinationStats {
     pub sent: u64,
     /// Messages dropped from the full queue since the exporter started.
     pub dropped: u64,
-    /// Messages waiting.
+    /// Messages waiting (the one on its way included).
     pub queued: usize,
     /// Whether a connection is open now (UDP: a socket is ready).
     pub connected: bool,
@@ -84,6 +85,8 @@ struct Destination {
     wake: Notify,
     sent: AtomicU64,
     connected: AtomicBool,
+    /// A message is taken out of the queue and on its way.
+    in_flight: AtomicBool,
 }
 
 impl Destination {
@@ -157,6 +160,7 @@ impl SyslogExporter {
                 wake: Notify::new(),
                 sent: AtomicU64::new(0),
                 connected: AtomicBool::new(false),
+                in_flight: AtomicBool::new(false),
             }));
         }
         let origin = Origin {
@@ -210,7 +214,7 @@ impl SyslogExporter {
                     destination: d.label.clone(),
                     sent: d.sent.load(Ordering::Relaxed),
                     dropped: q.dropped(),
-                    queued: q.len(),
+                    queued: q.len() + usize::from(d.in_flight.load(Ordering::Relaxed)),
                     connected: d.connected.load(Ordering::Relaxed),
                 }
             })
@@ -221,7 +225,12 @@ impl SyslogExporter {
     pub async fn flush(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if self.shared.destinations.iter().all(|d| d.queue().is_empty()) {
+            if self
+                .shared
+                .destinations
+                .iter()
+                .all(|d| d.queue().is_empty() && !d.in_flight.load(Ordering::Relaxed))
+            {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -360,15 +369,25 @@ async fn run(
     let mut connection: Option<Connection> = None;
     loop {
         let notified = d.wake.notified();
-        let Some(message) = d.queue().front().cloned() else {
+        if d.queue().is_empty() {
             notified.await;
             continue;
-        };
+        }
         let now = clock.monotonic();
         if let Some(at) = retry.next_attempt().filter(|_| !retry.may_attempt(now)) {
             tokio::time::sleep(at.since(now)).await;
             continue;
         }
+        // Taken out while it is on its way, so that a full queue cannot
+        // drop it meanwhile; put back in front if sending fails.
+        let Some(message) = ({
+            let mut q = d.queue();
+            let m = q.take();
+            d.in_flight.store(m.is_some(), Ordering::Relaxed);
+            m
+        }) else {
+            continue;
+        };
         let result = match connection.as_mut() {
             Some(c) => c.send(&message).await,
             None => match connect(&d).await {
@@ -384,23 +403,23 @@ async fn run(
             Ok(()) => {
                 d.connected.store(true, Ordering::Relaxed);
                 retry.succeeded();
+                d.sent.fetch_add(1, Ordering::Relaxed);
                 let report = {
                     let mut q = d.queue();
-                    // Only the message that was sent leaves: if the queue
-                    // dropped it meanwhile (full), the front is a newer one
-                    // (and that message counts as dropped though it went out).
-                    if q.front() == Some(&message) {
-                        q.sent();
-                    }
+                    d.in_flight.store(false, Ordering::Relaxed);
                     q.take_drop_report()
                 };
-                d.sent.fetch_add(1, Ordering::Relaxed);
                 observer.sent(&d.label);
                 if let Some(r) = report {
                     observer.dropped(&d.label, r.count);
                 }
             }
             Err(e) => {
+                {
+                    let mut q = d.queue();
+                    q.put_back(message);
+                    d.in_flight.store(false, Ordering::Relaxed);
+                }
                 connection = None;
                 d.connected.store(false, Ordering::Relaxed);
                 let delay = retry.failed(clock.monotonic(), jitter.next());

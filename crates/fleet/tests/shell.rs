@@ -142,10 +142,11 @@ async fn sending_never_waits_for_a_collector_that_stops_reading() {
         assert!(exporter.stats()[0].queued <= 100);
     }
     let stats = &exporter.stats()[0];
-    // A message the full queue drops while it is being written counts as
-    // dropped and, once written, as sent too: at most one such.
+    // Every message is accounted for once: sent, dropped, or waiting (the
+    // one on its way included); the figures are read one after another
+    // while the task runs, so one may be in between.
     let accounted = stats.sent + stats.dropped + stats.queued as u64;
-    assert!((20_000..=20_001).contains(&accounted), "{stats:?}");
+    assert!((19_999..=20_000).contains(&accounted), "{stats:?}");
     assert!(stats.dropped > 0, "{stats:?}");
     held.abort();
 }
