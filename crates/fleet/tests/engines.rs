@@ -682,3 +682,88 @@ fn promtool_accepts_the_exposition() -> Result<()> {
     assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
     Ok(())
 }
+
+/// Serves `metrics.encode()` on a loopback port, as `/metrics` will.
+async fn serve_metrics(metrics: Arc<Metrics>) -> Result<(u16, tokio::task::JoinHandle<()>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut req = vec![0u8; 8192];
+                let _ = s.read(&mut req).await;
+                let body = metrics.encode();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    portcullis_fleet::metrics::CONTENT_TYPE,
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    Ok((port, task))
+}
+
+/// GET `path` from 127.0.0.1:`port` (HTTP/1.0); the body.
+fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// The value Prometheus's query API gives for `query` now, if any.
+fn prometheus_value(port: u16, query: &str) -> Option<String> {
+    let body = http_get(port, &format!("/api/v1/query?query={query}")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_exposition_and_sees_a_block() -> Result<()> {
+    need("prometheus")?;
+    let dir = tempfile::tempdir()?;
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &["metrics"]));
+    let (target, server) = serve_metrics(metrics.clone()).await?;
+    let web = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: device\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+        ),
+    )?;
+    let _prometheus = Engine::spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{web}")),
+        dir.path().join("prometheus.log"),
+    )?;
+    // Encoded for the URL: portcullis_clients_blocked{origin="local"}.
+    let query = "portcullis_clients_blocked%7Borigin%3D%22local%22%7D";
+    let zero =
+        wait_until(Duration::from_secs(60), || prometheus_value(web, query).as_deref() == Some("0")).await;
+    assert!(
+        zero,
+        "no scrape: {}",
+        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+    );
+    let up = prometheus_value(web, "up%7Bjob%3D%22device%22%7D");
+    assert_eq!(up.as_deref(), Some("1"), "the target is up");
+
+    // An attacker is blocked: the next scrape shows it.
+    metrics.clients_blocked.get_or_create(&portcullis_fleet::metrics::OriginLabel { origin: "local" }).set(1);
+    metrics.failed_logins.inc_by(6);
+    assert!(wait_until(LIMIT, || prometheus_value(web, query).as_deref() == Some("1")).await);
+    assert_eq!(prometheus_value(web, "portcullis_failed_logins_total").as_deref(), Some("6"));
+    server.abort();
+    Ok(())
+}
