@@ -445,6 +445,11 @@ struct Lapi {
 
 impl Lapi {
     fn start(dir: &Path) -> Result<Self> {
+        Self::start_with(dir, false)
+    }
+
+    /// With `tls`, the LAPI serves HTTPS with `dir`'s cert.pem and key.pem.
+    fn start_with(dir: &Path, tls: bool) -> Result<Self> {
         need("crowdsec")?;
         need("cscli")?;
         let port = free_port();
@@ -466,8 +471,13 @@ impl Lapi {
                  db_config:\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n  use_wal: false\n  flush:\n    max_items: 5000\n    max_age: 7d\n\
                  api:\n  client:\n    insecure_skip_verify: false\n    credentials_path: {d}/local_api_credentials.yaml\n  \
                  server:\n    log_level: info\n    listen_uri: 127.0.0.1:{port}\n    profiles_path: {d}/profiles.yaml\n    \
-                 trusted_ips:\n      - 127.0.0.1\n      - ::1\n\
-                 prometheus:\n  enabled: false\n"
+                 trusted_ips:\n      - 127.0.0.1\n      - ::1\n{tls}\
+                 prometheus:\n  enabled: false\n",
+                tls = if tls {
+                    format!("    tls:\n      cert_file: {d}/cert.pem\n      key_file: {d}/key.pem\n")
+                } else {
+                    String::new()
+                }
             ),
         )?;
         let engine = Self::spawn(dir)?;
@@ -488,6 +498,9 @@ impl Lapi {
     fn wait_ready(&self) -> Result<()> {
         let deadline = std::time::Instant::now() + LIMIT;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if std::fs::read_to_string(&self.engine.log).unwrap_or_default().contains("level=fatal") {
+                bail!("the LAPI failed: {}", self.engine.log());
+            }
             if std::time::Instant::now() > deadline {
                 bail!("the LAPI did not start: {}", self.engine.log());
             }
@@ -519,6 +532,30 @@ impl Lapi {
         s.validate().expect("valid settings");
         s
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapi_over_https_is_verified_against_the_ca_given() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = make_pki(dir.path())?;
+    let lapi = Lapi::start_with(dir.path(), true)?;
+    let key = lapi.bouncer_key("cam-1")?;
+    let mut settings = lapi.settings(&key);
+    settings.lapi_url = format!("https://127.0.0.1:{}", lapi.port);
+    settings.ca_pem = Some(pki.ca_pem.clone());
+    settings.validate().expect("valid");
+    let stream = LapiClient::new(&settings, env!("CARGO_PKG_VERSION"))?.decisions(true).await?;
+    assert_eq!(stream.new, None, "no decisions yet");
+
+    let other = make_pki(tempfile::tempdir()?.path())?;
+    settings.ca_pem = Some(other.ca_pem);
+    let e = LapiClient::new(&settings, env!("CARGO_PKG_VERSION"))?
+        .decisions(true)
+        .await
+        .expect_err("not trusted");
+    assert_eq!(e.code(), "unreachable", "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    Ok(())
 }
 
 #[derive(Debug, Default)]
