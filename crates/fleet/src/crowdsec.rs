@@ -290,7 +290,8 @@ pub struct Bouncer {
 
 impl Bouncer {
     /// Polls `client` every `interval` (the first poll at once, with
-    /// `startup=true` until one succeeds) into `decisions`.
+    /// `startup=true` until one succeeds, whose answer replaces the whole
+    /// set) into `decisions`.
     pub fn start(
         client: Arc<LapiClient>,
         interval: Duration,
@@ -306,12 +307,23 @@ impl Bouncer {
                 ticker.tick().await;
                 match client.decisions(startup).await {
                     Ok(stream) => {
-                        startup = false;
                         let now = clock.monotonic();
-                        let mut set = decisions.write().unwrap_or_else(PoisonError::into_inner);
-                        let outcome = set.apply(&stream, now);
-                        let held = set.len();
-                        drop(set);
+                        let (outcome, held) = if startup {
+                            // All live decisions: a new set, built without
+                            // the lock (100,000 take tens of milliseconds),
+                            // replaces the old one at once.
+                            let capacity =
+                                decisions.read().unwrap_or_else(PoisonError::into_inner).capacity();
+                            let mut fresh = DecisionSet::new(capacity);
+                            let outcome = fresh.apply(&stream, now);
+                            let held = fresh.len();
+                            *decisions.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                            (outcome, held)
+                        } else {
+                            let mut set = decisions.write().unwrap_or_else(PoisonError::into_inner);
+                            (set.apply(&stream, now), set.len())
+                        };
+                        startup = false;
                         observer.polled(&outcome, held);
                     }
                     Err(e) => {
