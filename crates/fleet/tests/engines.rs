@@ -282,9 +282,30 @@ async fn syslog_over_udp_and_tcp_reaches_rsyslog_with_the_kind_as_msgid() -> Res
 async fn syslog_collector_down_then_back_gets_the_queue_and_drops_are_counted() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let tcp = free_port();
-    let mut rsyslog = Rsyslog::start(dir.path(), &udp_tcp_inputs(free_udp_port(), tcp), "")?;
-    let mut settings =
-        syslog_settings(vec![SyslogDestination::new(format!("127.0.0.1:{tcp}"), SyslogTransport::Tcp)]);
+    let rsyslog = Rsyslog::start(dir.path(), &udp_tcp_inputs(free_udp_port(), tcp), "")?;
+    let destination = SyslogDestination::new(format!("127.0.0.1:{tcp}"), SyslogTransport::Tcp);
+    down_then_back(rsyslog, destination).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_tls_collector_down_then_back_gets_the_queue_and_drops_are_counted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = make_pki(dir.path())?;
+    let port = free_port();
+    let rsyslog =
+        Rsyslog::start(dir.path(), &tls_inputs(port, free_port(), free_port()), &tls_globals(dir.path()))?;
+    let destination = SyslogDestination {
+        ca_pem: Some(pki.ca_pem),
+        ..SyslogDestination::new(format!("127.0.0.1:{port}"), SyslogTransport::Tls)
+    };
+    down_then_back(rsyslog, destination).await
+}
+
+/// One message arrives; the collector stops; 15 are sent to a queue of 10;
+/// the collector comes back and gets the last 10, and the 5 drops are
+/// reported once.
+async fn down_then_back(mut rsyslog: Rsyslog, destination: SyslogDestination) -> Result<()> {
+    let mut settings = syslog_settings(vec![destination]);
     settings.queue_capacity = 10;
     let seen = Arc::new(Seen::default());
     let exporter = SyslogExporter::start(&settings, "unused", clock(), Arc::new(NoJitter), seen.clone())?;
