@@ -12,6 +12,7 @@
 //! wall clock. Keys are loaded and matched with rustls' aws-lc-rs provider,
 //! the one the TLS server uses, so a key accepted here is a key it can serve.
 
+mod collection;
 mod der;
 mod description;
 mod error;

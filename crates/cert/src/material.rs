@@ -6,9 +6,9 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
+use crate::collection::{collect, decode_single_key};
 use crate::description::{CertificateInfo, describe};
 use crate::error::{CertError, FIELD_CERTIFICATE, FIELD_PRIVATE_KEY};
-use crate::intake::{collect, decode_single_key};
 use crate::private_key;
 
 /// A certificate chain (leaf first) and the leaf's private key.
