@@ -5,6 +5,7 @@
 //! an argument (see [`clock`]), so every rule is tested in microseconds.
 
 pub mod access_control;
+pub mod alert;
 pub mod clock;
 pub mod config;
 pub mod error;

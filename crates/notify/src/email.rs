@@ -11,7 +11,8 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use portcullis_core::profiles::{AlertContext, EmailProfile, EmailSecurity, render};
+use portcullis_core::alert::{AlertContext, render};
+use portcullis_core::profiles::{EmailProfile, EmailSecurity};
 
 use crate::error::one_line;
 use crate::{Delivery, IO_TIMEOUT, NotifyError, within_for};

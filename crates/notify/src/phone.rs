@@ -21,7 +21,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use portcullis_core::profiles::{AlertContext, DEFAULT_SIP_PORT, HostPort, PhoneProfile, SipUri, render};
+use portcullis_core::alert::{AlertContext, render};
+use portcullis_core::profiles::{DEFAULT_SIP_PORT, HostPort, PhoneProfile, SipUri};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use portcullis_core::profiles::{AlertContext, EmailProfile, IpNotifyProfile, PhoneProfile};
+use portcullis_core::alert::AlertContext;
+use portcullis_core::profiles::{EmailProfile, IpNotifyProfile, PhoneProfile};
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine as _;
+use portcullis_core::alert::AlertContext;
 use portcullis_core::profiles::{
-    AlertContext, DeliveryMode, EmailProfile, EmailSecurity, IpNotifyProfile, IpNotifyProtocol, PhoneProfile,
-    Secret, SipTransport,
+    DeliveryMode, EmailProfile, EmailSecurity, IpNotifyProfile, IpNotifyProtocol, PhoneProfile, Secret,
+    SipTransport,
 };
 use portcullis_notify::media::{alaw_to_linear, ulaw_to_linear};
 use portcullis_notify::{

@@ -316,7 +316,7 @@ fn check_expiry(rt: &Runtime) {
         message.clone(),
         serde_json::json!({"stage": stage, "not_after": view.certificate.not_after}),
     );
-    rt.alert(portcullis_core::profiles::AlertContext {
+    rt.alert(portcullis_core::alert::AlertContext {
         device: crate::notifications::device_name(),
         event: "certificate_expiry".into(),
         message,

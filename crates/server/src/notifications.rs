@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::Clock;
+use portcullis_core::alert::AlertContext;
 use portcullis_core::config::Config;
 use portcullis_core::events::EventKind;
-use portcullis_core::profiles::AlertContext;
 use portcullis_notify::{DeliveryQueue, Job, Notification, Outcome, QueueConfig, RetryPolicy};
 
 use crate::security::Security;

@@ -245,7 +245,7 @@ impl Runtime {
     }
 
     /// Sends `ctx` to the profiles the intrusion detection settings select.
-    pub fn alert(&self, ctx: portcullis_core::profiles::AlertContext) {
+    pub fn alert(&self, ctx: portcullis_core::alert::AlertContext) {
         if let Some(n) = self.notifier.get() {
             n.alert(&self.running(), ctx);
         }
@@ -269,7 +269,7 @@ impl Runtime {
         {
             n.alert(
                 &running,
-                portcullis_core::profiles::AlertContext {
+                portcullis_core::alert::AlertContext {
                     device: crate::notifications::device_name(),
                     event: "intrusion_alert".into(),
                     message: format!("{} failed logins from {ip}", result.count),

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
-use portcullis_core::profiles::{
-    AlertContext, EmailProfile, IpNotifyProfile, PhoneProfile, Profiles, merge_secrets,
-};
+use portcullis_core::alert::AlertContext;
+use portcullis_core::profiles::{EmailProfile, IpNotifyProfile, PhoneProfile, Profiles, merge_secrets};
 use portcullis_notify::Notification;
 use serde::Serialize;
 use utoipa::ToSchema;
