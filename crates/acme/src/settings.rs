@@ -1,5 +1,6 @@
 //! ACME settings: typed, with defaults, normalization, validation and redaction.
 
+use portcullis_core::ErrorCode;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -266,18 +267,18 @@ impl AcmeSettings {
             if complete {
                 return Err(ValidationError::new(
                     "directory_url",
-                    "required",
+                    ErrorCode::Required,
                     "the ACME directory URL is required, e.g. https://acme-v02.api.letsencrypt.org/directory",
                 ));
             }
         } else {
-            check_url(url).map_err(|m| ValidationError::new("directory_url", "invalid_url", m))?;
+            check_url(url).map_err(|m| ValidationError::new("directory_url", ErrorCode::InvalidUrl, m))?;
         }
 
         if self.contact.len() > MAX_CONTACTS {
             return Err(ValidationError::new(
                 "contact",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_CONTACTS} contacts are allowed"),
             ));
         }
@@ -287,7 +288,7 @@ impl AcmeSettings {
             if !is_email(addr) {
                 return Err(ValidationError::new(
                     format!("contact[{i}]"),
-                    "invalid_address",
+                    ErrorCode::InvalidAddress,
                     format!("\"{}\" is not an e-mail address like name@example.com", addr.escape_debug()),
                 ));
             }
@@ -296,26 +297,27 @@ impl AcmeSettings {
         if self.identifiers.is_empty() && complete {
             return Err(ValidationError::new(
                 "identifiers",
-                "required",
+                ErrorCode::Required,
                 "at least one identifier (DNS name or IP address) is required",
             ));
         }
         if self.identifiers.len() > MAX_IDENTIFIERS {
             return Err(ValidationError::new(
                 "identifiers",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_IDENTIFIERS} identifiers are allowed"),
             ));
         }
         let mut seen = BTreeSet::new();
         for (i, raw) in self.identifiers.iter().enumerate() {
             let id = normalize_identifier(raw);
-            Ident::parse(&id)
-                .map_err(|m| ValidationError::new(format!("identifiers[{i}]"), "invalid_identifier", m))?;
+            Ident::parse(&id).map_err(|m| {
+                ValidationError::new(format!("identifiers[{i}]"), ErrorCode::InvalidIdentifier, m)
+            })?;
             if !seen.insert(id.clone()) {
                 return Err(ValidationError::new(
                     format!("identifiers[{i}]"),
-                    "duplicate",
+                    ErrorCode::Duplicate,
                     format!("\"{id}\" is listed twice"),
                 ));
             }
@@ -327,14 +329,14 @@ impl AcmeSettings {
             (Some(_), None) => {
                 return Err(ValidationError::new(
                     "eab_hmac_key",
-                    "required",
+                    ErrorCode::Required,
                     "an External Account Binding key id needs its HMAC key",
                 ));
             }
             (None, Some(_)) => {
                 return Err(ValidationError::new(
                     "eab_key_id",
-                    "required",
+                    ErrorCode::Required,
                     "an External Account Binding HMAC key needs its key id",
                 ));
             }
@@ -345,7 +347,7 @@ impl AcmeSettings {
         {
             return Err(ValidationError::new(
                 "eab_key_id",
-                "invalid_key_id",
+                ErrorCode::InvalidKeyId,
                 format!("the key id must be at most {MAX_EAB_KEY_ID_LEN} printable characters"),
             ));
         }
@@ -356,7 +358,7 @@ impl AcmeSettings {
                 Some(_) => {
                     return Err(ValidationError::new(
                         "eab_hmac_key",
-                        "invalid_key",
+                        ErrorCode::InvalidKey,
                         format!(
                             "the HMAC key is too short: at least {MIN_EAB_HMAC_KEY_BYTES} bytes are needed"
                         ),
@@ -365,7 +367,7 @@ impl AcmeSettings {
                 None => {
                     return Err(ValidationError::new(
                         "eab_hmac_key",
-                        "invalid_key",
+                        ErrorCode::InvalidKey,
                         "the HMAC key must be base64url, as the CA hands it out",
                     ));
                 }
@@ -373,7 +375,8 @@ impl AcmeSettings {
         }
 
         if let Some(pem) = present(&self.ca_bundle_pem) {
-            parse_ca_bundle(&pem).map_err(|m| ValidationError::new("ca_bundle_pem", "invalid_pem", m))?;
+            parse_ca_bundle(&pem)
+                .map_err(|m| ValidationError::new("ca_bundle_pem", ErrorCode::InvalidPem, m))?;
         }
         Ok(())
     }
@@ -384,8 +387,9 @@ impl AcmeSettings {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                Ident::parse(&normalize_identifier(s))
-                    .map_err(|m| ValidationError::new(format!("identifiers[{i}]"), "invalid_identifier", m))
+                Ident::parse(&normalize_identifier(s)).map_err(|m| {
+                    ValidationError::new(format!("identifiers[{i}]"), ErrorCode::InvalidIdentifier, m)
+                })
             })
             .collect()
     }
@@ -421,7 +425,7 @@ mod tests {
     }
 
     fn code(s: &AcmeSettings) -> Option<(String, String)> {
-        s.validate().err().map(|e| (e.field, e.code))
+        s.validate().err().map(|e| (e.field, e.code.as_str().to_owned()))
     }
 
     fn err(field: &str, code: &str) -> Option<(String, String)> {
@@ -480,7 +484,7 @@ mod tests {
         assert_eq!(code(&s), None);
         assert_eq!(
             s.validate_for_enrolment().map_err(|e| e.code),
-            Err("required".to_owned()),
+            Err(ErrorCode::Required),
             "an enrolment needs the URL even when disabled"
         );
         for bad in ["http://acme.example.com/dir", "acme.example.com", "https:///dir", "ftp://x/"] {

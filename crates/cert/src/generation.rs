@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn request_validation() {
         let now = time::macros::datetime!(2026-01-01 0:00 UTC);
-        let code = |req: GenerateRequest| generate(&req, now).err().map(|e| e.code());
+        let code = |req: GenerateRequest| generate(&req, now).err().map(|e| e.code().as_str());
         let base = || {
             let mut r = GenerateRequest::new("camera.local");
             r.key_type = KeyType::EcdsaP256;

@@ -546,7 +546,7 @@ fn corpus_outcomes() {
             }
             Err(e) => {
                 assert!(!e.to_string().contains("PRIVATE KEY-----"), "no key material in messages");
-                e.code().to_owned()
+                e.code().as_str().to_owned()
             }
         };
         println!("{:<60} {:<24} {outcome}", c.name, c.expect);
@@ -739,7 +739,7 @@ fn csr_signed_by_ca_is_taken_for_its_key() {
 
     // A certificate for another key is refused.
     let err = intake_certificate_for_key(&chain_of(d, "p256"), &pending.key, &opts).expect_err("mismatch");
-    assert_eq!((err.code(), err.field()), ("key_mismatch", "certificate"));
+    assert_eq!((err.code().as_str(), err.field()), ("key_mismatch", "certificate"));
     // The CSR itself is not a certificate.
     let err = intake_certificate_for_key(&read(d, "gen-ca.csr"), &pending.key, &opts).expect_err("csr");
     assert_eq!(err.code(), "csr_not_certificate");

@@ -9,6 +9,7 @@ pub mod alert;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod error_code;
 pub mod events;
 pub mod expiry;
 pub mod intrusion;
@@ -18,3 +19,4 @@ pub mod settings;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ValidationError;
+pub use error_code::ErrorCode;

@@ -20,6 +20,7 @@
 //! [`MAX_NAME_LEN`] characters, and per-field limits below, so a stored
 //! configuration stays small whatever is PUT into it.
 
+use crate::ErrorCode;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -169,31 +170,41 @@ impl EmailProfile {
     /// Checks the profile; `prefix` is the field path of the profile, e.g. `email.ops`.
     pub fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
         let f = |name: &str| format!("{prefix}.{name}");
-        check_host(&self.server).map_err(|m| ValidationError::new(f("server"), "invalid_host", m))?;
+        check_host(&self.server).map_err(|m| ValidationError::new(f("server"), ErrorCode::InvalidHost, m))?;
         if self.port == Some(0) {
-            return Err(ValidationError::new(f("port"), "out_of_range", "port 0 is not valid; use 1-65535"));
+            return Err(ValidationError::new(
+                f("port"),
+                ErrorCode::OutOfRange,
+                "port 0 is not valid; use 1-65535",
+            ));
         }
         check_credentials(prefix, self.username.as_deref(), self.password.as_ref(), false)?;
-        check_address(&self.from).map_err(|m| ValidationError::new(f("from"), "invalid_address", m))?;
+        check_address(&self.from)
+            .map_err(|m| ValidationError::new(f("from"), ErrorCode::InvalidAddress, m))?;
         if self.to.is_empty() {
-            return Err(ValidationError::new(f("to"), "required", "at least one recipient is needed"));
+            return Err(ValidationError::new(
+                f("to"),
+                ErrorCode::Required,
+                "at least one recipient is needed",
+            ));
         }
         if self.to.len() > MAX_RECIPIENTS {
             return Err(ValidationError::new(
                 f("to"),
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_RECIPIENTS} recipients are allowed"),
             ));
         }
         for (i, to) in self.to.iter().enumerate() {
             check_address(to)
-                .map_err(|m| ValidationError::new(f(&format!("to[{i}]")), "invalid_address", m))?;
+                .map_err(|m| ValidationError::new(f(&format!("to[{i}]")), ErrorCode::InvalidAddress, m))?;
         }
         check_text(&self.subject, MAX_SUBJECT_LEN, false)
-            .map_err(|m| ValidationError::new(f("subject"), "invalid_template", m))?;
+            .map_err(|m| ValidationError::new(f("subject"), ErrorCode::InvalidTemplate, m))?;
         check_text(&self.body, MAX_BODY_LEN, true)
-            .map_err(|m| ValidationError::new(f("body"), "invalid_template", m))?;
-        check_ca_pem(self.ca_pem.as_deref()).map_err(|m| ValidationError::new(f("ca_pem"), "invalid_pem", m))
+            .map_err(|m| ValidationError::new(f("body"), ErrorCode::InvalidTemplate, m))?;
+        check_ca_pem(self.ca_pem.as_deref())
+            .map_err(|m| ValidationError::new(f("ca_pem"), ErrorCode::InvalidPem, m))
     }
 }
 
@@ -292,20 +303,20 @@ impl IpNotifyProfile {
         if self.destinations.is_empty() {
             return Err(ValidationError::new(
                 f("destinations"),
-                "required",
+                ErrorCode::Required,
                 "at least one destination is needed",
             ));
         }
         if self.destinations.len() > MAX_DESTINATIONS {
             return Err(ValidationError::new(
                 f("destinations"),
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_DESTINATIONS} destinations are allowed"),
             ));
         }
         for (i, d) in self.destinations.iter().enumerate() {
             HostPort::parse(d, None).map_err(|m| {
-                ValidationError::new(f(&format!("destinations[{i}]")), "invalid_destination", m)
+                ValidationError::new(f(&format!("destinations[{i}]")), ErrorCode::InvalidDestination, m)
             })?;
         }
         if self.method.is_empty()
@@ -314,7 +325,7 @@ impl IpNotifyProfile {
         {
             return Err(ValidationError::new(
                 f("method"),
-                "invalid_method",
+                ErrorCode::InvalidMethod,
                 "the method must be an upper-case HTTP method such as POST, PUT or GET",
             ));
         }
@@ -324,33 +335,37 @@ impl IpNotifyProfile {
         {
             return Err(ValidationError::new(
                 f("path"),
-                "invalid_path",
+                ErrorCode::InvalidPath,
                 "the path must start with / and contain no spaces or control characters (at most 2048 bytes)",
             ));
         }
         if self.headers.len() > MAX_HEADERS {
             return Err(ValidationError::new(
                 f("headers"),
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_HEADERS} headers are allowed"),
             ));
         }
         for (name, value) in &self.headers {
             let field = f(&format!("headers.{name}"));
             if name.is_empty() || name.len() > 64 || !name.bytes().all(is_token_byte) {
-                return Err(ValidationError::new(field, "invalid_header", "not a valid HTTP header name"));
+                return Err(ValidationError::new(
+                    field,
+                    ErrorCode::InvalidHeader,
+                    "not a valid HTTP header name",
+                ));
             }
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(ValidationError::new(
                     field,
-                    "reserved_header",
+                    ErrorCode::ReservedHeader,
                     format!("the header {name} is set by the device itself"),
                 ));
             }
             if value.len() > 1024 || value.chars().any(|c| c.is_control() && c != '\t') {
                 return Err(ValidationError::new(
                     field,
-                    "invalid_header",
+                    ErrorCode::InvalidHeader,
                     "a header value must be one line of at most 1024 bytes",
                 ));
             }
@@ -358,18 +373,19 @@ impl IpNotifyProfile {
         // Basic authentication cannot carry a ':' in the user name.
         check_credentials(prefix, self.username.as_deref(), self.password.as_ref(), true)?;
         check_text(&self.body, MAX_BODY_LEN, true)
-            .map_err(|m| ValidationError::new(f("body"), "invalid_template", m))?;
+            .map_err(|m| ValidationError::new(f("body"), ErrorCode::InvalidTemplate, m))?;
         if self.content_type.is_empty()
             || self.content_type.len() > 256
             || self.content_type.chars().any(char::is_control)
         {
             return Err(ValidationError::new(
                 f("content_type"),
-                "invalid_content_type",
+                ErrorCode::InvalidContentType,
                 "the content type must be one line of at most 256 bytes",
             ));
         }
-        check_ca_pem(self.ca_pem.as_deref()).map_err(|m| ValidationError::new(f("ca_pem"), "invalid_pem", m))
+        check_ca_pem(self.ca_pem.as_deref())
+            .map_err(|m| ValidationError::new(f("ca_pem"), ErrorCode::InvalidPem, m))
     }
 }
 
@@ -425,24 +441,24 @@ impl PhoneProfile {
     /// Checks the profile; `prefix` is the field path of the profile, e.g. `phone.guard`.
     pub fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
         let f = |name: &str| format!("{prefix}.{name}");
-        SipUri::parse(&self.uri).map_err(|m| ValidationError::new(f("uri"), "invalid_uri", m))?;
+        SipUri::parse(&self.uri).map_err(|m| ValidationError::new(f("uri"), ErrorCode::InvalidUri, m))?;
         if let Some(registrar) = &self.registrar {
             HostPort::parse(registrar, Some(DEFAULT_SIP_PORT))
-                .map_err(|m| ValidationError::new(f("registrar"), "invalid_host", m))?;
+                .map_err(|m| ValidationError::new(f("registrar"), ErrorCode::InvalidHost, m))?;
         }
         check_credentials(prefix, self.username.as_deref(), self.password.as_ref(), false)?;
         if let Some(audio) = &self.audio {
             if audio.len() > MAX_AUDIO_LEN {
                 return Err(ValidationError::new(
                     f("audio"),
-                    "too_large",
+                    ErrorCode::TooLarge,
                     format!("the audio may be at most {MAX_AUDIO_LEN} bytes of base64"),
                 ));
             }
             if !audio.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=\r\n ".contains(&b)) {
                 return Err(ValidationError::new(
                     f("audio"),
-                    "invalid_audio",
+                    ErrorCode::InvalidAudio,
                     "the audio must be base64 of a WAV file",
                 ));
             }
@@ -451,7 +467,7 @@ impl PhoneProfile {
         if !(lo..=hi).contains(&self.ring_timeout_seconds) {
             return Err(ValidationError::new(
                 f("ring_timeout_seconds"),
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("the ring timeout must be between {lo} and {hi} seconds"),
             ));
         }
@@ -546,7 +562,7 @@ fn check_names<'a>(
     if names.len() > MAX_PROFILES_PER_KIND {
         return Err(ValidationError::new(
             kind,
-            "too_many",
+            ErrorCode::TooMany,
             format!("at most {MAX_PROFILES_PER_KIND} profiles of this kind are allowed"),
         ));
     }
@@ -554,7 +570,7 @@ fn check_names<'a>(
         if !is_valid_name(name) {
             return Err(ValidationError::new(
                 kind,
-                "invalid_name",
+                ErrorCode::InvalidName,
                 format!(
                     "\"{}\" is not a valid profile name: use 1-{MAX_NAME_LEN} letters, digits, '.', '_' or '-'",
                     name.escape_debug()
@@ -579,7 +595,7 @@ fn check_credentials(
     {
         return Err(ValidationError::new(
             format!("{prefix}.username"),
-            "invalid_username",
+            ErrorCode::InvalidUsername,
             format!(
                 "the user name must be 1-{MAX_CREDENTIAL_LEN} bytes without control characters{}",
                 if basic { " or ':'" } else { "" }
@@ -592,7 +608,7 @@ fn check_credentials(
         // The message never repeats the password.
         return Err(ValidationError::new(
             format!("{prefix}.password"),
-            "invalid_password",
+            ErrorCode::InvalidPassword,
             format!("the password must be at most {MAX_CREDENTIAL_LEN} bytes without control characters"),
         ));
     }

@@ -355,7 +355,7 @@ mod tests {
     fn bad_audio_is_refused_with_reason() {
         assert!(decode_wav(b"RIFF\0\0\0\0WAVE").expect_err("no fmt").contains("fmt"));
         assert!(decode_wav(b"not a wav").is_err());
-        assert_eq!(check_audio("!!").map_err(|e| e.code()), Err("invalid_profile"));
+        assert_eq!(check_audio("!!").map_err(|e| e.code().as_str()), Err("invalid_profile"));
         let long = base64::engine::general_purpose::STANDARD.encode(wav(8000, 1, 16, &vec![0; 8000 * 31]));
         assert!(check_audio(&long).is_err());
     }

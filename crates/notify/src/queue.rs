@@ -309,7 +309,7 @@ async fn run(inner: Arc<Inner>, id: u64, job: Job) {
         }
         let delay = policy.delay_after(attempts);
         tracing::info!(
-            profile = %job.profile_name, kind = kind.as_str(), attempt = attempts, code = error.code(),
+            profile = %job.profile_name, kind = kind.as_str(), attempt = attempts, code = error.code().as_str(),
             "notification failed, retrying in {delay:?}: {error}"
         );
         tokio::select! {
@@ -320,7 +320,7 @@ async fn run(inner: Arc<Inner>, id: u64, job: Job) {
     match &result {
         Ok(d) => tracing::info!(profile = %job.profile_name, kind = kind.as_str(), attempts, "{}", d.summary),
         Err(e) => {
-            tracing::warn!(profile = %job.profile_name, kind = kind.as_str(), attempts, code = e.code(), "notification failed: {e}")
+            tracing::warn!(profile = %job.profile_name, kind = kind.as_str(), attempts, code = e.code().as_str(), "notification failed: {e}")
         }
     }
     inner.pending.fetch_sub(1, Ordering::SeqCst);

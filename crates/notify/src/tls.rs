@@ -65,8 +65,8 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientCo
 mod tests {
     #[test]
     fn ca_pem_must_hold_a_usable_certificate() {
-        assert_eq!(crate::check_ca_pem("junk").map_err(|e| e.code()), Err("invalid_profile"));
+        assert_eq!(crate::check_ca_pem("junk").map_err(|e| e.code().as_str()), Err("invalid_profile"));
         let not_der = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert_eq!(crate::check_ca_pem(not_der).map_err(|e| e.code()), Err("invalid_profile"));
+        assert_eq!(crate::check_ca_pem(not_der).map_err(|e| e.code().as_str()), Err("invalid_profile"));
     }
 }

@@ -872,7 +872,7 @@ async fn a_full_queue_drops_the_new_job_and_reports_it() -> Result<()> {
     assert_eq!(e, NotifyError::QueueFull { capacity: 1 });
     let outcome = next_outcome(&mut outcomes).await?;
     assert_eq!((outcome.profile_name.as_str(), outcome.attempts), ("second", 0));
-    assert_eq!(outcome.result.map_err(|e| e.code()), Err("queue_full"));
+    assert_eq!(outcome.result.map_err(|e| e.code().as_str()), Err("queue_full"));
     assert_eq!(queue.pending(), 1);
     Ok(())
 }

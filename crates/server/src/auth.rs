@@ -8,6 +8,7 @@
 //! remembered for [`CACHE_LIFETIME`] under a keyed hash so that an API
 //! client sending Basic on every request pays the cost once.
 
+use portcullis_core::ErrorCode;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,7 +128,7 @@ impl std::str::FromStr for Group {
             "users" => Ok(Self::Users),
             _ => Err(ValidationError::new(
                 "group",
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "the group must be \"admins\" or \"users\"",
             )),
         }
@@ -183,7 +184,7 @@ impl UsersFile {
         {
             return Err(ValidationError::new(
                 "group",
-                "last_admin",
+                ErrorCode::LastAdmin,
                 "the last member of \"admins\" cannot leave the group",
             ));
         }
@@ -200,7 +201,11 @@ impl UsersFile {
                 UserRecord { group, generation, ..e }
             }
             (None, None) => {
-                return Err(ValidationError::new("password", "required", "a new account needs a password"));
+                return Err(ValidationError::new(
+                    "password",
+                    ErrorCode::Required,
+                    "a new account needs a password",
+                ));
             }
         };
         self.users.insert(name.into(), record);
@@ -226,12 +231,16 @@ impl UsersFile {
     /// Deletes account `name`; never the last admin.
     pub fn delete(&mut self, name: &str) -> Result<(), ValidationError> {
         let Some(u) = self.users.get(name) else {
-            return Err(ValidationError::new("name", "not_found", format!("there is no user \"{name}\"")));
+            return Err(ValidationError::new(
+                "name",
+                ErrorCode::NotFound,
+                format!("there is no user \"{name}\""),
+            ));
         };
         if u.group == Group::Admins && self.admin_count() == 1 {
             return Err(ValidationError::new(
                 "name",
-                "last_admin",
+                ErrorCode::LastAdmin,
                 "the last member of \"admins\" cannot be deleted",
             ));
         }
@@ -250,7 +259,7 @@ pub fn validate_user_name(name: &str) -> Result<(), ValidationError> {
     } else {
         Err(ValidationError::new(
             "name",
-            "invalid_user_name",
+            ErrorCode::InvalidUserName,
             "a user name has 1 to 64 characters: letters, digits, '.', '_' or '-'",
         ))
     }
@@ -262,14 +271,14 @@ pub fn validate_password(password: &str) -> Result<(), ValidationError> {
     if n < MIN_PASSWORD_LEN {
         return Err(ValidationError::new(
             "password",
-            "password_too_short",
+            ErrorCode::PasswordTooShort,
             format!("a password needs at least {MIN_PASSWORD_LEN} characters"),
         ));
     }
     if password.len() > MAX_PASSWORD_LEN {
         return Err(ValidationError::new(
             "password",
-            "password_too_long",
+            ErrorCode::PasswordTooLong,
             format!("a password has at most {MAX_PASSWORD_LEN} bytes"),
         ));
     }

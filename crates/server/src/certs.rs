@@ -7,6 +7,7 @@
 //! key and the pending certificate request with its key
 //! (`certs/current.json`). Both files are mode 0600.
 
+use portcullis_core::ErrorCode;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ pub enum CertStoreError {
     #[error("{message}")]
     State {
         /// Stable code.
-        code: &'static str,
+        code: ErrorCode,
         /// Message for a person.
         message: String,
     },
@@ -58,7 +59,7 @@ pub enum CertStoreError {
 }
 
 impl CertStoreError {
-    fn state(code: &'static str, message: impl Into<String>) -> Self {
+    fn state(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::State { code, message: message.into() }
     }
 }
@@ -249,7 +250,7 @@ impl CertStore {
             (None, Some(i)) => i.key_pem.clone(),
             (None, None) => {
                 return Err(CertStoreError::state(
-                    "no_key",
+                    ErrorCode::NoKey,
                     "there is no certificate request or individual key to match; generate a request first, or upload a certificate with its key",
                 ));
             }
@@ -287,7 +288,7 @@ impl CertStore {
         match self.state()?.individual {
             Some(p) => Ok(format!("{}{}", p.chain_pem, p.key_pem)),
             None => Err(CertStoreError::state(
-                "no_individual_certificate",
+                ErrorCode::NoIndividualCertificate,
                 "there is no individual certificate to download; the factory certificate's key never leaves the device",
             )),
         }
@@ -298,7 +299,7 @@ impl CertStore {
         match self.state()?.request {
             Some(r) => Ok(r.csr_pem),
             None => Err(CertStoreError::state(
-                "no_certificate_request",
+                ErrorCode::NoCertificateRequest,
                 "there is no pending certificate request; generate one first",
             )),
         }

@@ -2,6 +2,7 @@
 //! authentication, cross-site request checks, JSON error bodies, security
 //! headers, and extractors that put authorization in a handler's signature.
 
+use portcullis_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -54,7 +55,7 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stale: bool) -> Response {
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message).into_response();
     if !req_headers.contains_key(UI_REQUEST_HEADER) {
         // Basic first: tools that read only the first challenge (hydra, old
         // clients) get the scheme every client has; browsers pick Digest themselves.
@@ -141,7 +142,7 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
             Verdict::Busy => {
                 let mut resp = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
+                    ErrorCode::Busy,
                     "too many password checks are waiting; try again in a moment",
                 )
                 .into_response();
@@ -163,7 +164,7 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
             if !secrets_equal(sent, csrf) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "csrf_token_invalid",
+                    ErrorCode::CsrfTokenInvalid,
                     "the request lacks the session's CSRF token (X-CSRF-Token)",
                 )
                 .into_response());
@@ -419,7 +420,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     if declared.is_some_and(|n| n > limit as u64) {
         let mut resp = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body is larger than the {limit} bytes allowed here"),
         )
         .into_response();
@@ -444,9 +445,12 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         peer
     };
     if policy.decide(client) == portcullis_core::access_control::Decision::Deny {
-        let mut resp =
-            ApiError::new(StatusCode::FORBIDDEN, "access_denied", "access from this address is denied")
-                .into_response();
+        let mut resp = ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccessDenied,
+            "access from this address is denied",
+        )
+        .into_response();
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Some(resp);
     }
@@ -472,7 +476,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         return Some(
             ApiError::new(
                 StatusCode::FORBIDDEN,
-                "cross_origin_refused",
+                ErrorCode::CrossOriginRefused,
                 "a request from another web site may not change this device",
             )
             .into_response(),
@@ -572,7 +576,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let identity = parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in to use this resource")
+            ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "log in to use this resource")
         })?;
         let actor = Actor { user: Some(identity.user.clone()), client_ip: client_ip(&parts.extensions) };
         Ok(Self { identity, actor })
@@ -586,7 +590,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
         if identity.group != Group::Admins {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "only members of the group \"admins\" may do this",
             ));
         }
@@ -607,7 +611,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
             ));
         }
@@ -615,7 +619,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state)).await.map_err(|_| {
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    ErrorCode::RequestTimeout,
                     format!("the request body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
                 )
             })?;

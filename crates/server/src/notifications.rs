@@ -108,7 +108,7 @@ impl Notifier {
 
 fn record_outcome(security: &Security, now: time::OffsetDateTime, outcome: &Outcome) {
     let kind = outcome.kind.as_str();
-    let details = |code: Option<&str>| {
+    let details = |code: Option<portcullis_core::ErrorCode>| {
         serde_json::json!({
             "profile": outcome.profile_name, "kind": kind, "attempts": outcome.attempts,
             "event": outcome.context.event, "code": code,

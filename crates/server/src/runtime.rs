@@ -4,6 +4,7 @@
 //!
 //! Layers (SPEC §2): factory (built in), stored (on disk), running (here).
 
+use portcullis_core::ErrorCode;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -332,7 +333,7 @@ impl Runtime {
         if new.webserver.hsts_enabled && !self.certs.trusted() {
             return Err(ApplyError::Invalid(ValidationError::new(
                 "hsts_enabled",
-                "hsts_needs_trusted_certificate",
+                ErrorCode::HstsNeedsTrustedCertificate,
                 "HSTS can only be switched on while a CA-signed certificate is in use: with a self-signed one, browsers would lock everyone out",
             )));
         }

@@ -9,6 +9,7 @@
 //! every request (one `stat`); small files are kept in memory too, so the
 //! common case costs that `stat` and no read.
 
+use portcullis_core::ErrorCode;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -307,7 +308,7 @@ impl Webroot {
         if method != Method::GET && method != Method::HEAD {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "static content is read-only",
             )
             .into_response();

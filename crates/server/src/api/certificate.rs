@@ -1,5 +1,6 @@
 //! `/api/v1/certificate…`: show, generate, upload, download, delete (SPEC §3).
 
+use portcullis_core::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -101,7 +102,7 @@ pub async fn fields(multipart: Multipart, allowed: &[&str]) -> Result<HashMap<St
     tokio::time::timeout(limit, read_fields(multipart, allowed)).await.unwrap_or_else(|_| {
         Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!("the upload did not arrive within {} seconds", limit.as_secs()),
         ))
     })
@@ -116,7 +117,7 @@ async fn read_fields(
         let field = multipart.next_field().await.map_err(|e| {
             ApiError::new(
                 e.status(),
-                "invalid_multipart",
+                ErrorCode::InvalidMultipart,
                 format!("the upload is not valid multipart/form-data: {}", e.body_text()),
             )
         })?;
@@ -125,7 +126,7 @@ async fn read_fields(
         if !allowed.contains(&name.as_str()) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "unknown_field",
+                ErrorCode::UnknownField,
                 format!("unknown upload field \"{name}\"; expected {}", allowed.join(", ")),
             )
             .field(name));
@@ -133,14 +134,14 @@ async fn read_fields(
         let bytes = field.bytes().await.map_err(|e| {
             ApiError::new(
                 e.status(),
-                "invalid_multipart",
+                ErrorCode::InvalidMultipart,
                 format!("the field could not be read: {}", e.body_text()),
             )
         })?;
         if out.insert(name.clone(), bytes.to_vec()).is_some() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "duplicate_field",
+                ErrorCode::DuplicateField,
                 format!("the field \"{name}\" was sent twice"),
             )
             .field(name));
@@ -161,14 +162,18 @@ pub async fn upload(
 ) -> Result<Json<CertificateView>, ApiError> {
     let mut f = fields(multipart, &["certificate", "private_key", "passphrase"]).await?;
     let cert = f.remove("certificate").ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "required", "choose the certificate file to upload")
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Required, "choose the certificate file to upload")
             .field("certificate")
     })?;
     let key = f.remove("private_key").filter(|k| !k.is_empty());
     let passphrase = match f.remove("passphrase") {
         Some(p) if !p.is_empty() => Some(String::from_utf8(p).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_value", "the passphrase is not UTF-8 text")
-                .field("passphrase")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidValue,
+                "the passphrase is not UTF-8 text",
+            )
+            .field("passphrase")
         })?),
         _ => None,
     };
@@ -192,7 +197,7 @@ pub async fn upload_certificate(
 ) -> Result<Json<CertificateView>, ApiError> {
     let mut f = fields(multipart, &["certificate"]).await?;
     let cert = f.remove("certificate").ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "required", "choose the certificate file to upload")
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Required, "choose the certificate file to upload")
             .field("certificate")
     })?;
     let _guard = rt.certs.lock.lock().await;

@@ -4,6 +4,7 @@ pub mod certificate;
 pub mod profiles;
 pub mod security;
 
+use portcullis_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
@@ -25,13 +26,15 @@ impl From<ApplyError> for ApiError {
     fn from(e: ApplyError) -> Self {
         match e {
             ApplyError::Invalid(v) => ApiError::invalid(v),
-            ApplyError::Bind(b) => ApiError::new(StatusCode::CONFLICT, "port_unavailable", b.to_string())
-                .field(if b.tls { "https_port" } else { "http_ports" }),
+            ApplyError::Bind(b) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::PortUnavailable, b.to_string())
+                    .field(if b.tls { "https_port" } else { "http_ports" })
+            }
             ApplyError::Store(s) => ApiError::internal(s),
-            e @ ApplyError::Unconfirmed(_) => ApiError::conflict("change_unconfirmed", e.to_string()),
-            e @ ApplyError::NothingPending => ApiError::conflict("nothing_pending", e.to_string()),
+            e @ ApplyError::Unconfirmed(_) => ApiError::conflict(ErrorCode::ChangeUnconfirmed, e.to_string()),
+            e @ ApplyError::NothingPending => ApiError::conflict(ErrorCode::NothingPending, e.to_string()),
             e @ ApplyError::ConfirmFromNew(_) => {
-                ApiError::conflict("confirm_from_new_address", e.to_string())
+                ApiError::conflict(ErrorCode::ConfirmFromNewAddress, e.to_string())
             }
         }
     }
@@ -283,7 +286,11 @@ async fn get_user(
     Path(name): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     if v.identity.group != Group::Admins && v.identity.user != name {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "you may only view your own account"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "you may only view your own account",
+        ));
     }
     let users = rt.auth.users();
     let u =
@@ -305,7 +312,7 @@ async fn put_user(
     if !is_admin && (v.identity.user != name || input.group.is_some()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "you may only change your own password",
         ));
     }
@@ -355,9 +362,9 @@ async fn delete_user(
 }
 
 fn user_error(e: portcullis_core::ValidationError) -> ApiError {
-    match e.code.as_str() {
-        "not_found" => ApiError::not_found(e.message),
-        "last_admin" => ApiError::conflict("last_admin", e.message).field(e.field),
+    match e.code {
+        ErrorCode::NotFound => ApiError::not_found(e.message),
+        ErrorCode::LastAdmin => ApiError::conflict(ErrorCode::LastAdmin, e.message).field(e.field),
         _ => ApiError::invalid(e),
     }
 }
@@ -410,9 +417,15 @@ async fn login(
         }
         Verdict::Invalid => {
             crate::http::wrong_credentials(&rt, &ext, &input.user, "/api/v1/session");
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_credentials", "wrong user name or password"))
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::WrongCredentials,
+                "wrong user name or password",
+            ))
         }
-        Verdict::Busy => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "try again in a moment")),
+        Verdict::Busy => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, "try again in a moment"))
+        }
     }
 }
 
@@ -520,8 +533,30 @@ impl utoipa::Modify for CommonResponses {
         certificate::put_acme, certificate::enrol_acme,
         security::get_access_control, security::put_access_control, security::blocked, security::unblock,
         security::logfile, security::events, get_authentication, put_authentication, get_webroot, put_webroot, profiles::list, profiles::get, profiles::put, profiles::delete, profiles::test, list_users, get_user, put_user, delete_user, login, logout, get_session),
-    components(schemas(ErrorBody, crate::error::ErrorDetail)),
+    components(schemas(ErrorBody, crate::error::ErrorDetail, portcullis_core::ErrorCode)),
     modifiers(&SecurityAddon, &CommonResponses),
     security(("basic" = []), ("session" = []))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_every_error_code() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let listed: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode is an enum of strings")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let all: Vec<&str> = portcullis_core::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, all);
+        assert_eq!(
+            doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
+            "#/components/schemas/ErrorCode"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! notification profiles, under the Set/Store life cycle. Secrets (SMTP, HTTP
 //! and SIP passwords) are never returned; a PUT that omits one keeps it.
 
+use portcullis_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
@@ -150,7 +151,7 @@ pub async fn delete(
     };
     if selected.as_deref() == Some(name.as_str()) {
         return Err(ApiError::conflict(
-            "profile_in_use",
+            ErrorCode::ProfileInUse,
             format!("the intrusion detection settings select \"{name}\"; choose another profile there first"),
         ));
     }
@@ -173,7 +174,7 @@ pub struct TestOutcome {
     /// Whether it was delivered.
     pub ok: bool,
     /// Error code when it was not.
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     /// What happened, for a person.
     pub message: String,
 }
@@ -211,6 +212,6 @@ pub async fn test(
     };
     Ok(Json(match rt.notifier().test(&name, notification, ctx).await {
         Ok(summary) => TestOutcome { ok: true, code: None, message: summary },
-        Err(e) => TestOutcome { ok: false, code: Some(e.code().to_string()), message: e.to_string() },
+        Err(e) => TestOutcome { ok: false, code: Some(e.code()), message: e.to_string() },
     }))
 }

@@ -1,5 +1,6 @@
 //! `/api/v1/access-control`, `blocked`, `logfile`, `events` (SPEC §4, §5).
 
+use portcullis_core::ErrorCode;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -83,7 +84,7 @@ pub async fn unblock(
     let ip: IpAddr = q.address.trim().parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("\"{}\" is not an IP address", q.address),
         )
         .field("address")
@@ -120,7 +121,7 @@ pub async fn logfile(
         }
         Some(other) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("unknown format \"{other}\"; use json or text"),
         )
         .field("format")),
@@ -158,7 +159,7 @@ pub async fn events(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "out_of_range",
+            ErrorCode::OutOfRange,
             "limit must be between 1 and 1000",
         )
         .field("limit"));
