@@ -69,6 +69,40 @@ pub struct AcmeView {
     pub status: AcmeStatus,
 }
 
+/// Why an enrolment did not end with the new certificate in use.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    /// The enrolment itself failed, or the CA's certificate is unusable.
+    #[error(transparent)]
+    Acme(#[from] portcullis_acme::AcmeError),
+    /// The certificate was issued, but the data folder could not take it:
+    /// the device's fault, not the CA's.
+    #[error("the issued certificate could not be stored: {0}")]
+    Store(#[source] crate::certs::CertStoreError),
+}
+
+impl EnrolError {
+    /// The code for the API and the event log.
+    pub fn code(&self) -> portcullis_core::ErrorCode {
+        match self {
+            EnrolError::Acme(e) => e.code(),
+            EnrolError::Store(_) => portcullis_core::ErrorCode::InternalError,
+        }
+    }
+}
+
+/// Sorts a failure to install an issued certificate: a certificate that
+/// does not load is the CA's (`invalid_certificate`), a data folder that
+/// cannot be written is the device's.
+fn install_error(e: crate::certs::CertStoreError) -> EnrolError {
+    match e {
+        crate::certs::CertStoreError::Cert(c) => {
+            EnrolError::Acme(portcullis_acme::AcmeError::InvalidCertificate { detail: c.to_string() })
+        }
+        other => EnrolError::Store(other),
+    }
+}
+
 /// ACME state of a running server.
 pub struct Acme {
     file: Mutex<AcmeFile>,
@@ -150,7 +184,7 @@ impl Acme {
 
     /// Enrols now (or renews) and installs the new certificate; on failure the
     /// current certificate stays and the error is recorded for a retry.
-    pub async fn enrol(&self, rt: &Runtime, actor: &Actor) -> Result<AcmeStatus, portcullis_acme::AcmeError> {
+    pub async fn enrol(&self, rt: &Runtime, actor: &Actor) -> Result<AcmeStatus, EnrolError> {
         let _one_at_a_time = self.running.lock().await;
         let settings = self.settings();
         let account = rt.store.read(ACME_ACCOUNT_FILE).ok().flatten().and_then(|b| String::from_utf8(b).ok());
@@ -167,16 +201,20 @@ impl Acme {
                     let (chain, key) = (enrolled.chain_pem.clone(), enrolled.key_pem.clone());
                     tokio::task::spawn_blocking(move || files.install_pair(&chain, &key))
                         .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                        .and_then(|m| rt.certs.install(&m).map_err(|e| e.to_string()))
+                        .map_err(|e| {
+                            EnrolError::Store(crate::certs::CertStoreError::Store(
+                                crate::store::StoreError::Io {
+                                    action: "write",
+                                    path: crate::certs::CURRENT_FILE.into(),
+                                    source: std::io::Error::other(e),
+                                },
+                            ))
+                        })
+                        .and_then(|r| r.map_err(install_error))
+                        .and_then(|m| rt.certs.install(&m).map_err(install_error))
                 };
                 if let Err(e) = installed {
-                    return Err(self.failed(
-                        rt,
-                        now,
-                        portcullis_acme::AcmeError::InvalidCertificate { detail: e },
-                    ));
+                    return Err(self.failed(rt, now, e));
                 }
                 {
                     let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
@@ -204,16 +242,11 @@ impl Acme {
                 self.wake.notify_one();
                 Ok(self.view().status)
             }
-            Err(e) => Err(self.failed(rt, now, e)),
+            Err(e) => Err(self.failed(rt, now, e.into())),
         }
     }
 
-    fn failed(
-        &self,
-        rt: &Runtime,
-        now: OffsetDateTime,
-        e: portcullis_acme::AcmeError,
-    ) -> portcullis_acme::AcmeError {
+    fn failed(&self, rt: &Runtime, now: OffsetDateTime, e: EnrolError) -> EnrolError {
         {
             let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
             f.status.failures += 1;
@@ -325,4 +358,26 @@ fn check_expiry(rt: &Runtime) {
         count: 0,
         time: now,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_is_not_blamed_on_the_certificate() {
+        let store = crate::certs::CertStoreError::Store(crate::store::StoreError::Io {
+            action: "write",
+            path: crate::certs::CURRENT_FILE.into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        });
+        let e = install_error(store);
+        assert!(matches!(e, EnrolError::Store(_)), "{e:?}");
+        assert_eq!(e.code(), "internal_error");
+
+        let unusable = crate::certs::CertStoreError::Cert(portcullis_cert::CertError::NoCertificate);
+        let e = install_error(unusable);
+        assert_eq!(e.code(), "invalid_certificate");
+        assert!(matches!(e, EnrolError::Acme(portcullis_acme::AcmeError::InvalidCertificate { .. })));
+    }
 }

@@ -66,6 +66,10 @@ pub enum StartError {
     /// The certificate could not be loaded or created.
     #[error("certificate: {0}")]
     Certificate(#[from] certs::CertStoreError),
+    /// The TLS server configuration could not be built (protocol versions,
+    /// session ticket keys): a fault of the crypto library, not of the certificate.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
     /// A port could not be opened.
     #[error(transparent)]
     Apply(#[from] runtime::ApplyError),
@@ -231,11 +235,7 @@ impl ServerBuilder {
         .wrap(app(rt.clone(), self.routes, &limits), direct_webroot);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let tls = tls::server_config(rt.certs.resolver.clone()).map_err(|e| {
-            StartError::Certificate(certs::CertStoreError::Cert(
-                portcullis_cert::CertError::GenerationFailed { detail: e.to_string() },
-            ))
-        })?;
+        let tls = tls::server_config(rt.certs.resolver.clone())?;
         rt.set_listen_context(ListenContext {
             service,
             tls,
@@ -429,5 +429,17 @@ pub fn trim_startup_code() {
     });
     if let Err(e) = spawned {
         tracing::warn!("start-up code stays resident: no thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_configuration_failure_is_not_a_certificate_error() {
+        let e = StartError::from(rustls::Error::FailedToGetRandomBytes);
+        assert!(matches!(e, StartError::Tls(_)), "{e:?}");
+        assert!(e.to_string().starts_with("TLS configuration: "), "{e}");
     }
 }

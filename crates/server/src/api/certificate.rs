@@ -279,8 +279,13 @@ pub async fn enrol_acme(
 ) -> Result<Json<crate::acme::AcmeStatus>, ApiError> {
     match rt.acme().enrol(&rt, &admin.actor).await {
         Ok(status) => Ok(Json(status)),
-        Err(portcullis_acme::AcmeError::InvalidSettings(v)) => Err(ApiError::invalid(v)),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e.code(), e.to_string())),
+        Err(crate::acme::EnrolError::Acme(portcullis_acme::AcmeError::InvalidSettings(v))) => {
+            Err(ApiError::invalid(v))
+        }
+        Err(crate::acme::EnrolError::Acme(e)) => {
+            Err(ApiError::new(StatusCode::BAD_GATEWAY, e.code(), e.to_string()))
+        }
+        Err(e @ crate::acme::EnrolError::Store(_)) => Err(ApiError::internal(e)),
     }
 }
 
