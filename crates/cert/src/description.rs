@@ -77,6 +77,19 @@ pub fn describe(chain: &[CertificateDer<'_>], now: OffsetDateTime) -> Result<Cer
     })
 }
 
+/// What the HSTS rule needs of the leaf of `chain`: whether it is
+/// self-signed, and its validity.
+pub fn served_certificate(
+    chain: &[CertificateDer<'_>],
+) -> Result<portcullis_core::hsts::ServedCertificate, CertError> {
+    let leaf = parse_certificate(chain.first().ok_or(CertError::NoCertificate)?)?;
+    Ok(portcullis_core::hsts::ServedCertificate {
+        self_signed: is_self_signed(&leaf),
+        not_before: asn1_time(leaf.validity().not_before.timestamp()),
+        not_after: asn1_time(leaf.validity().not_after.timestamp()),
+    })
+}
+
 /// SHA-256 fingerprint of DER bytes: uppercase hex pairs joined by colons.
 pub fn fingerprint_sha256(der: &[u8]) -> String {
     colon_hex(&Sha256::digest(der))

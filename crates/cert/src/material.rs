@@ -69,6 +69,11 @@ impl Material {
         }
     }
 
+    /// What the HSTS rule needs to know of the leaf.
+    pub fn served(&self) -> Result<portcullis_core::hsts::ServedCertificate, CertError> {
+        crate::description::served_certificate(&self.chain)
+    }
+
     /// Describes the leaf certificate as of `now`.
     pub fn describe(&self, now: OffsetDateTime) -> Result<CertificateInfo, CertError> {
         describe(&self.chain, now)

@@ -12,6 +12,7 @@ pub mod error;
 pub mod error_code;
 pub mod events;
 pub mod expiry;
+pub mod hsts;
 pub mod intrusion;
 pub mod logfile;
 pub mod profiles;

@@ -338,8 +338,8 @@ pub struct Certificates {
     pub files: CertStore,
     /// Serialises certificate changes.
     pub lock: tokio::sync::Mutex<()>,
-    /// Whether the certificate in use is CA-signed (HSTS is safe only then).
-    trusted: std::sync::atomic::AtomicBool,
+    /// What the HSTS rule needs to know of the certificate in use.
+    served: arc_swap::ArcSwap<portcullis_core::hsts::ServedCertificate>,
 }
 
 impl Certificates {
@@ -354,25 +354,24 @@ impl Certificates {
         })?;
         let info = material.describe(now)?;
         let key = material.certified_key()?;
-        let trusted = std::sync::atomic::AtomicBool::new(!info.self_signed);
+        let served = arc_swap::ArcSwap::from_pointee(material.served()?);
         Ok((
-            Self { resolver: CertResolver::new(key), files, lock: tokio::sync::Mutex::new(()), trusted },
+            Self { resolver: CertResolver::new(key), files, lock: tokio::sync::Mutex::new(()), served },
             info,
         ))
     }
 
     /// Serves `material` to new connections from now on; open ones keep theirs.
     pub fn install(&self, material: &Material) -> Result<(), CertStoreError> {
+        let served = material.served()?;
         self.resolver.swap(material.certified_key()?);
-        let self_signed = portcullis_cert::describe(&material.chain, OffsetDateTime::now_utc())
-            .map_or(true, |i| i.self_signed);
-        self.trusted.store(!self_signed, std::sync::atomic::Ordering::Relaxed);
+        self.served.store(Arc::new(served));
         Ok(())
     }
 
-    /// Whether the certificate in use is CA-signed.
-    pub fn trusted(&self) -> bool {
-        self.trusted.load(std::sync::atomic::Ordering::Relaxed)
+    /// What the HSTS rule needs to know of the certificate in use.
+    pub fn served(&self) -> portcullis_core::hsts::ServedCertificate {
+        **self.served.load()
     }
 
     /// Reloads the certificate in use from the data folder (at reboot).

@@ -277,9 +277,12 @@ impl FrontService {
             .tls
             .then(|| {
                 let running = f.rt.running();
-                (running.webserver.hsts_enabled && f.rt.certs.trusted())
-                    .then_some(running.webserver.hsts_max_age_seconds)
+                // The certificate and the clock are read only when HSTS is on.
+                running.webserver.hsts_enabled.then(|| {
+                    portcullis_core::hsts::max_age(&running.webserver, &f.rt.certs.served(), f.rt.now())
+                })
             })
+            .flatten()
             .flatten();
         let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api };
         if let Some(w) = self.direct_webroot(&parts) {

@@ -4,7 +4,6 @@
 //!
 //! Layers (SPEC §2): factory (built in), stored (on disk), running (here).
 
-use portcullis_core::ErrorCode;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -330,13 +329,8 @@ impl Runtime {
     /// provisional change is settled by this one.
     async fn apply_with(&self, new: Config, keep_old: bool) -> Result<(), ApplyError> {
         new.validate()?;
-        if new.webserver.hsts_enabled && !self.certs.trusted() {
-            return Err(ApplyError::Invalid(ValidationError::new(
-                "hsts_enabled",
-                ErrorCode::HstsNeedsTrustedCertificate,
-                "HSTS can only be switched on while a CA-signed certificate is in use: with a self-signed one, browsers would lock everyone out",
-            )));
-        }
+        let was_on = self.running().webserver.hsts_enabled;
+        portcullis_core::hsts::check(was_on, &new.webserver, &self.certs.served(), self.now())?;
         self.open_listeners_for(&new, keep_old).await?;
         self.security.set_access_control(&new.access_control);
         self.running.store(Arc::new(new));
