@@ -6,6 +6,7 @@
 
 pub mod access_control;
 pub mod alert;
+pub mod audio;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
 pub mod settings;
+pub mod trust;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ValidationError;

@@ -462,6 +462,9 @@ impl PhoneProfile {
                     "the audio must be base64 of a WAV file",
                 ));
             }
+            // What the call will play: PCM of a supported format, 0-30 s.
+            crate::audio::check(audio)
+                .map_err(|m| ValidationError::new(f("audio"), ErrorCode::InvalidAudio, m))?;
         }
         let (lo, hi) = RING_TIMEOUT_RANGE;
         if !(lo..=hi).contains(&self.ring_timeout_seconds) {
@@ -629,14 +632,12 @@ fn check_text(text: &str, max: usize, multiline: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// A profile's `ca_pem`, checked as the sender will take it: every
+/// certificate usable as a trust anchor.
 fn check_ca_pem(pem: Option<&str>) -> Result<(), String> {
     match pem {
         None => Ok(()),
-        Some(p) if p.len() > MAX_CA_PEM_LEN => Err(format!("at most {MAX_CA_PEM_LEN} bytes are allowed")),
-        Some(p) if !p.contains("-----BEGIN CERTIFICATE-----") => {
-            Err("expected one or more PEM certificates (-----BEGIN CERTIFICATE-----)".to_string())
-        }
-        Some(_) => Ok(()),
+        Some(p) => crate::trust::parse_ca_bundle(p, MAX_CA_PEM_LEN).map(|_| ()),
     }
 }
 
@@ -936,6 +937,46 @@ mod tests {
         let e = refused(&p);
         assert_eq!(e.field, "phone.guard.password");
         assert!(!e.message.contains("pw"), "the message must not repeat the password");
+    }
+
+    #[test]
+    fn ca_and_audio_are_checked_as_the_senders_will_use_them() {
+        // A BEGIN line is not enough: the block must be a certificate usable as a trust anchor.
+        let mut p = all();
+        let not_der = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        p.ip_notify.get_mut("siem").expect("siem").ca_pem = Some(not_der.into());
+        let e = refused(&p);
+        assert_eq!((e.field.as_str(), e.code), ("ip_notify.siem.ca_pem", ErrorCode::InvalidPem));
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let ca = rcgen::CertificateParams::new(vec!["ca.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("ca")
+            .pem();
+        p.ip_notify.get_mut("siem").expect("siem").ca_pem = Some(ca.clone());
+        p.email.get_mut("ops").expect("ops").ca_pem = Some(ca);
+        assert_eq!(p.validate(), Ok(()));
+
+        // Base64 is not enough: it must be a WAV file the call can play.
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut p = all();
+        p.phone.get_mut("guard").expect("guard").audio = Some(b64(b"not a wav file"));
+        let e = refused(&p);
+        assert_eq!((e.field.as_str(), e.code), ("phone.guard.audio", ErrorCode::InvalidAudio));
+        let wav = |samples: usize| {
+            let data = vec![0u8; samples * 2];
+            let mut w = b"RIFF".to_vec();
+            w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+            w.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data");
+            w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            w.extend_from_slice(&data);
+            b64(&w)
+        };
+        p.phone.get_mut("guard").expect("guard").audio = Some(wav(8000));
+        assert_eq!(p.validate(), Ok(()));
+        p.phone.get_mut("guard").expect("guard").audio = Some(wav(30 * 8000 + 1));
+        assert!(refused(&p).message.contains("longer than 30 s"));
     }
 
     #[test]

@@ -33,7 +33,6 @@ use std::time::Duration;
 pub use email::send_email;
 pub use error::NotifyError;
 pub use ip_notify::send_ip_notify;
-pub use media::check_audio;
 pub use phone::place_call;
 pub use queue::{DeliveryQueue, Job, Notification, Outcome, ProfileKind, QueueConfig, RetryPolicy, deliver};
 
@@ -47,12 +46,6 @@ pub struct Delivery {
     pub summary: String,
     /// Who got it: recipients, destinations or the callee.
     pub reached: Vec<String>,
-}
-
-/// Checks a profile's `ca_pem` the way the senders will read it, so that an
-/// unusable CA is refused when the profile is set rather than at the first alert.
-pub fn check_ca_pem(pem: &str) -> Result<(), NotifyError> {
-    tls::root_store(Some(pem)).map(|_| ())
 }
 
 /// Runs `fut` with [`IO_TIMEOUT`], turning a timeout into [`NotifyError::Timeout`].

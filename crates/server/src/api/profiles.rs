@@ -100,29 +100,14 @@ pub async fn put(
     match kind {
         Kind::Email => {
             let p: EmailProfile = portcullis_core::config::parse_input(&body)?;
-            if let Some(ca) = &p.ca_pem {
-                portcullis_notify::check_ca_pem(ca).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).field("ca_pem")
-                })?;
-            }
             profiles.email.insert(name.clone(), p);
         }
         Kind::IpNotify => {
             let p: IpNotifyProfile = portcullis_core::config::parse_input(&body)?;
-            if let Some(ca) = &p.ca_pem {
-                portcullis_notify::check_ca_pem(ca).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).field("ca_pem")
-                })?;
-            }
             profiles.ip_notify.insert(name.clone(), p);
         }
         Kind::Phone => {
             let p: PhoneProfile = portcullis_core::config::parse_input(&body)?;
-            if let Some(audio) = &p.audio {
-                portcullis_notify::check_audio(audio).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).field("audio")
-                })?;
-            }
             profiles.phone.insert(name.clone(), p);
         }
     }
