@@ -28,17 +28,7 @@ const BACKDATE: Duration = Duration::minutes(5);
 /// OID of the PKCS#9 emailAddress attribute.
 const OID_EMAIL_ADDRESS: [u64; 7] = [1, 2, 840, 113549, 1, 9, 1];
 
-/// Algorithm and size of a key to generate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum KeyType {
-    /// RSA with a 2048-bit modulus: the default, as the seed, works everywhere.
-    #[default]
-    #[serde(rename = "rsa2048")]
-    Rsa2048,
-    /// ECDSA on NIST P-256: smaller and much faster to generate.
-    #[serde(rename = "ecdsa-p256")]
-    EcdsaP256,
-}
+pub use portcullis_core::certificate::KeyType;
 
 /// The "generate" form: subject of a new self-signed certificate and CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -664,7 +664,7 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
                             .into(),
                     );
                 }
-                let settings: portcullis_acme::AcmeSettings =
+                let settings: portcullis_core::acme::AcmeSettings =
                     portcullis_core::config::parse_value(file["settings"].clone())
                         .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
                 let settings = settings.normalized();
@@ -672,7 +672,7 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
                 file["settings"] = serde_json::to_value(&settings)?;
                 store.write_json(portcullis::acme::ACME_FILE, &file, store::SECRET_MODE)?;
             }
-            let settings: portcullis_acme::AcmeSettings =
+            let settings: portcullis_core::acme::AcmeSettings =
                 serde_json::from_value(file["settings"].clone()).unwrap_or_default();
             let view = serde_json::json!({"settings": settings.redacted(), "status": file["status"]});
             println!("{}", serde_json::to_string_pretty(&view)?);

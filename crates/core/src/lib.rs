@@ -5,8 +5,10 @@
 //! an argument (see [`clock`]), so every rule is tested in microseconds.
 
 pub mod access_control;
+pub mod acme;
 pub mod alert;
 pub mod audio;
+pub mod certificate;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use portcullis_acme::{AcmeSettings, ChallengeResponder};
+use portcullis_acme::ChallengeResponder;
+use portcullis_core::acme::AcmeSettings;
 use portcullis_core::events::EventKind;
 use portcullis_core::expiry::ExpiryWatch;
 use rustls::sign::CertifiedKey;
@@ -221,7 +222,7 @@ impl Acme {
                     f.status = AcmeStatus {
                         managed: true,
                         not_after: Some(rfc3339(enrolled.not_after)),
-                        next_renewal: Some(rfc3339(portcullis_acme::renewal_time(
+                        next_renewal: Some(rfc3339(portcullis_core::acme::renewal_time(
                             enrolled.not_before,
                             enrolled.not_after,
                         ))),
@@ -251,8 +252,7 @@ impl Acme {
             let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
             f.status.failures += 1;
             f.status.last_error = Some(e.to_string());
-            let retry = portcullis_acme::backoff(f.status.failures);
-            f.status.next_renewal = Some(rfc3339(now + time::Duration::seconds(retry.as_secs() as i64)));
+            f.status.next_renewal = Some(rfc3339(portcullis_core::acme::retry_time(now, f.status.failures)));
         }
         let _ = self.save(rt);
         rt.security.event(
@@ -265,18 +265,13 @@ impl Acme {
         e
     }
 
-    /// When the renewal task should act next, if ACME is on and something is
-    /// due: switched on and never enrolled means now.
-    fn next_due(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    /// Whether the renewal task should enrol now (the core's rule).
+    fn is_due(&self, now: OffsetDateTime) -> bool {
         let f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if !f.settings.enabled {
-            return None;
-        }
-        match f.status.next_renewal.as_deref() {
-            Some(next) => OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339).ok(),
-            None if !f.status.managed => Some(now),
-            None => None,
-        }
+        let next = f.status.next_renewal.as_deref().and_then(|next| {
+            OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339).ok()
+        });
+        portcullis_core::acme::is_due(f.settings.enabled, f.status.managed, next, now)
     }
 
     /// Renews by itself when due (two thirds of the lifetime, or the next retry).
@@ -286,9 +281,7 @@ impl Acme {
             loop {
                 let Some(rt) = weak.upgrade() else { break };
                 let acme = rt.acme().clone();
-                if let Some(due) = acme.next_due(rt.now())
-                    && due <= rt.now()
-                {
+                if acme.is_due(rt.now()) {
                     let _ = acme.enrol(&rt, &Actor::default()).await;
                 }
                 drop(rt);

@@ -260,7 +260,7 @@ pub async fn get_acme(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<crate:
 pub async fn put_acme(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
-    ApiJson(settings): ApiJson<portcullis_acme::AcmeSettings>,
+    ApiJson(settings): ApiJson<portcullis_core::acme::AcmeSettings>,
 ) -> Result<Json<crate::acme::AcmeView>, ApiError> {
     let settings = settings.merge_secrets(&rt.acme().settings()).normalized();
     settings.validate()?;

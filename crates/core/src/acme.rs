@@ -1,17 +1,22 @@
-//! ACME settings: typed, with defaults, normalization, validation and redaction.
+//! The rules of automatic certificates (ACME, RFC 8555): the operator's
+//! settings (typed, with defaults, normalization, validation and redaction
+//! of the EAB secret) and when to renew or retry. The enrolment itself (the
+//! protocol, the network) is `portcullis-acme`'s; scheduling is the server's.
 
-use portcullis_core::ErrorCode;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use portcullis_cert::KeyType;
-use portcullis_core::ValidationError;
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
+
+use crate::ErrorCode;
+use crate::ValidationError;
+use crate::certificate::KeyType;
 
 /// Most identifiers one certificate may carry (Let's Encrypt's limit is 100).
 pub const MAX_IDENTIFIERS: usize = 100;
@@ -119,16 +124,18 @@ fn present(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
-/// A parsed identifier.
+/// A parsed identifier: what the certificate is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Ident {
+pub enum Ident {
+    /// A DNS name (lowercase, no trailing dot).
     Dns(String),
+    /// An IP address.
     Ip(IpAddr),
 }
 
 impl Ident {
     /// Parses a normalized identifier.
-    pub(crate) fn parse(s: &str) -> Result<Ident, String> {
+    pub fn parse(s: &str) -> Result<Ident, String> {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Ident::Ip(ip));
         }
@@ -178,29 +185,15 @@ fn is_email(addr: &str) -> bool {
 }
 
 /// Decodes an EAB HMAC key: base64url as CAs hand it out, padded or not.
-pub(crate) fn decode_eab_key(key: &str) -> Option<Vec<u8>> {
+pub fn decode_eab_key(key: &str) -> Option<Vec<u8>> {
     let key = key.trim();
     URL_SAFE_NO_PAD.decode(key).or_else(|_| URL_SAFE.decode(key)).ok()
 }
 
-/// The certificates of a PEM bundle; an error message when there are none or one is broken.
-pub(crate) fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    if pem.len() > MAX_CA_BUNDLE_LEN {
-        return Err(format!("at most {MAX_CA_BUNDLE_LEN} bytes are allowed"));
-    }
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a valid PEM certificate bundle: {e}"))?;
-    if certs.is_empty() {
-        return Err("expected one or more PEM certificates (-----BEGIN CERTIFICATE-----)".to_owned());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for (i, cert) in certs.iter().enumerate() {
-        roots.add(cert.clone()).map_err(|e| {
-            format!("certificate {} of the bundle cannot be used as a trust anchor: {e}", i + 1)
-        })?;
-    }
-    Ok(certs)
+/// The certificates of the `ca_bundle_pem` setting (at most
+/// [`MAX_CA_BUNDLE_LEN`] bytes), each usable as a trust anchor.
+pub fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    crate::trust::parse_ca_bundle(pem, MAX_CA_BUNDLE_LEN)
 }
 
 impl AcmeSettings {
@@ -382,7 +375,7 @@ impl AcmeSettings {
     }
 
     /// The parsed identifiers (of normalized, validated settings).
-    pub(crate) fn parsed_identifiers(&self) -> Result<Vec<Ident>, ValidationError> {
+    pub fn parsed_identifiers(&self) -> Result<Vec<Ident>, ValidationError> {
         self.identifiers
             .iter()
             .enumerate()
@@ -408,6 +401,64 @@ fn check_url(url: &str) -> Result<(), String> {
         return Err("the ACME directory URL has no host".to_owned());
     }
     Ok(())
+}
+
+/// First retry delay after a failed enrolment.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(60);
+/// Longest retry delay: a CA outage should not keep a renewal waiting for days.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// When to renew: two thirds into the lifetime, as Let's Encrypt advises
+/// (30 days before the end of a 90-day certificate). A certificate whose
+/// `not_after` precedes `not_before` is due at once (`not_before`).
+pub fn renewal_time(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    let lifetime = not_after - not_before;
+    if lifetime.is_negative() {
+        return not_before;
+    }
+    not_before + lifetime * 2 / 3
+}
+
+/// Delay before retry number `attempt` (0 = the first retry): 1 min, 2, 4,
+/// ... doubled each time, capped at [`BACKOFF_MAX`] (6 h).
+pub fn backoff(attempt: u32) -> Duration {
+    // 2^9 min > 6 h already: capping the exponent avoids overflow.
+    let factor = 1u32 << attempt.min(9);
+    (BACKOFF_BASE * factor).min(BACKOFF_MAX)
+}
+
+/// When to try again after `failures` failed enrolments in a row, the last at `now`.
+pub fn retry_time(now: OffsetDateTime, failures: u32) -> OffsetDateTime {
+    now + backoff(failures)
+}
+
+/// When the renewal task should act next, if ever: never while ACME is off;
+/// at `next_renewal` when one is planned (renewal or retry); at once
+/// (`now`) when switched on and the certificate in use is not ACME's yet.
+pub fn next_due(
+    enabled: bool,
+    managed: bool,
+    next_renewal: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    if !enabled {
+        return None;
+    }
+    match next_renewal {
+        Some(next) => Some(next),
+        None if !managed => Some(now),
+        None => None,
+    }
+}
+
+/// Whether the renewal task should enrol now.
+pub fn is_due(
+    enabled: bool,
+    managed: bool,
+    next_renewal: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    next_due(enabled, managed, next_renewal, now).is_some_and(|due| due <= now)
 }
 
 #[cfg(test)]
@@ -560,5 +611,45 @@ mod tests {
         assert_eq!(code(&s), None);
         s.ca_bundle_pem = Some("   ".into());
         assert_eq!(s.normalized().ca_bundle_pem, None);
+    }
+
+    use time::macros::datetime;
+
+    #[test]
+    fn renewal_at_two_thirds() {
+        let nb = datetime!(2026-01-01 0:00 UTC);
+        assert_eq!(renewal_time(nb, nb + time::Duration::days(90)), nb + time::Duration::days(60));
+        assert_eq!(renewal_time(nb, nb + time::Duration::seconds(300)), nb + time::Duration::seconds(200));
+        assert_eq!(renewal_time(nb, nb), nb);
+        assert_eq!(renewal_time(nb, nb - time::Duration::days(1)), nb, "inverted validity renews at once");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let minutes: Vec<u64> = (0..12).map(|a| backoff(a).as_secs() / 60).collect();
+        assert_eq!(minutes, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 360, 360, 360]);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+        let now = datetime!(2026-01-01 0:00 UTC);
+        assert_eq!(retry_time(now, 1), now + time::Duration::minutes(2));
+        assert_eq!(retry_time(now, u32::MAX), now + time::Duration::hours(6));
+    }
+
+    #[test]
+    fn due_edges_on_the_clock() {
+        let now = datetime!(2026-03-01 12:00 UTC);
+        let second = time::Duration::seconds(1);
+        // Off: never, whatever is planned.
+        assert_eq!(next_due(false, false, Some(now), now), None);
+        assert!(!is_due(false, false, None, now));
+        // On and not yet managed: at once.
+        assert_eq!(next_due(true, false, None, now), Some(now));
+        assert!(is_due(true, false, None, now));
+        // Managed without a plan (cannot happen after an enrolment): never.
+        assert_eq!(next_due(true, true, None, now), None);
+        // Planned: due from that instant on, not a second before.
+        assert!(!is_due(true, true, Some(now + second), now));
+        assert!(is_due(true, true, Some(now), now));
+        assert!(is_due(true, true, Some(now - second), now));
+        assert!(!is_due(true, false, Some(now + second), now), "a planned retry waits");
     }
 }
