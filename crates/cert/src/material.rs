@@ -114,7 +114,7 @@ mod tests {
         let mut req = GenerateRequest::new("192.168.0.90");
         req.key_type = KeyType::EcdsaP256;
         req.validity_days = 365;
-        let generated = generate(&req, now()).expect("generates");
+        let generated = generate(&req, now(), &mut rand::rng()).expect("generates");
         let material =
             parse_stored(generated.chain_pem.as_bytes(), generated.key_pem.as_bytes()).expect("parses");
         assert_eq!(material.chain_pem(), generated.chain_pem);
@@ -131,8 +131,8 @@ mod tests {
 
     #[test]
     fn stored_mismatch_is_refused() {
-        let a = factory_certificate(&["a".into()], &[], now()).expect("a");
-        let b = factory_certificate(&["b".into()], &[], now()).expect("b");
+        let a = factory_certificate(&["a".into()], &[], now(), &mut rand::rng()).expect("a");
+        let b = factory_certificate(&["b".into()], &[], now(), &mut rand::rng()).expect("b");
         let err = parse_stored(a.chain_pem.as_bytes(), b.key_pem.as_bytes()).expect_err("mismatch");
         assert_eq!(err.code(), "key_mismatch");
     }
@@ -143,6 +143,7 @@ mod tests {
             &["cam01".into(), "cam01.example.com".into(), "bad_name".into()],
             &["192.168.0.90".parse().expect("ip"), "fe80::1".parse().expect("ip")],
             now(),
+            &mut rand::rng(),
         )
         .expect("generates");
         let material =

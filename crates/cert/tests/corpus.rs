@@ -655,7 +655,7 @@ fn generated_files(dir: &Path, tag: &str, key_type: KeyType) -> (portcullis_cert
     req.email = Some("admin@example.test".into());
     req.key_type = key_type;
     req.validity_days = 397;
-    let g = generate(&req, OffsetDateTime::now_utc()).expect("generates");
+    let g = generate(&req, OffsetDateTime::now_utc(), &mut rand::rng()).expect("generates");
     write(dir, &format!("{tag}.crt"), g.chain_pem.as_bytes());
     write(dir, &format!("{tag}.csr"), g.csr_pem.as_bytes());
     let m = parse_stored(g.chain_pem.as_bytes(), g.key_pem.as_bytes()).expect("stored");
@@ -756,7 +756,7 @@ fn rsa2048_generation_time() {
     let mut ms: Vec<f64> = (0..5)
         .map(|_| {
             let start = Instant::now();
-            generate(&req, now).expect("generates");
+            generate(&req, now, &mut rand::rng()).expect("generates");
             start.elapsed().as_secs_f64() * 1000.0
         })
         .collect();

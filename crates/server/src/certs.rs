@@ -154,7 +154,8 @@ pub fn load_or_create_factory(
         }
     }
     let (names, addresses) = device_identity();
-    let generated = portcullis_cert::factory_certificate(&names, &addresses, now)?;
+    // Serial numbers from the thread's generator (seeded by the OS).
+    let generated = portcullis_cert::factory_certificate(&names, &addresses, now, &mut rand::rng())?;
     let bundle = format!("{}{}", generated.chain_pem, generated.key_pem);
     let material = portcullis_cert::parse_stored(bundle.as_bytes(), bundle.as_bytes())?;
     store.write_atomic(FACTORY_FILE, bundle.as_bytes(), SECRET_MODE)?;
@@ -203,7 +204,7 @@ impl CertStore {
         req: &GenerateRequest,
         now: OffsetDateTime,
     ) -> Result<(Material, Vec<String>), CertStoreError> {
-        let generated = portcullis_cert::generate(req, now)?;
+        let generated = portcullis_cert::generate(req, now, &mut rand::rng())?;
         let material =
             portcullis_cert::parse_stored(generated.chain_pem.as_bytes(), generated.key_pem.as_bytes())?;
         let state = CertState {
