@@ -1,0 +1,134 @@
+//! `/api/v1/users/{name}`: the accounts, written at once (not through
+//! Set/Store).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use http::StatusCode;
+use portcullis_core::ErrorCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{self, Group};
+use crate::error::{ApiError, ErrorBody};
+use crate::http::{Admin, ApiJson, Viewer};
+use crate::runtime::Runtime;
+
+/// An account as shown by the API (never its hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Login name.
+    pub name: String,
+    /// Group.
+    pub group: Group,
+}
+
+/// Creating or changing an account.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserInput {
+    /// Group; defaults to `users` for a new account, unchanged for an existing one.
+    #[serde(default)]
+    pub group: Option<Group>,
+    /// New password; required for a new account.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Every account.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>)))]
+pub async fn list_users(State(rt): State<Arc<Runtime>>, _a: Admin) -> Json<Vec<UserView>> {
+    Json(rt.auth.users().users.values().map(|u| UserView { name: u.name.clone(), group: u.group }).collect())
+}
+
+/// One account (admins see all; a user sees itself).
+#[utoipa::path(get, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
+pub async fn get_user(
+    State(rt): State<Arc<Runtime>>,
+    v: Viewer,
+    Path(name): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    if v.identity.group != Group::Admins && v.identity.user != name {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "you may only view your own account",
+        ));
+    }
+    let users = rt.auth.users();
+    let u =
+        users.users.get(&name).ok_or_else(|| ApiError::not_found(format!("there is no user \"{name}\"")))?;
+    Ok(Json(UserView { name: u.name.clone(), group: u.group }))
+}
+
+/// Creates or changes an account; written at once. A member of `users` may
+/// change only its own password.
+#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
+    request_body = UserInput, responses((status = 200, body = UserView), (status = 400, body = ErrorBody)))]
+pub async fn put_user(
+    State(rt): State<Arc<Runtime>>,
+    v: Viewer,
+    Path(name): Path<String>,
+    ApiJson(input): ApiJson<UserInput>,
+) -> Result<Json<UserView>, ApiError> {
+    let is_admin = v.identity.group == Group::Admins;
+    if !is_admin && (v.identity.user != name || input.group.is_some()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "you may only change your own password",
+        ));
+    }
+    let hash = match &input.password {
+        Some(p) => {
+            auth::validate_password(p)?;
+            let p = p.clone();
+            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&p))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            Some(hash)
+        }
+        None => None,
+    };
+    let digest = rt.running().authentication.digest;
+    let group = rt
+        .update_users(|users| {
+            let group = users.upsert(&name, input.group, hash)?;
+            if let (true, Some(p)) = (digest, &input.password) {
+                users.set_digest(&name, p);
+            }
+            Ok::<_, portcullis_core::ValidationError>(group)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(user_error)?;
+    rt.event(portcullis_core::events::EventKind::UserChanged, &v.actor, &format!("account \"{name}\" saved"));
+    Ok(Json(UserView { name, group }))
+}
+
+/// Deletes an account (never the last admin).
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_user(
+    State(rt): State<Arc<Runtime>>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    rt.update_users(|users| users.delete(&name)).await.map_err(ApiError::internal)?.map_err(user_error)?;
+    rt.event(
+        portcullis_core::events::EventKind::UserChanged,
+        &admin.actor,
+        &format!("account \"{name}\" deleted"),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn user_error(e: portcullis_core::ValidationError) -> ApiError {
+    match e.code {
+        ErrorCode::NotFound => ApiError::not_found(e.message),
+        ErrorCode::LastAdmin => ApiError::conflict(ErrorCode::LastAdmin, e.message).field(e.field),
+        _ => ApiError::invalid(e),
+    }
+}
