@@ -550,7 +550,7 @@ async fn json_error_body(resp: Response) -> Response {
     let message =
         if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { detail };
     let body =
-        ErrorBody { error: ErrorDetail { code: code_for_status(status).into(), message, field: None } };
+        ErrorBody { error: ErrorDetail { code: code_for_status(status), message, field: None } };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
