@@ -342,3 +342,35 @@ test("access control, blocked addresses (unblock), logfile, event log and users 
     assert.ok(users.json.some((u) => u.name === "viewer" && u.group === "users"));
     await shot(page, "11-users");
   }));
+
+test("your own password is changed only with the current one; rules that deny your own address are refused, then applied provisionally", () =>
+  withUi("13-own-password-and-lockout", async (server, { page }) => {
+    await login(page, server, "/admin/users");
+    await page.getByRole("button", { name: "Change admin" }).click();
+    const dialog = page.locator("dialog[open]");
+    assert.equal(await dialog.locator("input").first().getAttribute("id"), "cp-current", "the current password comes first");
+    await dialog.getByLabel("New password").fill("ui-test-password-2");
+    await dialog.getByRole("button", { name: "Save" }).click();
+    await page.waitForSelector("#cp-current[aria-invalid=true]");
+    assert.match(await page.locator("#cp-current-err").innerText(), /current password/);
+    await dialog.getByLabel("Current password").fill("not-the-password");
+    await dialog.getByRole("button", { name: "Save" }).click();
+    await page.waitForFunction(() => /wrong/.test(document.getElementById("cp-current-err").textContent));
+    await shot(page, "13-current-password-wrong");
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    assert.equal((await server.api("GET", "/api/v1/session")).status, 200, "the password did not change");
+
+    await page.goto(server.base + "/admin/access-control");
+    await ready(page);
+    await page.getByLabel("Enable IP-level access control").check();
+    await page.getByLabel("When no rule matches").selectOption("deny");
+    await page.locator("#set").click();
+    await page.waitForSelector("#force");
+    assert.match(await page.locator("#rules-err").innerText(), /127\.0\.0\.1/);
+    assert.match(await page.locator("#force-box").innerText(), /rolled back by themselves unless you confirm/);
+    assert.equal((await server.api("GET", "/api/v1/access-control")).json.enabled, false, "refused: nothing changed");
+    await shot(page, "13-lockout-refused");
+    await page.locator("#force").click();
+    await page.waitForFunction(() => /running provisionally/.test(document.getElementById("page-status").textContent));
+    assert.match(await page.locator("#page-status").innerText(), /rolled back at/);
+  }));

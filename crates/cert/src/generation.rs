@@ -35,6 +35,18 @@ const MAX_ATTRIBUTE_CHARS: usize = 128;
 /// Backdating of `not_before`, so that clients with a slightly slow clock
 /// accept a certificate generated a moment ago.
 const BACKDATE: Duration = Duration::minutes(5);
+/// `notBefore` of the factory certificate: the Unix epoch, the earliest time a
+/// device clock that was never set can show, so the certificate has begun
+/// whatever the clock of the device that made it, or of a client (say, a
+/// recorder on an isolated network with no NTP either), says.
+pub const FACTORY_NOT_BEFORE: OffsetDateTime = time::macros::datetime!(1970-01-01 00:00:00 UTC);
+/// `notAfter` of the factory certificate: 9999-12-31T23:59:59Z, which RFC 5280
+/// §4.1.2.5 sets aside for a certificate with no well-defined expiration, as
+/// device identity certificates (IEEE 802.1AR) use. The factory certificate is
+/// the device's own identity for its lifetime; a first start with the clock
+/// still in 1970 must not make one that expires in 1980 and is served
+/// expired for good once NTP sets the clock.
+pub const FACTORY_NOT_AFTER: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
 /// OID of the PKCS#9 emailAddress attribute.
 const OID_EMAIL_ADDRESS: [u64; 7] = [1, 2, 840, 113549, 1, 9, 1];
 
@@ -255,12 +267,12 @@ fn failed(e: rcgen::Error) -> CertError {
 fn issue(
     mut params: CertificateParams,
     key_type: KeyType,
-    now: OffsetDateTime,
-    days: u32,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
     rng: &mut (impl CryptoRng + ?Sized),
 ) -> Result<(String, String, String), CertError> {
-    params.not_before = now - BACKDATE;
-    params.not_after = now + Duration::days(i64::from(days));
+    params.not_before = not_before;
+    params.not_after = not_after;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -300,7 +312,8 @@ pub fn generate(
     let mut params = CertificateParams::default();
     params.distinguished_name = dn;
     params.subject_alt_names = vec![host.san()?];
-    let (chain_pem, key_pem, csr_pem) = issue(params, req.key_type, now, req.validity_days, rng)?;
+    let not_after = now + Duration::days(i64::from(req.validity_days));
+    let (chain_pem, key_pem, csr_pem) = issue(params, req.key_type, now - BACKDATE, not_after, rng)?;
     let mut warnings = Vec::new();
     if req.validity_days > APPLE_MAX_VALIDITY_DAYS {
         warnings.push(APPLE_VALIDITY_WARNING.to_owned());
@@ -312,14 +325,15 @@ pub fn generate(
 ///
 /// ECDSA P-256 (generated in well under a millisecond), CN = the first usable
 /// host name (else `localhost`), SAN = every usable host name, `localhost`
-/// and every address, O = [`FACTORY_ORGANIZATION`], valid 10 years, its
-/// serial drawn from `rng`. Host names that are not valid DNS names (the
-/// system may report anything) are left out rather than failing the
+/// and every address, O = [`FACTORY_ORGANIZATION`], valid from
+/// [`FACTORY_NOT_BEFORE`] to [`FACTORY_NOT_AFTER`]: its validity does not
+/// depend on the device's clock, which may not be set yet at the first start.
+/// Its serial is drawn from `rng`. Host names that are not valid DNS names
+/// (the system may report anything) are left out rather than failing the
 /// device's start.
 pub fn factory_certificate(
     host_names: &[String],
     addresses: &[IpAddr],
-    now: OffsetDateTime,
     rng: &mut (impl CryptoRng + ?Sized),
 ) -> Result<Generated, CertError> {
     let mut names: Vec<HostName> = Vec::new();
@@ -345,7 +359,8 @@ pub fn factory_certificate(
     let mut params = CertificateParams::default();
     params.distinguished_name = dn;
     params.subject_alt_names = names.iter().map(HostName::san).collect::<Result<_, _>>()?;
-    let (chain_pem, key_pem, csr_pem) = issue(params, KeyType::EcdsaP256, now, MAX_VALIDITY_DAYS, rng)?;
+    let (chain_pem, key_pem, csr_pem) =
+        issue(params, KeyType::EcdsaP256, FACTORY_NOT_BEFORE, FACTORY_NOT_AFTER, rng)?;
     Ok(Generated { chain_pem, key_pem, csr_pem, warnings: Vec::new() })
 }
 
@@ -539,7 +554,33 @@ mod certificate_tests {
         let b = generate(&req, now, &mut rand::rngs::StdRng::seed_from_u64(7)).expect("b");
         assert_eq!(serial_of(&a), serial_of(&b));
         assert_ne!(a.key_pem, b.key_pem, "keys come from AWS-LC's own generator");
-        let f = factory_certificate(&["cam".into()], &[], now, &mut Repeat(0x42)).expect("factory");
+        let f = factory_certificate(&["cam".into()], &[], &mut Repeat(0x42)).expect("factory");
         assert_eq!(serial_of(&f), [0x42; 16]);
+    }
+
+    #[test]
+    fn the_factory_certificate_is_valid_whatever_the_clock_said_at_its_making() {
+        let generated = factory_certificate(&["cam".into()], &[], &mut rand::rng()).expect("generates");
+        let material = crate::parse_stored(generated.chain_pem.as_bytes(), generated.key_pem.as_bytes())
+            .expect("parses");
+        for year in [1970, 2026, 2099] {
+            let at = time::Date::from_calendar_date(year, time::Month::January, 2)
+                .expect("date")
+                .midnight()
+                .assume_utc();
+            let info = material.describe(at).expect("describes");
+            assert!(info.days_until_expiry > 2_800_000, "{year}: {info:?}");
+            assert_eq!(info.not_before, "1970-01-01T00:00:00Z");
+            assert_eq!(info.not_after, "9999-12-31T23:59:59Z");
+        }
+        // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime after.
+        let der = material.chain[0].as_ref();
+        let utc_1970 = [&[0x17, 13][..], b"700101000000Z"].concat();
+        let generalized_9999 = [&[0x18, 15][..], b"99991231235959Z"].concat();
+        assert!(der.windows(utc_1970.len()).any(|w| w == utc_1970), "notBefore as UTCTime");
+        assert!(
+            der.windows(generalized_9999.len()).any(|w| w == generalized_9999),
+            "notAfter as GeneralizedTime"
+        );
     }
 }

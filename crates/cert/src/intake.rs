@@ -285,13 +285,13 @@ mod tests {
     }
 
     fn sample() -> String {
-        let g = factory_certificate(&["cam".into()], &[], now(), &mut rand::rng()).expect("generates");
+        let g = factory_certificate(&["cam".into()], &[], &mut rand::rng()).expect("generates");
         format!("{}{}", g.chain_pem, g.key_pem)
     }
 
     #[test]
     fn unrelated_certificates_are_left_out_with_a_warning() {
-        let other = factory_certificate(&["other".into()], &[], now(), &mut rand::rng()).expect("generates");
+        let other = factory_certificate(&["other".into()], &[], &mut rand::rng()).expect("generates");
         let upload = format!("{}{}", other.chain_pem, sample());
         let (m, warnings) =
             intake_upload(upload.as_bytes(), None, None, &IntakeOptions::at(now())).expect("accepted");

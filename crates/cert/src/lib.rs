@@ -25,8 +25,9 @@ mod private_key;
 pub use description::{CertificateInfo, describe, fingerprint_sha256};
 pub use error::{CertError, FIELD_CERTIFICATE, FIELD_PASSPHRASE, FIELD_PRIVATE_KEY};
 pub use generation::{
-    APPLE_MAX_VALIDITY_DAYS, APPLE_VALIDITY_WARNING, FACTORY_ORGANIZATION, GenerateRequest, Generated,
-    KeyType, MAX_VALIDITY_DAYS, factory_certificate, generate,
+    APPLE_MAX_VALIDITY_DAYS, APPLE_VALIDITY_WARNING, FACTORY_NOT_AFTER, FACTORY_NOT_BEFORE,
+    FACTORY_ORGANIZATION, GenerateRequest, Generated, KeyType, MAX_VALIDITY_DAYS, factory_certificate,
+    generate,
 };
 pub use intake::{IntakeOptions, csr_pem_is_valid, intake_certificate_for_key, intake_upload};
 pub use material::{Material, parse_stored};

@@ -20,6 +20,7 @@ use portcullis_core::config::Config;
 use portcullis_core::intrusion::IntrusionDetector;
 use portcullis_core::logfile::Logfile;
 use portcullis_core::settings::IntrusionDetectionSettings;
+use portcullis_core::{Monotonic, Timestamp};
 use time::OffsetDateTime;
 
 /// The largest policy the settings allow: 256 rules (allow, deny, temporary
@@ -67,7 +68,10 @@ fn access_control(c: &mut Criterion) {
 
 fn failure_counting(c: &mut Criterion) {
     let settings = IntrusionDetectionSettings { block_ip: true, ..Default::default() };
-    let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+    let now = Timestamp {
+        utc: OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+        monotonic: Monotonic::from_origin(Duration::from_secs(3_600)),
+    };
     let mut g = c.benchmark_group("intrusion");
     // One client guessing: its entry exists; every call counts one failure.
     g.bench_function("record_failure: a known client", |b| {
@@ -90,7 +94,10 @@ fn failure_counting(c: &mut Criterion) {
 }
 
 fn logfile_merge(c: &mut Criterion) {
-    let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+    let now = Timestamp {
+        utc: OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+        monotonic: Monotonic::from_origin(Duration::from_secs(3_600)),
+    };
     let mut g = c.benchmark_group("logfile");
     // The common case: the same client again within the timeout, merged
     // into its entry.

@@ -123,12 +123,120 @@ impl Config {
 }
 
 /// Parses operator input (an API body) into `T`, refusing unknown fields (a
-/// typo must not be silently ignored) and naming the offending field.
+/// typo must not be silently ignored) and keys given twice, and naming the
+/// offending field.
 pub fn parse_input<T: DeserializeOwned>(body: &[u8]) -> Result<T, ValidationError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+    parse_value(strict_json(body)?)
+}
+
+/// Reads a JSON document as [`serde_json::Value`], refusing an object that
+/// names a key twice, at any depth (`duplicate_key`, naming it).
+///
+/// serde_json keeps the last of repeated keys without a word, so
+/// `{"block_ip": true, "block_ip": false}` would be read as whatever the
+/// last says, while a proxy, a log or a person reading the request may
+/// believe the first. One reading, done once per body, with the checks
+/// below; the value then goes through the usual typed parsing.
+pub fn strict_json(body: &[u8]) -> Result<serde_json::Value, ValidationError> {
+    let duplicate = std::cell::RefCell::new(None);
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let parsed = serde::de::DeserializeSeed::deserialize(
+        strict::Seed { path: String::new(), duplicate: &duplicate },
+        &mut reader,
+    )
+    .and_then(|v| reader.end().map(|()| v));
+    if let Some(path) = duplicate.into_inner() {
+        return Err(ValidationError::new(
+            path.clone(),
+            ErrorCode::DuplicateKey,
+            format!("\"{path}\" is given twice; give each key once"),
+        ));
+    }
+    parsed.map_err(|e| {
         ValidationError::new("", ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}"))
-    })?;
-    parse_value(value)
+    })
+}
+
+/// The visitor of [`strict_json`].
+mod strict {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    /// Reads one value at `path`; the first repeated key's path goes to `duplicate`.
+    pub(super) struct Seed<'a> {
+        pub(super) path: String,
+        pub(super) duplicate: &'a RefCell<Option<String>>,
+    }
+
+    impl Seed<'_> {
+        fn child(&self, path: String) -> Self {
+            Seed { path, duplicate: self.duplicate }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = Value;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("a number JSON cannot hold"))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(self.child(format!("{}[{}]", self.path, out.len())))? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+                if !seen.insert(key.clone()) {
+                    *self.duplicate.borrow_mut() = Some(path);
+                    return Err(de::Error::custom("duplicate key"));
+                }
+                let value = map.next_value_seed(self.child(path))?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
 }
 
 /// Like [`parse_input`], from an already parsed JSON value.
@@ -182,6 +290,37 @@ fn strip_position(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_given_twice_are_refused_at_any_depth() {
+        use crate::settings::WebServerSettings;
+        let refusal = |body: &str| parse_input::<WebServerSettings>(body.as_bytes()).expect_err("refused");
+        let e = refusal(r#"{"http_enabled": true, "http_enabled": false}"#);
+        assert_eq!((e.code.as_str(), e.field.as_str()), ("duplicate_key", "http_enabled"));
+        assert!(e.message.contains("twice"), "{}", e.message);
+        let e = refusal(r#"{"intrusion_detection": {"block_ip": true, "enabled": true, "block_ip": false}}"#);
+        assert_eq!((e.code.as_str(), e.field.as_str()), ("duplicate_key", "intrusion_detection.block_ip"));
+        // In an array, and an unknown key given twice: the repetition is said first.
+        let e = strict_json(br#"{"rules": [{"kind": "allow"}, {"kind": "deny", "kind": "allow"}]}"#)
+            .expect_err("refused");
+        assert_eq!((e.code.as_str(), e.field.as_str()), ("duplicate_key", "rules[1].kind"));
+        let e = refusal(r#"{"thresh": 1, "thresh": 2}"#);
+        assert_eq!(e.code, "duplicate_key");
+        // The same key in sibling objects is no repetition; escapes are decoded before comparing.
+        let ok = strict_json(br#"{"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 2}]}"#).expect("ok");
+        assert_eq!(ok["c"][1]["x"], 2);
+        let e = strict_json(br#"{"a": 1, "\u0061": 2}"#).expect_err("refused");
+        assert_eq!(e.field, "a");
+        // Everything else reads as serde_json reads it.
+        let text = r#"{"n": -1, "u": 18446744073709551615, "f": 1.5, "s": "x\ny", "z": null, "b": [true, false], "e": {}}"#;
+        assert_eq!(
+            strict_json(text.as_bytes()).expect("ok"),
+            serde_json::from_str::<serde_json::Value>(text).expect("ok")
+        );
+        for bad in ["", "{", r#"{"a": 1} x"#, "[1,]", r#"{"a" 1}"#] {
+            assert_eq!(strict_json(bad.as_bytes()).expect_err(bad).code, "malformed_json", "{bad}");
+        }
+    }
 
     #[test]
     fn round_trip() {

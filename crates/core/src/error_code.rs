@@ -51,6 +51,8 @@ error_codes! {
     InvalidValue = "invalid_value",
     /// The body names a field that does not exist.
     UnknownField = "unknown_field",
+    /// A JSON object names the same key twice (which one would count is ambiguous).
+    DuplicateKey = "duplicate_key",
     /// The body is not valid JSON.
     MalformedJson = "malformed_json",
     /// A configuration file cannot be read as a configuration.
@@ -126,6 +128,8 @@ error_codes! {
     PasswordTooLong = "password_too_long",
     /// The last member of `admins` cannot be deleted or leave the group.
     LastAdmin = "last_admin",
+    /// The current password given to change one's own password is wrong.
+    CurrentPasswordWrong = "current_password_wrong",
 
     // ---- Configuration life cycle ----
     /// A port of the new settings cannot be opened.
@@ -136,6 +140,8 @@ error_codes! {
     NothingPending = "nothing_pending",
     /// A confirmation came through a listener or address the change removes.
     ConfirmFromNewAddress = "confirm_from_new_address",
+    /// Access rules that deny the requester's own address, sent without `?force=true`.
+    WouldLockOut = "would_lock_out",
 
     // ---- Certificates: uploads, generation, state ----
     /// An uploaded file is empty.
@@ -262,6 +268,8 @@ error_codes! {
     WrongCredentials = "wrong_credentials",
     /// Too many password checks wait; retry after `Retry-After`.
     Busy = "busy",
+    /// Too many failed logins from the client's address; retry after `Retry-After`.
+    TooManyAttempts = "too_many_attempts",
     /// No valid credentials (or the session has ended).
     Unauthorized = "unauthorized",
     /// The user's group may not do this.

@@ -20,15 +20,24 @@
 //! newest attackers matters more than keeping the oldest out. "Oldest" is by
 //! the order failures were recorded, so a clock step cannot confuse it.
 //! Each failure costs one hash lookup and O(log capacity) index updates.
+//!
+//! # Clocks
+//!
+//! A count's timeout and the alert deadtime are intervals, measured on the
+//! monotonic clock (see [`crate::clock`]): a wall clock stepped back by NTP
+//! must not silence alerts for as long as the step, nor one stepped forward
+//! expire every count. The wall clock only dates what is shown (when a block
+//! was set, the last failure).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::access_control::IpNetwork;
+use crate::clock::Timestamp;
 use crate::settings::IntrusionDetectionSettings;
 
 /// Clients tracked by default (about 3 MB): far more than the addresses that
@@ -76,7 +85,7 @@ pub struct BlockedClient {
 #[derive(Debug, Clone)]
 struct Entry {
     count: u32,
-    last_failure: OffsetDateTime,
+    last_failure: Timestamp,
     /// Position in `idle` or `blocked`: the recording order of the last failure.
     seq: u64,
     blocked_since: Option<OffsetDateTime>,
@@ -94,7 +103,7 @@ pub struct IntrusionDetector {
     blocked: BTreeMap<u64, ClientKey>,
     next_seq: u64,
     /// The last alert for any client: the deadtime is global, as in the seed.
-    last_alert: Option<OffsetDateTime>,
+    last_alert: Option<Timestamp>,
 }
 
 impl IntrusionDetector {
@@ -122,10 +131,7 @@ impl IntrusionDetector {
 
     /// The key failures of `ip` are counted under.
     pub fn key_for(&self, ip: IpAddr) -> ClientKey {
-        match ip.to_canonical() {
-            v4 @ IpAddr::V4(_) => IpNetwork::host(v4),
-            v6 @ IpAddr::V6(_) => IpNetwork::containing(v6, self.ipv6_prefix),
-        }
+        client_key(ip, self.ipv6_prefix)
     }
 
     /// Counts a presented-and-wrong credential from `ip` at `now`.
@@ -137,7 +143,7 @@ impl IntrusionDetector {
     pub fn record_failure(
         &mut self,
         ip: IpAddr,
-        now: OffsetDateTime,
+        now: Timestamp,
         settings: &IntrusionDetectionSettings,
         can_block: bool,
     ) -> Option<FailureOutcome> {
@@ -157,7 +163,7 @@ impl IntrusionDetector {
         });
         // Same rule as the logfile: "within" the timeout means strictly less
         // than it, so a failure exactly `timeout_minutes` later starts over.
-        if now - entry.last_failure >= timeout {
+        if now.monotonic.since(entry.last_failure.monotonic) >= timeout {
             entry.count = 0;
         }
         entry.count = entry.count.saturating_add(1);
@@ -169,7 +175,7 @@ impl IntrusionDetector {
         let mut block = false;
         if count > settings.notification_threshold {
             let deadtime = minutes(settings.deadtime_minutes);
-            if self.last_alert.is_none_or(|last| now - last >= deadtime) {
+            if self.last_alert.is_none_or(|last| now.monotonic.since(last.monotonic) >= deadtime) {
                 alert = true;
                 self.last_alert = Some(now);
                 // "After an alert the count must again exceed the threshold".
@@ -181,7 +187,7 @@ impl IntrusionDetector {
             }
             if can_block && entry.blocked_since.is_none() {
                 block = true;
-                entry.blocked_since = Some(now);
+                entry.blocked_since = Some(now.utc);
             }
         }
         let is_blocked = entry.blocked_since.is_some();
@@ -243,7 +249,11 @@ impl IntrusionDetector {
             .values()
             .filter_map(|key| {
                 let e = self.entries.get(key)?;
-                Some(BlockedClient { address: *key, since: e.blocked_since?, last_failure: e.last_failure })
+                Some(BlockedClient {
+                    address: *key,
+                    since: e.blocked_since?,
+                    last_failure: e.last_failure.utc,
+                })
             })
             .collect()
     }
@@ -261,7 +271,7 @@ impl IntrusionDetector {
 
     /// When the last alert went out, if any.
     pub fn last_alert(&self) -> Option<OffsetDateTime> {
-        self.last_alert
+        self.last_alert.map(|t| t.utc)
     }
 
     /// Number of clients tracked (blocked or not).
@@ -291,17 +301,36 @@ impl Default for IntrusionDetector {
     }
 }
 
-fn minutes(m: u32) -> Duration {
-    Duration::minutes(i64::from(m))
+fn minutes(m: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(m) * 60)
+}
+
+/// The key failures of `ip` are counted under: an IPv4 address, or the IPv6
+/// network of `ipv6_prefix` bits holding it (IPv4-mapped IPv6 is IPv4).
+pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> ClientKey {
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => IpNetwork::host(v4),
+        v6 @ IpAddr::V6(_) => IpNetwork::containing(v6, ipv6_prefix.min(128)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Monotonic;
     use std::net::{Ipv4Addr, Ipv6Addr};
+    use time::Duration;
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2025-03-01 12:00 UTC);
+
+    /// Both clocks `d` after T0 (and after the monotonic origin).
+    fn after(d: Duration) -> Timestamp {
+        Timestamp {
+            utc: T0 + d,
+            monotonic: Monotonic::from_origin(std::time::Duration::try_from(d).expect("not negative")),
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -316,8 +345,8 @@ mod tests {
         }
     }
 
-    fn at(minute: i64) -> OffsetDateTime {
-        T0 + Duration::minutes(minute)
+    fn at(minute: i64) -> Timestamp {
+        after(Duration::minutes(minute))
     }
 
     fn fail(
@@ -349,7 +378,7 @@ mod tests {
         }
         let o = fail(&mut d, "198.51.100.1", 5, &s);
         assert_eq!((o.count, o.alert), (6, true));
-        assert_eq!(d.last_alert(), Some(at(5)));
+        assert_eq!(d.last_alert(), Some(at(5).utc));
         // After the alert the count starts again: it must exceed the threshold anew.
         assert_eq!(d.count(&o.key), 0);
     }
@@ -388,7 +417,7 @@ mod tests {
         // B keeps failing; the first failure after the deadtime alerts.
         assert_eq!(alerts(&mut d, "203.0.113.7", 60..70, &s), vec![65]);
         // Exactly at the deadtime boundary the alert goes out (>= deadtime).
-        assert_eq!(d.last_alert(), Some(at(65)));
+        assert_eq!(d.last_alert(), Some(at(65).utc));
     }
 
     #[test]
@@ -439,7 +468,7 @@ mod tests {
         let key = d.key_for(ip("198.51.100.1"));
         assert!(d.is_blocked(&key));
         assert_eq!(d.blocked_networks(), vec![key]);
-        assert_eq!(d.blocked()[0].since, at(15));
+        assert_eq!(d.blocked()[0].since, at(15).utc);
         assert_eq!(serde_json::to_value(&d.blocked()[0]).expect("json")["address"], "198.51.100.1");
 
         // Not blockable: never blocked however many failures.
@@ -542,7 +571,7 @@ mod tests {
         let blocked: Vec<IpAddr> = (1..=3).map(|i| IpAddr::V4(Ipv4Addr::new(192, 0, 2, i))).collect();
         for who in &blocked {
             for _ in 0..6 {
-                d.record_failure(*who, T0, &s, true);
+                d.record_failure(*who, at(0), &s, true);
             }
         }
         let attacker = |i: u32| -> IpAddr {
@@ -555,7 +584,7 @@ mod tests {
         };
         for i in 0..ATTACKERS {
             // A millisecond apart: all within the timeout of each other.
-            let now = T0 + Duration::milliseconds(i64::from(i));
+            let now = after(Duration::milliseconds(i64::from(i)));
             let o = d.record_failure(attacker(i), now, &s, true).expect("enabled");
             assert_eq!(o.count, 1);
             assert_eq!(o.lifted, None);
@@ -569,7 +598,7 @@ mod tests {
             assert!(d.is_blocked(&d.key_for(*who)));
         }
         // The newest attackers are tracked: a second failure counts 2 ...
-        let now = T0 + Duration::seconds(1_001);
+        let now = after(Duration::seconds(1_001));
         let newest = CAPACITY as u32 - 3;
         for i in (ATTACKERS - newest)..ATTACKERS {
             assert_eq!(d.count(&d.key_for(attacker(i))), 1, "attacker {i}");
@@ -580,6 +609,82 @@ mod tests {
         // ... and the oldest ones were forgotten.
         assert_eq!(d.count(&d.key_for(attacker(0))), 0);
         assert_eq!(d.count(&d.key_for(attacker(ATTACKERS - newest - 1))), 0);
+    }
+
+    /// `minute` minutes after T0 by the monotonic clock, with the wall clock
+    /// stepped by `step` (as NTP does to a running device).
+    fn stepped(minute: i64, step: Duration) -> Timestamp {
+        let t = at(minute);
+        Timestamp { utc: t.utc + step, ..t }
+    }
+
+    #[test]
+    fn a_wall_clock_stepped_back_does_not_silence_alerts() {
+        // Deadtime 0: every failure past the threshold alerts.
+        let s = settings(5, 60, 0);
+        let mut d = IntrusionDetector::new(100);
+        assert_eq!(alerts(&mut d, "198.51.100.1", 0..6, &s), vec![5]);
+        // NTP steps the wall clock back an hour; a new attacker comes.
+        let back = Duration::hours(-1);
+        let got: Vec<_> = (10..17)
+            .map(|m| d.record_failure(ip("203.0.113.9"), stepped(m, back), &s, true).expect("on"))
+            .map(|o| (o.count, o.alert, o.block))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, false, false),
+                (2, false, false),
+                (3, false, false),
+                (4, false, false),
+                (5, false, false),
+                (6, true, true),
+                (7, true, false)
+            ]
+        );
+        // The block is dated by the (stepped) wall clock: what the operator's clock says now.
+        assert_eq!(d.blocked()[0].since, stepped(15, back).utc);
+        assert_eq!(d.last_alert(), Some(stepped(16, back).utc));
+    }
+
+    #[test]
+    fn a_deadtime_lasts_its_minutes_whatever_the_wall_clock_does() {
+        let s = settings(5, 600, 60);
+        let mut d = IntrusionDetector::new(100);
+        assert_eq!(alerts(&mut d, "198.51.100.1", 0..6, &s), vec![5]);
+        // Stepped back: still suppressed during the deadtime, not an hour longer.
+        let back = Duration::hours(-1);
+        let got: Vec<_> = (10..70)
+            .filter(|m| d.record_failure(ip("203.0.113.9"), stepped(*m, back), &s, false).expect("on").alert)
+            .collect();
+        assert_eq!(got, vec![65]);
+        // Stepped forward a day: the deadtime is not over early.
+        let mut d = IntrusionDetector::new(100);
+        assert_eq!(alerts(&mut d, "198.51.100.1", 0..6, &s), vec![5]);
+        let forward = Duration::days(1);
+        let alerted = (10..20)
+            .any(|m| d.record_failure(ip("203.0.113.9"), stepped(m, forward), &s, false).expect("on").alert);
+        assert!(!alerted, "ten minutes into a 60-minute deadtime");
+    }
+
+    #[test]
+    fn a_count_expires_after_its_timeout_whatever_the_wall_clock_does() {
+        let s = settings(5, 30, 60);
+        let mut d = IntrusionDetector::new(100);
+        for m in 0..5 {
+            fail(&mut d, "198.51.100.1", m, &s);
+        }
+        // Stepped forward a day (NTP sets the clock at last): the count is one minute old, it stays.
+        let o = d.record_failure(ip("198.51.100.1"), stepped(5, Duration::days(1)), &s, false).expect("on");
+        assert_eq!((o.count, o.alert), (6, true));
+        // Stepped back: 40 minutes later the count has expired, although the wall clock says otherwise.
+        let mut d = IntrusionDetector::new(100);
+        for m in 0..5 {
+            fail(&mut d, "198.51.100.2", m, &s);
+        }
+        let o =
+            d.record_failure(ip("198.51.100.2"), stepped(44, Duration::hours(-2)), &s, false).expect("on");
+        assert_eq!(o.count, 1);
     }
 
     #[test]

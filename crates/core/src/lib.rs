@@ -20,8 +20,9 @@ pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
 pub mod settings;
+pub mod throttle;
 pub mod trust;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, Monotonic, SystemClock, Timestamp};
 pub use error::ValidationError;
 pub use error_code::ErrorCode;

@@ -7,6 +7,12 @@
 //! expiry); otherwise it opens a new entry. A success therefore never merges
 //! into a failed entry, nor a failure into a successful one.
 //!
+//! "Ago" is measured on the monotonic clock (see [`crate::clock`]), so a step
+//! of the wall clock neither merges accesses hours apart nor splits an
+//! attack in two; the times shown are the wall clock's. An entry read back
+//! from the file has no monotonic reading (the clock starts anew with the
+//! process), so for it alone the wall clock decides.
+//!
 //! # Bound
 //!
 //! At most `capacity` entries (default [`DEFAULT_CAPACITY`]). When a new
@@ -27,6 +33,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime, UtcOffset};
 use utoipa::ToSchema;
+
+use crate::clock::{Monotonic, Timestamp};
 
 /// Entries kept by default.
 pub const DEFAULT_CAPACITY: usize = 1000;
@@ -75,12 +83,20 @@ pub struct LogfileError(#[from] serde_json::Error);
 /// What an entry merges on: client, user, outcome.
 type Identity = (IpAddr, Option<String>, bool);
 
+/// An entry and the monotonic reading of its last access (`None` for an
+/// entry read back from the file).
+#[derive(Debug, Clone)]
+struct Slot {
+    entry: LogEntry,
+    last_monotonic: Option<Monotonic>,
+}
+
 /// The bounded, aggregated web server logfile.
 #[derive(Debug, Clone)]
 pub struct Logfile {
     capacity: usize,
     /// Entries by the order of their last access.
-    entries: BTreeMap<u64, LogEntry>,
+    entries: BTreeMap<u64, Slot>,
     /// The newest entry of each identity; the only one an access may merge into.
     newest: HashMap<Identity, u64>,
     next_seq: u64,
@@ -100,32 +116,38 @@ impl Logfile {
         user: Option<&str>,
         authorized: bool,
         url: &str,
-        now: OffsetDateTime,
+        now: Timestamp,
         timeout_minutes: u32,
     ) {
         let identity: Identity = (client_ip.to_canonical(), user.map(|u| clean(u, MAX_USER_LEN)), authorized);
         let last_url = clean(url, MAX_URL_LEN);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let timeout = Duration::minutes(i64::from(timeout_minutes));
+        let timeout = std::time::Duration::from_secs(u64::from(timeout_minutes) * 60);
 
         if let Some(&old) = self.newest.get(&identity)
-            && let Some(entry) = self.entries.get(&old)
-            && now - entry.last < timeout
-            && let Some(mut entry) = self.entries.remove(&old)
+            && let Some(slot) = self.entries.get(&old)
+            && match slot.last_monotonic {
+                Some(last) => now.monotonic.since(last) < timeout,
+                None => now.utc - slot.entry.last < Duration::minutes(i64::from(timeout_minutes)),
+            }
+            && let Some(mut slot) = self.entries.remove(&old)
         {
+            let entry = &mut slot.entry;
             entry.count = entry.count.saturating_add(1);
             // A clock stepped back must not move `last` before earlier accesses.
-            entry.last = entry.last.max(now);
+            entry.last = entry.last.max(now.utc);
             entry.last_url = last_url;
-            self.entries.insert(seq, entry);
+            slot.last_monotonic = Some(now.monotonic);
+            self.entries.insert(seq, slot);
             self.newest.insert(identity, seq);
             return;
         }
 
         let (client_ip, user, authorized) = identity.clone();
-        self.entries
-            .insert(seq, LogEntry { client_ip, user, authorized, count: 1, first: now, last: now, last_url });
+        let entry =
+            LogEntry { client_ip, user, authorized, count: 1, first: now.utc, last: now.utc, last_url };
+        self.entries.insert(seq, Slot { entry, last_monotonic: Some(now.monotonic) });
         self.newest.insert(identity, seq);
         self.trim();
     }
@@ -133,7 +155,7 @@ impl Logfile {
     /// Drops the entries with the oldest last access until the bound holds.
     fn trim(&mut self) {
         while self.entries.len() > self.capacity {
-            let Some((seq, entry)) = self.entries.pop_first() else { break };
+            let Some((seq, Slot { entry, .. })) = self.entries.pop_first() else { break };
             let identity = (entry.client_ip, entry.user, entry.authorized);
             // A newer entry of the same identity owns the index slot; keep it.
             if self.newest.get(&identity) == Some(&seq) {
@@ -144,7 +166,7 @@ impl Logfile {
 
     /// The entries, oldest last access first.
     pub fn entries(&self) -> impl ExactSizeIterator<Item = &LogEntry> + DoubleEndedIterator {
-        self.entries.values()
+        self.entries.values().map(|s| &s.entry)
     }
 
     /// Number of entries.
@@ -164,7 +186,7 @@ impl Logfile {
 
     /// A copy of the log in its API and storage shape.
     pub fn to_document(&self) -> LogfileDocument {
-        LogfileDocument { entries: self.entries.values().cloned().collect() }
+        LogfileDocument { entries: self.entries().cloned().collect() }
     }
 
     /// A logfile holding `doc`'s entries (ordered by last access; the oldest
@@ -183,7 +205,7 @@ impl Logfile {
             let seq = log.next_seq;
             log.next_seq += 1;
             log.newest.insert((entry.client_ip, entry.user.clone(), entry.authorized), seq);
-            log.entries.insert(seq, entry);
+            log.entries.insert(seq, Slot { entry, last_monotonic: None });
             log.trim();
         }
         log
@@ -203,8 +225,7 @@ impl Logfile {
     /// The log as a plain text table (UTC), for e-mail attachments and `?format=text`.
     pub fn to_text(&self) -> String {
         let rows: Vec<[String; 7]> = self
-            .entries
-            .values()
+            .entries()
             .map(|e| {
                 [
                     text_time(e.first),
@@ -293,8 +314,12 @@ mod tests {
 
     const T0: OffsetDateTime = datetime!(2025-03-01 12:00 UTC);
 
-    fn at(minute: i64) -> OffsetDateTime {
-        T0 + Duration::minutes(minute)
+    /// Both clocks `minute` minutes after T0.
+    fn at(minute: i64) -> Timestamp {
+        Timestamp {
+            utc: T0 + Duration::minutes(minute),
+            monotonic: Monotonic::from_origin(std::time::Duration::from_secs(minute as u64 * 60)),
+        }
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -412,7 +437,8 @@ mod tests {
     fn persists_as_json() {
         let mut log = Logfile::new(100);
         log.record(ip("192.0.2.1"), Some("bob"), false, "/api/v1/webserver", at(0), 60);
-        log.record(ip("2001:db8::1"), None, true, "/", at(1) + Duration::nanoseconds(5), 60);
+        let later = Timestamp { utc: at(1).utc + Duration::nanoseconds(5), ..at(1) };
+        log.record(ip("2001:db8::1"), None, true, "/", later, 60);
         let json = log.to_json();
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(v["entries"][0]["first"], "2025-03-01T12:00:00Z");
@@ -446,6 +472,32 @@ first                 last                  count  result        client        u
         assert_eq!(text, expected);
     }
 
+    #[test]
+    fn a_wall_clock_step_neither_merges_nor_splits() {
+        let mut log = Logfile::new(100);
+        let c = ip("192.0.2.10");
+        // An attack, one failure a minute; the wall clock is stepped back an
+        // hour in the middle (NTP), the monotonic clock goes on.
+        log.record(c, Some("bob"), false, "/", at(0), 10);
+        log.record(c, Some("bob"), false, "/", at(1), 10);
+        let stepped = |minute: i64| Timestamp { utc: at(minute).utc - Duration::hours(1), ..at(minute) };
+        log.record(c, Some("bob"), false, "/", stepped(2), 10);
+        log.record(c, Some("bob"), false, "/", stepped(3), 10);
+        let s = summary(&log);
+        assert_eq!(s.len(), 1, "one attack, one entry: {s:?}");
+        assert_eq!((s[0].3, s[0].4, s[0].5), (4, 0, 1), "shown times never go back");
+        // Eleven minutes later by the monotonic clock, but only seconds later
+        // by a wall clock stepped back: a new entry, as the timeout says.
+        let stepped_more = Timestamp { utc: at(3).utc - Duration::hours(1), ..at(14) };
+        log.record(c, Some("bob"), false, "/", stepped_more, 10);
+        assert_eq!(summary(&log).len(), 2);
+        // A wall clock stepped forward a day does not end a window either.
+        let forward = Timestamp { utc: at(15).utc + Duration::days(1), ..at(15) };
+        log.record(c, Some("bob"), false, "/", forward, 10);
+        assert_eq!(summary(&log).len(), 2);
+        assert_eq!(summary(&log)[1].3, 2);
+    }
+
     proptest! {
         /// The indexed log behaves like the rule read naively: scan for the
         /// newest entry with the same identity; drop the oldest last access.
@@ -457,12 +509,13 @@ first                 last                  count  result        client        u
             let users = [None, Some("a"), Some("b")];
             let mut log = Logfile::new(capacity);
             let mut model: Vec<LogEntry> = Vec::new(); // ordered by last access
-            let mut now = T0;
+            let mut minute = 0;
             for (client, user, ok, step) in ops {
-                now += Duration::minutes(step);
+                minute += step;
+                let now = at(minute).utc;
                 let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, client));
                 let user = users[user];
-                log.record(client, user, ok, "/", now, 3);
+                log.record(client, user, ok, "/", at(minute), 3);
                 let found = model.iter().rposition(|e| e.client_ip == client && e.user.as_deref() == user && e.authorized == ok);
                 match found {
                     Some(i) if now - model[i].last < Duration::minutes(3) => {

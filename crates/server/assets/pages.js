@@ -126,10 +126,12 @@ export async function renderAccess(root) {
       }
       return;
     }
-    loaded = x.data;
+    // 202: applied provisionally (forced rules that deny this address); the
+    // banner shows the deadline and the Confirm button.
+    loaded = x.status === 202 ? x.data.settings : x.data;
     fill();
-    const st = await refreshPending();
-    announce(st && st.pending ? t("ws.setpending") : t("ac.setdone"));
+    await refreshPending();
+    announce(x.status === 202 ? t("ac.setpending", { deadline: fmtTime(x.data.deadline) }) : t("ac.setdone"));
   }
   form.addEventListener("submit", (ev) => { ev.preventDefault(); set(false); });
 }
@@ -235,7 +237,10 @@ export async function renderUsers(root) {
     admin ? authBox : null);
 
   async function changePassword(u) {
+    // One's own password is changed only with the current one (the server insists).
+    const own = u.name === session.user;
     const f = h("form", { novalidate: true },
+      own ? field({ label: t("us.currentpassword"), path: "current_password", id: "cp-current", type: "password", attrs: { autocomplete: "current-password" } }) : null,
       field({ label: t("us.newpassword"), path: "password", id: "cp-pass", type: "password", attrs: { autocomplete: "new-password" } }),
       admin ? field({ label: t("us.group"), path: "group", id: "cp-group", type: "select", value: u.group, options: groupOptions }) : null,
       formAlert(),
@@ -248,6 +253,7 @@ export async function renderUsers(root) {
       const body = {};
       const p = f.querySelector("#cp-pass").value;
       if (p) body.password = p;
+      if (p && own) body.current_password = f.querySelector("#cp-current").value;
       if (admin && f.querySelector("#cp-group").value !== u.group) body.group = f.querySelector("#cp-group").value;
       const x = await api("PUT", "/api/v1/users/" + encodeURIComponent(u.name), { json: body });
       if (!x.ok) { showError(f, x.error); return; }

@@ -458,7 +458,9 @@ export async function renderWebServer(root) {
     const before = loaded;
     const r = await busy(setBtn, t("working"), () => api("PUT", "/api/v1/webserver", { json: collect() }));
     if (!r.ok) { showError(document.getElementById("main"), r.error, form.querySelector(".form-alert")); return; }
-    loaded = r.data;
+    // 202: applied provisionally (it closes the port in use); the banner
+    // shows the deadline and where to confirm.
+    loaded = r.status === 202 ? r.data.settings : r.data;
     fill(loaded);
     const st = await refreshPending();
     const portsChanged = JSON.stringify([before.http_ports, before.http_enabled, before.https_port, before.https_enabled]) !==
@@ -502,7 +504,10 @@ export async function renderWebServer(root) {
         row(t("cert.source"), view.source === "individual" ? t("cert.individual") : t("cert.factory"), "cert-source"),
         row(t("cert.issuer"), c.issuer, "cert-issuer"),
         row(t("cert.subject"), c.subject, "cert-subject"),
-        row(t("cert.validity"), t("cert.validity.value", { from: fmtTime(c.not_before), to: fmtTime(c.not_after), days: c.days_until_expiry }), "cert-validity"),
+        // 9999-12-31T23:59:59Z: no expiration date (RFC 5280), the factory certificate's.
+        row(t("cert.validity"), c.not_after.startsWith("9999-12-31")
+          ? t("cert.validity.noend", { from: fmtTime(c.not_before) })
+          : t("cert.validity.value", { from: fmtTime(c.not_before), to: fmtTime(c.not_after), days: c.days_until_expiry }), "cert-validity"),
         row(t("cert.fingerprint"), c.fingerprint_sha256, "cert-fingerprint"),
         row(t("cert.serial"), c.serial, "cert-serial"),
         row(t("cert.key"), c.key_type + " " + c.key_bits + (c.curve ? " (" + c.curve + ")" : ""), "cert-key"),

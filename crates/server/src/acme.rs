@@ -311,6 +311,26 @@ pub fn spawn_expiry_watch(rt: &Arc<Runtime>, check_every: Duration) {
 
 fn check_expiry(rt: &Runtime) {
     let now = rt.now();
+    // A factory certificate made by earlier firmware while the clock was
+    // unset expires once the clock is set: make a good one instead.
+    match rt.certs.renew_expired_factory(now) {
+        Ok(Some(info)) => {
+            let message = format!(
+                "the factory certificate had expired (it was made while the clock was unset); a new one is in use, fingerprint {}",
+                info.fingerprint_sha256
+            );
+            tracing::warn!("{message}");
+            rt.security.event(
+                now,
+                EventKind::CertificateChanged,
+                None,
+                message,
+                serde_json::json!({"source": "factory", "fingerprint_sha256": info.fingerprint_sha256}),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "cannot renew the expired factory certificate"),
+    }
     let Ok(view) = rt.certs.files.view(now, Vec::new()) else { return };
     let Ok(not_after) =
         OffsetDateTime::parse(&view.certificate.not_after, &time::format_description::well_known::Rfc3339)

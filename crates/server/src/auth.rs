@@ -431,27 +431,34 @@ impl Authenticator {
         Some(Identity { user: u.name.clone(), group: u.group, via })
     }
 
+    /// The identity of a user name and password verified a moment ago (from
+    /// the cache: no password check), if any.
+    pub fn cached(&self, user: &str, password: &str) -> Option<Identity> {
+        if password.len() > MAX_PASSWORD_LEN || user.len() > 256 {
+            return None;
+        }
+        let key = self.mac(&[user.as_bytes(), password.as_bytes()]);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let e = cache.0.get(&key)?;
+        if e.expires <= Instant::now() {
+            cache.0.remove(&key);
+            return None;
+        }
+        let (user, generation) = (e.user.clone(), e.generation);
+        drop(cache);
+        self.identity_of(&user, Some(generation), AuthMethod::Basic)
+    }
+
     /// Checks a presented user name and password.
     pub async fn verify(&self, user: &str, password: &str) -> Verdict {
         if password.len() > MAX_PASSWORD_LEN || user.len() > 256 {
             return Verdict::Invalid;
         }
+        if let Some(id) = self.cached(user, password) {
+            return Verdict::Valid(id);
+        }
         let key = self.mac(&[user.as_bytes(), password.as_bytes()]);
         let now = Instant::now();
-        {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(e) = cache.0.get(&key) {
-                if e.expires > now {
-                    let (user, generation) = (e.user.clone(), e.generation);
-                    drop(cache);
-                    if let Some(id) = self.identity_of(&user, Some(generation), AuthMethod::Basic) {
-                        return Verdict::Valid(id);
-                    }
-                } else {
-                    cache.0.remove(&key);
-                }
-            }
-        }
         let record = self.users.read().unwrap_or_else(|e| e.into_inner()).users.get(user).cloned();
         let hash =
             record.as_ref().map(|r| r.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());

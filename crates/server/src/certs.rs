@@ -138,14 +138,38 @@ pub fn device_identity() -> (Vec<String>, Vec<IpAddr>) {
     (names, addresses)
 }
 
+/// Whether `material` has expired by a clock that can be believed (see
+/// [`clock_trusted`]); by an unset clock, nothing has.
+pub fn expired_by_trusted_clock(material: &Material, now: OffsetDateTime) -> bool {
+    clock_trusted(now)
+        && material
+            .describe(now)
+            .ok()
+            .and_then(|i| {
+                OffsetDateTime::parse(&i.not_after, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .is_some_and(|not_after| not_after <= now)
+}
+
 /// Loads the factory certificate, creating it on the first start: unique to
-/// this device (generated here, never shipped), key mode 0600.
+/// this device (generated here, never shipped), key mode 0600, valid from
+/// 1970 to 9999 whatever the clock says (see [`portcullis_cert::factory_certificate`]).
+///
+/// A stored one that has expired, by a clock that can be believed, is made
+/// again (the old file is moved aside): earlier firmware made it valid ten
+/// years from the first start, which for a device first started with its
+/// clock in 1970 meant expired for good once NTP set the clock. The device
+/// can always make a good one, so it never serves an expired one.
 pub fn load_or_create_factory(
     store: &Store,
     now: OffsetDateTime,
 ) -> Result<(Material, bool), CertStoreError> {
     if let Some(bytes) = store.read(FACTORY_FILE)? {
         match portcullis_cert::parse_stored(&bytes, &bytes) {
+            Ok(m) if expired_by_trusted_clock(&m, now) => {
+                let moved = store.move_aside(FACTORY_FILE, now.unix_timestamp())?;
+                tracing::warn!(moved = %moved.display(), "the factory certificate has expired (made while the clock was unset?); moved aside, generating a new one");
+            }
             Ok(m) => return Ok((m, false)),
             Err(e) => {
                 let moved = store.move_aside(FACTORY_FILE, now.unix_timestamp())?;
@@ -155,7 +179,7 @@ pub fn load_or_create_factory(
     }
     let (names, addresses) = device_identity();
     // Serial numbers from the thread's generator (seeded by the OS).
-    let generated = portcullis_cert::factory_certificate(&names, &addresses, now, &mut rand::rng())?;
+    let generated = portcullis_cert::factory_certificate(&names, &addresses, &mut rand::rng())?;
     let bundle = format!("{}{}", generated.chain_pem, generated.key_pem);
     let material = portcullis_cert::parse_stored(bundle.as_bytes(), bundle.as_bytes())?;
     store.write_atomic(FACTORY_FILE, bundle.as_bytes(), SECRET_MODE)?;
@@ -380,6 +404,26 @@ impl Certificates {
         let (material, _) = self.files.active(now)?;
         self.install(&material)
     }
+
+    /// Serves a new factory certificate if the factory one in use has expired
+    /// by now, with a clock that can be believed (the clock was set since it
+    /// was loaded); returns the new one's description if it did.
+    pub fn renew_expired_factory(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<CertificateInfo>, CertStoreError> {
+        if self.files.state()?.individual.is_some() {
+            return Ok(None);
+        }
+        let Some(bytes) = self.files.store.read(FACTORY_FILE)? else { return Ok(None) };
+        let Ok(stored) = portcullis_cert::parse_stored(&bytes, &bytes) else { return Ok(None) };
+        if !expired_by_trusted_clock(&stored, now) {
+            return Ok(None);
+        }
+        let (material, _) = load_or_create_factory(&self.files.store, now)?;
+        self.install(&material)?;
+        Ok(Some(material.describe(now)?))
+    }
 }
 
 #[cfg(test)]
@@ -417,5 +461,58 @@ mod tests {
             &std::fs::metadata(dir.path().join(CURRENT_FILE)).expect("meta").permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// 1970-01-02, when a device without a battery-backed clock first starts.
+    const IN_1970: OffsetDateTime = time::macros::datetime!(1970-01-02 00:00 UTC);
+
+    /// A data folder holding what earlier firmware made at a first start in
+    /// 1970: a factory certificate valid ten years from then.
+    fn folder_with_a_1970_factory_certificate() -> (tempfile::TempDir, Store, portcullis_cert::Generated) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let mut req = GenerateRequest::new("localhost");
+        req.key_type = portcullis_cert::KeyType::EcdsaP256;
+        let old = portcullis_cert::generate(&req, IN_1970, &mut rand::rng()).expect("generate");
+        let bundle = format!("{}{}", old.chain_pem, old.key_pem);
+        store.write_atomic(FACTORY_FILE, bundle.as_bytes(), SECRET_MODE).expect("write");
+        (dir, store, old)
+    }
+
+    #[test]
+    fn an_expired_factory_certificate_is_made_again_once_the_clock_is_set() {
+        let (dir, store, old) = folder_with_a_1970_factory_certificate();
+        // Still 1970: kept (nothing can be said to have expired).
+        let (m, created) = load_or_create_factory(&store, IN_1970).expect("load");
+        assert!(!created);
+        assert_eq!(m.chain_pem(), old.chain_pem);
+        // The clock is set: expired, so made again, valid now; the old one is kept aside.
+        let now = OffsetDateTime::now_utc();
+        let (m, created) = load_or_create_factory(&store, now).expect("load");
+        assert!(created);
+        let info = m.describe(now).expect("describe");
+        assert_eq!(info.not_after, "9999-12-31T23:59:59Z");
+        let (again, created) = load_or_create_factory(&store, now).expect("load");
+        assert!(!created, "made once");
+        assert_eq!(again.chain_pem(), m.chain_pem());
+        let aside = std::fs::read_dir(dir.path().join("certs")).expect("dir").count();
+        assert_eq!(aside, 2, "factory.pem and the expired one moved aside");
+    }
+
+    #[test]
+    fn a_running_server_renews_an_expired_factory_certificate() {
+        let (_dir, store, _) = folder_with_a_1970_factory_certificate();
+        crate::tls::install_default_provider();
+        let (certs, info) = Certificates::load(store, IN_1970).expect("load");
+        assert_eq!(info.not_after, "1979-12-31T00:00:00Z");
+        assert_eq!(
+            certs.renew_expired_factory(IN_1970).expect("renew"),
+            None,
+            "not expired by an unset clock"
+        );
+        let now = OffsetDateTime::now_utc();
+        let renewed = certs.renew_expired_factory(now).expect("renew").expect("renewed");
+        assert_eq!(renewed.not_after, "9999-12-31T23:59:59Z");
+        assert_eq!(certs.renew_expired_factory(now).expect("renew"), None);
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Nonces are stateless (time, random, HMAC) and expire after
 //! [`NONCE_LIFETIME`]; an expired nonce with a correct response is answered
-//! `stale=true` (not a failed attempt). Replays are refused: each nonce's
+//! `stale=true` (not a failed attempt). Their time is the monotonic clock's
+//! (seconds since the server started; the key is per process too), so a
+//! step of the wall clock neither makes every nonce stale nor keeps old ones alive. Replays are refused: each nonce's
 //! highest `nc` is remembered (bounded table).
 
 use std::collections::HashMap;
@@ -200,7 +202,7 @@ impl DigestAuth {
         m.finalize().into_bytes().into()
     }
 
-    /// A fresh nonce for time `now_unix`.
+    /// A fresh nonce for time `now_unix` (seconds on the monotonic clock).
     pub fn nonce(&self, now_unix: u64) -> String {
         let mut data = now_unix.to_be_bytes().to_vec();
         data.extend_from_slice(&rand::random::<[u8; 8]>());

@@ -18,6 +18,7 @@ use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_ba
 use crate::error::{ApiError, ErrorBody, ErrorDetail, code_for_status};
 use crate::listen::ConnInfo;
 use crate::runtime::{Actor, Runtime};
+use crate::security::AttemptRefusal;
 use crate::webroot::Answer;
 
 /// Time a client gets to send a JSON request body once its header is in
@@ -64,7 +65,7 @@ fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stal
             HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
         );
         if rt.running().authentication.digest {
-            for c in rt.auth.digest.challenges(rt.now().unix_timestamp().max(0) as u64, stale) {
+            for c in rt.auth.digest.challenges(monotonic_seconds(rt), stale) {
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
                 }
@@ -99,7 +100,7 @@ pub async fn authenticate(State(rt): State<Arc<Runtime>>, req: Request, next: Ne
 pub(crate) fn log_access(rt: &Runtime, parts: &Parts, user: Option<&str>, authorized: bool) {
     if let Some(ip) = client_ip(&parts.extensions) {
         let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
-        rt.security.log_access(ip, user, authorized, parts.uri.path(), rt.now(), timeout);
+        rt.security.log_access(ip, user, authorized, parts.uri.path(), rt.timestamp(), timeout);
     }
 }
 
@@ -130,25 +131,15 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
         let Some((user, password)) = parse_basic(value) else {
             return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Basic", false));
         };
-        return match rt.auth.verify(&user, &password).await {
-            Verdict::Valid(id) => {
+        return match check_password(rt, &req.extensions, &user, &password, req.uri.path()).await {
+            Ok(id) => {
                 rt.capture_digest(&id.user, &password).await;
                 Ok(id)
             }
-            Verdict::Invalid => {
-                wrong_credentials(rt, &req.extensions, &user, req.uri.path());
+            Err(PasswordRefusal::Wrong) => {
                 Err(unauthorized(rt, headers, "wrong user name or password", false))
             }
-            Verdict::Busy => {
-                let mut resp = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Busy,
-                    "too many password checks are waiting; try again in a moment",
-                )
-                .into_response();
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                Err(resp)
-            }
+            Err(PasswordRefusal::Refused(resp)) => Err(resp),
         };
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
@@ -175,6 +166,110 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
     Err(unauthorized(rt, headers, "log in to use this resource", false))
 }
 
+/// Seconds on the monotonic clock (Digest nonces are dated with it).
+fn monotonic_seconds(rt: &Runtime) -> u64 {
+    rt.clock.monotonic().since_origin().as_secs()
+}
+
+/// Why [`check_password`] did not accept a password.
+pub(crate) enum PasswordRefusal {
+    /// Presented and wrong: counted as a failed attempt (logfile, intrusion
+    /// detection, rate bound); the caller answers it its own way.
+    Wrong,
+    /// Not checked, or checked but not to be accepted: the answer to send
+    /// (403 for a denied client, 429 for a throttled one, 503 when busy).
+    Refused(Response),
+}
+
+/// The answer to a client that may not have its credentials checked now.
+pub(crate) fn attempt_refused(refusal: AttemptRefusal) -> Response {
+    match refusal {
+        AttemptRefusal::Denied => {
+            let mut resp = ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
+                "access from this address is denied",
+            )
+            .into_response();
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+        AttemptRefusal::Throttled(t) => {
+            let seconds = t.retry_after_seconds().max(1);
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyAttempts,
+                format!("too many failed logins from this address; try again in {seconds} s"),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            resp
+        }
+    }
+}
+
+fn busy() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Busy,
+        "too many password checks are waiting; try again in a moment",
+    )
+    .into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Checks a presented user name and password of the request with extensions
+/// `ext` (a failure is logged against `path`), guarded per client:
+///
+/// 1. a client denied by now (blocked since its request was admitted) or held
+///    back by the failed-login rate bound is refused before any check;
+/// 2. a password verified a moment ago is accepted from the cache;
+/// 3. otherwise the client waits for its turn (one check per client at a time,
+///    [`crate::security::PASSWORD_CHECKS_PER_CLIENT`]) and step 1 is done
+///    again, since a check that ran meanwhile may have blocked it;
+/// 4. after the check, a failure is counted, and a correct password from a
+///    client blocked meanwhile is refused all the same.
+///
+/// So a client sending many guesses at once (HTTP/2 streams on one
+/// connection, or parallel connections) gets them checked one after the other,
+/// and none after its block.
+pub(crate) async fn check_password(
+    rt: &Runtime,
+    ext: &http::Extensions,
+    user: &str,
+    password: &str,
+    path: &str,
+) -> Result<Identity, PasswordRefusal> {
+    let Some(ip) = client_ip(ext) else {
+        // Not from the network (an embedder calling the router itself): nothing to guard per client.
+        return match rt.auth.verify(user, password).await {
+            Verdict::Valid(id) => Ok(id),
+            Verdict::Invalid => Err(PasswordRefusal::Wrong),
+            Verdict::Busy => Err(PasswordRefusal::Refused(busy())),
+        };
+    };
+    let security = &rt.security;
+    let refused = |r| PasswordRefusal::Refused(attempt_refused(r));
+    security.may_attempt(ip, rt.clock.monotonic()).map_err(refused)?;
+    if let Some(id) = rt.auth.cached(user, password) {
+        return Ok(id);
+    }
+    let Some(_turn) = security.attempt_slot(ip, crate::auth::VERIFY_QUEUE_WAIT).await else {
+        return Err(PasswordRefusal::Refused(busy()));
+    };
+    security.may_attempt(ip, rt.clock.monotonic()).map_err(refused)?;
+    match rt.auth.verify(user, password).await {
+        Verdict::Valid(_) if security.denies(ip) => Err(refused(AttemptRefusal::Denied)),
+        Verdict::Valid(id) => Ok(id),
+        Verdict::Invalid => {
+            rt.failed_login(ip, user, path);
+            Err(PasswordRefusal::Wrong)
+        }
+        Verdict::Busy => Err(PasswordRefusal::Refused(busy())),
+    }
+}
+
 // The error is the finished 401 answer, built once per refused request and
 // returned straight to the client; boxing it would only add an allocation.
 #[allow(clippy::result_large_err)]
@@ -193,7 +288,12 @@ fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, R
         return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Digest", false));
     };
     let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let now = rt.now().unix_timestamp().max(0) as u64;
+    // The same guard as a password check (see `check_password`); a Digest
+    // check is a few hashes, done at once, so no turn is waited for.
+    if let Some(ip) = client_ip(&req.extensions) {
+        rt.security.may_attempt(ip, rt.clock.monotonic()).map_err(attempt_refused)?;
+    }
+    let now = monotonic_seconds(rt);
     match rt.auth.verify_digest(&resp, req.method.as_str(), target, now) {
         DigestVerdict::Valid(user) => rt
             .auth
@@ -549,8 +649,7 @@ async fn json_error_body(resp: Response) -> Response {
     let detail = String::from_utf8_lossy(&detail).trim().to_string();
     let message =
         if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { detail };
-    let body =
-        ErrorBody { error: ErrorDetail { code: code_for_status(status), message, field: None } };
+    let body = ErrorBody { error: ErrorDetail { code: code_for_status(status), message, field: None } };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -105,7 +105,7 @@ impl ServerBuilder {
             admin_password: None,
             limits: Limits::default(),
             bind_addresses: Vec::new(),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(SystemClock::new()),
             routes: Router::new(),
             webroot: None,
             notify_first_retry: std::time::Duration::from_secs(1),

@@ -70,6 +70,11 @@ pub enum ApplyError {
     /// Nothing is waiting for confirmation.
     #[error("no change is waiting for confirmation")]
     NothingPending,
+    /// Access rules that would deny the address of the requester, without `force`.
+    #[error(
+        "these rules deny your own address {0}: you would be locked out. Send them with ?force=true to apply them provisionally: they are then rolled back by themselves unless confirmed (POST /api/v1/config/confirm) from an address they allow"
+    )]
+    WouldLockOut(IpAddr),
     /// The confirmation came through a listener the change removes.
     #[error("confirm through the new configuration: connect to one of the ports {}", .0.iter().map(|l| format!("{} ({})", l.port, if l.tls { "HTTPS" } else { "HTTP" })).collect::<Vec<_>>().join(", "))]
     ConfirmFromNew(Vec<ListenerSpec>),
@@ -254,7 +259,7 @@ impl Runtime {
     /// Counts a presented-and-wrong credential; alerts the selected profiles when due.
     pub fn failed_login(&self, ip: IpAddr, user: &str, path: &str) {
         let running = self.running();
-        let now = self.now();
+        let now = self.timestamp();
         let id = &running.webserver.intrusion_detection;
         self.security.log_access(ip, Some(user), false, path, now, id.timeout_minutes);
         let result = self.security.record_failure(
@@ -276,7 +281,7 @@ impl Runtime {
                     client_ip: Some(ip),
                     user: Some(user.to_string()),
                     count: result.count,
-                    time: now,
+                    time: now.utc,
                 },
             );
         }
@@ -292,9 +297,14 @@ impl Runtime {
         Ok(self.running())
     }
 
-    /// The current time.
+    /// The current time (UTC), for what is shown and stored.
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
+    }
+
+    /// The current time on both clocks (UTC, and monotonic for intervals).
+    pub fn timestamp(&self) -> portcullis_core::Timestamp {
+        self.clock.timestamp()
     }
 
     /// The running configuration.
@@ -437,17 +447,18 @@ impl Runtime {
     }
 
     /// Set: makes `webserver` running, nothing written to disk.
-    /// A Set arriving through a listener the new settings drop is provisional.
+    /// A Set arriving through a listener the new settings drop is provisional
+    /// (then the pending change is returned beside the configuration).
     pub async fn set_webserver(
         &self,
         webserver: portcullis_core::settings::WebServerSettings,
         actor: &Actor,
         via: Option<ListenerSpec>,
-    ) -> Result<Arc<Config>, ApplyError> {
+    ) -> Result<(Arc<Config>, Option<PendingView>), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let mut new = (*self.running()).clone();
         if new.webserver == webserver {
-            return Ok(self.running());
+            return Ok((self.running(), None));
         }
         self.ensure_nothing_pending()?;
         new.webserver = webserver;
@@ -473,47 +484,53 @@ impl Runtime {
         for w in self.running().webserver.warnings() {
             tracing::warn!("{w}");
         }
-        Ok(self.running())
+        Ok((self.running(), self.pending()))
     }
 
-    /// Set for IP-level access control. A change that would deny the
-    /// requester's own address is refused unless `force` is given.
+    /// Set for IP-level access control. Rules that would deny the
+    /// requester's own address are refused ([`ApplyError::WouldLockOut`])
+    /// unless `force` is given, and then applied provisionally, as network
+    /// gear's "commit confirmed": rolled back by themselves after the grace
+    /// period unless confirmed from an address they allow (then the pending
+    /// change is returned beside the configuration). A forced Set that turns
+    /// out to lock everyone out therefore undoes itself.
     pub async fn set_access_control(
         &self,
         settings: AccessControlSettings,
         actor: &Actor,
         force: bool,
-    ) -> Result<Arc<Config>, ApplyError> {
+    ) -> Result<(Arc<Config>, Option<PendingView>), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let mut new = (*self.running()).clone();
         if new.access_control == settings {
-            return Ok(self.running());
+            return Ok((self.running(), None));
         }
         self.ensure_nothing_pending()?;
         new.access_control = settings;
         new.validate()?;
-        let denies_requester = actor
+        let denied_requester = actor
             .client_ip
-            .is_some_and(|ip| self.security.policy_for(&new.access_control).decide(ip) == Decision::Deny);
-        if denies_requester && !force {
-            // The operator would shut themselves out: apply, but roll back by
-            // itself unless someone confirms from an address the rules allow.
-            let ip = actor.client_ip.map(|i| i.to_string()).unwrap_or_default();
-            self.apply_provisional(
-                new,
-                format!("these rules deny the address {ip} this change was made from"),
-            )
-            .await?;
-            self.event(
-                EventKind::ConfigChanged,
-                actor,
-                "access control set provisionally: confirm from an allowed address",
-            );
-        } else {
-            self.apply(new).await?;
-            self.event(EventKind::ConfigChanged, actor, "access control set");
+            .filter(|ip| self.security.policy_for(&new.access_control).decide(*ip) == Decision::Deny);
+        match denied_requester {
+            Some(ip) if !force => return Err(ApplyError::WouldLockOut(ip)),
+            Some(ip) => {
+                self.apply_provisional(
+                    new,
+                    format!("these rules deny the address {ip} this change was made from"),
+                )
+                .await?;
+                self.event(
+                    EventKind::ConfigChanged,
+                    actor,
+                    "access control set provisionally (forced although it denies the requester): confirm from an allowed address",
+                );
+            }
+            None => {
+                self.apply(new).await?;
+                self.event(EventKind::ConfigChanged, actor, "access control set");
+            }
         }
-        Ok(self.running())
+        Ok((self.running(), self.pending()))
     }
 
     /// Set for a section that needs nothing beyond validation and apply:

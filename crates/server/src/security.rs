@@ -6,6 +6,7 @@
 //! without a lock), and writes the logfile and event log to the data folder
 //! (at most every [`FLUSH_INTERVAL`], and at shutdown).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -15,9 +16,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use portcullis_core::access_control::{AccessControlSettings, AccessPolicy, Decision, IpNetwork};
 use portcullis_core::events::{Actor, Event, EventKind, EventLog};
-use portcullis_core::intrusion::{BlockedClient, IntrusionDetector};
+use portcullis_core::intrusion::{BlockedClient, ClientKey, IntrusionDetector};
 use portcullis_core::logfile::{LogEntry, Logfile};
 use portcullis_core::settings::IntrusionDetectionSettings;
+use portcullis_core::throttle::{FailureThrottle, Throttled};
+use portcullis_core::{Monotonic, Timestamp};
 use time::OffsetDateTime;
 
 use crate::listen::ConnectionGate;
@@ -37,6 +40,43 @@ pub const TRACKED_CLIENTS: usize = portcullis_core::intrusion::DEFAULT_CAPACITY;
 pub const LOGFILE_ENTRIES: usize = portcullis_core::logfile::DEFAULT_CAPACITY;
 /// Events the event log keeps (oldest dropped first).
 pub const EVENT_LOG_ENTRIES: usize = portcullis_core::events::DEFAULT_CAPACITY;
+/// Password checks of one client (IPv4 address, IPv6 /64) that may run at
+/// once; the others wait for their turn. One: a block or the rate bound that
+/// a check leads to is then in force before the client's next check starts,
+/// however many requests it sent at once (HTTP/2 streams, parallel
+/// connections), and a client that knows its password loses nothing, since
+/// a verified password is cached.
+pub const PASSWORD_CHECKS_PER_CLIENT: usize = 1;
+
+/// Why a client may not have its credentials checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptRefusal {
+    /// Its address is denied (a block or an access rule), maybe since a
+    /// moment ago: the request was admitted before.
+    Denied,
+    /// It failed too often too fast (see [`portcullis_core::throttle`]).
+    Throttled(Throttled),
+}
+
+/// A client's turn to have a password checked (see
+/// [`PASSWORD_CHECKS_PER_CLIENT`]); the next one's turn comes when it is dropped.
+pub struct AttemptSlot<'a> {
+    security: &'a Security,
+    key: ClientKey,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for AttemptSlot<'_> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        // Forget the client's semaphore once no one holds or awaits it: the
+        // table only ever holds clients with a check in flight.
+        let mut slots = self.security.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.get(&self.key).is_some_and(|s| Arc::strong_count(s) == 1) {
+            slots.remove(&self.key);
+        }
+    }
+}
 
 /// What a failed login led to.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +94,9 @@ pub struct Security {
     policy: ArcSwap<AccessPolicy>,
     settings: Mutex<AccessControlSettings>,
     detector: Mutex<IntrusionDetector>,
+    throttle: Mutex<FailureThrottle>,
+    /// Per client with a password check in flight: its turns.
+    slots: Mutex<HashMap<ClientKey, Arc<tokio::sync::Semaphore>>>,
     logfile: Mutex<Logfile>,
     events: Mutex<EventLog>,
     dirty: AtomicBool,
@@ -102,6 +145,8 @@ impl Security {
             policy: ArcSwap::new(Arc::new(AccessPolicy::compile(settings, &[]))),
             settings: Mutex::new(settings.clone()),
             detector: Mutex::new(IntrusionDetector::new(TRACKED_CLIENTS)),
+            throttle: Mutex::new(FailureThrottle::default()),
+            slots: Mutex::new(HashMap::new()),
             logfile: Mutex::new(logfile),
             events: Mutex::new(events),
             dirty: AtomicBool::new(false),
@@ -139,22 +184,73 @@ impl Security {
         if policy.is_trusted_proxy(peer) { policy.client_ip(peer, forwarded_for) } else { peer }
     }
 
-    /// Counts a presented-and-wrong credential; blocks and alerts as the rules say.
+    /// The key a client's failures, turns and rate are kept under (IPv6 per
+    /// /64, as the intrusion detector counts).
+    fn key_for(&self, ip: IpAddr) -> ClientKey {
+        portcullis_core::intrusion::client_key(ip, portcullis_core::intrusion::DEFAULT_IPV6_PREFIX)
+    }
+
+    /// Whether the access policy now refuses `ip` (a block or an access rule).
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        self.policy.load().decide(ip) == Decision::Deny
+    }
+
+    /// Whether `ip` may have credentials checked at `now`: not if it is
+    /// denied by now, nor while the failed-login rate bound holds it back.
+    pub fn may_attempt(&self, ip: IpAddr, now: Monotonic) -> Result<(), AttemptRefusal> {
+        if self.denies(ip) {
+            return Err(AttemptRefusal::Denied);
+        }
+        let key = self.key_for(ip);
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(&key, now)
+            .map_err(AttemptRefusal::Throttled)
+    }
+
+    /// Waits (at most `wait`) for `ip`'s turn to have a password checked;
+    /// `None` if it did not come in time.
+    pub async fn attempt_slot(&self, ip: IpAddr, wait: Duration) -> Option<AttemptSlot<'_>> {
+        let key = self.key_for(ip);
+        let semaphore = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_PER_CLIENT)))
+            .clone();
+        // Made before the wait, so that a waiter that gives up still removes
+        // the client's entry if it was the last one to hold it.
+        let mut slot = AttemptSlot { security: self, key, permit: None };
+        slot.permit = tokio::time::timeout(wait, semaphore.acquire_owned()).await.ok()?.ok();
+        slot.permit.is_some().then_some(slot)
+    }
+
+    /// Counts a presented-and-wrong credential; blocks and alerts as the
+    /// rules say, and counts it against the client's failed-login rate
+    /// (whether intrusion detection is on or not).
     pub fn record_failure(
         &self,
         ip: IpAddr,
         user: Option<&str>,
         settings: &IntrusionDetectionSettings,
         block_ip: bool,
-        now: OffsetDateTime,
+        now: Timestamp,
     ) -> FailureResult {
         let policy = self.policy.load_full();
         let can_block = block_ip && policy.may_block(ip);
-        let outcome = self
-            .detector
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record_failure(ip, now, settings, can_block);
+        let outcome = {
+            self.throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_failure(self.key_for(ip), now.monotonic);
+            self.detector
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_failure(ip, now, settings, can_block)
+        };
+        let now = now.utc;
         let Some(outcome) = outcome else { return FailureResult::default() };
         let actor = Some(Actor::new(user, Some(ip)));
         if let Some(lifted) = outcome.lifted {
@@ -232,7 +328,7 @@ impl Security {
         user: Option<&str>,
         authorized: bool,
         url: &str,
-        now: OffsetDateTime,
+        now: Timestamp,
         timeout_minutes: u32,
     ) {
         self.logfile.lock().unwrap_or_else(|e| e.into_inner()).record(

@@ -48,11 +48,19 @@ pub struct Options {
     /// the default here, so that the many servers of the suite do not drop
     /// the binary's cached pages under one another.
     pub keep_code_pages: bool,
+    /// Extra environment variables of the server process (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { http_ports: 1, ports_on_command_line: true, extra_args: Vec::new(), keep_code_pages: true }
+        Self {
+            http_ports: 1,
+            ports_on_command_line: true,
+            extra_args: Vec::new(),
+            keep_code_pages: true,
+            env: Vec::new(),
+        }
     }
 }
 
@@ -160,6 +168,7 @@ impl TestServer {
             .args(self.serve_args())
             .env_remove("PORTCULLIS_ADMIN_PASSWORD")
             .env("PORTCULLIS_LOG", "info,portcullis=debug")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

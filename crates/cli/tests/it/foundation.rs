@@ -275,7 +275,7 @@ fn command_line_ports_override_the_stored_ones_at_reboot() {
     let (_, mut settings) = server.admin("GET", "/api/v1/webserver", None);
     let other = free_port();
     settings["http_ports"] = json!([other]);
-    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(settings)).0, 200);
+    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(settings)).0, 202);
     // The client's port goes away: confirm through the new one, then store.
     let client = server.client();
     let url = format!("http://127.0.0.1:{other}");
@@ -577,7 +577,7 @@ fn users_are_managed_through_the_api() {
         "long-enough-1",
         "PUT",
         "/api/v1/users/op",
-        Some(json!({"password": "long-enough-2"})),
+        Some(json!({"password": "long-enough-2", "current_password": "long-enough-1"})),
     );
     assert_eq!(status, 200);
     assert_eq!(server.request_as("op", "long-enough-1", "GET", "/api/v1/webserver", None).0, 401);

@@ -50,7 +50,14 @@ fn moving_the_port_in_use_needs_confirmation_from_the_new_port() {
     let (_, mut s) = server.admin("GET", "/api/v1/webserver", None);
     s["http_ports"] = json!([new]);
     let (status, body) = server.admin("PUT", "/api/v1/webserver", Some(s.clone()));
-    assert_eq!(status, 200, "{body}");
+    // The answer says the change is provisional, until when, and how to confirm it.
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["provisional"], true);
+    assert!(
+        body["deadline"].is_string() && body["reason"].as_str().expect("reason").contains(&old.to_string())
+    );
+    assert_eq!(body["confirm"], "POST /api/v1/config/confirm");
+    assert_eq!(body["settings"]["http_ports"], json!([new]));
     // Both answer while the change is provisional.
     assert!(raw_get(new, "/healthz").expect("new port").starts_with("HTTP/1.1 200"));
     assert!(raw_get(old, "/healthz").expect("old port stays").starts_with("HTTP/1.1 200"));
@@ -86,7 +93,7 @@ fn an_unconfirmed_change_rolls_back_by_itself() {
     let (_, mut s) = server.admin("GET", "/api/v1/webserver", None);
     s["http_ports"] = json!([new]);
     s["confirm_timeout_seconds"] = json!(30);
-    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(s)).0, 200);
+    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(s)).0, 202);
     assert!(raw_get(new, "/healthz").is_some());
     // Nobody confirms: after the grace period the old configuration is back.
     assert!(
@@ -123,13 +130,34 @@ fn an_unconfirmed_change_rolls_back_by_itself() {
 }
 
 #[test]
-fn access_rules_that_deny_the_requester_wait_for_confirmation() {
+fn access_rules_that_deny_the_requester_are_refused_unless_forced_then_wait_for_confirmation() {
     let mut server = TestServer::start(&bin()).expect("start");
     let rules =
         json!({"enabled": true, "no_match": "deny", "rules": [{"kind": "allow", "source": "127.0.0.3"}]});
-    // Sent from 127.0.0.1, which the new rules deny.
-    let (status, _) = server.admin("PUT", "/api/v1/access-control", Some(rules));
-    assert_eq!(status, 200);
+    // Sent from 127.0.0.1, which the new rules deny: refused, naming the address, nothing changed.
+    let (status, err) = server.admin("PUT", "/api/v1/access-control", Some(rules.clone()));
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "would_lock_out");
+    assert_eq!(err["error"]["field"], "rules");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(message.contains("127.0.0.1") && message.contains("force=true"), "{message}");
+    assert_eq!(server.admin("GET", "/api/v1/access-control", None).1["enabled"], false);
+    assert_eq!(server.admin("GET", "/api/v1/config/status", None).1["pending"], Value::Null);
+    // The finding's own example (no match: deny, no rules): refused too.
+    let (status, err) = server.admin(
+        "PUT",
+        "/api/v1/access-control",
+        Some(json!({"enabled": true, "no_match": "deny", "rules": []})),
+    );
+    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("would_lock_out")));
+    // Forced: applied, and the answer says it is provisional, until when, how to confirm.
+    let (status, body) = server.admin("PUT", "/api/v1/access-control?force=true", Some(rules));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["provisional"], true);
+    assert_eq!(body["confirm"], "POST /api/v1/config/confirm");
+    assert!(body["reason"].as_str().expect("reason").contains("127.0.0.1"), "{body}");
+    assert_eq!(body["settings"]["no_match"], "deny");
+    let deadline = body["deadline"].as_str().expect("deadline").to_string();
     assert_eq!(
         server.client().get(server.url("/healthz")).send().map(|r| r.status().as_u16()).unwrap_or(0),
         0
@@ -138,6 +166,7 @@ fn access_rules_that_deny_the_requester_wait_for_confirmation() {
     server.source = "127.0.0.3".parse().expect("ip");
     let (_, st) = server.admin("GET", "/api/v1/config/status", None);
     assert!(st["pending"]["reason"].as_str().expect("reason").contains("127.0.0.1"), "{st}");
+    assert_eq!(st["pending"]["deadline"], deadline.as_str());
     let (code, _) = server.admin("POST", "/api/v1/config/confirm", None);
     assert_eq!(code, 200);
     let (code, _) = server.admin("POST", "/api/v1/config/store", None);

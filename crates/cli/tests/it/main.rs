@@ -4,8 +4,11 @@
 mod acme;
 mod certificate;
 mod cli;
+mod clock;
 mod digest;
 mod foundation;
+mod guessing;
+mod input;
 mod intrusion;
 mod live_apply;
 mod memory;
@@ -43,6 +46,35 @@ pub fn hydra_http_get(port: u16, words: &std::path::Path, path: &str) -> (String
         ],
     );
     (out, err)
+}
+
+/// The nonce of the MD5 Digest challenge `server` answers `uri` with (Digest must be on).
+pub fn digest_nonce(client: &reqwest::blocking::Client, url: &str) -> String {
+    let challenge = client.get(url).send().expect("challenge");
+    challenge
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("algorithm=MD5"))
+        .and_then(|v| v.split("nonce=\"").nth(1))
+        .and_then(|v| v.split('"').next())
+        .expect("a Digest MD5 challenge")
+        .to_string()
+}
+
+/// An `Authorization: Digest` value (MD5, as legacy clients send) of `user`
+/// `admin` with `password`, for `GET uri`, nonce count `nc`.
+pub fn digest_md5_header(nonce: &str, uri: &str, nc: u32, password: &str) -> String {
+    use md5::{Digest, Md5};
+    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
+    let ha1 = md5(format!("admin:portcullis:{password}"));
+    let ha2 = md5(format!("GET:{uri}"));
+    let nc = format!("{nc:08x}");
+    let response = md5(format!("{ha1}:{nonce}:{nc}:0a4f113b:auth:{ha2}"));
+    format!(
+        "Digest username=\"admin\", realm=\"portcullis\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"0a4f113b\", response=\"{response}\""
+    )
 }
 
 /// The binary under test.

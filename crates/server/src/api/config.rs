@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use portcullis_core::ErrorCode;
 use portcullis_core::settings::ListenerSpec;
@@ -29,7 +30,48 @@ impl From<ApplyError> for ApiError {
             e @ ApplyError::ConfirmFromNew(_) => {
                 ApiError::conflict(ErrorCode::ConfirmFromNewAddress, e.to_string())
             }
+            e @ ApplyError::WouldLockOut(_) => {
+                ApiError::conflict(ErrorCode::WouldLockOut, e.to_string()).field("rules")
+            }
         }
+    }
+}
+
+/// A change applied provisionally (answered `202 Accepted`): it could cut
+/// the operator off, so it is rolled back by itself at `deadline` unless
+/// `POST /api/v1/config/confirm` arrives through the new configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvisionalChange {
+    /// Always true: the change is running, but not for good yet.
+    pub provisional: bool,
+    /// When it is rolled back unless confirmed (RFC 3339).
+    pub deadline: String,
+    /// Why it must be confirmed.
+    pub reason: String,
+    /// How to confirm it: `POST /api/v1/config/confirm`, through the new
+    /// configuration (a port it keeps, from an address it allows).
+    pub confirm: String,
+    /// The settings now running (the resource's GET body).
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+}
+
+/// The answer to a Set: the running settings (200), or, when the change is
+/// provisional, a [`ProvisionalChange`] holding them (202).
+pub fn set_answer<T: Serialize>(settings: &T, pending: Option<crate::runtime::PendingView>) -> Response {
+    match pending {
+        None => Json(settings).into_response(),
+        Some(p) => (
+            StatusCode::ACCEPTED,
+            Json(ProvisionalChange {
+                provisional: true,
+                deadline: p.deadline,
+                reason: p.reason,
+                confirm: "POST /api/v1/config/confirm".into(),
+                settings: serde_json::to_value(settings).unwrap_or_default(),
+            }),
+        )
+            .into_response(),
     }
 }
 

@@ -38,7 +38,8 @@ impl utoipa::Modify for SecurityAddon {
 /// Error answers that every operation may give, documented in one place
 /// instead of on each handler (schemathesis found them undocumented): 401
 /// without valid credentials, 403 for a group or client address that may
-/// not, 503 while password checks are saturated; and for a JSON body, 400
+/// not, 429 while the failed-login rate bound holds the client back, 503
+/// while password checks are saturated; and for a JSON body, 400
 /// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
 struct CommonResponses;
 
@@ -64,6 +65,7 @@ impl utoipa::Modify for CommonResponses {
                 let mut common = vec![
                     ("401", "no or wrong credentials"),
                     ("403", "the user's group or the client's address may not"),
+                    ("429", "too many failed logins from this address; retry after Retry-After"),
                     ("503", "password checks are saturated; retry after Retry-After"),
                 ];
                 if op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json")) {
@@ -97,7 +99,7 @@ impl utoipa::Modify for CommonResponses {
         webroot::get_webroot, webroot::put_webroot, profiles::list, profiles::get, profiles::put, profiles::delete,
         profiles::test, users::list_users, users::get_user, users::put_user, users::delete_user, session::login,
         session::logout, session::get_session),
-    components(schemas(ErrorBody, crate::error::ErrorDetail, portcullis_core::ErrorCode)),
+    components(schemas(ErrorBody, crate::error::ErrorDetail, portcullis_core::ErrorCode, config::ProvisionalChange)),
     modifiers(&SecurityAddon, &CommonResponses),
     security(("basic" = []), ("session" = []))
 )]

@@ -29,27 +29,32 @@ pub async fn get_access_control(State(rt): State<Arc<Runtime>>, _v: Viewer) -> J
 /// Query of a Set that may deny the requester.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ForceQuery {
-    /// Apply for good even if the rules deny the address making the request
-    /// (no confirmation, no rollback).
+    /// Apply rules that deny the address making the request, provisionally:
+    /// rolled back by themselves unless confirmed from an address they allow.
     #[serde(default)]
     pub force: bool,
 }
 
 /// Set for IP-level access control: applied at once (denied clients are
 /// refused at the connection), not stored. Rules that deny the requester's
-/// own address are provisional: rolled back after the grace period unless
-/// confirmed (`config/confirm`) from an address they allow, or `?force=true`.
+/// own address are refused (409 `would_lock_out`, naming it) unless
+/// `?force=true`; forced, they are provisional (202 with the deadline):
+/// rolled back after the grace period unless `POST /api/v1/config/confirm`
+/// comes from an address they allow.
 #[utoipa::path(put, path = "/api/v1/access-control", tag = "access-control", params(ForceQuery),
     request_body = AccessControlSettings,
-    responses((status = 200, body = AccessControlSettings), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = AccessControlSettings),
+        (status = 202, description = "forced rules that deny the requester, applied provisionally", body = crate::api::config::ProvisionalChange),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "would_lock_out: the rules deny the requester (send ?force=true), or change_unconfirmed", body = ErrorBody)))]
 pub async fn put_access_control(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
     Query(q): Query<ForceQuery>,
     ApiJson(settings): ApiJson<AccessControlSettings>,
-) -> Result<Json<AccessControlSettings>, ApiError> {
-    let running = rt.set_access_control(settings, &admin.actor, q.force).await?;
-    Ok(Json(running.access_control.clone()))
+) -> Result<Response, ApiError> {
+    let (running, pending) = rt.set_access_control(settings, &admin.actor, q.force).await?;
+    Ok(crate::api::config::set_answer(&running.access_control, pending))
 }
 
 /// The clients blocked by intrusion detection (temporary deny until reboot).

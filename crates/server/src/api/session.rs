@@ -10,9 +10,9 @@ use portcullis_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{self, Group, Verdict};
+use crate::auth::{self, Group};
 use crate::error::{ApiError, ErrorBody};
-use crate::http::{ApiJson, Viewer};
+use crate::http::{ApiJson, PasswordRefusal, Viewer};
 use crate::runtime::Runtime;
 
 /// Login with user name and password (for the web UI).
@@ -38,7 +38,8 @@ pub struct SessionView {
 /// Opens a session: sets the `portcullis_session` cookie (HttpOnly,
 /// SameSite=Strict, Secure on HTTPS).
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginInput,
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody),
+        (status = 429, description = "too many failed logins from this address; retry after Retry-After", body = ErrorBody)))]
 pub async fn login(
     State(rt): State<Arc<Runtime>>,
     info: Option<axum::Extension<crate::listen::ConnInfo>>,
@@ -49,11 +50,11 @@ pub async fn login(
     if let Some(axum::Extension(i)) = info {
         ext.insert(i);
     }
-    match rt.auth.verify(&input.user, &input.password).await {
-        Verdict::Valid(id) => {
+    match crate::http::check_password(&rt, &ext, &input.user, &input.password, "/api/v1/session").await {
+        Ok(id) => {
             if let Some(ip) = crate::http::client_ip(&ext) {
                 let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
-                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.now(), timeout);
+                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.timestamp(), timeout);
             }
             rt.capture_digest(&id.user, &input.password).await;
             let (token, csrf) = rt.auth.open_session(&id);
@@ -61,17 +62,13 @@ pub async fn login(
             let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
             Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
         }
-        Verdict::Invalid => {
-            crate::http::wrong_credentials(&rt, &ext, &input.user, "/api/v1/session");
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::WrongCredentials,
-                "wrong user name or password",
-            ))
-        }
-        Verdict::Busy => {
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, "try again in a moment"))
-        }
+        Err(PasswordRefusal::Wrong) => Ok(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::WrongCredentials,
+            "wrong user name or password",
+        )
+        .into_response()),
+        Err(PasswordRefusal::Refused(resp)) => Ok(resp),
     }
 }
 

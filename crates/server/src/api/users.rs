@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use portcullis_core::ErrorCode;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{self, Group};
 use crate::error::{ApiError, ErrorBody};
-use crate::http::{Admin, ApiJson, Viewer};
+use crate::http::{Admin, ApiJson, PasswordRefusal, Viewer};
 use crate::runtime::Runtime;
 
 /// An account as shown by the API (never its hash).
@@ -33,6 +34,11 @@ pub struct UserInput {
     /// New password; required for a new account.
     #[serde(default)]
     pub password: Option<String>,
+    /// The current password: required to change one's own password (so a
+    /// session left open, or a stolen cookie, cannot take the account over).
+    /// An admin changing another account's password does not give it.
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 /// Every account.
@@ -63,15 +69,18 @@ pub async fn get_user(
 }
 
 /// Creates or changes an account; written at once. A member of `users` may
-/// change only its own password.
+/// change only its own password. Changing one's own password needs the
+/// current one (`current_password`); a wrong one counts as a failed login.
 #[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)),
-    request_body = UserInput, responses((status = 200, body = UserView), (status = 400, body = ErrorBody)))]
+    request_body = UserInput, responses((status = 200, body = UserView),
+        (status = 400, description = "invalid input; current_password missing (required) or wrong (current_password_wrong)", body = ErrorBody)))]
 pub async fn put_user(
     State(rt): State<Arc<Runtime>>,
     v: Viewer,
     Path(name): Path<String>,
+    info: Option<axum::Extension<crate::listen::ConnInfo>>,
     ApiJson(input): ApiJson<UserInput>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<Response, ApiError> {
     let is_admin = v.identity.group == Group::Admins;
     if !is_admin && (v.identity.user != name || input.group.is_some()) {
         return Err(ApiError::new(
@@ -79,6 +88,33 @@ pub async fn put_user(
             ErrorCode::Forbidden,
             "you may only change your own password",
         ));
+    }
+    if input.password.is_some() && v.identity.user == name {
+        let Some(current) = &input.current_password else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::Required,
+                "give your current password to change it",
+            )
+            .field("current_password"));
+        };
+        let mut ext = http::Extensions::new();
+        if let Some(axum::Extension(i)) = info {
+            ext.insert(i);
+        }
+        let path = format!("/api/v1/users/{name}");
+        match crate::http::check_password(&rt, &ext, &name, current, &path).await {
+            Ok(_) => {}
+            Err(PasswordRefusal::Wrong) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::CurrentPasswordWrong,
+                    "the current password is wrong",
+                )
+                .field("current_password"));
+            }
+            Err(PasswordRefusal::Refused(resp)) => return Ok(resp),
+        }
     }
     let hash = match &input.password {
         Some(p) => {
@@ -105,7 +141,7 @@ pub async fn put_user(
         .map_err(ApiError::internal)?
         .map_err(user_error)?;
     rt.event(portcullis_core::events::EventKind::UserChanged, &v.actor, &format!("account \"{name}\" saved"));
-    Ok(Json(UserView { name, group }))
+    Ok(Json(UserView { name, group }).into_response())
 }
 
 /// Deletes an account (never the last admin).

@@ -5,11 +5,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::Response;
 use portcullis_core::settings::{ListenerSpec, WebServerSettings};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{Admin, ApiJson, Viewer};
 use crate::runtime::Runtime;
+
+use super::config::{ProvisionalChange, set_answer};
 
 /// The running "Web Server" settings.
 #[utoipa::path(get, path = "/api/v1/webserver", tag = "webserver",
@@ -19,19 +22,23 @@ pub async fn get_webserver(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<W
 }
 
 /// Set: validates and makes the settings running at once (listeners opened and
-/// closed); nothing is written to disk until Store.
+/// closed); nothing is written to disk until Store. A Set that closes the port
+/// it came through is provisional: 202 with the deadline, confirmed by
+/// `POST /api/v1/config/confirm` through a port it keeps or opens.
 #[utoipa::path(put, path = "/api/v1/webserver", tag = "webserver", request_body = WebServerSettings,
-    responses((status = 200, body = WebServerSettings), (status = 400, body = ErrorBody),
+    responses((status = 200, body = WebServerSettings),
+        (status = 202, description = "applied provisionally: confirm before the deadline or it is rolled back", body = ProvisionalChange),
+        (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, description = "a port cannot be opened", body = ErrorBody)))]
 pub async fn put_webserver(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
     info: Option<axum::Extension<crate::listen::ConnInfo>>,
     ApiJson(settings): ApiJson<WebServerSettings>,
-) -> Result<Json<WebServerSettings>, ApiError> {
+) -> Result<Response, ApiError> {
     let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
-    let running = rt.set_webserver(settings, &admin.actor, via).await?;
-    Ok(Json(running.webserver.clone()))
+    let (running, pending) = rt.set_webserver(settings, &admin.actor, via).await?;
+    Ok(set_answer(&running.webserver, pending))
 }
 
 /// Factory: the factory defaults of the dialog (to load into the form; a Set applies them).
