@@ -126,8 +126,9 @@ export async function withUi(name, fn, locale) {
 
 export async function login(page, server, next = "") {
   await page.goto(server.base + "/admin/login" + (next ? "?next=" + encodeURIComponent(next) : ""));
-  await page.getByLabel(/User name|Benutzername/).fill("admin");
-  await page.getByLabel(/^(Password|Kennwort)$/).fill(PASSWORD);
+  // By id: the labels are in the page's language.
+  await page.locator("#user").fill("admin");
+  await page.locator("#password").fill(PASSWORD);
   await page.locator("#login-submit").click();
   await page.waitForURL((u) => !u.pathname.startsWith("/admin/login"));
   await page.waitForSelector("body[data-ready='1']");
@@ -135,6 +136,12 @@ export async function login(page, server, next = "") {
 
 export async function ready(page) {
   await page.waitForSelector("body[data-ready='1']");
+}
+
+// Chooses a language with the page's selector: the page loads again in it.
+export async function chooseLanguage(page, code) {
+  await Promise.all([page.waitForEvent("load"), page.locator("#lang-select").selectOption(code)]);
+  await page.waitForFunction((c) => document.documentElement.lang === c, code);
 }
 
 export function openssl(args, opts = {}) {

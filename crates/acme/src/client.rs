@@ -1,4 +1,4 @@
-//! The HTTPS client that talks to the ACME server: our trust anchors, aws-lc-rs, bounded waits.
+//! The HTTPS client that talks to the ACME server: our trust anchors, the build's crypto provider, bounded waits.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,11 +33,13 @@ impl HttpClient for TimedClient {
         &self,
         req: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let response = HttpClient::request(&self.inner, req);
+        let response = self.inner.request(req);
         let timeout = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, response).await {
-                Ok(result) => result,
+                Ok(result) => {
+                    result.map(BytesResponse::from).map_err(|e| instant_acme::Error::Other(Box::new(e)))
+                }
                 Err(_) => Err(instant_acme::Error::Other(
                     format!("no answer within {} s", timeout.as_secs()).into(),
                 )),
@@ -47,7 +49,7 @@ impl HttpClient for TimedClient {
 }
 
 /// A client trusting `ca_bundle_pem` only when set (a private CA's ACME
-/// server), else the system's trust store. The aws-lc-rs provider is passed
+/// server), else the system's trust store. The build's provider is passed
 /// explicitly so no process-wide default provider is needed.
 pub(crate) fn build(
     settings: &AcmeSettings,
@@ -74,7 +76,7 @@ pub(crate) fn build(
             }
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(portcullis_cert::crypto::provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| unreachable(format!("TLS configuration: {e}")))?
@@ -86,8 +88,9 @@ pub(crate) fn build(
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
+        // HTTP/1.1 only (see the workspace's hyper-rustls line): a handful
+        // of requests every two months do not need HTTP/2's code.
         .enable_http1()
-        .enable_http2()
         .wrap_connector(tcp);
     Ok(TimedClient { inner: Client::builder(TokioExecutor::new()).build(https), timeout: request })
 }

@@ -418,19 +418,17 @@ fn alpn_certificate(
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key).map_err(|e| failed(e.to_string()))?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let signing =
-        rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der).map_err(|e| failed(e.to_string()))?;
+    let signing = portcullis_cert::crypto::load_signing_key(&key_der).map_err(|e| failed(e.to_string()))?;
     Ok((sni, Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing))))
 }
 
 /// A new key of `key_type` and a CSR (DER) for all identifiers as SANs.
 fn key_and_csr(key_type: KeyType, idents: &[Ident]) -> Result<(String, Vec<u8>), AcmeError> {
     let failed = |e: rcgen::Error| AcmeError::KeyGeneration { detail: e.to_string() };
-    let key = match key_type {
-        KeyType::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256),
-        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-    }
-    .map_err(failed)?;
+    // The same generation as the operator's "generate" (RSA through the
+    // `rsa` crate when the provider is ring, which cannot make RSA keys).
+    let key = portcullis_cert::new_key_pair(key_type)
+        .map_err(|e| AcmeError::KeyGeneration { detail: e.to_string() })?;
     let mut params = CertificateParams::default();
     // CAs take the names from the SANs; the CN (first DNS name, if it fits
     // X.520's 64 characters) is only for older clients that display it.

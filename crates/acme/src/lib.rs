@@ -5,7 +5,7 @@
 //!   bundle for the ACME server itself). Its rules (normalization,
 //!   validation, redaction), and when to renew and retry, are pure and live
 //!   in [`portcullis_core::acme`]; this crate re-exports the settings types.
-//! * [`enrol`]: one enrolment with instant-acme (aws-lc-rs, never ring),
+//! * [`enrol`]: one enrolment with instant-acme (on the build's crypto provider),
 //!   answering http-01 or tls-alpn-01 through a [`ChallengeResponder`] the
 //!   server implements; the key and CSR are made with rcgen for all
 //!   identifiers; every wait is bounded.

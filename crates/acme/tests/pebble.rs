@@ -122,7 +122,7 @@ fn serve_http01(listener: TcpListener, responder: Arc<Responder>) {
 
 /// Serves tls-alpn-01 handshakes on `listener`.
 fn serve_tls_alpn01(listener: TcpListener, responder: Arc<Responder>) {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(portcullis_cert::crypto::provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
@@ -304,7 +304,7 @@ impl Pebble {
     async fn management_get(&self, path: &str) -> Result<String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes())?)?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(portcullis_cert::crypto::provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)

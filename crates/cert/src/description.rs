@@ -90,6 +90,37 @@ pub fn served_certificate(
     })
 }
 
+/// The host names the leaf of `chain` is issued for, lower case: its
+/// subjectAltName DNS names (wildcards as `*.example.com`) and its subject's
+/// common names that are not IP addresses. Empty if it does not parse.
+pub fn host_names(chain: &[CertificateDer<'_>]) -> Vec<String> {
+    let Some(cert) = chain.first().and_then(|der| parse_certificate(der).ok()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.extend(
+        cert.subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .filter(|cn| cn.parse::<IpAddr>().is_err() && !cn.is_empty())
+            .map(str::to_ascii_lowercase),
+    );
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// SHA-256 fingerprint of DER bytes: uppercase hex pairs joined by colons.
 pub fn fingerprint_sha256(der: &[u8]) -> String {
     colon_hex(&Sha256::digest(der))

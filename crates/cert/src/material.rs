@@ -55,7 +55,7 @@ impl Material {
         private_key::to_pem(&self.key)
     }
 
-    /// The chain and a signing key loaded with aws-lc-rs, for a rustls certificate resolver.
+    /// The chain and a signing key loaded with the build's provider, for a rustls certificate resolver.
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, CertError> {
         let signing_key = private_key::load(&self.key)?;
         let certified = CertifiedKey::new(self.chain.clone(), signing_key);

@@ -1,5 +1,5 @@
 //! Private keys: decoding PEM key blocks (plain or encrypted), learning the
-//! key algorithm, converting to PKCS#8, loading with aws-lc-rs.
+//! key algorithm, converting to PKCS#8, loading with the build's provider.
 
 use std::sync::Arc;
 
@@ -208,10 +208,9 @@ pub(crate) fn to_pem(key: &PrivateKeyDer<'_>) -> String {
     )
 }
 
-/// Loads a key with the aws-lc-rs provider (the one the TLS server uses).
+/// Loads a key with the build's provider (the one the TLS server uses).
 pub(crate) fn load(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn SigningKey>, CertError> {
-    rustls::crypto::aws_lc_rs::sign::any_supported_type(key)
-        .map_err(|e| CertError::InvalidPrivateKey { detail: e.to_string() })
+    crate::crypto::load_signing_key(key).map_err(|e| CertError::InvalidPrivateKey { detail: e.to_string() })
 }
 
 /// A private key taken from an upload.

@@ -1,12 +1,14 @@
 //! The `portcullis` binary: `serve`, and offline commands on a data folder
 //! for provisioning (users, configuration).
 
+mod privileges;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use portcullis::auth::{self, Group, UsersFile};
 use portcullis::store::{self, SECRET_MODE, Store, USERS_FILE};
 use portcullis_core::config::Config;
@@ -16,7 +18,7 @@ const DEFAULT_DATA_DIR: &str = "/var/lib/portcullis";
 
 /// The web server of a network device.
 #[derive(Parser)]
-#[command(name = "portcullis", version, about, long_about = None)]
+#[command(name = "portcullis", about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -187,9 +189,18 @@ struct ServeArgs {
     /// back to the kernel once the server is up, and return when used).
     #[arg(long)]
     keep_code_pages: bool,
+    /// Seconds to wait for the data folder's lock when another process holds
+    /// it (a predecessor still exiting); then the start fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    lock_wait_seconds: u64,
     /// Log filter: a level, or `target=level` pairs, e.g. `info` or `warn,portcullis=debug`.
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     log: String,
+    /// Run as this unprivileged account (start as root): it must own the data
+    /// folder (created for it when missing); only the right to bind ports
+    /// below 1024 is kept.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -261,7 +272,13 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` names the build's features and crypto provider. Leaked once:
+    // clap keeps a 'static text.
+    let version: &'static str = Box::leak(portcullis::build_info::summary().into_boxed_str());
+    let cli = match Cli::from_arg_matches(&Cli::command().version(version).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::User(cmd) => user(cmd),
@@ -291,13 +308,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     use tracing_subscriber::util::SubscriberInitExt as _;
     // Targets, not EnvFilter: the same `level` / `target=level` lists
     // without a regular-expression engine in the binary.
-    let filter = args
-        .log
-        .parse::<tracing_subscriber::filter::Targets>()
-        // The parse error's text already names its cause: no chain, or it reads twice.
-        .map_err(|e| {
-            anyhow::anyhow!("invalid --log filter {:?}: {e} (e.g. info or warn,portcullis=debug)", args.log)
-        })?;
+    let filter = log_filter(&args.log)?;
     tracing_subscriber::registry()
         // Colours only on a terminal: a log file or the journal gets plain text.
         .with(
@@ -307,9 +318,19 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         )
         .with(filter)
         .init();
+    // Read while still root: the file may be a secret only root can read.
     let admin_password = args.admin_password_file.as_deref().map(read_secret_file).transpose()?;
+    // Before the first thread starts (capabilities are per thread).
+    if let Some(name) = &args.user {
+        let account = privileges::account(name)?;
+        privileges::prepare_data_dir(&args.data.data_dir, &account)?;
+        privileges::become_account(&account)?;
+        tracing::info!(user = %name, "running as {name}; of root's rights only binding ports below 1024 is kept");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        // Before start: a SIGHUP during start-up is a reload once up, not the end.
+        let signals = portcullis::service::Signals::install()?;
         let server = portcullis::ServerBuilder::new(&args.data.data_dir)
             .port_overrides(portcullis::PortOverrides {
                 http_ports: (!args.http_ports.is_empty()).then_some(args.http_ports),
@@ -318,6 +339,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .admin_password(admin_password)
             .bind_addresses(args.listen)
             .webroot(args.webroot)
+            .lock_wait(std::time::Duration::from_secs(args.lock_wait_seconds))
             .notify_first_retry(std::time::Duration::from_millis(args.notify_retry_ms))
             .certificate_checks(
                 std::time::Duration::from_secs(args.certificate_check_seconds.max(1)),
@@ -332,10 +354,28 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         if !args.keep_code_pages {
             portcullis::trim_startup_code();
         }
-        server.wait_for_signal().await;
+        server.run(signals).await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--log` filter, with rustls capped at `error` unless it names rustls:
+/// every warning rustls logs on a server is about what a peer sent (an IP
+/// address as SNI, an illegal name, a warning alert), so any client could
+/// write one line per handshake (736 lines from one scan); a failed
+/// handshake is logged at debug by the listener instead.
+fn log_filter(text: &str) -> Result<tracing_subscriber::filter::Targets> {
+    let filter = text
+        .parse::<tracing_subscriber::filter::Targets>()
+        // The parse error's text already names its cause: no chain, or it reads twice.
+        .map_err(|e| {
+            anyhow::anyhow!("invalid --log filter {text:?}: {e} (e.g. info or warn,portcullis=debug)")
+        })?;
+    if filter.iter().any(|(target, _)| target == "rustls" || target.starts_with("rustls::")) {
+        return Ok(filter);
+    }
+    Ok(filter.with_target("rustls", tracing_subscriber::filter::LevelFilter::ERROR))
 }
 
 fn open_locked(data: &DataDir) -> Result<(Store, store::DataLock)> {
@@ -354,12 +394,13 @@ fn load_users(store: &Store) -> Result<UsersFile> {
 /// Whether the stored configuration has Digest authentication on (then a
 /// new password also gets its Digest secrets).
 fn digest_enabled(store: &Store) -> bool {
-    store
-        .read(store::CONFIG_FILE)
-        .ok()
-        .flatten()
-        .and_then(|b| store::parse_config(&b).ok())
-        .is_some_and(|p| p.config.authentication.digest)
+    portcullis::build_info::built("digest")
+        && store
+            .read(store::CONFIG_FILE)
+            .ok()
+            .flatten()
+            .and_then(|b| store::parse_config(&b).ok())
+            .is_some_and(|p| p.config.authentication.digest)
 }
 
 fn new_password(source: &PasswordSource) -> Result<(String, bool)> {
@@ -614,6 +655,72 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             ca_bundle,
             data,
         } => {
+            #[cfg(not(feature = "acme"))]
+            {
+                let _ = (
+                    enabled,
+                    directory_url,
+                    contact,
+                    identifier,
+                    challenge,
+                    key_type,
+                    eab_key_id,
+                    eab_hmac_key_file,
+                    ca_bundle,
+                    data,
+                );
+                bail!("this build of portcullis does not include the \"acme\" feature");
+            }
+            #[cfg(feature = "acme")]
+            acme_command(AcmeArgs {
+                enabled,
+                directory_url,
+                contact,
+                identifier,
+                challenge,
+                key_type,
+                eab_key_id,
+                eab_hmac_key_file,
+                ca_bundle,
+                data,
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The options of `cert acme`.
+#[cfg(feature = "acme")]
+struct AcmeArgs {
+    enabled: Option<bool>,
+    directory_url: Option<String>,
+    contact: Vec<String>,
+    identifier: Vec<String>,
+    challenge: Option<String>,
+    key_type: Option<String>,
+    eab_key_id: Option<String>,
+    eab_hmac_key_file: Option<PathBuf>,
+    ca_bundle: Option<PathBuf>,
+    data: DataDir,
+}
+
+/// `cert acme`: shows the ACME settings, or changes them first.
+#[cfg(feature = "acme")]
+fn acme_command(args: AcmeArgs) -> Result<()> {
+    let AcmeArgs {
+        enabled,
+        directory_url,
+        contact,
+        identifier,
+        challenge,
+        key_type,
+        eab_key_id,
+        eab_hmac_key_file,
+        ca_bundle,
+        data,
+    } = args;
+    {
+        {
             let changes = enabled.is_some()
                 || directory_url.is_some()
                 || !contact.is_empty()
@@ -678,7 +785,7 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn time_now() -> time::OffsetDateTime {

@@ -280,6 +280,10 @@ error_codes! {
     AccessDenied = "access_denied",
     /// A request another web site made a browser send.
     CrossOriginRefused = "cross_origin_refused",
+    /// The request's `Host` is not one of the device's names (DNS rebinding).
+    HostNotAllowed = "host_not_allowed",
+    /// The request needs a part of the server this build does not carry (501).
+    FeatureNotBuilt = "feature_not_built",
     /// The request is malformed.
     BadRequest = "bad_request",
     /// No such resource.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod error_code;
 pub mod events;
 pub mod expiry;
+pub mod hosts;
 pub mod hsts;
 pub mod intrusion;
 pub mod logfile;

@@ -287,8 +287,8 @@ fn text_time(t: OffsetDateTime) -> String {
 
 /// Cuts `s` to at most `max` bytes (at a character boundary, marking the cut
 /// with `…`) and replaces control characters, which could forge lines in the
-/// text form or in a mail reader.
-pub(crate) fn clean(s: &str, max: usize) -> String {
+/// text form, a mail reader or the server's log.
+pub fn clean(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max));
     for c in s.chars() {
         let c = if c.is_control() { '\u{FFFD}' } else { c };

@@ -59,6 +59,11 @@ pub struct WebServerSettings {
     pub hsts_enabled: bool,
     /// HSTS `max-age`, in seconds.
     pub hsts_max_age_seconds: u32,
+    /// Host names the device answers for besides its own (the certificate's
+    /// names, its host name, `localhost`, any IP address): DNS names, or
+    /// `*.example.com` for one level of subdomains. Requests naming another
+    /// host (DNS rebinding) get 421 `host_not_allowed`.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for WebServerSettings {
@@ -74,6 +79,7 @@ impl Default for WebServerSettings {
             hsts_enabled: false,
             // Six months: long enough to matter, short enough to recover from a mistake.
             hsts_max_age_seconds: 15_552_000,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -267,6 +273,7 @@ impl WebServerSettings {
                 "HSTS needs HTTPS enabled",
             ));
         }
+        crate::hosts::validate_allowed_hosts(&self.allowed_hosts)?;
         self.intrusion_detection.validate(profiles)
     }
 
@@ -383,6 +390,12 @@ mod tests {
         let mut unknown = WebServerSettings::default();
         unknown.intrusion_detection.email_profile = Some("ops".into());
         assert_eq!(refused(&unknown).code, "unknown_profile");
+        let host =
+            WebServerSettings { allowed_hosts: vec!["https://cam.example".into()], ..Default::default() };
+        assert_eq!(
+            (refused(&host).field.as_str(), refused(&host).code.as_str()),
+            ("allowed_hosts[0]", "invalid_host")
+        );
     }
 
     #[test]

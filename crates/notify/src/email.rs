@@ -1,6 +1,6 @@
 //! E-mail alerts over SMTP, with the web server logfile attached.
 //!
-//! Built on `lettre` (well kept, async, rustls with the aws-lc-rs provider).
+//! Built on `lettre` (well kept, async, rustls with the build's crypto provider).
 //! STARTTLS is *required* when the profile asks for it: a server that does
 //! not offer it fails the delivery instead of silently downgrading to clear
 //! text. Certificates are always verified, against the profile's `ca_pem`

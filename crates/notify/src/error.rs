@@ -147,6 +147,12 @@ pub enum NotifyError {
     /// The queue is shutting down; the job was dropped.
     #[error("the delivery queue was shut down before the notification was delivered")]
     Shutdown,
+    /// This build does not carry the profile's channel (a cargo feature left out).
+    #[error("this build of portcullis does not include the \"{feature}\" feature")]
+    FeatureNotBuilt {
+        /// The feature: `email`, `ip-notify` or `sip`.
+        feature: &'static str,
+    },
 }
 
 fn summary(failed: &[(String, NotifyError)]) -> String {
@@ -177,6 +183,7 @@ impl NotifyError {
             NotifyError::SipProtocol(_) => ErrorCode::SipProtocol,
             NotifyError::QueueFull { .. } => ErrorCode::QueueFull,
             NotifyError::Shutdown => ErrorCode::Shutdown,
+            NotifyError::FeatureNotBuilt { .. } => ErrorCode::FeatureNotBuilt,
         }
     }
 
@@ -189,7 +196,8 @@ impl NotifyError {
             | NotifyError::CallDeclined { .. }
             | NotifyError::SipAuthFailed { .. }
             | NotifyError::QueueFull { .. }
-            | NotifyError::Shutdown => true,
+            | NotifyError::Shutdown
+            | NotifyError::FeatureNotBuilt { .. } => true,
             NotifyError::SmtpRefused { permanent, .. } => *permanent,
             // 4xx other than "timeout" and "too many requests" will not change on a retry.
             NotifyError::HttpStatus { status, .. } => {
@@ -202,6 +210,7 @@ impl NotifyError {
 }
 
 /// Cuts a peer's text to one short printable line.
+#[cfg_attr(not(any(feature = "email", feature = "ip-notify", feature = "sip")), allow(dead_code))]
 pub(crate) fn one_line(text: &str) -> String {
     let mut out: String = text
         .chars()

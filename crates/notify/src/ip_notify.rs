@@ -3,7 +3,7 @@
 //!
 //! HTTP uses hyper's low-level client connection over our own TCP (and
 //! tokio-rustls) stream, so that every step has its own timeout and the TLS
-//! configuration is exactly ours (aws-lc-rs, certificate verification on).
+//! configuration is exactly ours (the build's provider, certificate verification on).
 //! Each message opens a fresh connection: alerts are rare, and a pool would
 //! only keep sockets open on a device.
 

@@ -19,20 +19,36 @@
 //! Passwords are only read through [`portcullis_core::profiles::Secret::expose`]
 //! at the moment they are sent; no error or log line formats them.
 
+//!
+//! # Features
+//!
+//! `email`, `ip-notify` and `sip` each build one channel; a notification of
+//! a channel that is not built fails with [`NotifyError::FeatureNotBuilt`].
+//! `aws-lc-rs` or `ring` picks the crypto provider of the TLS clients.
+
+#[cfg(feature = "email")]
 pub mod email;
 pub mod error;
+#[cfg(feature = "ip-notify")]
 pub mod ip_notify;
+#[cfg(feature = "sip")]
 pub mod media;
+#[cfg(feature = "sip")]
 pub mod phone;
 pub mod queue;
+#[cfg(feature = "sip")]
 mod sip;
+#[cfg(any(feature = "email", feature = "ip-notify"))]
 mod tls;
 
 use std::time::Duration;
 
+#[cfg(feature = "email")]
 pub use email::send_email;
 pub use error::NotifyError;
+#[cfg(feature = "ip-notify")]
 pub use ip_notify::send_ip_notify;
+#[cfg(feature = "sip")]
 pub use phone::place_call;
 pub use queue::{DeliveryQueue, Job, Notification, Outcome, ProfileKind, QueueConfig, RetryPolicy, deliver};
 
@@ -48,7 +64,18 @@ pub struct Delivery {
     pub reached: Vec<String>,
 }
 
+/// The channels this build carries, by their feature names (`email`, `ip-notify`, `sip`).
+pub const CHANNELS_BUILT: &[&str] = &[
+    #[cfg(feature = "email")]
+    "email",
+    #[cfg(feature = "ip-notify")]
+    "ip-notify",
+    #[cfg(feature = "sip")]
+    "sip",
+];
+
 /// Runs `fut` with [`IO_TIMEOUT`], turning a timeout into [`NotifyError::Timeout`].
+#[cfg_attr(not(any(feature = "email", feature = "ip-notify", feature = "sip")), allow(dead_code))]
 pub(crate) async fn within<T>(
     target: &str,
     stage: &str,
@@ -58,6 +85,7 @@ pub(crate) async fn within<T>(
 }
 
 /// Runs `fut` with the given timeout, turning a timeout into [`NotifyError::Timeout`].
+#[cfg_attr(not(any(feature = "email", feature = "ip-notify", feature = "sip")), allow(dead_code))]
 pub(crate) async fn within_for<T>(
     limit: Duration,
     target: &str,
@@ -70,6 +98,7 @@ pub(crate) async fn within_for<T>(
 }
 
 /// Connects over TCP within [`IO_TIMEOUT`].
+#[cfg_attr(not(any(feature = "email", feature = "ip-notify", feature = "sip")), allow(dead_code))]
 pub(crate) async fn connect_tcp(
     dest: &portcullis_core::profiles::HostPort,
 ) -> Result<tokio::net::TcpStream, NotifyError> {

@@ -16,8 +16,9 @@
 //! So the queue holds at most `capacity` jobs for at most
 //! `attempts × attempt_timeout + sum of the delays` each.
 
+use portable_atomic::AtomicU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use portcullis_core::alert::AlertContext;
@@ -25,7 +26,7 @@ use portcullis_core::profiles::{EmailProfile, IpNotifyProfile, PhoneProfile};
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 
-use crate::{Delivery, NotifyError, place_call, send_email, send_ip_notify};
+use crate::{Delivery, NotifyError};
 
 /// The kind of a notification profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +40,20 @@ pub enum ProfileKind {
 }
 
 impl ProfileKind {
+    /// The build feature that carries this channel (`email`, `ip-notify`, `sip`).
+    pub fn feature(self) -> &'static str {
+        match self {
+            ProfileKind::Email => "email",
+            ProfileKind::IpNotify => "ip-notify",
+            ProfileKind::Phone => "sip",
+        }
+    }
+
+    /// Whether this build carries the channel.
+    pub fn built(self) -> bool {
+        crate::CHANNELS_BUILT.contains(&self.feature())
+    }
+
     /// The name used in the configuration and the API (`email`, `ip_notify`, `phone`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,10 +94,21 @@ impl Notification {
 /// Sends one notification now (one attempt, no retry): what the queue does
 /// per attempt, and what a profile's "send test" action can await.
 pub async fn deliver(notification: &Notification, ctx: &AlertContext) -> Result<Delivery, NotifyError> {
+    // A channel left out of the build fails here, so that a profile kept in
+    // a configuration from a fuller build says why it sends nothing.
+    let not_built = || NotifyError::FeatureNotBuilt { feature: notification.kind().feature() };
     match notification {
-        Notification::Email { profile, logfile_text } => send_email(profile, ctx, logfile_text).await,
-        Notification::IpNotify(profile) => send_ip_notify(profile, ctx).await,
-        Notification::Phone(profile) => place_call(profile, ctx).await,
+        #[cfg(feature = "email")]
+        Notification::Email { profile, logfile_text } => crate::send_email(profile, ctx, logfile_text).await,
+        #[cfg(feature = "ip-notify")]
+        Notification::IpNotify(profile) => crate::send_ip_notify(profile, ctx).await,
+        #[cfg(feature = "sip")]
+        Notification::Phone(profile) => crate::place_call(profile, ctx).await,
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = ctx;
+            Err(not_built())
+        }
     }
 }
 

@@ -5,14 +5,17 @@
 //! private CA means "this server's certificate comes from that CA", and
 //! nothing else should be accepted for it.
 
+#[cfg(feature = "ip-notify")]
 use std::sync::Arc;
 
+#[cfg(feature = "ip-notify")]
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 
 use crate::NotifyError;
 
 /// The trusted roots: the certificates of `ca_pem`, or the system's store.
+#[cfg(feature = "ip-notify")]
 pub(crate) fn root_store(ca_pem: Option<&str>) -> Result<RootCertStore, NotifyError> {
     let mut roots = RootCertStore::empty();
     match ca_pem {
@@ -43,11 +46,12 @@ pub(crate) fn parse_ca_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, No
         .map_err(|e| NotifyError::InvalidProfile(format!("ca_pem: {e}")))
 }
 
-/// A client configuration with the aws-lc-rs provider and the given roots.
+/// A client configuration with the build's provider and the given roots.
+#[cfg(feature = "ip-notify")]
 pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, NotifyError> {
     // The provider is named explicitly so that the result does not depend on
     // which provider the embedding firmware installed as process default.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(portcullis_cert::crypto::provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| NotifyError::InvalidProfile(format!("TLS configuration: {e}")))?
@@ -56,7 +60,7 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientCo
     Ok(Arc::new(config))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ip-notify"))]
 mod tests {
     #[test]
     fn ca_pem_must_hold_a_usable_certificate() {

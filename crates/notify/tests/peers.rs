@@ -4,6 +4,8 @@
 //! test, on a free port; every wait polls a condition under a timeout.
 //!
 //! Needs `scripts/install-test-deps` (python3-aiosmtpd, sip-tester, openssl).
+//! Built only with every channel (the default features).
+#![cfg(all(feature = "email", feature = "ip-notify", feature = "sip"))]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -383,7 +385,7 @@ fn tls_acceptor(certs: &Certs) -> Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain = CertificateDer::pem_file_iter(&certs.leaf)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(&certs.key)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(portcullis_cert::crypto::provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -1,10 +1,12 @@
 // Shared helpers of the admin UI: API calls, elements, fields and their
-// errors, dialogs, the page frame (navigation, language switch, logout) and
-// the banner of a change waiting for confirmation.
-import { t, lang, setLang, errorText } from "./i18n.js";
+// errors, dialogs, the page frame (navigation, language selector, logout)
+// and the banner of a change waiting for confirmation.
+import { t, has, lang, locale, setLang, errorText, LANGUAGES } from "./i18n.js";
 
 export const session = { user: "", group: "", csrf: "" };
-const UI = { "x-portcullis-ui": "1" };
+// Every API call says it comes from the UI, and asks for the UI's language
+// (error messages follow it).
+const UI = { "x-portcullis-ui": "1", "accept-language": lang() };
 
 // Calls the API. Never throws: answers {ok, status, data, error}, where
 // error is the API's {code, message, field} (or a network error).
@@ -114,21 +116,26 @@ function candidates(path) {
 
 // Shows an API error next to its field (aria-invalid, role=alert), or in
 // the form's general alert when no field of the form matches.
+// The English technical detail (when the message is translated) is the
+// element's tooltip.
 export function showError(root, error, fallback) {
   const msg = errorText(error);
+  const show = (el) => {
+    el.textContent = msg;
+    if (error.detail) el.title = error.detail; else el.removeAttribute("title");
+  };
   if (error.field) {
     for (const c of candidates(error.field)) {
       const input = [...root.querySelectorAll("[data-field]")].find((el) => el.dataset.field === c);
       if (!input) continue;
       input.setAttribute("aria-invalid", "true");
       const err = document.getElementById(input.id + "-err");
-      if (err) err.textContent = msg;
+      if (err) show(err);
       input.focus();
       return;
     }
   }
-  const alert = fallback || root.querySelector(".form-alert") || document.getElementById("page-alert");
-  alert.textContent = msg;
+  show(fallback || root.querySelector(".form-alert") || document.getElementById("page-alert"));
 }
 
 export const formAlert = () => h("p", { class: "form-alert", role: "alert" });
@@ -168,7 +175,7 @@ export function fmtTime(s) {
   if (!s) return "";
   const d = new Date(s);
   if (isNaN(d)) return s;
-  return d.toLocaleString(lang() === "de" ? "de-DE" : "en-GB", { dateStyle: "medium", timeStyle: "medium" });
+  return d.toLocaleString(locale(), { dateStyle: "medium", timeStyle: "medium" });
 }
 
 // Saves a blob fetched from the API as a file.
@@ -217,11 +224,12 @@ export const NAV = [
   ["users", "nav.users"],
 ];
 
-// The language switch: names the other language in that language.
-export function langSwitch() {
-  const other = lang() === "de" ? "en" : "de";
-  return h("button", { type: "button", class: "lang", lang: other, id: "lang-switch",
-    onclick: () => { setLang(other); location.reload(); } }, other === "de" ? "Deutsch" : "English");
+// The language selector: each language named in itself; the choice is kept
+// in the browser and the page loads again in it.
+export function langSelect() {
+  return h("select", { id: "lang-select", class: "lang", "aria-label": t("lang.label"), title: t("lang.label"),
+    onchange: (ev) => { setLang(ev.target.value); location.reload(); } },
+    LANGUAGES.map(([code, name]) => h("option", { value: code, lang: code, selected: code === lang(), text: name })));
 }
 
 // Builds the frame of a page: header with navigation, language switch and
@@ -232,11 +240,11 @@ export function frame(current, titleKey) {
   const header = h("header", { class: "top" },
     h("a", { class: "skip", href: "#main", text: t("skip") }),
     h("span", { class: "brand", text: "portcullis" }),
-    h("nav", { "aria-label": t("nav.label") }, h("ul", {}, NAV.map(([p, k]) =>
+    h("nav", { "aria-label": t("nav.label") }, h("ul", {}, NAV.filter(([p]) => p !== "profiles" || anyChannel()).map(([p, k]) =>
       h("li", {}, h("a", { href: "/admin/" + p, "aria-current": p === current ? "page" : null, text: t(k) }))))),
     h("div", { class: "who" },
       h("span", { id: "who", text: session.user + " (" + (session.group === "admins" ? t("group.admins") : t("group.users")) + ")" }),
-      langSwitch(),
+      langSelect(),
       h("button", { type: "button", id: "logout", onclick: logout }, t("logout"))));
   const main = h("main", { id: "main", tabindex: "-1" },
     h("div", { id: "pending", class: "pending", hidden: true }),
@@ -260,8 +268,25 @@ export async function loadSession() {
   session.user = r.data.user;
   session.group = r.data.group;
   session.csrf = r.data.csrf_token || "";
+  // What this build carries: the pages hide what it left out.
+  const b = await api("GET", "/api/v1/build");
+  if (b.ok) build.features = b.data.features;
   return true;
 }
+
+// The optional features of the server's build (GET /api/v1/build); null
+// until known, and then everything counts as built.
+export const build = { features: null };
+
+// Whether the server's build has the optional feature `name` (`acme`,
+// `email`, `ip-notify`, `sip`, `digest`, `webroot`, ...).
+export const built = (name) => !build.features || build.features.includes(name);
+
+// The feature of a profile kind in the API's paths.
+export const kindFeature = (kind) => (kind === "phone" ? "sip" : kind);
+
+// Whether any notification channel is built.
+export const anyChannel = () => ["email", "ip-notify", "sip"].some(built);
 
 let pendingTimer = null;
 
@@ -293,9 +318,10 @@ export async function refreshPending() {
     const c = await api("POST", "/api/v1/config/confirm");
     if (c.ok) { announce(t("pending.confirmed")); refreshPending(); } else alert.textContent = c.error.message;
   } }, t("pending.confirm"));
+  const reason = (p.sections || []).includes("access_control") ? t("pending.reason.access") : t("pending.reason.port");
   box.replaceChildren(
     h("h2", { text: t("pending.title") }),
-    h("p", {}, t("pending.text", { reason: p.reason, time: fmtTime(p.deadline) }), " ", left),
+    h("p", {}, t("pending.text", { reason, time: fmtTime(p.deadline) }), " ", left),
     links.length ? h("p", {}, t("pending.links")) : null,
     links.length ? h("ul", {}, links.map((u) => h("li", {}, h("a", { href: u, text: u })))) : null,
     confirm, alert);
@@ -318,5 +344,8 @@ export function section(title, ...children) {
 
 export const note = (text, cls) => h("p", { class: "note" + (cls ? " " + cls : ""), text });
 export const warning = (text) => h("p", { class: "warning", text });
+
+// The names of configuration sections (as config/status gives them) in the UI's language.
+export const sectionNames = (sections) => sections.map((s) => (has("section." + s) ? t("section." + s) : s)).join(", ");
 
 export { t, lang };

@@ -1,33 +1,31 @@
 // The login page: user name first, then password; a session cookie and a
-// CSRF token come back. Errors are shown next to the field concerned.
-import { t, lang, setLang } from "./i18n.js";
+// CSRF token come back. Errors are shown next to the field concerned. The
+// server rendered the page's texts in its language; the selector changes it.
+import { t, lang, setLang, LANGUAGES } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 
-function texts() {
-  document.documentElement.lang = lang();
-  document.title = t("title.login") + " – portcullis";
-  $("login-title").textContent = t("title.login");
-  $("login-intro").textContent = t("login.intro");
-  $("user-label").textContent = t("login.user");
-  $("password-label").textContent = t("login.password");
-  $("login-submit").textContent = t("login.submit");
-  const other = lang() === "de" ? "en" : "de";
-  const b = document.createElement("button");
-  b.type = "button";
-  b.id = "lang-switch";
-  b.className = "lang";
-  b.lang = other;
-  b.textContent = other === "de" ? "Deutsch" : "English";
-  b.addEventListener("click", () => { setLang(other); texts(); });
-  $("lang-slot").replaceChildren(b);
+const select = document.createElement("select");
+select.id = "lang-select";
+select.className = "lang";
+select.setAttribute("aria-label", t("lang.label"));
+select.title = t("lang.label");
+for (const [code, name] of LANGUAGES) {
+  const o = document.createElement("option");
+  o.value = code;
+  o.lang = code;
+  o.textContent = name;
+  o.selected = code === lang();
+  select.append(o);
 }
-texts();
+select.addEventListener("change", () => { setLang(select.value); location.reload(); });
+$("lang-slot").replaceChildren(select);
 
-function fail(id, message) {
+function fail(id, message, detail) {
   const input = $(id);
   input.setAttribute("aria-invalid", "true");
   $(id + "-err").textContent = message;
+  if (detail) $(id + "-err").title = detail; else $(id + "-err").removeAttribute("title");
   input.focus();
 }
 
@@ -43,7 +41,7 @@ $("login").addEventListener("submit", async (ev) => {
   try {
     const r = await fetch("/api/v1/session", {
       method: "POST",
-      headers: { "content-type": "application/json", "x-portcullis-ui": "1" },
+      headers: { "content-type": "application/json", "x-portcullis-ui": "1", "accept-language": lang() },
       body: JSON.stringify({ user, password }),
     });
     if (r.ok) {
@@ -52,8 +50,9 @@ $("login").addEventListener("submit", async (ev) => {
       return;
     }
     const e = await r.json().catch(() => null);
-    const code = e && e.error ? e.error.code : "";
-    fail("password", code === "wrong_credentials" || code === "busy" ? t("login." + code) : e && e.error ? e.error.message : t("login.failed", { status: r.status }));
+    const error = e && e.error ? e.error : null;
+    const code = error ? error.code : "";
+    fail("password", code === "wrong_credentials" || code === "busy" ? t("login." + code) : error ? error.message : t("login.failed", { status: r.status }), error && error.detail);
   } catch (e) {
     fail("password", t("err.unreachable"));
   } finally {

@@ -2,8 +2,9 @@
 // control, the web server logfile, the event log, blocked addresses, users.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  refreshPending, section, note, warning, table, session, t,
+  refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel,
 } from "./common.js";
+import { has } from "./i18n.js";
 import { rebootButton, closeAction } from "./webserver.js";
 
 // ---- admin menu --------------------------------------------------------------
@@ -26,14 +27,14 @@ export async function renderMenu(root) {
     ["events", "nav.events", "menu.events"],
     ["blocked", "nav.blocked", "menu.blocked"],
     ["users", "nav.users", "menu.users"],
-  ];
+  ].filter(([p]) => p !== "profiles" || anyChannel());
   root.replaceChildren(
     section(t("menu.dialogs"), h("ul", { class: "menu" }, items.map(([p, k, d]) =>
       h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
     section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))));
   function showStatus(s) {
-    const lines = [h("p", { id: "unsaved", text: s.unsaved_changes ? t("menu.unsaved", { sections: s.changed_sections.join(", ") }) : t("menu.saved") })];
-    if (s.load && s.load.source !== "stored") lines.push(warning(t("menu.loadsource", { source: s.load.source })));
+    const lines = [h("p", { id: "unsaved", text: s.unsaved_changes ? t("menu.unsaved", { sections: sectionNames(s.changed_sections) }) : t("menu.saved") })];
+    if (s.load && s.load.source !== "stored") lines.push(warning(t("menu.loadsource", { source: has("menu.source." + s.load.source) ? t("menu.source." + s.load.source) : s.load.source })));
     for (const p of (s.load && s.load.problems) || []) lines.push(warning(p));
     for (const w of s.warnings || []) lines.push(warning(w));
     statusBox.replaceChildren(...lines);
@@ -292,9 +293,10 @@ export async function renderUsers(root) {
 
 // Authentication schemes and the static content's login.
 async function renderAuth(box) {
-  const [a, w] = await Promise.all([api("GET", "/api/v1/authentication"), api("GET", "/api/v1/webroot")]);
+  const [a, w] = await Promise.all([api("GET", "/api/v1/authentication"),
+    built("webroot") ? api("GET", "/api/v1/webroot") : Promise.resolve({ ok: false })]);
   const f = h("form", { id: "auth-form", novalidate: true });
-  const digest = a.ok ? field({ label: t("auth.digest"), path: "digest", type: "checkbox", value: a.data.digest, hint: t("auth.digest.hint") }) : null;
+  const digest = a.ok && built("digest") ? field({ label: t("auth.digest"), path: "digest", type: "checkbox", value: a.data.digest, hint: t("auth.digest.hint") }) : null;
   const login = w.ok ? field({ label: t("auth.webroot"), path: "login_required", type: "checkbox", value: w.data.login_required, hint: t("auth.webroot.hint") }) : null;
   f.append(...[digest, login].filter(Boolean), formAlert(), h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary", id: "auth-set" }, t("btn.set"))));
   f.addEventListener("submit", async (ev) => {

@@ -1,6 +1,6 @@
 // Notification profiles (e-mail, IP Notify, phone): list, edit, delete, send
 // a test. Secrets are never shown; an empty password field keeps the stored one.
-import { api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, busy, refreshPending, section, note, table, t } from "./common.js";
+import { api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, busy, refreshPending, section, note, table, t, built, kindFeature } from "./common.js";
 
 const KINDS = [
   ["email", "email", "pr.email"],
@@ -60,7 +60,8 @@ export async function renderProfiles(root) {
     if (r.status === 404) { lists.replaceChildren(note(t("pr.unavailable"))); return; }
     if (!r.ok) { pageAlert(r.error.message); return; }
     all = r.data;
-    lists.replaceChildren(...KINDS.map(([kind, key, title]) => {
+    // Only the channels this build carries.
+    lists.replaceChildren(...KINDS.filter(([kind]) => built(kindFeature(kind))).map(([kind, key, title]) => {
       const names = Object.keys(all[key] || {});
       const rows = names.length ? names.map((name) => {
         const result = h("span", { class: "test-result", id: `test-${kind}-${name}`, role: "status" });
@@ -118,7 +119,7 @@ export async function renderProfiles(root) {
     if (!profile) {
       // New profile: the server's defaults for templates and the like.
       if (inputs.subject) inputs.subject.value = "[{device}] {event}: {message}";
-      if (inputs.body && kind === "email") inputs.body.value = "Device: {device}\nEvent: {event}\n{message}\n\nClient: {client_ip}\nUser: {user}\nFailed attempts: {count}\nTime: {time}\n\nThe web server logfile is attached.\n";
+      if (inputs.body && kind === "email") inputs.body.value = t("pr.default.body");
       if (kind === "email") inputs.security.value = "starttls";
       if (kind === "ip-notify") {
         inputs.protocol.value = "http";

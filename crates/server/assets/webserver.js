@@ -3,7 +3,7 @@
 // generating one, intrusion detection; Set, Factory, Restore, Close, Reboot.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  addressesFor, refreshPending, section, note, warning, session, t,
+  addressesFor, refreshPending, section, note, warning, session, sectionNames, t, built,
 } from "./common.js";
 
 // ---- actions shared with other pages -------------------------------------
@@ -16,7 +16,7 @@ export async function closeAction(dirty) {
   const body = [];
   if (dirty) body.push(h("p", { class: "warning", text: t("close.dirty") }));
   if (st.data.unsaved_changes) {
-    body.push(h("p", { text: t("close.unsaved", { sections: st.data.changed_sections.join(", ") }) }));
+    body.push(h("p", { text: t("close.unsaved", { sections: sectionNames(st.data.changed_sections) }) }));
     body.push(h("p", { text: t("close.question") }));
     const v = await ask(t("close.title"), body, [
       { label: t("btn.store"), value: "store", primary: true },
@@ -46,7 +46,7 @@ export async function rebootAction(after) {
   const body = [h("p", { text: t("reboot.text") })];
   const buttons = [];
   if (unsaved) {
-    body.push(h("p", { class: "warning", text: t("reboot.unsaved", { sections: st.data.changed_sections.join(", ") }) }));
+    body.push(h("p", { class: "warning", text: t("reboot.unsaved", { sections: sectionNames(st.data.changed_sections) }) }));
     buttons.push({ label: t("btn.storereboot"), value: "store", primary: true });
     buttons.push({ label: t("btn.rebootnostore"), value: "reboot", danger: true });
   } else buttons.push({ label: t("btn.reboot"), value: "reboot", primary: true });
@@ -83,7 +83,7 @@ export async function renderWebServer(root) {
     api("GET", "/api/v1/certificate"),
     api("GET", "/api/v1/profiles"),
     api("GET", "/api/v1/access-control"),
-    api("GET", "/api/v1/certificate/acme"),
+    built("acme") ? api("GET", "/api/v1/certificate/acme") : Promise.resolve({ ok: false, absent: true }),
   ]);
   if (!wsR.ok) { pageAlert(wsR.error.message); return; }
   let loaded = wsR.data;
@@ -118,6 +118,7 @@ export async function renderWebServer(root) {
     const r = portRow(""); portsBox.append(r); renumber(); inputOf(r).focus();
   } }, t("ws.addport"));
   const httpEnabled = F({ label: t("ws.http_enabled"), path: "http_enabled", type: "checkbox", hint: t("ws.http_enabled.hint") });
+  const allowedHosts = F({ label: t("ws.allowed_hosts"), path: "allowed_hosts", type: "text", hint: t("ws.allowed_hosts.hint"), attrs: { autocomplete: "off", spellcheck: "false" } });
   const confirmTimeout = F({ label: t("ws.confirm_timeout"), path: "confirm_timeout_seconds", type: "number", hint: t("ws.confirm_timeout.hint"), attrs: { min: 30, max: 3600 } });
   const protoWarn = h("p", { class: "warning live", role: "status", id: "proto-warning" });
 
@@ -129,7 +130,7 @@ export async function renderWebServer(root) {
       h("p", { class: "hint", id: "ports-hint", text: t("ws.ports.hint") }),
       h("p", { class: "err", id: "http_ports-err", role: "alert" }),
       h("input", { type: "hidden", id: "http_ports", "data-field": "http_ports" })),
-    httpEnabled, confirmTimeout, protoWarn);
+    httpEnabled, confirmTimeout, allowedHosts, protoWarn);
 
   // HTTPS
   const httpsEnabled = F({ label: t("ws.https_enabled"), path: "https_enabled", type: "checkbox", hint: t("ws.https_enabled.hint") });
@@ -339,7 +340,8 @@ export async function renderWebServer(root) {
     if (!r.ok) {
       // 502: the CA's (or the connection's) error, as the server words it.
       const alert = acmeForm.querySelector(".form-alert");
-      if (r.status === 502) alert.textContent = t("acme.enrolfailed", { message: r.error.message });
+      // The CA's own words are what the operator can act on: shown too.
+      if (r.status === 502) alert.textContent = t("acme.enrolfailed", { message: r.error.message }) + (r.error.detail ? " " + t("err.detail", { detail: r.error.detail }) : "");
       else showError(acmeForm, r.error);
       acmeEnrol.focus();
       return;
@@ -363,6 +365,9 @@ export async function renderWebServer(root) {
   const emailP = F({ label: t("id.email"), path: "intrusion_detection.email_profile", type: "select", options: profileOptions("email", id.email_profile), hint: t("id.email.hint") });
   const phoneP = F({ label: t("id.phone"), path: "intrusion_detection.phone_profile", type: "select", options: profileOptions("phone", id.phone_profile), hint: t("id.phone.hint") });
   const ipP = F({ label: t("id.ipnotify"), path: "intrusion_detection.ip_notify_profile", type: "select", options: profileOptions("ip_notify", id.ip_notify_profile), hint: t("id.ipnotify.hint") });
+  emailP.hidden = !built("email");
+  phoneP.hidden = !built("sip");
+  ipP.hidden = !built("ip-notify");
   const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, blockIp, blockWarn,
     emailP, phoneP, ipP,
     profiles ? null : note(t("id.noprofiles")),
@@ -382,13 +387,15 @@ export async function renderWebServer(root) {
     note(t("ws.storenote")));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); set(); });
 
-  root.replaceChildren(general, https, certInUse, replace, generate, acme, intrusion, form);
+  // What the build left out is not shown (the ACME section, the channels' profile choices).
+  root.replaceChildren(...[general, https, certInUse, replace, generate, built("acme") ? acme : null, intrusion, form].filter(Boolean));
 
   function fill(ws) {
     portsBox.replaceChildren(...(ws.http_ports || []).map((p) => portRow(String(p))));
     renumber();
     inputOf(httpEnabled).checked = !!ws.http_enabled;
     inputOf(confirmTimeout).value = ws.confirm_timeout_seconds ?? "";
+    inputOf(allowedHosts).value = (ws.allowed_hosts || []).join(", ");
     inputOf(httpsEnabled).checked = !!ws.https_enabled;
     inputOf(httpsPort).value = ws.https_port ?? "";
     inputOf(redirect).checked = !!ws.http_redirect_to_https;
@@ -415,6 +422,7 @@ export async function renderWebServer(root) {
       http_ports: ports,
       http_enabled: inputOf(httpEnabled).checked,
       confirm_timeout_seconds: num(inputOf(confirmTimeout).value),
+      allowed_hosts: inputOf(allowedHosts).value.split(/[\s,]+/).filter((v) => v !== ""),
       https_enabled: inputOf(httpsEnabled).checked,
       https_port: hp === "" ? null : num(hp),
       http_redirect_to_https: inputOf(redirect).checked,
@@ -524,6 +532,6 @@ export async function renderWebServer(root) {
 
   fill(loaded);
   if (certR.ok) showCert(certR.data); else certBox.replaceChildren(warning(certR.error.message));
-  if (acmeR.ok) fillAcme(acmeR.data); else acmeStatus.replaceChildren(warning(acmeR.error.message));
+  if (acmeR.ok) fillAcme(acmeR.data); else if (!acmeR.absent) acmeStatus.replaceChildren(warning(acmeR.error.message));
   if (session.group !== "admins") pageAlert(t("viewer"));
 }

@@ -8,10 +8,11 @@
 //! remembered for [`CACHE_LIFETIME`] under a keyed hash so that an API
 //! client sending Basic on every request pays the cost once.
 
+use portable_atomic::AtomicU64;
 use portcullis_core::ErrorCode;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordHasher;

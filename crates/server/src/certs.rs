@@ -365,6 +365,8 @@ pub struct Certificates {
     pub lock: tokio::sync::Mutex<()>,
     /// What the HSTS rule needs to know of the certificate in use.
     served: arc_swap::ArcSwap<portcullis_core::hsts::ServedCertificate>,
+    /// The host names of the certificate in use (the `Host` check allows them).
+    names: arc_swap::ArcSwap<Vec<String>>,
 }
 
 impl Certificates {
@@ -380,8 +382,15 @@ impl Certificates {
         let info = material.describe(now)?;
         let key = material.certified_key()?;
         let served = arc_swap::ArcSwap::from_pointee(material.served()?);
+        let names = arc_swap::ArcSwap::from_pointee(portcullis_cert::host_names(&material.chain));
         Ok((
-            Self { resolver: CertResolver::new(key), files, lock: tokio::sync::Mutex::new(()), served },
+            Self {
+                resolver: CertResolver::new(key),
+                files,
+                lock: tokio::sync::Mutex::new(()),
+                served,
+                names,
+            },
             info,
         ))
     }
@@ -391,12 +400,19 @@ impl Certificates {
         let served = material.served()?;
         self.resolver.swap(material.certified_key()?);
         self.served.store(Arc::new(served));
+        self.names.store(Arc::new(portcullis_cert::host_names(&material.chain)));
         Ok(())
     }
 
     /// What the HSTS rule needs to know of the certificate in use.
     pub fn served(&self) -> portcullis_core::hsts::ServedCertificate {
         **self.served.load()
+    }
+
+    /// The host names of the certificate in use, lower case (DNS names, and
+    /// wildcards as `*.example.com`).
+    pub fn names(&self) -> arc_swap::Guard<Arc<Vec<String>>> {
+        self.names.load()
     }
 
     /// Reloads the certificate in use from the data folder (at reboot).

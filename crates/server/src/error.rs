@@ -34,10 +34,44 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code (the `ErrorCode` schema lists them all).
     pub code: ErrorCode,
-    /// Message for a person.
+    /// Message for a person, in the language `Accept-Language` prefers
+    /// (English without one).
     pub message: String,
     /// The field concerned, or null.
     pub field: Option<String>,
+    /// The English technical detail, present when `message` is in another
+    /// language: it names the exact value or limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What an error answer says, kept on the response so that the front layer
+/// can word its message in the client's language ([`crate::i18n`]).
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// The English message.
+    pub message: String,
+    /// The field concerned.
+    pub field: Option<String>,
+}
+
+impl ErrorInfo {
+    /// The answer with `status` and the English JSON error body, carrying itself for translation.
+    pub fn into_response(self, status: StatusCode) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                field: self.field.clone(),
+                detail: None,
+            },
+        };
+        let mut resp = (status, Json(body)).into_response();
+        resp.extensions_mut().insert(self);
+        resp
+    }
 }
 
 impl ApiError {
@@ -88,12 +122,18 @@ impl From<ValidationError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(cause) = &self.cause {
-            tracing::error!(code = %self.code, %cause, "request failed");
+        match &self.cause {
+            Some(cause) => tracing::error!(code = %self.code, %cause, "request failed"),
+            // The technical detail stays in the log whatever language the answer is in.
+            None => tracing::debug!(
+                status = self.status.as_u16(),
+                code = %self.code,
+                field = self.field.as_deref().unwrap_or(""),
+                detail = %self.message,
+                "request refused"
+            ),
         }
-        let body =
-            ErrorBody { error: ErrorDetail { code: self.code, message: self.message, field: self.field } };
-        (self.status, Json(body)).into_response()
+        ErrorInfo { code: self.code, message: self.message, field: self.field }.into_response(self.status)
     }
 }
 

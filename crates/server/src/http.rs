@@ -15,7 +15,7 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_basic, secrets_equal};
-use crate::error::{ApiError, ErrorBody, ErrorDetail, code_for_status};
+use crate::error::{ApiError, ErrorBody, ErrorDetail, ErrorInfo, code_for_status};
 use crate::listen::ConnInfo;
 use crate::runtime::{Actor, Runtime};
 use crate::security::AttemptRefusal;
@@ -64,7 +64,7 @@ fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stal
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
         );
-        if rt.running().authentication.digest {
+        if rt.digest_on() {
             for c in rt.auth.digest.challenges(monotonic_seconds(rt), stale) {
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
@@ -276,13 +276,13 @@ pub(crate) async fn check_password(
 fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, Response> {
     use crate::digest::DigestVerdict;
     let headers = &req.headers;
-    if !rt.running().authentication.digest {
-        return Err(unauthorized(
-            rt,
-            headers,
-            "Digest authentication is not enabled on this device; use Basic",
-            false,
-        ));
+    if !rt.digest_on() {
+        let why = if crate::build_info::built("digest") {
+            "Digest authentication is not enabled on this device; use Basic"
+        } else {
+            "this build of portcullis does not include the \"digest\" feature; use Basic"
+        };
+        return Err(unauthorized(rt, headers, why, false));
     }
     let Some(resp) = crate::digest::parse(value) else {
         return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Digest", false));
@@ -348,11 +348,14 @@ const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
 ///    proxies) and a denied client is refused — per request too, since the
 ///    connection check cannot see through a proxy, and a keep-alive
 ///    connection opened before a block must not go on guessing;
-/// 3. plain HTTP is redirected to HTTPS when the settings say so;
-/// 4. unsafe requests sent by a browser on behalf of another site are refused.
+/// 3. a request naming a host that is not the device's is refused (DNS
+///    rebinding; [`portcullis_core::hosts`]);
+/// 4. plain HTTP is redirected to HTTPS when the settings say so;
+/// 5. unsafe requests sent by a browser on behalf of another site are refused.
 ///
 /// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
-/// gets the JSON error body, and every answer the security headers.
+/// gets the JSON error body, worded in the language of `Accept-Language`
+/// ([`crate::i18n`]), and every answer the security headers.
 #[derive(Clone)]
 pub struct FrontService {
     front: Front,
@@ -370,8 +373,14 @@ impl FrontService {
         let f = &self.front;
         let (mut parts, body) = req.into_parts();
         let api = parts.uri.path().starts_with("/api/");
+        let accept_language = parts.headers.get(header::ACCEPT_LANGUAGE).cloned();
         if let Some(refusal) = before(f, &parts, &mut info) {
-            return FrontFuture { state: FrontState::Answer(Some(refusal)), hsts_max_age: None, api };
+            return FrontFuture {
+                state: FrontState::Answer(Some(refusal)),
+                hsts_max_age: None,
+                api,
+                accept_language,
+            };
         }
         let hsts_max_age = info
             .tls
@@ -384,7 +393,7 @@ impl FrontService {
             })
             .flatten()
             .flatten();
-        let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api };
+        let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api, accept_language };
         if let Some(w) = self.direct_webroot(&parts) {
             // What the router's fallback would do, without the router: no
             // route lookup, request extensions or boxed route futures.
@@ -423,6 +432,8 @@ pub struct FrontFuture {
     hsts_max_age: Option<u32>,
     /// Whether the request was for the API.
     api: bool,
+    /// The request's `Accept-Language`, in which an error answer is worded.
+    accept_language: Option<HeaderValue>,
 }
 
 type BoxedAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
@@ -471,12 +482,14 @@ impl std::future::Future for FrontFuture {
                 FrontState::Answer(resp) => {
                     let Some(resp) = resp.take() else { return Poll::Pending };
                     if !needs_json_error_body(&resp) {
+                        let resp = crate::i18n::localize_error(resp, this.accept_language.as_ref());
                         return Poll::Ready(Ok(finish(resp, this.api)));
                     }
                     this.state = FrontState::ErrorBody(Box::pin(json_error_body(resp)));
                 }
                 FrontState::ErrorBody(fut) => {
                     let Poll::Ready(resp) = fut.as_mut().poll(cx) else { return Poll::Pending };
+                    let resp = crate::i18n::localize_error(resp, this.accept_language.as_ref());
                     return Poll::Ready(Ok(finish(resp, this.api)));
                 }
             }
@@ -558,7 +571,11 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         return Some(resp);
     }
     info.client = client;
-    // 3. Redirect to HTTPS.
+    // 3. The host the request names.
+    if let Some(refusal) = foreign_host(f, req) {
+        return Some(refusal);
+    }
+    // 4. Redirect to HTTPS.
     // ACME validators must get their http-01 answer over plain HTTP.
     if !info.tls
         && req.uri.path() != "/healthz"
@@ -574,7 +591,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
             return Some(resp);
         }
     }
-    // 4. Cross-site requests.
+    // 5. Cross-site requests.
     if !is_safe(&req.method) && cross_site(req) {
         return Some(
             ApiError::new(
@@ -584,6 +601,48 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
             )
             .into_response(),
         );
+    }
+    None
+}
+
+/// The refusal of a request whose `Host` (or `:authority`) is not one of the
+/// device's names: a page on a rebound DNS name would otherwise be
+/// same-origin with the device in its victim's browser. `/healthz` (probes)
+/// and ACME http-01 answers (validators ask for the name being validated,
+/// not yet the certificate's) are exempt. A request without either (HTTP/1.0)
+/// passes: browsers always send one.
+fn foreign_host(f: &Front, req: &Parts) -> Option<Response> {
+    use portcullis_core::hosts::{RequestHost, request_host};
+    let path = req.uri.path();
+    if path == "/healthz" || path.starts_with("/.well-known/acme-challenge/") {
+        return None;
+    }
+    let header = req.headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
+    let authority = req.uri.authority().map(|a| a.as_str());
+    for sent in header.into_iter().chain(authority) {
+        let allowed = match request_host(sent) {
+            RequestHost::Ip(_) => true,
+            RequestHost::Invalid => false,
+            RequestHost::Name(name) => f.rt.host_names.allows_name(
+                name,
+                &f.rt.certs.names(),
+                &f.rt.running().webserver.allowed_hosts,
+            ),
+        };
+        if !allowed {
+            let shown: String = sent.chars().take(64).collect();
+            tracing::debug!(host = ?shown, "request for a host that is not this device's refused");
+            return Some(
+                ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    ErrorCode::HostNotAllowed,
+                    format!(
+                        "this device does not answer for the host {shown:?}; an administrator can add the name to allowed_hosts (PUT /api/v1/webserver)"
+                    ),
+                )
+                .into_response(),
+            );
+        }
     }
     None
 }
@@ -649,10 +708,14 @@ async fn json_error_body(resp: Response) -> Response {
     let detail = String::from_utf8_lossy(&detail).trim().to_string();
     let message =
         if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { detail };
-    let body = ErrorBody { error: ErrorDetail { code: code_for_status(status), message, field: None } };
+    let info = ErrorInfo { code: code_for_status(status), message, field: None };
+    let body = ErrorBody {
+        error: ErrorDetail { code: info.code, message: info.message.clone(), field: None, detail: None },
+    };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(info);
     Response::from_parts(parts, Body::from(bytes))
 }
 

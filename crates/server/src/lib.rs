@@ -13,21 +13,39 @@
 //! server.wait_for_signal().await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! `ui`, `acme`, `email`, `ip-notify`, `sip`, `digest`, `http2`, `openapi`
+//! and `webroot` (all default) each carry one optional part; the crypto
+//! provider is `aws-lc-rs` or `ring` (exactly one). What a build leaves out
+//! answers 501 `feature_not_built` ([`build_info`]); [`build_info::BuildInfo`]
+//! says what it carries.
 
+#[cfg(feature = "acme")]
 pub mod acme;
 pub mod api;
 pub mod auth;
+pub mod build_info;
 pub mod certs;
 pub mod digest;
 pub mod error;
+pub mod expiry;
 pub mod http;
+pub mod i18n;
 pub mod listen;
 pub mod notifications;
 pub mod runtime;
 pub mod security;
+pub mod service;
 pub mod store;
 pub mod tls;
+#[cfg(feature = "ui")]
 pub mod ui;
+#[cfg(feature = "webroot")]
+pub mod webroot;
+#[cfg(not(feature = "webroot"))]
+#[path = "webroot_absent.rs"]
 pub mod webroot;
 
 use std::net::IpAddr;
@@ -44,7 +62,7 @@ pub use crate::auth::{Group, Identity};
 pub use crate::http::{Admin, Viewer};
 pub use crate::listen::Limits;
 pub use crate::runtime::{PortOverrides, Runtime};
-pub use portcullis_sys::{Trimmed, trim_executable_pages};
+pub use portcullis_sys::{Trimmed, trim_executable_pages, trim_heap};
 
 use crate::auth::{Authenticator, UserRecord, UsersFile};
 use crate::certs::Certificates;
@@ -92,9 +110,16 @@ pub struct ServerBuilder {
     routes: Router,
     webroot: Option<PathBuf>,
     notify_first_retry: std::time::Duration,
+    #[cfg_attr(not(feature = "acme"), allow(dead_code))]
     acme_check_every: std::time::Duration,
     expiry_check_every: std::time::Duration,
+    lock_wait: std::time::Duration,
 }
+
+/// How long a start waits by default for the data folder's lock, held by a
+/// predecessor still on its way out (its threads may linger in the kernel
+/// for a moment after it was told to stop, or killed).
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ServerBuilder {
     /// A server on `data_dir`, with factory limits and no extra routes.
@@ -111,7 +136,15 @@ impl ServerBuilder {
             notify_first_retry: std::time::Duration::from_secs(1),
             acme_check_every: std::time::Duration::from_secs(60),
             expiry_check_every: std::time::Duration::from_secs(3600),
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
+    }
+
+    /// How long to wait for the data folder's lock when another process
+    /// holds it (default [`DEFAULT_LOCK_WAIT`]); then the start fails.
+    pub fn lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
+        self
     }
 
     /// Ports that replace the configured ones for this run.
@@ -178,7 +211,7 @@ impl ServerBuilder {
     pub async fn start(self) -> Result<RunningServer, StartError> {
         tls::install_default_provider();
         let store = Store::open(&self.data_dir)?;
-        let lock = store.lock()?;
+        let lock = wait_for_lock(&store, self.lock_wait).await?;
         let now = self.clock.now();
         let (stored, load_report) = store.load_config(now.unix_timestamp())?;
         for problem in &load_report.problems {
@@ -208,7 +241,7 @@ impl ServerBuilder {
             now,
             portcullis_core::events::EventKind::Startup,
             None,
-            format!("portcullis {} started", env!("CARGO_PKG_VERSION")),
+            format!("portcullis {} started", build_info::summary()),
             serde_json::Value::Null,
         );
         let limits = Arc::new(self.limits);
@@ -235,10 +268,10 @@ impl ServerBuilder {
         .wrap(app(rt.clone(), self.routes, &limits), direct_webroot);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let tls = tls::server_config(rt.certs.resolver.clone())?;
+        let tls = tls::TlsConfigs::new(rt.certs.resolver.clone())?;
         rt.set_listen_context(ListenContext {
             service,
-            tls,
+            tls: tls.clone(),
             limits,
             tracker: tracker.clone(),
             gate: security.clone(),
@@ -246,6 +279,7 @@ impl ServerBuilder {
             bind_addresses: Arc::new(self.bind_addresses),
         });
         rt.set_self_ref();
+        #[cfg(feature = "acme")]
         rt.set_acme(Arc::new(acme::Acme::load(&rt.store, rt.certs.resolver.clone())));
         rt.set_notifier(notifications::Notifier::new(
             security.clone(),
@@ -253,10 +287,48 @@ impl ServerBuilder {
             self.notify_first_retry,
         ));
         rt.start_listeners().await?;
+        // What waited for the listeners: aws-lc's one-time seeding.
+        tls::warm_up(tls.http());
+        listen::spawn_heap_trim(tracker.clone());
         security.spawn_flusher();
+        #[cfg(feature = "acme")]
         acme::Acme::spawn_renewal(&rt, self.acme_check_every);
-        acme::spawn_expiry_watch(&rt, self.expiry_check_every);
+        expiry::spawn_expiry_watch(&rt, self.expiry_check_every);
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
+    }
+}
+
+/// The data folder's lock, waiting up to `wait` for a holder to let go (saying
+/// once that it waits, for which lock and whom).
+async fn wait_for_lock(store: &Store, wait: std::time::Duration) -> Result<store::DataLock, StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match store.lock() {
+            Err(StoreError::Locked(dir)) => {
+                let lock = store.path(store::LOCK_FILE);
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(StoreError::StillLocked {
+                        dir,
+                        lock,
+                        holder: store.lock_holder(),
+                        waited_seconds: wait.as_secs_f64().ceil() as u64,
+                    });
+                }
+                if !said {
+                    said = true;
+                    tracing::warn!(
+                        lock = %lock.display(),
+                        holder = %store.lock_holder(),
+                        "the data folder is locked; waiting up to {} s for it to be released",
+                        wait.as_secs_f64().ceil()
+                    );
+                }
+                tokio::time::sleep(left.min(std::time::Duration::from_millis(50))).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -317,9 +389,17 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(device_routes.with_state(()))
         .route_layer(middleware::from_fn_with_state(rt.clone(), http::authenticate))
         .route_layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    #[cfg(feature = "ui")]
+    let ui_routes = ui::routes();
+    // Without the UI, its paths say so instead of a 404.
+    #[cfg(not(feature = "ui"))]
+    let ui_routes = Router::new()
+        .route("/admin", build_info::not_built_route("ui"))
+        .route("/admin/", build_info::not_built_route("ui"))
+        .route("/admin/{*rest}", build_info::not_built_route("ui"));
     Router::new()
         .merge(api::public_routes(&rt).route_layer(DefaultBodyLimit::max(limits.max_body_bytes)))
-        .merge(ui::routes())
+        .merge(ui_routes)
         .merge(protected)
         .fallback(fallback)
         .with_state(rt)
@@ -348,7 +428,10 @@ async fn fallback(
             }
             w.serve(&parts.method, parts.uri.path(), &parts.headers).await
         }
-        None if path == "/" => axum::response::Redirect::to("/admin/").into_response(),
+        None if path == "/" && cfg!(feature = "ui") => {
+            axum::response::Redirect::to("/admin/").into_response()
+        }
+        None if path == "/" => build_info::not_built_response("ui"),
         _ => error::ApiError::not_found("no such resource").into_response(),
     }
 }
@@ -379,25 +462,55 @@ impl RunningServer {
         let _ = tokio::task::spawn_blocking(move || security.flush()).await;
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP
+    /// reloads (see [`RunningServer::run`]). The signal handlers are
+    /// installed here; install them before [`ServerBuilder::start`] and call
+    /// [`RunningServer::run`] instead to cover start-up too.
     pub async fn wait_for_signal(self) {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        self.shutdown().await;
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+        match service::Signals::install() {
+            Ok(signals) => self.run(signals).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "no signal handlers; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                self.shutdown().await;
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully. SIGHUP
+    /// reloads what a Reboot reloads ([`Runtime::reload`]): the stored
+    /// configuration, the listeners that changed, the certificates, and
+    /// temporary blocks are lifted; open connections on ports that stay are
+    /// kept. Under systemd (`NOTIFY_SOCKET`) it reports `READY=1` now,
+    /// `RELOADING=1` then `READY=1` around each reload, `STOPPING=1` at the
+    /// end, and feeds the watchdog when `WatchdogSec` is set.
+    pub async fn run(self, mut signals: service::Signals) {
+        service::notify_ready(&self.status_line().await);
+        let watchdog = service::spawn_watchdog();
+        while let service::Request::Reload = signals.next().await {
+            tracing::info!("SIGHUP: reloading");
+            service::notify_reloading();
+            if let Err(e) = self.runtime.reload().await {
+                tracing::error!(error = %e, "reload refused; the running configuration stays");
+            }
+            service::notify_ready(&self.status_line().await);
+        }
+        tracing::info!("shutting down");
+        service::notify_stopping();
+        drop(watchdog);
+        self.shutdown().await;
+    }
+
+    /// One line saying what is open, for the service manager's status.
+    async fn status_line(&self) -> String {
+        let open = self.runtime.open_listeners().await;
+        let ports = |tls: bool| {
+            open.iter().filter(|l| l.tls == tls).map(|l| l.port.to_string()).collect::<Vec<_>>().join(", ")
+        };
+        match (ports(false), ports(true)) {
+            (h, s) if s.is_empty() => format!("serving HTTP on {h}"),
+            (h, s) if h.is_empty() => format!("serving HTTPS on {s}"),
+            (h, s) => format!("serving HTTP on {h}, HTTPS on {s}"),
         }
     }
 }

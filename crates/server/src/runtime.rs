@@ -111,6 +111,9 @@ pub struct Runtime {
     pub security: Arc<Security>,
     /// Static content folder, if one is served.
     pub webroot: Option<Arc<crate::webroot::Webroot>>,
+    /// The device's own host names (`localhost`, its host name), for the
+    /// `Host` check; the certificate's and the configured ones are added there.
+    pub host_names: portcullis_core::hosts::HostNames,
     overrides: PortOverrides,
     running: ArcSwap<Config>,
     stored: Mutex<Config>,
@@ -122,9 +125,10 @@ pub struct Runtime {
     listeners: tokio::sync::Mutex<ListenerSet>,
     listen_ctx: OnceLock<ListenContext>,
     notifier: OnceLock<crate::notifications::Notifier>,
+    #[cfg(feature = "acme")]
     acme: OnceLock<Arc<crate::acme::Acme>>,
     pending: Mutex<Option<Pending>>,
-    next_pending: std::sync::atomic::AtomicU64,
+    next_pending: portable_atomic::AtomicU64,
     self_ref: OnceLock<std::sync::Weak<Runtime>>,
 }
 
@@ -208,6 +212,7 @@ impl Runtime {
             certs: parts.certs,
             security: parts.security,
             webroot: parts.webroot,
+            host_names: portcullis_core::hosts::HostNames::new(&crate::certs::device_identity().0),
             overrides: parts.overrides,
             running: ArcSwap::new(Arc::new(running)),
             stored: Mutex::new(parts.stored),
@@ -217,9 +222,10 @@ impl Runtime {
             listeners: tokio::sync::Mutex::new(ListenerSet::default()),
             listen_ctx: OnceLock::new(),
             notifier: OnceLock::new(),
+            #[cfg(feature = "acme")]
             acme: OnceLock::new(),
             pending: Mutex::new(None),
-            next_pending: std::sync::atomic::AtomicU64::new(1),
+            next_pending: portable_atomic::AtomicU64::new(1),
             self_ref: OnceLock::new(),
         })
     }
@@ -240,11 +246,13 @@ impl Runtime {
     }
 
     /// Gives the runtime its ACME state; called once at start.
+    #[cfg(feature = "acme")]
     pub fn set_acme(&self, acme: Arc<crate::acme::Acme>) {
         let _ = self.acme.set(acme);
     }
 
     /// The ACME state.
+    #[cfg(feature = "acme")]
     pub fn acme(&self) -> &Arc<crate::acme::Acme> {
         self.acme.get().expect("the ACME state is set at start, before any request")
     }
@@ -613,10 +621,16 @@ impl Runtime {
         Ok(result)
     }
 
+    /// Whether Digest authentication is in force: switched on, and built in
+    /// (a configuration from a fuller build may say `digest: true`).
+    pub fn digest_on(&self) -> bool {
+        cfg!(feature = "digest") && self.running().authentication.digest
+    }
+
     /// After a correct password: with Digest on, derive the user's Digest
     /// secrets if it has none yet (accounts created before Digest was switched on).
     pub async fn capture_digest(&self, user: &str, password: &str) {
-        if self.running().authentication.digest && self.auth.lacks_digest(user) {
+        if self.digest_on() && self.auth.lacks_digest(user) {
             let (user, password) = (user.to_string(), password.to_string());
             if let Err(e) = self
                 .update_users(|u| {
@@ -660,6 +674,25 @@ impl Runtime {
     /// Reboot: a soft restart inside the process — running := stored,
     /// listeners rebound, certificates reloaded.
     pub async fn reboot(&self, actor: &Actor) -> Result<(), ApplyError> {
+        self.reboot_as(
+            actor,
+            "soft reboot: stored configuration loaded, listeners rebound, certificates reloaded, temporary blocks lifted",
+        )
+        .await
+    }
+
+    /// Reload on the service manager's request (SIGHUP): what a Reboot
+    /// does. Listeners whose port and protocol stay keep running, and so do
+    /// their open connections; certificates change for new TLS connections.
+    pub async fn reload(&self) -> Result<(), ApplyError> {
+        self.reboot_as(
+            &Actor::default(),
+            "reload (SIGHUP): stored configuration loaded, listeners rebound, certificates reloaded, temporary blocks lifted",
+        )
+        .await
+    }
+
+    async fn reboot_as(&self, actor: &Actor, message: &str) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let target = self.loaded_from_stored();
         self.apply(target).await?;
@@ -668,11 +701,7 @@ impl Runtime {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
         self.security.clear_blocks();
-        self.event(
-            EventKind::Reboot,
-            actor,
-            "soft reboot: stored configuration loaded, listeners rebound, certificates reloaded, temporary blocks lifted",
-        );
+        self.event(EventKind::Reboot, actor, message);
         Ok(())
     }
 

@@ -286,6 +286,9 @@ impl Security {
                 serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "user": user}),
             );
         }
+        // The name is the client's choice: cut and without control characters,
+        // so a guess cannot make a 10,000-character line or forge one.
+        let user = user.map(|u| portcullis_core::logfile::clean(u, portcullis_core::logfile::MAX_USER_LEN));
         tracing::warn!(client_ip = %ip, user = ?user, count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
         FailureResult { count: outcome.count, alert: outcome.alert, blocked: outcome.block }
     }

@@ -53,6 +53,49 @@ pub enum StoreError {
     /// Another process (a running server) holds the folder's lock.
     #[error("the data folder {0} is in use by a running portcullis server; stop it first")]
     Locked(PathBuf),
+    /// The folder's lock was still held after waiting for it.
+    #[error(
+        "the data folder {dir} is in use: its lock {lock} is held by {holder} and was not released within {waited_seconds} s; stop that process first"
+    )]
+    StillLocked {
+        /// The folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// Who holds it (`process 1234 (portcullis)`, or `another process`).
+        holder: String,
+        /// How long the server waited.
+        waited_seconds: u64,
+    },
+}
+
+/// The process holding an `flock` on `path`, from `/proc/locks` (whose
+/// lines read `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`: the pid,
+/// then the file's device as major:minor in hex and its inode).
+fn lock_holder(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::metadata(path).ok()?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    let pid = locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Processes waiting for a lock are listed after it with "->".
+        if fields.get(1) == Some(&"->") {
+            return None;
+        }
+        let (kind, pid, file) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
+        let mut parts = file.split(':');
+        let (maj, min, inode) = (parts.next()?, parts.next()?, parts.next()?);
+        let same = *kind == "FLOCK"
+            && u32::from_str_radix(maj, 16).ok()? == major
+            && u32::from_str_radix(min, 16).ok()? == minor
+            && inode.parse::<u64>().ok()? == ino;
+        same.then(|| pid.parse::<u32>().ok()).flatten()
+    })?;
+    let name =
+        fs::read_to_string(format!("/proc/{pid}/comm")).map(|n| n.trim().to_string()).unwrap_or_default();
+    Some(if name.is_empty() { format!("process {pid}") } else { format!("process {pid} ({name})") })
 }
 
 impl StoreError {
@@ -134,6 +177,13 @@ impl Store {
             Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(self.dir.clone())),
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io("lock", &path, e)),
         }
+    }
+
+    /// Who holds the folder's lock, as the kernel lists it in `/proc/locks`
+    /// (`process 1234 (portcullis)`), or `another process` when that cannot
+    /// be told.
+    pub fn lock_holder(&self) -> String {
+        lock_holder(&self.path(LOCK_FILE)).unwrap_or_else(|| "another process".to_string())
     }
 
     /// Reads `name`, or `None` when it does not exist.

@@ -4,16 +4,29 @@
 //! ever served (no `..`, no dotfiles, no symlink leading out, checked after
 //! resolving every link).
 //!
+//! A request path is resolved (every link followed, the result checked to be
+//! inside the folder) and the result remembered for 2 s; but a file's content
+//! is only ever read from a descriptor opened relative to the folder without
+//! following any link (`openat2` with `RESOLVE_BENEATH` and
+//! `RESOLVE_NO_SYMLINKS`, or component by component with `O_NOFOLLOW` where
+//! `openat2` is missing). So a folder swapped for a link after it was
+//! resolved leads nowhere: what the link points at is never opened.
+//!
 //! What a file's answer needs (ETag, Last-Modified, type, length) is kept
-//! per file and checked against the file's size and modification time on
-//! every request (one `stat`); small files are kept in memory too, so the
-//! common case costs that `stat` and no read.
+//! per file, taken from the opened descriptor, and checked against the file
+//! the path leads to on every request (one `stat`: device, inode, size,
+//! modification time); small files are kept in memory too, so the common
+//! case costs that `stat` and no open or read. A `stat` that finds another
+//! file (a new version, or whatever a swapped link leads to) makes the file
+//! be opened again, beneath the folder.
 
 use portcullis_core::ErrorCode;
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,6 +51,10 @@ const CHUNK: usize = 124 * 1024;
 /// version of the file instead of once per request.
 #[derive(Clone)]
 struct FileInfo {
+    /// The file it describes (device and inode, from the descriptor opened
+    /// beneath the folder): a path that leads to another file since is not
+    /// answered from here.
+    id: FileId,
     len: u64,
     modified: SystemTime,
     etag: HeaderValue,
@@ -50,8 +67,41 @@ struct FileInfo {
     data: Option<Bytes>,
 }
 
+/// Device and inode of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+/// What a `stat` says of a file: which file, whether it is a regular file,
+/// its size and modification time.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    id: FileId,
+    regular: bool,
+    len: u64,
+    modified: SystemTime,
+}
+
+impl Seen {
+    fn of(st: &rustix::fs::Stat) -> Self {
+        let modified = u64::try_from(st.st_mtime)
+            .ok()
+            .and_then(|secs| UNIX_EPOCH.checked_add(std::time::Duration::new(secs, st.st_mtime_nsec as u32)))
+            .unwrap_or(UNIX_EPOCH);
+        Self {
+            id: FileId { dev: st.st_dev, ino: st.st_ino },
+            regular: rustix::fs::FileType::from_raw_mode(st.st_mode).is_file(),
+            len: st.st_size as u64,
+            modified,
+        }
+    }
+}
+
 impl FileInfo {
-    fn new(file: &Path, len: u64, modified: SystemTime) -> Self {
+    fn new(file: &Path, seen: Seen) -> Self {
+        let Seen { id, len, modified, .. } = seen;
         let mtime_ns = modified.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let mime = mime_guess::from_path(file).first_or_octet_stream();
         let etag = hv(&format!("\"{len:x}-{mtime_ns:x}\""));
@@ -60,7 +110,12 @@ impl FileInfo {
         let mut whole = base_headers(&etag, &last_modified);
         whole.insert(header::CONTENT_TYPE, content_type.clone());
         whole.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        Self { len, modified, etag, last_modified, content_type, whole, data: None }
+        Self { id, len, modified, etag, last_modified, content_type, whole, data: None }
+    }
+
+    /// Whether this describes the file `seen` (same file, same version).
+    fn describes(&self, seen: &Seen) -> bool {
+        self.id == seen.id && self.len == seen.len && self.modified == seen.modified
     }
 
     fn etag(&self) -> &str {
@@ -102,6 +157,8 @@ pub(crate) enum Answer {
 pub(crate) struct Read {
     target: Arc<Target>,
     info: Arc<FileInfo>,
+    /// The file, when it was opened already (beneath the folder).
+    file: Option<std::fs::File>,
     start: u64,
     end: u64,
     status: StatusCode,
@@ -113,7 +170,8 @@ pub(crate) struct Read {
 struct Target {
     /// Its real path.
     path: PathBuf,
-    /// The same, relative to the folder, ready for `statat`.
+    /// The same, relative to the folder (no link in it), ready for `statat`
+    /// and [`open_beneath`].
     rel: CString,
     /// What is known of it, as last seen. Written only with the cache's
     /// write lock held, which keeps the byte count right.
@@ -125,7 +183,9 @@ struct Target {
 struct Cache {
     /// Request path → the file it resolved to (or none), and when (coarse
     /// milliseconds). Resolving follows every link of every component (a
-    /// readlink each): too costly per request.
+    /// readlink each): too costly per request. Safe to reuse: the file is
+    /// opened by its resolved path without following links, so a link
+    /// swapped in since is refused, and the path resolved again.
     resolved: HashMap<String, (Option<Arc<Target>>, u64)>,
     /// Real path → its target.
     targets: HashMap<PathBuf, Arc<Target>>,
@@ -146,6 +206,10 @@ pub struct Webroot {
     /// walks one or two path components instead of the folder's whole path.
     dir: std::fs::File,
     cache: RwLock<Cache>,
+    /// Whether `openat2` works here (false on kernels before 5.6, under
+    /// qemu-user or a seccomp filter that refuses it: then files are opened
+    /// component by component).
+    openat2: AtomicBool,
 }
 
 impl std::fmt::Debug for Webroot {
@@ -173,7 +237,12 @@ impl Webroot {
             return Err(err("not a folder".into()));
         }
         let dir = std::fs::File::open(&root).map_err(|e| err(e.to_string()))?;
-        Ok(Arc::new(Self { root, dir, cache: RwLock::default() }))
+        Ok(Arc::new(Self {
+            root,
+            dir,
+            cache: RwLock::default(),
+            openat2: AtomicBool::new(cfg!(target_os = "linux")),
+        }))
     }
 
     fn cache_read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -192,6 +261,11 @@ impl Webroot {
         {
             return target.clone();
         }
+        self.resolve_now(raw_path, now)
+    }
+
+    /// [`Webroot::resolve`] now, whatever is remembered, and remembered.
+    fn resolve_now(&self, raw_path: &str, now: u64) -> Option<Arc<Target>> {
         let found = self.resolve(raw_path).and_then(|real| {
             let rel = real.strip_prefix(&self.root).ok()?.as_os_str().as_bytes().to_vec();
             Some((CString::new(rel).ok()?, real))
@@ -247,32 +321,80 @@ impl Webroot {
         real.starts_with(&self.root).then_some(real)
     }
 
-    /// Size and modification time of a regular file (inside the folder).
-    /// A stat of a local file takes microseconds; doing it here saves a
-    /// thread hop per request, which matters more for small files.
-    fn stat(&self, target: &Target) -> Option<(u64, SystemTime)> {
+    /// What the folder's path `target` leads to now. One `statat`, on the
+    /// worker (a stat of a local file takes microseconds; a thread hop per
+    /// request costs more). It follows links, so it only tells whether the
+    /// file seen last is still there: content is never read by this path.
+    fn stat(&self, target: &Target) -> Option<Seen> {
         let st = rustix::fs::statat(&self.dir, target.rel.as_c_str(), rustix::fs::AtFlags::empty()).ok()?;
-        if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
-            return None;
-        }
-        let modified = u64::try_from(st.st_mtime)
-            .ok()
-            .and_then(|secs| UNIX_EPOCH.checked_add(std::time::Duration::new(secs, st.st_mtime_nsec as u32)))
-            .unwrap_or(UNIX_EPOCH);
-        Some((st.st_size as u64, modified))
+        Some(Seen::of(&st))
     }
 
-    /// What is known of the file at this size and modification time.
-    fn info(&self, target: &Arc<Target>, len: u64, modified: SystemTime) -> Arc<FileInfo> {
-        if let Some(i) = target.info.read().unwrap_or_else(|e| e.into_inner()).as_ref()
-            && i.len == len
-            && i.modified == modified
-        {
-            return i.clone();
+    /// Opens the file `target` names, beneath the folder and through no
+    /// link, and says what it is.
+    fn open(&self, target: &Target) -> Option<(std::fs::File, Seen)> {
+        let fd = self.open_beneath(target.rel.as_c_str()).ok()?;
+        let seen = Seen::of(&rustix::fs::fstat(&fd).ok()?);
+        seen.regular.then(|| (std::fs::File::from(fd), seen))
+    }
+
+    /// Opens `rel` for reading, beneath the folder and through no link
+    /// ([`open_beneath`]; component by component where `openat2` is missing).
+    fn open_beneath(&self, rel: &CStr) -> rustix::io::Result<OwnedFd> {
+        if self.openat2.load(Ordering::Relaxed) {
+            match open_beneath(self.dir.as_fd(), rel) {
+                // Not there (an old kernel, qemu-user) or refused by a seccomp
+                // filter: the component-wise way, from now on if it works.
+                Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
+                    let fd = open_by_components(self.dir.as_fd(), rel)?;
+                    self.openat2.store(false, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "openat2 unavailable; webroot files are opened component by component");
+                    return Ok(fd);
+                }
+                r => return r,
+            }
         }
-        let info = Arc::new(FileInfo::new(&target.path, len, modified));
+        open_by_components(self.dir.as_fd(), rel)
+    }
+
+    /// The file `raw_path` names, opened beneath the folder, with what is
+    /// known of it. When the remembered resolution fails (a folder of the
+    /// path is a link now, or gone), the path is resolved once more: a
+    /// legitimate change is served at once, and a link leading out resolves
+    /// to nothing.
+    fn open_fresh(
+        &self,
+        raw_path: &str,
+        target: Arc<Target>,
+    ) -> Option<(Arc<Target>, std::fs::File, Arc<FileInfo>)> {
+        let (target, file, seen) = match self.open(&target) {
+            Some((file, seen)) => (target, file, seen),
+            None => {
+                let again = self.resolve_now(raw_path, crate::listen::coarse_now_ms())?;
+                if Arc::ptr_eq(&again, &target) {
+                    return None;
+                }
+                let (file, seen) = self.open(&again)?;
+                (again, file, seen)
+            }
+        };
+        let info = self.info(&target, seen);
+        Some((target, file, info))
+    }
+
+    /// What is known of the file `seen` (a descriptor's `fstat`).
+    fn info(&self, target: &Arc<Target>, seen: Seen) -> Arc<FileInfo> {
+        if let Some(i) = self.known(target, &seen) {
+            return i;
+        }
+        let info = Arc::new(FileInfo::new(&target.path, seen));
         self.remember(target, info.clone());
         info
+    }
+
+    /// What is known of `target`, if it describes the file `seen`.
+    fn known(&self, target: &Target, seen: &Seen) -> Option<Arc<FileInfo>> {
+        target.info.read().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|i| i.describes(seen)).cloned()
     }
 
     fn remember(&self, target: &Arc<Target>, info: Arc<FileInfo>) {
@@ -316,8 +438,16 @@ impl Webroot {
             return Answer::Ready(r);
         }
         let Some(target) = self.resolve_cached(path) else { return Answer::Ready(not_found()) };
-        let Some((len, modified)) = self.stat(&target) else { return Answer::Ready(not_found()) };
-        let info = self.info(&target, len, modified);
+        // The common case: the path still leads to the file last opened
+        // beneath the folder, unchanged; what is known of it answers.
+        let (target, file, info) = match self.stat(&target).and_then(|seen| self.known(&target, &seen)) {
+            Some(info) => (target, None, info),
+            None => match self.open_fresh(path, target) {
+                Some((target, file, info)) => (target, Some(file), info),
+                None => return Answer::Ready(not_found()),
+            },
+        };
+        let (len, modified) = (info.len, info.modified);
 
         if not_modified(headers, info.etag(), modified) {
             let mut r = Response::new(Body::empty());
@@ -352,7 +482,9 @@ impl Webroot {
         let body = match &info.data {
             _ if method == Method::HEAD => Body::empty(),
             Some(data) => Body::from(data.slice(start as usize..end as usize)),
-            None => return Answer::Read(Read { target, info, start, end, status, headers: resp_headers }),
+            None => {
+                return Answer::Read(Read { target, info, file, start, end, status, headers: resp_headers });
+            }
         };
         let mut r = Response::new(body);
         *r.status_mut() = status;
@@ -362,17 +494,27 @@ impl Webroot {
 
     /// Reads the content [`Webroot::answer`] could not answer with at once.
     pub(crate) async fn read(self: &Arc<Self>, read: Read) -> Response {
-        let Read { target, info, start, end, status, headers } = read;
+        let Read { target, info, file, start, end, status, headers } = read;
+        let (file, same) = match file {
+            Some(f) => (f, true),
+            None => {
+                let this = self.clone();
+                let t = target.clone();
+                match tokio::task::spawn_blocking(move || this.open(&t)).await {
+                    // Another file since the stat (replaced meanwhile): served
+                    // as read, but not kept for the old one's answers.
+                    Ok(Some((f, seen))) => (f, info.describes(&seen)),
+                    _ => return not_found(),
+                }
+            }
+        };
         let body = if info.len <= CACHE_FILE_LIMIT {
-            match self.small_file(&target, &info).await {
+            match self.small_file(&target, &info, file, same).await {
                 Some(data) => Body::from(data.slice(start as usize..end as usize)),
                 None => return not_found(),
             }
         } else {
-            match stream(target.path.clone(), start, end).await {
-                Some(b) => b,
-                None => return not_found(),
-            }
+            stream(file, start, end)
         };
         let mut r = Response::new(body);
         *r.status_mut() = status;
@@ -380,14 +522,25 @@ impl Webroot {
         r
     }
 
-    async fn small_file(&self, target: &Arc<Target>, info: &Arc<FileInfo>) -> Option<Bytes> {
+    async fn small_file(
+        &self,
+        target: &Arc<Target>,
+        info: &Arc<FileInfo>,
+        mut file: std::fs::File,
+        keep: bool,
+    ) -> Option<Bytes> {
         if let Some(data) = &info.data {
             return Some(data.clone());
         }
-        let path = target.path.clone();
-        let data = Bytes::from(tokio::task::spawn_blocking(move || std::fs::read(path)).await.ok()?.ok()?);
         let len = info.len;
-        if data.len() as u64 != len {
+        let data = tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            // One byte more than promised tells a file that grew meanwhile.
+            let mut data = Vec::with_capacity(len as usize + 1);
+            (&mut file).take(len + 1).read_to_end(&mut data).map(|_| data)
+        });
+        let data = Bytes::from(data.await.ok()?.ok()?);
+        if data.len() as u64 != len || !keep {
             // Changed while we read it: serve what we read, cache nothing.
             return (data.len() as u64 >= len).then(|| data.slice(..len as usize));
         }
@@ -401,9 +554,8 @@ impl Webroot {
 /// holds is read at once on the worker (`RWF_NOWAIT`: no thread hop, no
 /// context switch); what must come from the disk is read on a blocking
 /// thread, which is not held between chunks (a slow client holds no thread).
-async fn stream(file: PathBuf, start: u64, end: u64) -> Option<Body> {
-    let f = tokio::task::spawn_blocking(move || std::fs::File::open(file)).await.ok()?.ok()?;
-    let chunks = futures_util::stream::try_unfold((Arc::new(f), start), move |(f, at)| async move {
+fn stream(file: std::fs::File, start: u64, end: u64) -> Body {
+    let chunks = futures_util::stream::try_unfold((Arc::new(file), start), move |(f, at)| async move {
         if at >= end {
             return Ok(None);
         }
@@ -422,7 +574,55 @@ async fn stream(file: PathBuf, start: u64, end: u64) -> Option<Body> {
         }
         Ok::<_, std::io::Error>(Some((Bytes::from(buf), (f, at + want as u64))))
     });
-    Some(Body::from_stream(chunks))
+    Body::from_stream(chunks)
+}
+
+/// Flags of every open of a webroot file: read only, never a link as the
+/// last component, and no wait on a FIFO (it is refused after `fstat`).
+fn open_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY
+}
+
+/// Opens `rel` (relative, no `..`) beneath `dir` without following any link:
+/// one `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` (Linux 5.6+).
+#[cfg(target_os = "linux")]
+fn open_beneath(dir: BorrowedFd<'_>, rel: &CStr) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::ResolveFlags;
+    rustix::fs::openat2(
+        dir,
+        rel,
+        open_flags(),
+        rustix::fs::Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_beneath(_dir: BorrowedFd<'_>, _rel: &CStr) -> rustix::io::Result<OwnedFd> {
+    Err(rustix::io::Errno::NOSYS)
+}
+
+/// What [`open_beneath`] does, where `openat2` is missing: each folder of
+/// `rel` opened from the one before with `O_NOFOLLOW | O_DIRECTORY` (a link
+/// is refused, never followed), then the file with `O_NOFOLLOW`. `.` and
+/// `..` are refused.
+fn open_by_components(dir: BorrowedFd<'_>, rel: &CStr) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let mut parts = rel.to_bytes().split(|b| *b == b'/').filter(|p| !p.is_empty()).peekable();
+    let mut folder: Option<OwnedFd> = None;
+    while let Some(part) = parts.next() {
+        if part == b"." || part == b".." {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        let at = folder.as_ref().map_or(dir, |f| f.as_fd());
+        if parts.peek().is_none() {
+            return rustix::fs::openat(at, part, open_flags(), Mode::empty());
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        folder = Some(rustix::fs::openat(at, part, flags, Mode::empty())?);
+    }
+    Err(rustix::io::Errno::NOENT)
 }
 
 /// Reads what the page cache holds of `buf.len()` bytes at `offset`,
@@ -542,16 +742,15 @@ mod tests {
         let path = dir.path().join("big.bin");
         let content: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &content).expect("write");
-        let body = stream(path.clone(), 1000, 300_000).await.expect("open");
-        let got = body.collect().await.expect("whole body").to_bytes();
+        let open = || std::fs::File::open(&path).expect("open");
+        let got = stream(open(), 1000, 300_000).collect().await.expect("whole body").to_bytes();
         assert_eq!(got.as_ref(), &content[1000..300_000]);
         // The length was promised in Content-Length: a file cut short meanwhile
         // ends the body with an error (the connection is closed), never with
         // fewer bytes passed off as the whole.
-        let body = stream(path.clone(), 0, 400_000).await.expect("open");
+        let body = stream(open(), 0, 400_000);
         std::fs::write(&path, &content[..100_000]).expect("truncate");
         assert!(body.collect().await.is_err());
-        assert!(stream(dir.path().join("gone.bin"), 0, 10).await.is_none());
     }
 
     #[test]
@@ -568,25 +767,100 @@ mod tests {
         let c = w.resolve_cached("/alias.html").expect("a link to it");
         assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&b, &c));
         assert!(w.resolve_cached("/missing.html").is_none());
-        assert_eq!(w.stat(&a).map(|(len, _)| len), Some(4));
+        assert_eq!(w.stat(&a).map(|s| s.len), Some(4));
         let nested = w.resolve_cached("/sub/a.txt").expect("nested");
-        assert_eq!(w.stat(&nested).map(|(len, _)| len), Some(6), "stat relative to the folder");
+        assert_eq!(w.open(&nested).map(|(_, s)| s.len), Some(6), "opened relative to the folder");
         // Content kept for one path is kept for all, and counted once.
-        let (len, modified) = w.stat(&a).expect("stat");
-        let info = w.info(&a, len, modified);
+        let (_, seen) = w.open(&a).expect("open");
+        let info = w.info(&a, seen);
         for t in [&a, &b, &c] {
             let with_data = FileInfo { data: Some(Bytes::from_static(b"home")), ..FileInfo::clone(&info) };
             w.remember(t, Arc::new(with_data));
         }
         assert_eq!(w.cache_read().bytes, 4);
-        assert!(w.info(&c, len, modified).data.is_some());
+        assert!(w.known(&c, &w.stat(&c).expect("stat")).is_some_and(|i| i.data.is_some()));
         // A new version of the file is seen through every path.
         std::fs::write(root.join("index.html"), "home, changed").expect("write");
-        let (len, modified) = w.stat(&b).expect("stat");
-        assert_eq!(len, 13);
-        let info = w.info(&c, len, modified);
+        let seen = w.stat(&b).expect("stat");
+        assert_eq!(seen.len, 13);
+        assert!(w.known(&c, &seen).is_none(), "the old version does not answer");
+        let (_, seen) = w.open(&c).expect("open");
+        let info = w.info(&c, seen);
         assert!(info.data.is_none() && info.len == 13);
         assert_eq!(w.cache_read().bytes, 0, "the old content is no longer counted");
+    }
+
+    /// A folder of the webroot swapped for a link to a secret folder after
+    /// its files were served: the link is never followed, whatever was
+    /// remembered (content, headers, the resolved path), in both ways of
+    /// opening.
+    fn a_swapped_folder_leads_nowhere(openat2: bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, secret) = (dir.path().join("www"), dir.path().join("data"));
+        std::fs::create_dir_all(root.join("sub/certs")).expect("mkdir");
+        std::fs::create_dir_all(secret.join("certs")).expect("mkdir");
+        let big: Vec<u8> = vec![b'p'; 300_000];
+        std::fs::write(root.join("sub/certs/factory.pem"), "public").expect("write");
+        std::fs::write(root.join("sub/big.bin"), &big).expect("write");
+        std::fs::write(secret.join("certs/factory.pem"), "PRIVATE KEY").expect("write");
+        std::fs::write(secret.join("big.bin"), vec![b'S'; 300_000]).expect("write");
+        let w = Webroot::new(&root).expect("webroot");
+        w.openat2.store(openat2, Ordering::Relaxed);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let get = |path: &str| -> (StatusCode, Vec<u8>) {
+            rt.block_on(async {
+                use http_body_util::BodyExt;
+                let r = w.serve(&Method::GET, path, &HeaderMap::new()).await;
+                let status = r.status();
+                (status, r.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default())
+            })
+        };
+        assert_eq!(get("/sub/certs/factory.pem"), (StatusCode::OK, b"public".to_vec()));
+        assert_eq!(get("/sub/big.bin").1, big);
+        // A link inside the folder is fine.
+        std::fs::rename(root.join("sub"), root.join("real-sub")).expect("move");
+        std::os::unix::fs::symlink(root.join("real-sub"), root.join("sub")).expect("symlink");
+        assert_eq!(get("/sub/certs/factory.pem"), (StatusCode::OK, b"public".to_vec()));
+        // A link out of it is never followed, whatever was remembered.
+        std::fs::remove_file(root.join("sub")).expect("unlink");
+        std::os::unix::fs::symlink(&secret, root.join("sub")).expect("symlink");
+        for path in ["/sub/certs/factory.pem", "/sub/big.bin"] {
+            let (status, body) = get(path);
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path} through the link (openat2: {openat2})");
+            assert!(!body.contains(&b'S') && !body.windows(7).any(|b| b == b"PRIVATE"), "{path}");
+        }
+        assert_eq!(w.openat2.load(Ordering::Relaxed), openat2);
+    }
+
+    #[test]
+    fn a_swapped_folder_leads_nowhere_with_openat2() {
+        a_swapped_folder_leads_nowhere(true);
+    }
+
+    #[test]
+    fn a_swapped_folder_leads_nowhere_component_by_component() {
+        a_swapped_folder_leads_nowhere(false);
+    }
+
+    #[test]
+    fn opening_beneath_refuses_every_link_and_dot_dot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("www");
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        std::fs::write(root.join("a/b/f.txt"), "f").expect("write");
+        std::fs::write(dir.path().join("out.txt"), "o").expect("write");
+        std::os::unix::fs::symlink(root.join("a"), root.join("link-dir")).expect("symlink");
+        std::os::unix::fs::symlink("b/f.txt", root.join("a/rel-link.txt")).expect("symlink");
+        std::os::unix::fs::symlink(dir.path().join("out.txt"), root.join("out-link.txt")).expect("symlink");
+        let folder = std::fs::File::open(&root).expect("open");
+        let c = |s: &str| CString::new(s).expect("c string");
+        for open in [open_beneath, open_by_components] {
+            assert!(open(folder.as_fd(), &c("a/b/f.txt")).is_ok());
+            for bad in ["link-dir/b/f.txt", "a/rel-link.txt", "out-link.txt", "../out.txt", "a/../../out.txt"]
+            {
+                assert!(open(folder.as_fd(), &c(bad)).is_err(), "{bad}");
+            }
+        }
     }
 
     #[test]

@@ -48,8 +48,12 @@ pub struct Options {
     /// the default here, so that the many servers of the suite do not drop
     /// the binary's cached pages under one another.
     pub keep_code_pages: bool,
-    /// Extra environment variables of the server process (e.g. libfaketime's).
+    /// Extra environment variables of the server process.
     pub env: Vec<(String, String)>,
+    /// Whether the temporary folder is open to other users (mode 0755, not
+    /// 0700), for a server that runs as another account (`--user`). The data
+    /// folder itself is then left for the server to create.
+    pub open_dir: bool,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             keep_code_pages: true,
             env: Vec::new(),
+            open_dir: false,
         }
     }
 }
@@ -91,6 +96,10 @@ impl TestServer {
     /// Starts a server with `options`.
     pub fn start_with(bin: &Path, options: Options) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("portcullis-test-").tempdir()?;
+        if options.open_dir {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        }
         // Distinct ports: free_port can hand one out twice (it is free again once probed).
         let mut ports: Vec<u16> = Vec::new();
         while ports.len() < options.http_ports + 1 {
@@ -224,6 +233,21 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends `signal` (a name `kill` knows: HUP, TERM, ...) to the server.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid().context("the server is not running")?;
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Whether the server process has exited (its status is collected).
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// Starts the binary again on the same data folder and ports.

@@ -241,3 +241,73 @@ fn configured_offline_the_server_enrols_by_itself() {
     assert_eq!(view["status"]["managed"], true);
     assert!(view["status"]["next_renewal"].is_string());
 }
+
+/// `openssl s_client` to `127.0.0.1:port` offering `alpn` for `name`, sending
+/// an HTTP request once connected; its exit code, and stdout and stderr
+/// together.
+fn s_client_alpn(port: u16, name: &str, alpn: &str) -> (i32, String) {
+    let connect = format!("127.0.0.1:{port}");
+    let script = format!(
+        "printf 'GET /healthz HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' | openssl s_client -connect {connect} -servername {name} -alpn {alpn} -ign_eof 2>&1"
+    );
+    let (code, out, _) = portcullis_testkit::run("timeout", &["10", "sh", "-c", &script]);
+    (code, out)
+}
+
+/// With no tls-alpn-01 challenge pending, a handshake offering only
+/// `acme-tls/1` is refused (no_application_protocol) and no HTTP is served.
+#[test]
+fn acme_tls_alpn_without_a_pending_challenge_is_refused() {
+    let server = TestServer::start(&bin()).expect("start");
+    let (code, out) = s_client_alpn(server.https_port, "localhost", "acme-tls/1");
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("no application protocol"), "refused with no_application_protocol: {out}");
+    assert!(!out.contains("HTTP/1.1"), "no HTTP answer: {out}");
+    let (code, out) = s_client_alpn(server.https_port, "localhost", "http/1.1");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("HTTP/1.1 200"), "HTTP over the usual ALPN: {out}");
+}
+
+/// While a challenge is pending, `acme-tls/1` gets the challenge certificate
+/// for its name only, and the connection never carries HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_tls_connection_never_carries_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let https_port = free_port();
+    let server = portcullis::ServerBuilder::new(dir.path().join("data"))
+        .port_overrides(portcullis::PortOverrides {
+            http_ports: Some(vec![free_port()]),
+            https_port: Some(https_port),
+        })
+        .admin_password(Some(portcullis_testkit::ADMIN_PASSWORD.into()))
+        .bind_addresses(vec!["127.0.0.1".parse().expect("ip")])
+        .start()
+        .await
+        .expect("start");
+    let mut req = portcullis_cert::GenerateRequest::new("challenge.portcullis.test");
+    req.key_type = portcullis_cert::KeyType::EcdsaP256;
+    let g =
+        portcullis_cert::generate(&req, time::OffsetDateTime::now_utc(), &mut rand::rng()).expect("generate");
+    let material =
+        portcullis_cert::parse_stored(g.chain_pem.as_bytes(), g.key_pem.as_bytes()).expect("material");
+    let resolver = server.runtime().certs.resolver.clone();
+    resolver.set_challenge("challenge.portcullis.test", material.certified_key().expect("key"));
+    let results = tokio::task::spawn_blocking(move || {
+        [
+            s_client_alpn(https_port, "challenge.portcullis.test", "acme-tls/1"),
+            s_client_alpn(https_port, "other.portcullis.test", "acme-tls/1"),
+            s_client_alpn(https_port, "localhost", "http/1.1"),
+        ]
+    })
+    .await
+    .expect("clients");
+    let (_, validator) = &results[0];
+    assert!(validator.contains("challenge.portcullis.test"), "the challenge certificate: {validator}");
+    assert!(validator.contains("acme-tls/1"), "{validator}");
+    assert!(!validator.contains("HTTP/1.1"), "no HTTP on an acme-tls/1 connection: {validator}");
+    let (code, other) = &results[1];
+    assert!(*code != 0 && !other.contains("HTTP/1.1"), "no challenge for that name: {other}");
+    let (code, browser) = &results[2];
+    assert!(*code == 0 && browser.contains("HTTP/1.1 200"), "HTTP still served meanwhile: {browser}");
+    server.shutdown().await;
+}

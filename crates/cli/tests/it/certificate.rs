@@ -390,3 +390,36 @@ fn cli_certificate_commands_on_a_data_folder() {
     let (_, out, _) = pcs(&["cert", "show", "--data-dir", data]);
     assert!(out.contains("Factory"), "{out}");
 }
+
+/// The key identifier that follows `heading` in `openssl x509 -text` output.
+fn key_identifier(text: &str, heading: &str) -> Option<String> {
+    let mut lines = text.lines().skip_while(|l| !l.contains(heading));
+    lines.next()?;
+    let value = lines.next()?.trim();
+    Some(value.strip_prefix("keyid:").unwrap_or(value).to_string())
+}
+
+/// The factory certificate (on disk and as served) names its authority key:
+/// AKI = SKI, as a self-signed certificate should.
+#[test]
+fn the_factory_certificate_has_an_authority_key_identifier() {
+    let server = TestServer::start(&bin()).expect("start");
+    let pem = server.data_dir().join("certs/factory.pem");
+    let text = openssl(&["x509", "-in", pem.to_str().expect("utf8"), "-noout", "-text"]).expect("x509");
+    let ski = key_identifier(&text, "X509v3 Subject Key Identifier").expect("SKI");
+    let aki =
+        key_identifier(&text, "X509v3 Authority Key Identifier").unwrap_or_else(|| panic!("AKI: {text}"));
+    assert!(ski.len() >= 20, "{ski}");
+    assert_eq!(aki, ski, "{text}");
+    let connect = format!("127.0.0.1:{}", server.https_port);
+    let (_, served, _) = run(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "openssl s_client -connect {connect} </dev/null 2>/dev/null | openssl x509 -noout -text"
+            ),
+        ],
+    );
+    assert_eq!(key_identifier(&served, "X509v3 Authority Key Identifier"), Some(ski));
+}

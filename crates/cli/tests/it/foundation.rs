@@ -61,12 +61,12 @@ fn http_on_two_ports_and_https_with_the_factory_certificate() {
         let r = raw_get(*port, "/healthz").expect("answer");
         assert!(r.starts_with("HTTP/1.1 200"), "port {port}: {r}");
     }
-    // HTTPS with curl, HTTP/2 negotiated by ALPN.
+    // HTTPS with curl, HTTP/2 negotiated by ALPN (HTTP/1.1 in a build without it).
     let url = server.https_url("/healthz");
     let (code, out, err) =
         run("curl", &["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", &url]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "200 2");
+    assert_eq!(out, if cfg!(feature = "http2") { "200 2" } else { "200 1.1" });
     let (code, out, _) =
         run("curl", &["-sk", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", &url]);
     assert_eq!(code, 0);
@@ -415,7 +415,7 @@ fn every_error_answer_is_json() {
         let mut s = raw_connection(&server, 10);
         write!(
             s,
-            "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "PUT /api/v1/webserver HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             admin_basic(),
             2 * 1024 * 1024
         )
@@ -477,8 +477,12 @@ fn a_client_that_shuts_down_its_sending_side_still_gets_its_answer() {
     use std::io::{Read, Write};
     let server = start();
     let mut s = raw_connection(&server, 20);
-    write!(s, "GET /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\r\n", admin_basic())
-        .expect("write");
+    write!(
+        s,
+        "GET /api/v1/webserver HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {}\r\n\r\n",
+        admin_basic()
+    )
+    .expect("write");
     s.shutdown(std::net::Shutdown::Write).expect("shutdown");
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
@@ -546,6 +550,7 @@ fn session_login_needs_the_csrf_token_and_same_origin() {
     assert!(r.headers().get("set-cookie").expect("cookie").to_str().expect("ascii").contains("Secure"));
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn the_login_page_and_ui_are_served() {
     let server = start();
@@ -592,6 +597,7 @@ fn users_are_managed_through_the_api() {
     assert_eq!(server.admin("DELETE", "/api/v1/users/op", None).0, 204);
 }
 
+#[cfg(feature = "openapi")]
 #[test]
 fn the_openapi_document_matches_the_routes() {
     let server = start();
@@ -599,6 +605,7 @@ fn the_openapi_document_matches_the_routes() {
         server.client().get(server.url("/api/v1/openapi.json")).send().expect("get").json().expect("json");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 10);
+    // Documented means built: no path of a left-out feature is listed.
     for (path, ops) in paths {
         for method in ops.as_object().expect("ops").keys() {
             if !["get", "put", "post", "delete"].contains(&method.as_str()) {
@@ -609,6 +616,7 @@ fn the_openapi_document_matches_the_routes() {
             let (status, body) = server.admin(&method.to_uppercase(), &concrete, None);
             assert!(
                 status != 405
+                    && status != 501
                     && !(status == 404
                         && body["error"]["code"] == "not_found"
                         && !concrete.contains("no-such")),
@@ -641,7 +649,7 @@ fn a_body_that_stops_arriving_is_cut_off() {
     let mut s = raw_connection(&server, 40);
     write!(
         s,
-        "PUT /api/v1/webserver HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"http_",
+        "PUT /api/v1/webserver HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"http_",
         admin_basic()
     )
     .expect("write");
@@ -655,4 +663,26 @@ fn a_body_that_stops_arriving_is_cut_off() {
     // Nothing changed, and the server still serves.
     let (_, settings) = server.admin("GET", "/api/v1/config/status", None);
     assert_eq!(settings["unsaved_changes"], false);
+}
+
+#[test]
+fn a_returning_tls_client_resumes_its_session_by_ticket() {
+    // The ticketer is made at the first handshake or just after start (not
+    // before the listeners open): a ticket from the first connection must
+    // resume the second.
+    let server = start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let session = dir.path().join("session.pem");
+    let script = |extra: &str| {
+        format!(
+            "printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | \
+             timeout 20 openssl s_client -connect 127.0.0.1:{} -tls1_3 -ign_eof {extra} 2>&1",
+            server.https_port
+        )
+    };
+    let first = run("sh", &["-c", &script(&format!("-sess_out {}", session.display()))]).1;
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    assert!(first.contains("HTTP/1.1 200"), "{first}");
+    let second = run("sh", &["-c", &script(&format!("-sess_in {}", session.display()))]).1;
+    assert!(second.contains("Reused, TLSv1.3"), "no resumption:\n{second}");
 }

@@ -1,19 +1,32 @@
 //! Integration tests: the real `portcullis` binary on free loopback ports,
 //! driven by real clients (reqwest, curl, openssl).
 
+// Modules that need an optional feature are built only with it (the build's
+// features are the binary's: `cargo test -p portcullis-cli --features ...`);
+// `features` checks what every build carries and what it answers for the rest.
+#[cfg(feature = "acme")]
 mod acme;
 mod certificate;
 mod cli;
 mod clock;
+#[cfg(feature = "digest")]
 mod digest;
+mod features;
 mod foundation;
 mod guessing;
+mod hosts;
+mod i18n;
 mod input;
 mod intrusion;
 mod live_apply;
+mod log_flood;
 mod memory;
+#[cfg(all(feature = "email", feature = "ip-notify", feature = "sip"))]
 mod notify;
 mod reliability;
+mod service;
+mod startup_lock;
+#[cfg(feature = "webroot")]
 mod webroot;
 
 use std::path::PathBuf;

@@ -37,6 +37,7 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn files_with_types_validators_and_ranges() {
     let (server, _content) = with_webroot();
@@ -182,6 +183,7 @@ fn login_can_be_required_and_blocked_clients_get_nothing() {
     assert_eq!(out, "000", "blocked at the connection");
 }
 
+#[cfg(feature = "ui")]
 #[test]
 fn without_a_webroot_the_root_leads_to_the_ui() {
     let server = TestServer::start(&bin()).expect("start");
@@ -198,6 +200,7 @@ fn without_a_webroot_the_root_leads_to_the_ui() {
 }
 
 /// A connection from `source` (a loopback address) to the server's first HTTP port.
+#[cfg(all(feature = "ui", feature = "acme"))]
 fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], server.http_ports[0]));
@@ -210,9 +213,10 @@ fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
 }
 
 /// One request on a keep-alive connection: the status line and the body.
+#[cfg(all(feature = "ui", feature = "acme"))]
 fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
-    write!(s, "GET {path} HTTP/1.1\r\nHost: device\r\n\r\n").expect("write");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -230,6 +234,7 @@ fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
     (head.lines().next().unwrap_or("").to_string(), body)
 }
 
+#[cfg(all(feature = "ui", feature = "acme"))]
 #[test]
 fn the_public_webroot_is_behind_the_same_checks_and_shadows_no_route() {
     let (server, content) = with_webroot();
@@ -309,4 +314,47 @@ async fn an_embedders_routes_keep_their_paths_beside_the_webroot() {
     assert_eq!(got[1], (200, "the device".to_string()));
     assert_eq!(got[2], (200, "the manual".to_string()));
     server.shutdown().await;
+}
+
+/// A folder of the webroot replaced by a link to the data folder after a
+/// first request (which filled every cache) serves nothing of the data
+/// folder: neither the factory key nor the configuration, small or large.
+#[test]
+fn a_folder_swapped_for_a_link_to_the_data_folder_serves_nothing_of_it() {
+    let (server, content) = with_webroot();
+    let www = content.path().join("www");
+    let data = server.data_dir();
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200, "config.json written");
+    let secret_big: Vec<u8> = (0..300_000u32).map(|i| b'A' + (i % 7) as u8).collect();
+    std::fs::write(data.join("big.bin"), &secret_big).expect("write");
+    std::fs::create_dir_all(www.join("sub/certs")).expect("mkdir");
+    let public_big = vec![b'p'; 300_000];
+    std::fs::write(www.join("sub/certs/factory.pem"), "public pem").expect("write");
+    std::fs::write(www.join("sub/config.json"), "{\"public\": true}").expect("write");
+    std::fs::write(www.join("sub/big.bin"), &public_big).expect("write");
+    let c = server.client();
+    let get = |path: &str| {
+        let r = c.get(server.url(path)).send().expect("get");
+        (r.status().as_u16(), r.bytes().expect("body").to_vec())
+    };
+    assert_eq!(get("/sub/certs/factory.pem"), (200, b"public pem".to_vec()));
+    assert_eq!(get("/sub/config.json"), (200, b"{\"public\": true}".to_vec()));
+    assert_eq!(get("/sub/big.bin"), (200, public_big));
+    std::fs::rename(www.join("sub"), content.path().join("old-sub")).expect("move aside");
+    std::os::unix::fs::symlink(&data, www.join("sub")).expect("symlink");
+    let key = std::fs::read_to_string(data.join("certs/factory.pem")).expect("factory.pem");
+    assert!(key.contains("PRIVATE KEY"));
+    for path in ["/sub/certs/factory.pem", "/sub/config.json", "/sub/big.bin"] {
+        let (status, body) = get(path);
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains("\"version\"") && !text.contains("ABCDEFG"),
+            "{path} served the data folder: {}",
+            &text[..text.len().min(200)]
+        );
+        assert_eq!(status, 404, "{path}");
+        // Over HTTPS, with a range, and again (nothing remembered leads there either).
+        let r = c.get(server.https_url(path)).header("range", "bytes=0-99").send().expect("get");
+        assert_eq!(r.status(), 404, "{path} over HTTPS");
+    }
 }

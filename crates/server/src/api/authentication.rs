@@ -30,6 +30,9 @@ pub async fn put_authentication(
     admin: Admin,
     ApiJson(settings): ApiJson<portcullis_core::settings::AuthenticationSettings>,
 ) -> Result<Json<portcullis_core::settings::AuthenticationSettings>, ApiError> {
+    if settings.digest && !crate::build_info::built("digest") {
+        return Err(crate::build_info::not_built_error("digest"));
+    }
     let running = rt.set_authentication(settings, &admin.actor).await?;
     Ok(Json(running.authentication.clone()))
 }

@@ -243,6 +243,7 @@ pub async fn request(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Respo
     Ok(pem_download(pem, "certificate-request.csr"))
 }
 
+#[cfg(feature = "acme")]
 /// ACME settings (the EAB key removed) and status: managed or not, next
 /// renewal, last error.
 #[utoipa::path(get, path = "/api/v1/certificate/acme", tag = "certificate",
@@ -251,6 +252,7 @@ pub async fn get_acme(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<crate:
     Json(rt.acme().view())
 }
 
+#[cfg(feature = "acme")]
 /// Replaces the ACME settings (written at once, like every certificate
 /// operation). Omitted optional fields take their defaults; an omitted EAB
 /// key keeps the stored one; a contact without `mailto:` gets it.
@@ -269,6 +271,7 @@ pub async fn put_acme(
     Ok(Json(rt.acme().view()))
 }
 
+#[cfg(feature = "acme")]
 /// Enrols now (answers when the new certificate is in use, or with the
 /// CA's error; the current certificate stays in use on failure).
 #[utoipa::path(post, path = "/api/v1/certificate/acme/enrol", tag = "certificate",
@@ -289,6 +292,7 @@ pub async fn enrol_acme(
     }
 }
 
+#[cfg(feature = "acme")]
 /// An ACME http-01 answer (public, plain HTTP, never redirected).
 pub async fn http01(
     State(rt): State<Arc<Runtime>>,

@@ -10,6 +10,7 @@ pub mod profiles;
 pub mod security;
 pub mod session;
 pub mod users;
+#[cfg(feature = "webroot")]
 pub mod webroot;
 pub mod webserver;
 
@@ -22,7 +23,8 @@ use crate::runtime::Runtime;
 
 /// Routes that need a login (mounted behind the authentication layer).
 pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
-    Router::new()
+    let router = Router::new()
+        .route("/api/v1/build", get(crate::build_info::get_build))
         .route("/api/v1/webserver", get(webserver::get_webserver).put(webserver::put_webserver))
         .route("/api/v1/webserver/factory", get(webserver::get_factory))
         .route("/api/v1/config/status", get(config::config_status))
@@ -35,7 +37,6 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
             "/api/v1/authentication",
             get(authentication::get_authentication).put(authentication::put_authentication),
         )
-        .route("/api/v1/webroot", get(webroot::get_webroot).put(webroot::put_webroot))
         .route("/api/v1/profiles", get(profiles::list))
         .route(
             "/api/v1/profiles/{kind}/{name}",
@@ -50,8 +51,6 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/logfile", get(security::logfile))
         .route("/api/v1/events", get(security::events))
         .route("/api/v1/certificate/download", get(certificate::download))
-        .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))
-        .route("/api/v1/certificate/acme/enrol", post(certificate::enrol_acme))
         .route("/api/v1/certificate/request", get(certificate::request))
         .route("/api/v1/certificate/generate", post(certificate::generate))
         .route(
@@ -61,15 +60,38 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route(
             "/api/v1/certificate/upload-certificate",
             post(certificate::upload_certificate).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
+        );
+    // What a build leaves out answers `feature_not_built` (after the login,
+    // like everything here), never a 404.
+    #[cfg(feature = "webroot")]
+    let router = router.route("/api/v1/webroot", get(webroot::get_webroot).put(webroot::put_webroot));
+    #[cfg(not(feature = "webroot"))]
+    let router = router.route("/api/v1/webroot", crate::build_info::not_built_route("webroot"));
+    #[cfg(feature = "acme")]
+    let router = router
+        .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))
+        .route("/api/v1/certificate/acme/enrol", post(certificate::enrol_acme));
+    #[cfg(not(feature = "acme"))]
+    let router = router
+        .route("/api/v1/certificate/acme", crate::build_info::not_built_route("acme"))
+        .route("/api/v1/certificate/acme/enrol", crate::build_info::not_built_route("acme"));
+    router
 }
 
 /// Routes open without a login.
 pub fn public_routes(rt: &Arc<Runtime>) -> Router<Arc<Runtime>> {
+    #[cfg(feature = "openapi")]
+    let openapi_route = get(openapi::openapi);
+    #[cfg(not(feature = "openapi"))]
+    let openapi_route = crate::build_info::not_built_route("openapi");
+    #[cfg(feature = "acme")]
+    let http01_route = get(certificate::http01);
+    #[cfg(not(feature = "acme"))]
+    let http01_route = crate::build_info::not_built_route("acme");
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/api/v1/openapi.json", get(openapi::openapi))
-        .route("/.well-known/acme-challenge/{token}", get(certificate::http01))
+        .route("/api/v1/openapi.json", openapi_route)
+        .route("/.well-known/acme-challenge/{token}", http01_route)
         .route(
             "/api/v1/session",
             post(session::login).delete(session::logout).get(session::get_session).route_layer(

@@ -38,6 +38,25 @@ impl Kind {
         }
     }
 
+    /// The build feature of the channel (`email`, `ip-notify`, `sip`).
+    fn feature(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::IpNotify => "ip-notify",
+            Self::Phone => "sip",
+        }
+    }
+
+    /// Refuses a channel this build left out: such a profile could never send.
+    /// (Reading and deleting stay allowed, for a configuration from a fuller build.)
+    fn require_built(self) -> Result<Self, ApiError> {
+        if crate::build_info::built(self.feature()) {
+            Ok(self)
+        } else {
+            Err(crate::build_info::not_built_error(self.feature()))
+        }
+    }
+
     fn section(self) -> &'static str {
         match self {
             Self::Email => "email",
@@ -90,7 +109,7 @@ pub async fn put(
     Path((kind, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let kind = Kind::parse(&kind)?;
+    let kind = Kind::parse(&kind)?.require_built()?;
     let prefix = |mut e: portcullis_core::ValidationError| {
         e.field = if e.field.is_empty() { format!("profiles.{}.{name}", kind.section()) } else { e.field };
         ApiError::invalid(e)
@@ -174,7 +193,7 @@ pub async fn test(
     admin: Admin,
     Path((kind, name)): Path<(String, String)>,
 ) -> Result<Json<TestOutcome>, ApiError> {
-    let kind = Kind::parse(&kind)?;
+    let kind = Kind::parse(&kind)?.require_built()?;
     let running = rt.running();
     let p = &running.profiles;
     let notification = match kind {

@@ -128,7 +128,7 @@ pub async fn put_user(
         }
         None => None,
     };
-    let digest = rt.running().authentication.digest;
+    let digest = rt.digest_on();
     let group = rt
         .update_users(|users| {
             let group = users.upsert(&name, input.group, hash)?;
