@@ -20,6 +20,7 @@ pub mod hsts;
 pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
+pub mod session;
 pub mod settings;
 pub mod throttle;
 pub mod trust;

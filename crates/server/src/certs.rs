@@ -361,8 +361,6 @@ pub struct Certificates {
     pub resolver: Arc<CertResolver>,
     /// The files.
     pub files: CertStore,
-    /// Serialises certificate changes.
-    pub lock: tokio::sync::Mutex<()>,
     /// What the HSTS rule needs to know of the certificate in use.
     served: arc_swap::ArcSwap<portcullis_core::hsts::ServedCertificate>,
     /// The host names of the certificate in use (the `Host` check allows them).
@@ -383,16 +381,7 @@ impl Certificates {
         let key = material.certified_key()?;
         let served = arc_swap::ArcSwap::from_pointee(material.served()?);
         let names = arc_swap::ArcSwap::from_pointee(portcullis_cert::host_names(&material.chain));
-        Ok((
-            Self {
-                resolver: CertResolver::new(key),
-                files,
-                lock: tokio::sync::Mutex::new(()),
-                served,
-                names,
-            },
-            info,
-        ))
+        Ok((Self { resolver: CertResolver::new(key), files, served, names }, info))
     }
 
     /// Serves `material` to new connections from now on; open ones keep theirs.

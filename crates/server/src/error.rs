@@ -46,7 +46,7 @@ pub struct ErrorDetail {
 }
 
 /// What an error answer says, kept on the response so that the front layer
-/// can word its message in the client's language ([`crate::i18n`]).
+/// can word its message in the client's language (the `i18n` module).
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
     /// Stable machine-readable code.

@@ -9,14 +9,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_basic, secrets_equal};
+use crate::conn::ConnInfo;
 use crate::error::{ApiError, ErrorBody, ErrorDetail, ErrorInfo, code_for_status};
-use crate::listen::ConnInfo;
+pub use crate::headers::{SECURITY_HEADERS, cookie};
 use crate::runtime::{Actor, Runtime};
 use crate::security::AttemptRefusal;
 use crate::webroot::Answer;
@@ -43,18 +44,6 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The value of cookie `name`, if sent.
-pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stale: bool) -> Response {
     let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message).into_response();
     if !req_headers.contains_key(UI_REQUEST_HEADER) {
@@ -65,7 +54,7 @@ fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stal
             HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
         );
         if rt.digest_on() {
-            for c in rt.auth.digest.challenges(monotonic_seconds(rt), stale) {
+            for c in rt.auth().digest.challenges(monotonic_seconds(rt), stale) {
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
                 }
@@ -100,7 +89,7 @@ pub async fn authenticate(State(rt): State<Arc<Runtime>>, req: Request, next: Ne
 pub(crate) fn log_access(rt: &Runtime, parts: &Parts, user: Option<&str>, authorized: bool) {
     if let Some(ip) = client_ip(&parts.extensions) {
         let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
-        rt.security.log_access(ip, user, authorized, parts.uri.path(), rt.timestamp(), timeout);
+        rt.security().log_access(ip, user, authorized, parts.uri.path(), rt.timestamp(), timeout);
     }
 }
 
@@ -143,7 +132,7 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
         };
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
-        let Some(id) = rt.auth.session(token) else {
+        let Some(id) = rt.auth().session(token, rt.clock().monotonic()) else {
             return Err(unauthorized(rt, headers, "the session has ended; log in again", false));
         };
         if !is_safe(&req.method) {
@@ -168,7 +157,7 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
 
 /// Seconds on the monotonic clock (Digest nonces are dated with it).
 fn monotonic_seconds(rt: &Runtime) -> u64 {
-    rt.clock.monotonic().since_origin().as_secs()
+    rt.clock().monotonic().since_origin().as_secs()
 }
 
 /// Why [`check_password`] did not accept a password.
@@ -243,23 +232,23 @@ pub(crate) async fn check_password(
 ) -> Result<Identity, PasswordRefusal> {
     let Some(ip) = client_ip(ext) else {
         // Not from the network (an embedder calling the router itself): nothing to guard per client.
-        return match rt.auth.verify(user, password).await {
+        return match rt.auth().verify(user, password).await {
             Verdict::Valid(id) => Ok(id),
             Verdict::Invalid => Err(PasswordRefusal::Wrong),
             Verdict::Busy => Err(PasswordRefusal::Refused(busy())),
         };
     };
-    let security = &rt.security;
+    let security = &rt.security();
     let refused = |r| PasswordRefusal::Refused(attempt_refused(r));
-    security.may_attempt(ip, rt.clock.monotonic()).map_err(refused)?;
-    if let Some(id) = rt.auth.cached(user, password) {
+    security.may_attempt(ip, rt.clock().monotonic()).map_err(refused)?;
+    if let Some(id) = rt.auth().cached(user, password) {
         return Ok(id);
     }
     let Some(_turn) = security.attempt_slot(ip, crate::auth::VERIFY_QUEUE_WAIT).await else {
         return Err(PasswordRefusal::Refused(busy()));
     };
-    security.may_attempt(ip, rt.clock.monotonic()).map_err(refused)?;
-    match rt.auth.verify(user, password).await {
+    security.may_attempt(ip, rt.clock().monotonic()).map_err(refused)?;
+    match rt.auth().verify(user, password).await {
         Verdict::Valid(_) if security.denies(ip) => Err(refused(AttemptRefusal::Denied)),
         Verdict::Valid(id) => Ok(id),
         Verdict::Invalid => {
@@ -291,12 +280,12 @@ fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, R
     // The same guard as a password check (see `check_password`); a Digest
     // check is a few hashes, done at once, so no turn is waited for.
     if let Some(ip) = client_ip(&req.extensions) {
-        rt.security.may_attempt(ip, rt.clock.monotonic()).map_err(attempt_refused)?;
+        rt.security().may_attempt(ip, rt.clock().monotonic()).map_err(attempt_refused)?;
     }
     let now = monotonic_seconds(rt);
-    match rt.auth.verify_digest(&resp, req.method.as_str(), target, now) {
+    match rt.auth().verify_digest(&resp, req.method.as_str(), target, now) {
         DigestVerdict::Valid(user) => rt
-            .auth
+            .auth()
             .digest_identity(&user)
             .ok_or_else(|| unauthorized(rt, headers, "wrong user name or password", false)),
         DigestVerdict::Stale => {
@@ -388,7 +377,7 @@ impl FrontService {
                 let running = f.rt.running();
                 // The certificate and the clock are read only when HSTS is on.
                 running.webserver.hsts_enabled.then(|| {
-                    portcullis_core::hsts::max_age(&running.webserver, &f.rt.certs.served(), f.rt.now())
+                    portcullis_core::hsts::max_age(&running.webserver, &f.rt.certs().served(), f.rt.now())
                 })
             })
             .flatten()
@@ -414,7 +403,7 @@ impl FrontService {
 
     /// The webroot, if it answers this request directly.
     fn direct_webroot(&self, parts: &Parts) -> Option<&Arc<crate::webroot::Webroot>> {
-        let w = self.front.rt.webroot.as_ref().filter(|_| self.direct_webroot)?;
+        let w = self.front.rt.webroot().filter(|_| self.direct_webroot)?;
         let path = parts.uri.path();
         let routed = reserved_for_api_and_ui(path)
             || ROUTED_OUTSIDE_API_AND_UI
@@ -515,13 +504,6 @@ fn finish(mut resp: Response, api: bool) -> Response {
     resp
 }
 
-/// The security headers every answer carries.
-pub const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
-    (HeaderName::from_static("x-content-type-options"), "nosniff"),
-    (HeaderName::from_static("x-frame-options"), "DENY"),
-    (HeaderName::from_static("referrer-policy"), "same-origin"),
-];
-
 /// The checks before the request is answered (see [`FrontService`]); `Some`
 /// is the refusal.
 fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
@@ -546,7 +528,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     }
     // 2. Client address and access control.
     let peer = info.peer.ip();
-    let policy = f.rt.security.policy();
+    let policy = f.rt.security().policy();
     let client = if policy.is_trusted_proxy(peer) {
         let forwarded = req
             .headers
@@ -623,9 +605,9 @@ fn foreign_host(f: &Front, req: &Parts) -> Option<Response> {
         let allowed = match request_host(sent) {
             RequestHost::Ip(_) => true,
             RequestHost::Invalid => false,
-            RequestHost::Name(name) => f.rt.host_names.allows_name(
+            RequestHost::Name(name) => f.rt.host_names().allows_name(
                 name,
-                &f.rt.certs.names(),
+                &f.rt.certs().names(),
                 &f.rt.running().webserver.allowed_hosts,
             ),
         };

@@ -107,7 +107,7 @@ impl Lang {
 
     /// The language of a UI page: the operator's kept choice, else `Accept-Language`.
     pub fn of_page(headers: &HeaderMap) -> Lang {
-        crate::http::cookie(headers, LANG_COOKIE)
+        crate::headers::cookie(headers, LANG_COOKIE)
             .and_then(|c| Lang::ALL.into_iter().find(|l| l.code() == c))
             .unwrap_or_else(|| Lang::of_request(headers))
     }

@@ -28,13 +28,16 @@ pub mod api;
 pub mod auth;
 pub mod build_info;
 pub mod certs;
+pub mod conn;
 pub mod digest;
 pub mod error;
 pub mod expiry;
+pub mod headers;
 pub mod http;
 pub mod i18n;
 pub mod listen;
 pub mod notifications;
+pub mod ports;
 pub mod runtime;
 pub mod security;
 pub mod service;
@@ -59,8 +62,8 @@ use portcullis_core::{Clock, SystemClock};
 use tokio::sync::watch;
 
 pub use crate::auth::{Group, Identity};
+pub use crate::conn::Limits;
 pub use crate::http::{Admin, Viewer};
-pub use crate::listen::Limits;
 pub use crate::runtime::{PortOverrides, Runtime};
 pub use portcullis_sys::{Trimmed, trim_executable_pages, trim_heap};
 
@@ -245,6 +248,12 @@ impl ServerBuilder {
             serde_json::Value::Null,
         );
         let limits = Arc::new(self.limits);
+        let (listeners, serve_jobs) = ports::ListenerSet::new(self.bind_addresses);
+        let resolver = certs.resolver.clone();
+        #[cfg(feature = "acme")]
+        let acme = Arc::new(acme::Acme::load(&store, resolver.clone()));
+        let notifier =
+            notifications::Notifier::new(security.clone(), self.clock.clone(), self.notify_first_retry);
         let rt = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
             store,
             clock: self.clock,
@@ -256,6 +265,10 @@ impl ServerBuilder {
             overrides: self.overrides,
             stored,
             load_report,
+            listeners,
+            notifier,
+            #[cfg(feature = "acme")]
+            acme,
         })?);
         // The front checks wrap the whole router once (not each route, which
         // would clone and box them per request).
@@ -268,31 +281,27 @@ impl ServerBuilder {
         .wrap(app(rt.clone(), self.routes, &limits), direct_webroot);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let tls = tls::TlsConfigs::new(rt.certs.resolver.clone())?;
-        rt.set_listen_context(ListenContext {
-            service,
-            tls: tls.clone(),
-            limits,
-            tracker: tracker.clone(),
-            gate: security.clone(),
-            shutdown: shutdown_rx,
-            bind_addresses: Arc::new(self.bind_addresses),
-        });
-        rt.set_self_ref();
-        #[cfg(feature = "acme")]
-        rt.set_acme(Arc::new(acme::Acme::load(&rt.store, rt.certs.resolver.clone())));
-        rt.set_notifier(notifications::Notifier::new(
-            security.clone(),
-            rt.clock.clone(),
-            self.notify_first_retry,
-        ));
+        let tls = tls::TlsConfigs::new(resolver)?;
+        // The listeners get what they serve with now; the runtime's listener
+        // set sends them the sockets it binds.
+        listen::serve_jobs(
+            ListenContext {
+                service,
+                tls: tls.clone(),
+                limits,
+                tracker: tracker.clone(),
+                gate: security.clone(),
+                shutdown: shutdown_rx,
+            },
+            serve_jobs,
+        );
         rt.start_listeners().await?;
         // What waited for the listeners: aws-lc's one-time seeding.
         tls::warm_up(tls.http());
         listen::spawn_heap_trim(tracker.clone());
         security.spawn_flusher();
         #[cfg(feature = "acme")]
-        acme::Acme::spawn_renewal(&rt, self.acme_check_every);
+        rt.spawn_acme_renewal(self.acme_check_every);
         expiry::spawn_expiry_watch(&rt, self.expiry_check_every);
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
     }
@@ -412,7 +421,7 @@ async fn fallback(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
-    match &rt.webroot {
+    match &rt.webroot() {
         Some(w) if !http::reserved_for_api_and_ui(path) => {
             let (parts, _) = req.into_parts();
             if rt.running().webroot.login_required {
@@ -454,11 +463,11 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         self.runtime.close_listeners().await;
-        let grace = self.runtime.limits.shutdown_grace;
+        let grace = self.runtime.limits().shutdown_grace;
         if !self.tracker.wait_empty(grace).await {
             tracing::warn!(open = self.tracker.len(), "shutdown grace over; closing remaining connections");
         }
-        let security = self.runtime.security.clone();
+        let security = self.runtime.security().clone();
         let _ = tokio::task::spawn_blocking(move || security.flush()).await;
     }
 

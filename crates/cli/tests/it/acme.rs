@@ -156,10 +156,10 @@ async fn the_expiry_watch_fires_at_each_threshold() {
     let mut req = portcullis_cert::GenerateRequest::new("expiry.portcullis.test");
     req.key_type = portcullis_cert::KeyType::EcdsaP256;
     req.validity_days = 40;
-    let (material, _) = rt.certs.files.generate(&req, clock.now()).expect("generate");
-    rt.certs.install(&material).expect("install");
+    let (material, _) = rt.certs().files.generate(&req, clock.now()).expect("generate");
+    rt.certs().install(&material).expect("install");
     let stages = |rt: &portcullis::Runtime| -> Vec<String> {
-        rt.security
+        rt.security()
             .events(0, 1000)
             .iter()
             .filter(|e| e.kind == portcullis_core::events::EventKind::CertificateExpiring)
@@ -290,7 +290,7 @@ async fn an_acme_tls_connection_never_carries_http() {
         portcullis_cert::generate(&req, time::OffsetDateTime::now_utc(), &mut rand::rng()).expect("generate");
     let material =
         portcullis_cert::parse_stored(g.chain_pem.as_bytes(), g.key_pem.as_bytes()).expect("material");
-    let resolver = server.runtime().certs.resolver.clone();
+    let resolver = server.runtime().certs().resolver.clone();
     resolver.set_challenge("challenge.portcullis.test", material.certified_key().expect("key"));
     let results = tokio::task::spawn_blocking(move || {
         [

@@ -13,7 +13,7 @@ use portcullis_cert::GenerateRequest;
 use crate::certs::{CertStoreError, CertificateView};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{Admin, ApiJson, Viewer};
-use crate::runtime::{Actor, Runtime};
+use crate::runtime::{CertificateChange, Runtime};
 
 impl From<CertStoreError> for ApiError {
     fn from(e: CertStoreError) -> Self {
@@ -33,32 +33,11 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?.map_err(ApiError::from)
 }
 
-/// Installs what an operation produced and answers with the new state.
-async fn changed(
-    rt: &Arc<Runtime>,
-    actor: &Actor,
-    what: &str,
-    material: portcullis_cert::Material,
-    warnings: Vec<String>,
-) -> Result<Json<CertificateView>, ApiError> {
-    rt.certs.install(&material)?;
-    let view = rt.certs.files.view(rt.now(), warnings)?;
-    rt.event(
-        portcullis_core::events::EventKind::CertificateChanged,
-        actor,
-        &format!(
-            "{what}; now serving {} ({})",
-            view.certificate.subject, view.certificate.fingerprint_sha256
-        ),
-    );
-    Ok(Json(view))
-}
-
 /// The certificate in use, and whether a request is pending.
 #[utoipa::path(get, path = "/api/v1/certificate", tag = "certificate",
     responses((status = 200, body = CertificateView)))]
 pub async fn show(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Json<CertificateView>, ApiError> {
-    let files = rt.certs.files.clone();
+    let files = rt.certs().files.clone();
     let now = rt.now();
     Ok(Json(blocking(move || files.view(now, Vec::new())).await?))
 }
@@ -67,15 +46,7 @@ pub async fn show(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Json<Cer
 #[utoipa::path(delete, path = "/api/v1/certificate", tag = "certificate",
     responses((status = 200, body = CertificateView)))]
 pub async fn delete(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Json<CertificateView>, ApiError> {
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    let material = blocking(move || {
-        files.delete()?;
-        files.active(now).map(|(m, _)| m)
-    })
-    .await?;
-    changed(&rt, &admin.actor, "individual certificate deleted", material, Vec::new()).await
+    Ok(Json(rt.change_certificate(CertificateChange::Delete, &admin.actor).await?))
 }
 
 /// Generate: a new key (RSA 2048 by default, or ECDSA P-256), a self-signed
@@ -87,12 +58,7 @@ pub async fn generate(
     admin: Admin,
     ApiJson(req): ApiJson<GenerateRequest>,
 ) -> Result<Json<CertificateView>, ApiError> {
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    // RSA key generation takes up to half a second: never on the async runtime.
-    let (material, warnings) = blocking(move || files.generate(&req, now)).await?;
-    changed(&rt, &admin.actor, "self-signed certificate and request generated", material, warnings).await
+    Ok(Json(rt.change_certificate(CertificateChange::Generate(req), &admin.actor).await?))
 }
 
 /// Reads a multipart body: each allowed field once, unknown fields refused;
@@ -177,12 +143,8 @@ pub async fn upload(
         })?),
         _ => None,
     };
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    let (material, warnings) =
-        blocking(move || files.upload(&cert, key.as_deref(), passphrase.as_deref(), now)).await?;
-    changed(&rt, &admin.actor, "certificate and key uploaded", material, warnings).await
+    let change = CertificateChange::Upload { certificate: cert, private_key: key, passphrase };
+    Ok(Json(rt.change_certificate(change, &admin.actor).await?))
 }
 
 /// Upload certificate (multipart `certificate`): a CA-signed certificate for
@@ -200,12 +162,7 @@ pub async fn upload_certificate(
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Required, "choose the certificate file to upload")
             .field("certificate")
     })?;
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    let (material, warnings) = blocking(move || files.upload_certificate(&cert, now)).await?;
-    changed(&rt, &admin.actor, "CA-signed certificate uploaded for the device's key", material, warnings)
-        .await
+    Ok(Json(rt.change_certificate(CertificateChange::UploadCertificate(cert), &admin.actor).await?))
 }
 
 fn pem_download(body: String, filename: &str) -> Response {
@@ -224,7 +181,7 @@ fn pem_download(body: String, filename: &str) -> Response {
 #[utoipa::path(get, path = "/api/v1/certificate/download", tag = "certificate",
     responses((status = 200, content_type = "application/x-pem-file", body = String), (status = 409, body = ErrorBody)))]
 pub async fn download(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Response, ApiError> {
-    let files = rt.certs.files.clone();
+    let files = rt.certs().files.clone();
     let pem = blocking(move || files.export()).await?;
     rt.event(
         portcullis_core::events::EventKind::CertificateDownloaded,
@@ -238,7 +195,7 @@ pub async fn download(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Re
 #[utoipa::path(get, path = "/api/v1/certificate/request", tag = "certificate",
     responses((status = 200, content_type = "application/x-pem-file", body = String), (status = 409, body = ErrorBody)))]
 pub async fn request(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Response, ApiError> {
-    let files = rt.certs.files.clone();
+    let files = rt.certs().files.clone();
     let pem = blocking(move || files.request_pem()).await?;
     Ok(pem_download(pem, "certificate-request.csr"))
 }
@@ -264,11 +221,7 @@ pub async fn put_acme(
     admin: Admin,
     ApiJson(settings): ApiJson<portcullis_core::acme::AcmeSettings>,
 ) -> Result<Json<crate::acme::AcmeView>, ApiError> {
-    let settings = settings.merge_secrets(&rt.acme().settings()).normalized();
-    settings.validate()?;
-    rt.acme().set_settings(&rt, settings).map_err(ApiError::internal)?;
-    rt.event(portcullis_core::events::EventKind::ConfigChanged, &admin.actor, "ACME settings changed");
-    Ok(Json(rt.acme().view()))
+    Ok(Json(rt.set_acme_settings(settings, &admin.actor).await?))
 }
 
 #[cfg(feature = "acme")]
@@ -280,7 +233,7 @@ pub async fn enrol_acme(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
 ) -> Result<Json<crate::acme::AcmeStatus>, ApiError> {
-    match rt.acme().enrol(&rt, &admin.actor).await {
+    match rt.enrol_acme(&admin.actor).await {
         Ok(status) => Ok(Json(status)),
         Err(crate::acme::EnrolError::Acme(portcullis_acme::AcmeError::InvalidSettings(v))) => {
             Err(ApiError::invalid(v))

@@ -109,7 +109,7 @@ pub async fn config_restore(
 pub async fn config_confirm(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
-    info: Option<axum::Extension<crate::listen::ConnInfo>>,
+    info: Option<axum::Extension<crate::conn::ConnInfo>>,
 ) -> Result<Json<ConfigStatus>, ApiError> {
     let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
     rt.confirm(&admin.actor, via).await?;

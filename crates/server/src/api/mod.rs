@@ -2,6 +2,7 @@
 //! module, and here only the routes that join them.
 
 pub mod authentication;
+pub mod build;
 pub mod certificate;
 pub mod config;
 pub mod health;
@@ -24,7 +25,7 @@ use crate::runtime::Runtime;
 /// Routes that need a login (mounted behind the authentication layer).
 pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
     let router = Router::new()
-        .route("/api/v1/build", get(crate::build_info::get_build))
+        .route("/api/v1/build", get(build::get_build))
         .route("/api/v1/webserver", get(webserver::get_webserver).put(webserver::put_webserver))
         .route("/api/v1/webserver/factory", get(webserver::get_factory))
         .route("/api/v1/config/status", get(config::config_status))

@@ -22,7 +22,8 @@ use crate::error::ErrorBody;
 
 #[cfg(all(feature = "acme", feature = "webroot"))]
 use super::{
-    authentication, certificate, config, health, profiles, security, session, users, webroot, webserver,
+    authentication, build, certificate, config, health, profiles, security, session, users, webroot,
+    webserver,
 };
 
 /// The OpenAPI document of the full build (see the module docs).
@@ -178,7 +179,7 @@ impl utoipa::Modify for CommonResponses {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
-    paths(health::healthz, crate::build_info::get_build, webserver::get_webserver, webserver::put_webserver, webserver::get_factory,
+    paths(health::healthz, build::get_build, webserver::get_webserver, webserver::put_webserver, webserver::get_factory,
         config::config_status, config::config_store, config::config_restore, config::config_confirm, config::reboot,
         webserver::listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
         certificate::upload_certificate, certificate::download, certificate::request, certificate::get_acme,

@@ -199,7 +199,7 @@ pub async fn test(
     let notification = match kind {
         Kind::Email => p.email.get(&name).map(|profile| Notification::Email {
             profile: profile.clone(),
-            logfile_text: rt.security.logfile_text(),
+            logfile_text: rt.security().logfile_text(),
         }),
         Kind::IpNotify => p.ip_notify.get(&name).map(|profile| Notification::IpNotify(profile.clone())),
         Kind::Phone => p.phone.get(&name).map(|profile| Notification::Phone(profile.clone())),

@@ -61,7 +61,7 @@ pub async fn put_access_control(
 #[utoipa::path(get, path = "/api/v1/blocked", tag = "intrusion-detection",
     responses((status = 200, body = Vec<BlockedClient>)))]
 pub async fn blocked(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<Vec<BlockedClient>> {
-    Json(rt.security.blocked())
+    Json(rt.security().blocked())
 }
 
 /// Which block to lift.
@@ -94,7 +94,7 @@ pub async fn unblock(
         )
         .field("address")
     })?;
-    match rt.security.unblock(ip, Some(admin.actor.clone()), rt.now()) {
+    match rt.unblock(ip, &admin.actor) {
         Some(key) => Ok(Json(Unblocked { address: key.to_string() })),
         None => Err(ApiError::not_found(format!("{ip} is not blocked")).field("address")),
     }
@@ -118,10 +118,10 @@ pub async fn logfile(
 ) -> Result<Response, ApiError> {
     match q.format.as_deref() {
         None | Some("json") => {
-            Ok(Json(LogfileDocument { entries: rt.security.logfile_entries() }).into_response())
+            Ok(Json(LogfileDocument { entries: rt.security().logfile_entries() }).into_response())
         }
         Some("text") => {
-            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rt.security.logfile_text())
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rt.security().logfile_text())
                 .into_response())
         }
         Some(other) => Err(ApiError::new(
@@ -169,5 +169,5 @@ pub async fn events(
         )
         .field("limit"));
     }
-    Ok(Json(EventsView { events: rt.security.events(q.since, limit) }))
+    Ok(Json(EventsView { events: rt.security().events(q.since, limit) }))
 }

@@ -42,7 +42,7 @@ pub struct SessionView {
         (status = 429, description = "too many failed logins from this address; retry after Retry-After", body = ErrorBody)))]
 pub async fn login(
     State(rt): State<Arc<Runtime>>,
-    info: Option<axum::Extension<crate::listen::ConnInfo>>,
+    info: Option<axum::Extension<crate::conn::ConnInfo>>,
     ApiJson(input): ApiJson<LoginInput>,
 ) -> Result<Response, ApiError> {
     let tls = info.as_ref().is_some_and(|i| i.tls);
@@ -54,10 +54,17 @@ pub async fn login(
         Ok(id) => {
             if let Some(ip) = crate::http::client_ip(&ext) {
                 let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
-                rt.security.log_access(ip, Some(&id.user), true, "/api/v1/session", rt.timestamp(), timeout);
+                rt.security().log_access(
+                    ip,
+                    Some(&id.user),
+                    true,
+                    "/api/v1/session",
+                    rt.timestamp(),
+                    timeout,
+                );
             }
             rt.capture_digest(&id.user, &input.password).await;
-            let (token, csrf) = rt.auth.open_session(&id);
+            let (token, csrf) = rt.auth().open_session(&id, rt.clock().monotonic());
             let cookie = session_cookie(&token, tls);
             let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
             Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
@@ -85,7 +92,7 @@ pub fn session_cookie(token: &str, tls: bool) -> String {
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204)))]
 pub async fn logout(State(rt): State<Arc<Runtime>>, headers: http::HeaderMap) -> Response {
     if let Some(token) = crate::http::cookie(&headers, auth::SESSION_COOKIE) {
-        rt.auth.close_session(token);
+        rt.auth().close_session(token);
     }
     let clear = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", auth::SESSION_COOKIE);
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()

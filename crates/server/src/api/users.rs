@@ -11,10 +11,10 @@ use portcullis_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{self, Group};
+use crate::auth::Group;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{Admin, ApiJson, PasswordRefusal, Viewer};
-use crate::runtime::Runtime;
+use crate::runtime::{ApplyError, Runtime};
 
 /// An account as shown by the API (never its hash).
 #[derive(Debug, Serialize, ToSchema)]
@@ -44,7 +44,9 @@ pub struct UserInput {
 /// Every account.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>)))]
 pub async fn list_users(State(rt): State<Arc<Runtime>>, _a: Admin) -> Json<Vec<UserView>> {
-    Json(rt.auth.users().users.values().map(|u| UserView { name: u.name.clone(), group: u.group }).collect())
+    Json(
+        rt.auth().users().users.values().map(|u| UserView { name: u.name.clone(), group: u.group }).collect(),
+    )
 }
 
 /// One account (admins see all; a user sees itself).
@@ -62,7 +64,7 @@ pub async fn get_user(
             "you may only view your own account",
         ));
     }
-    let users = rt.auth.users();
+    let users = rt.auth().users();
     let u =
         users.users.get(&name).ok_or_else(|| ApiError::not_found(format!("there is no user \"{name}\"")))?;
     Ok(Json(UserView { name: u.name.clone(), group: u.group }))
@@ -78,7 +80,7 @@ pub async fn put_user(
     State(rt): State<Arc<Runtime>>,
     v: Viewer,
     Path(name): Path<String>,
-    info: Option<axum::Extension<crate::listen::ConnInfo>>,
+    info: Option<axum::Extension<crate::conn::ConnInfo>>,
     ApiJson(input): ApiJson<UserInput>,
 ) -> Result<Response, ApiError> {
     let is_admin = v.identity.group == Group::Admins;
@@ -116,31 +118,7 @@ pub async fn put_user(
             Err(PasswordRefusal::Refused(resp)) => return Ok(resp),
         }
     }
-    let hash = match &input.password {
-        Some(p) => {
-            auth::validate_password(p)?;
-            let p = p.clone();
-            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&p))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?;
-            Some(hash)
-        }
-        None => None,
-    };
-    let digest = rt.digest_on();
-    let group = rt
-        .update_users(|users| {
-            let group = users.upsert(&name, input.group, hash)?;
-            if let (true, Some(p)) = (digest, &input.password) {
-                users.set_digest(&name, p);
-            }
-            Ok::<_, portcullis_core::ValidationError>(group)
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(user_error)?;
-    rt.event(portcullis_core::events::EventKind::UserChanged, &v.actor, &format!("account \"{name}\" saved"));
+    let group = rt.save_user(&name, input.group, input.password, &v.actor).await.map_err(user_error)?;
     Ok(Json(UserView { name, group }).into_response())
 }
 
@@ -152,19 +130,17 @@ pub async fn delete_user(
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    rt.update_users(|users| users.delete(&name)).await.map_err(ApiError::internal)?.map_err(user_error)?;
-    rt.event(
-        portcullis_core::events::EventKind::UserChanged,
-        &admin.actor,
-        &format!("account \"{name}\" deleted"),
-    );
+    rt.delete_user(&name, &admin.actor).await.map_err(user_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn user_error(e: portcullis_core::ValidationError) -> ApiError {
-    match e.code {
-        ErrorCode::NotFound => ApiError::not_found(e.message),
-        ErrorCode::LastAdmin => ApiError::conflict(ErrorCode::LastAdmin, e.message).field(e.field),
-        _ => ApiError::invalid(e),
+fn user_error(e: ApplyError) -> ApiError {
+    match e {
+        ApplyError::Invalid(e) => match e.code {
+            ErrorCode::NotFound => ApiError::not_found(e.message),
+            ErrorCode::LastAdmin => ApiError::conflict(ErrorCode::LastAdmin, e.message).field(e.field),
+            _ => ApiError::invalid(e),
+        },
+        other => other.into(),
     }
 }

@@ -33,7 +33,7 @@ pub async fn get_webserver(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<W
 pub async fn put_webserver(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
-    info: Option<axum::Extension<crate::listen::ConnInfo>>,
+    info: Option<axum::Extension<crate::conn::ConnInfo>>,
     ApiJson(settings): ApiJson<WebServerSettings>,
 ) -> Result<Response, ApiError> {
     let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
