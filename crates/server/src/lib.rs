@@ -100,6 +100,9 @@ pub enum StartError {
     /// The webroot folder cannot be served.
     #[error(transparent)]
     Webroot(#[from] webroot::WebrootError),
+    /// The accounts file cannot be read (offline commands leave it as it is).
+    #[error("the accounts file is unreadable: {0}")]
+    Accounts(String),
 }
 
 /// Builds and starts a server on a data folder.
@@ -521,6 +524,68 @@ impl RunningServer {
             (h, s) if h.is_empty() => format!("serving HTTPS on {s}"),
             (h, s) => format!("serving HTTP on {h}, HTTPS on {s}"),
         }
+    }
+}
+
+/// The device's change path without serving, for the command line's
+/// offline commands: the runtime over a data folder no server runs on (its
+/// lock is held until this is closed), with nothing listening. Every change
+/// goes through the runtime's methods, as the API's do.
+pub struct OfflineDevice {
+    runtime: Arc<Runtime>,
+    _lock: store::DataLock,
+}
+
+impl OfflineDevice {
+    /// Opens and locks the data folder `data_dir` and loads what a start
+    /// loads, without creating an account; call inside a Tokio runtime.
+    pub fn open(data_dir: impl Into<PathBuf>) -> Result<Self, StartError> {
+        tls::install_default_provider();
+        let data_dir: PathBuf = data_dir.into();
+        let store = Store::open(&data_dir)?;
+        let lock = store.lock()?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let now = clock.now();
+        let (stored, load_report) = store.load_config(now.unix_timestamp())?;
+        let users = match store.read(USERS_FILE)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StartError::Accounts(e.to_string()))?,
+            None => UsersFile::default(),
+        };
+        let (certs, _) = Certificates::load(store.clone(), now)?;
+        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now));
+        // Nothing is ever bound: the listeners are not started.
+        let (listeners, _no_serving) = ports::ListenerSet::new(Vec::new());
+        #[cfg(feature = "acme")]
+        let acme = Arc::new(acme::Acme::load(&store, certs.resolver.clone()));
+        let notifier =
+            notifications::Notifier::new(security.clone(), clock.clone(), std::time::Duration::from_secs(1));
+        let runtime = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
+            store,
+            clock,
+            limits: Arc::new(Limits::default()),
+            auth: Authenticator::new(users),
+            certs,
+            security,
+            webroot: None,
+            overrides: PortOverrides::default(),
+            stored,
+            load_report,
+            listeners,
+            notifier,
+            #[cfg(feature = "acme")]
+            acme,
+        })?);
+        Ok(Self { runtime, _lock: lock })
+    }
+
+    /// The runtime, whose methods make the changes.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Writes the events the changes recorded, then releases the folder.
+    pub fn close(self) {
+        self.runtime.security().flush();
     }
 }
 

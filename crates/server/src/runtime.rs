@@ -887,6 +887,25 @@ impl Runtime {
         Ok(())
     }
 
+    /// Factory reset of the stored configuration: the factory settings
+    /// become the stored ones (what the next start or Reboot loads), with an
+    /// event; the running configuration is left as it is. The command line's
+    /// `config factory-reset`, on a folder no server runs on.
+    pub async fn store_factory_settings(&self, actor: &Actor) -> Result<(), ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        self.ensure_nothing_pending()?;
+        let factory = Config::default();
+        factory.validate()?;
+        let store = self.store.clone();
+        let to_write = factory.clone();
+        tokio::task::spawn_blocking(move || store.store_config(&to_write)).await.map_err(|e| {
+            StoreError::Io { action: "store", path: "config.json".into(), source: std::io::Error::other(e) }
+        })??;
+        *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = factory;
+        self.event(EventKind::ConfigStored, actor, "factory settings stored");
+        Ok(())
+    }
+
     /// Reboot: a soft restart inside the process — running := stored,
     /// listeners rebound, certificates reloaded.
     pub async fn reboot(&self, actor: &Actor) -> Result<(), ApplyError> {

@@ -138,7 +138,7 @@ fn enrol_with_http01_and_tls_alpn01_then_renew_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_expiry_watch_fires_at_each_threshold() {
-    use portcullis_core::{Clock, ManualClock};
+    use portcullis_core::ManualClock;
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, https) = (free_port(), free_port());
@@ -156,8 +156,9 @@ async fn the_expiry_watch_fires_at_each_threshold() {
     let mut req = portcullis_cert::GenerateRequest::new("expiry.portcullis.test");
     req.key_type = portcullis_cert::KeyType::EcdsaP256;
     req.validity_days = 40;
-    let (material, _) = rt.certs().files.generate(&req, clock.now()).expect("generate");
-    rt.certs().install(&material).expect("install");
+    rt.change_certificate(portcullis::runtime::CertificateChange::Generate(req), &Default::default())
+        .await
+        .expect("generate");
     let stages = |rt: &portcullis::Runtime| -> Vec<String> {
         rt.security()
             .events(0, 1000)
