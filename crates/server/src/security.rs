@@ -23,7 +23,7 @@ use portcullis_core::throttle::{FailureThrottle, Throttled};
 use portcullis_core::{Monotonic, Timestamp};
 use time::OffsetDateTime;
 
-use crate::listen::ConnectionGate;
+use crate::conn::ConnectionGate;
 use crate::store::{SECRET_MODE, Store};
 
 /// File of the web server logfile.
