@@ -502,9 +502,7 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
                 }
             };
             // Secrets never leave through a read of the configuration.
-            let mut config = config;
-            config.profiles = config.profiles.redacted();
-            print!("{}", config.to_file_text());
+            print!("{}", config.redacted().to_file_text());
         }
         ConfigCommand::Check { file, data } => {
             let path = file.unwrap_or_else(|| data.data_dir.join(store::CONFIG_FILE));

@@ -8,8 +8,10 @@ use utoipa::ToSchema;
 
 use crate::ValidationError;
 use crate::access_control::AccessControlSettings;
+use crate::crowdsec::CrowdSecSettings;
 use crate::profiles::Profiles;
 use crate::settings::{AuthenticationSettings, ProfileNames, WebServerSettings, WebrootSettings};
+use crate::syslog::SyslogSettings;
 
 /// Version of the stored file format; bumped when a change needs migrating.
 pub const CONFIG_VERSION: u32 = 1;
@@ -30,6 +32,10 @@ pub struct Config {
     pub authentication: AuthenticationSettings,
     /// Static content.
     pub webroot: WebrootSettings,
+    /// Export of the event log (and optionally the logfile) to syslog collectors.
+    pub syslog: SyslogSettings,
+    /// The CrowdSec bouncer and signals.
+    pub crowdsec: CrowdSecSettings,
 }
 
 impl Default for Config {
@@ -41,6 +47,8 @@ impl Default for Config {
             profiles: Profiles::default(),
             authentication: AuthenticationSettings::default(),
             webroot: WebrootSettings::default(),
+            syslog: SyslogSettings::default(),
+            crowdsec: CrowdSecSettings::default(),
         }
     }
 }
@@ -85,6 +93,8 @@ impl Config {
         };
         self.profiles.validate().map_err(|e| prefixed("profiles", e))?;
         self.access_control.validate().map_err(|e| prefixed("access_control", e))?;
+        self.syslog.validate().map_err(|e| prefixed("syslog", e))?;
+        self.crowdsec.validate().map_err(|e| prefixed("crowdsec", e))?;
         self.webserver.validate(&self.profile_names())
     }
 
@@ -111,7 +121,24 @@ impl Config {
         if self.webroot != other.webroot {
             out.push("webroot".to_string());
         }
+        if self.syslog != other.syslog {
+            out.push("syslog".to_string());
+        }
+        if self.crowdsec != other.crowdsec {
+            out.push("crowdsec".to_string());
+        }
         out
+    }
+
+    /// A copy without secrets (profiles' passwords, the syslog client key,
+    /// the CrowdSec bouncer key and machine password), for reads.
+    pub fn redacted(&self) -> Self {
+        Self {
+            profiles: self.profiles.redacted(),
+            syslog: self.syslog.redacted(),
+            crowdsec: self.crowdsec.redacted(),
+            ..self.clone()
+        }
     }
 
     /// The file text as stored: pretty JSON with a trailing newline.

@@ -49,10 +49,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::ValidationError;
 use crate::access_control::{AccessPolicy, Decision, IpNetwork, canonical_ip, mask_v4, mask_v6};
 use crate::clock::{Monotonic, Timestamp};
 use crate::profiles::{HostPort, MAX_CA_PEM_LEN, Secret};
+use crate::{ErrorCode, ValidationError};
 
 /// Poll interval used when the settings name none, in seconds.
 pub const DEFAULT_POLL_INTERVAL: u32 = 10;
@@ -154,18 +154,22 @@ impl CrowdSecSettings {
         } else {
             Some(
                 LapiUrl::parse(&self.lapi_url)
-                    .map_err(|m| ValidationError::new("lapi_url", "invalid_url", m))?,
+                    .map_err(|m| ValidationError::new("lapi_url", ErrorCode::InvalidUrl, m))?,
             )
         };
         match &self.bouncer_key {
             None if self.enabled => {
-                return Err(ValidationError::new("bouncer_key", "required", "the bouncer key is required"));
+                return Err(ValidationError::new(
+                    "bouncer_key",
+                    ErrorCode::Required,
+                    "the bouncer key is required",
+                ));
             }
             Some(k) if !is_token(k.expose(), MAX_SECRET_LEN) => {
                 // The message never repeats the key.
                 return Err(ValidationError::new(
                     "bouncer_key",
-                    "invalid_key",
+                    ErrorCode::InvalidKey,
                     format!(
                         "the bouncer key is 1-{MAX_SECRET_LEN} printable ASCII characters without spaces"
                     ),
@@ -177,7 +181,7 @@ impl CrowdSecSettings {
         if !(lo..=hi).contains(&self.poll_interval_seconds) {
             return Err(ValidationError::new(
                 "poll_interval_seconds",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("the poll interval is {lo}-{hi} seconds"),
             ));
         }
@@ -189,7 +193,7 @@ impl CrowdSecSettings {
                 if !id_ok {
                     return Err(ValidationError::new(
                         "machine_id",
-                        "invalid_machine_id",
+                        ErrorCode::InvalidMachineId,
                         format!(
                             "the machine id is 1-{MAX_MACHINE_ID_LEN} letters, digits, '.', '_', '@' or '-'"
                         ),
@@ -201,7 +205,7 @@ impl CrowdSecSettings {
                 {
                     return Err(ValidationError::new(
                         "machine_password",
-                        "invalid_password",
+                        ErrorCode::InvalidPassword,
                         format!(
                             "the machine password is 1-{MAX_SECRET_LEN} bytes without control characters"
                         ),
@@ -211,14 +215,14 @@ impl CrowdSecSettings {
             (Some(_), None) => {
                 return Err(ValidationError::new(
                     "machine_password",
-                    "required",
+                    ErrorCode::Required,
                     "a machine id needs its password",
                 ));
             }
             (None, Some(_)) => {
                 return Err(ValidationError::new(
                     "machine_id",
-                    "required",
+                    ErrorCode::Required,
                     "a machine password needs its machine id",
                 ));
             }
@@ -228,7 +232,7 @@ impl CrowdSecSettings {
         if !(lo..=hi).contains(&self.max_decisions) {
             return Err(ValidationError::new(
                 "max_decisions",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("between {lo} and {hi} decisions are kept"),
             ));
         }
@@ -236,7 +240,7 @@ impl CrowdSecSettings {
         if !(lo..=hi).contains(&self.ban_seconds) {
             return Err(ValidationError::new(
                 "ban_seconds",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("a ban lasts {lo}-{hi} seconds"),
             ));
         }
@@ -244,7 +248,7 @@ impl CrowdSecSettings {
             if url.as_ref().is_some_and(|u| !u.https) {
                 return Err(ValidationError::new(
                     "ca_pem",
-                    "https_only",
+                    ErrorCode::HttpsOnly,
                     "ca_pem applies to an https LAPI URL only",
                 ));
             }
@@ -253,7 +257,7 @@ impl CrowdSecSettings {
             if !has_cert {
                 return Err(ValidationError::new(
                     "ca_pem",
-                    "invalid_pem",
+                    ErrorCode::InvalidPem,
                     format!(
                         "expected PEM certificates (-----BEGIN CERTIFICATE-----), at most {MAX_CA_PEM_LEN} bytes"
                     ),
@@ -965,17 +969,25 @@ impl Alert {
             ("source.value", &self.source.value),
         ];
         if let Some((field, _)) = required.iter().find(|(_, v)| v.is_empty()) {
-            return Err(ValidationError::new(*field, "required", format!("the alert's {field} is required")));
+            return Err(ValidationError::new(
+                *field,
+                ErrorCode::Required,
+                format!("the alert's {field} is required"),
+            ));
         }
         if self.events_count < 1 {
             return Err(ValidationError::new(
                 "events_count",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 "an alert counts at least one event",
             ));
         }
         if self.events.is_empty() {
-            return Err(ValidationError::new("events", "required", "an alert carries at least one event"));
+            return Err(ValidationError::new(
+                "events",
+                ErrorCode::Required,
+                "an alert carries at least one event",
+            ));
         }
         for (i, d) in self.decisions.iter().enumerate() {
             let fields = [
@@ -989,14 +1001,14 @@ impl Alert {
             if let Some((name, _)) = fields.iter().find(|(_, v)| v.is_empty()) {
                 return Err(ValidationError::new(
                     format!("decisions[{i}].{name}"),
-                    "required",
+                    ErrorCode::Required,
                     format!("a decision's {name} is required"),
                 ));
             }
             if parse_go_duration(&d.duration).is_none_or(|x| x.is_zero()) {
                 return Err(ValidationError::new(
                     format!("decisions[{i}].duration"),
-                    "invalid_duration",
+                    ErrorCode::InvalidDuration,
                     "a decision lasts a positive Go duration",
                 ));
             }

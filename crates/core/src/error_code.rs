@@ -201,6 +201,19 @@ error_codes! {
     /// An upload field was sent twice.
     DuplicateField = "duplicate_field",
 
+    /// A setting that only a TLS syslog destination takes was given for another transport.
+    TlsOnly = "tls_only",
+    /// A setting that only an `https` URL takes was given for an `http` one.
+    HttpsOnly = "https_only",
+    /// Two settings that exclude each other were both given (a pinned certificate and a CA).
+    ConflictingSettings = "conflicting_settings",
+    /// A certificate fingerprint is not 64 hexadecimal digits (colons allowed).
+    InvalidFingerprint = "invalid_fingerprint",
+    /// A duration is not in the form the receiver takes.
+    InvalidDuration = "invalid_duration",
+    /// A CrowdSec machine id has characters or a length the LAPI refuses.
+    InvalidMachineId = "invalid_machine_id",
+
     // ---- ACME enrolment ----
     /// The ACME settings are incomplete or invalid.
     InvalidSettings = "invalid_settings",

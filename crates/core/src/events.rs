@@ -68,6 +68,12 @@ pub enum EventKind {
     CertificateExpiring,
     /// An ACME enrolment or renewal failed (it is retried).
     AcmeFailed,
+    /// Syslog messages were dropped from a collector's full queue.
+    SyslogDropped,
+    /// The CrowdSec Local API could not be polled (the last known decisions stay).
+    CrowdsecUnreachable,
+    /// A local block could not be sent to the CrowdSec Local API.
+    CrowdsecAlertFailed,
     /// An event of a kind this version does not know (read from a newer
     /// firmware's log; kept rather than failing the whole log).
     #[serde(other)]

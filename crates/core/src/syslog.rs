@@ -46,10 +46,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::ValidationError;
 use crate::clock::Monotonic;
 use crate::events::{Event, EventKind};
 use crate::profiles::{HostPort, MAX_CA_PEM_LEN, Secret};
+use crate::{ErrorCode, ValidationError};
 
 /// Most collectors one device sends to.
 pub const MAX_DESTINATIONS: usize = 8;
@@ -207,9 +207,12 @@ impl Severity {
     /// informational.
     pub fn of(kind: EventKind) -> Self {
         match kind {
-            EventKind::ConfigLoadProblem | EventKind::AcmeFailed | EventKind::NotificationFailed => {
-                Self::Error
-            }
+            EventKind::ConfigLoadProblem
+            | EventKind::AcmeFailed
+            | EventKind::NotificationFailed
+            | EventKind::SyslogDropped
+            | EventKind::CrowdsecAlertFailed => Self::Error,
+            EventKind::CrowdsecUnreachable => Self::Warning,
             EventKind::IntrusionAlert
             | EventKind::ClientBlocked
             | EventKind::ConfigRolledBack
@@ -291,7 +294,7 @@ impl SyslogDestination {
 
     fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
         let f = |name: &str| format!("{prefix}.{name}");
-        self.host_port().map_err(|m| ValidationError::new(f("address"), "invalid_address", m))?;
+        self.host_port().map_err(|m| ValidationError::new(f("address"), ErrorCode::InvalidAddress, m))?;
         let tls_fields = [
             ("ca_pem", self.ca_pem.is_some()),
             ("pinned_sha256", self.pinned_sha256.is_some()),
@@ -303,7 +306,7 @@ impl SyslogDestination {
             if let Some((name, _)) = tls_fields.iter().find(|(_, set)| *set) {
                 return Err(ValidationError::new(
                     f(name),
-                    "tls_only",
+                    ErrorCode::TlsOnly,
                     format!("{name} applies to the tls transport only"),
                 ));
             }
@@ -312,36 +315,42 @@ impl SyslogDestination {
         if self.ca_pem.is_some() && self.pinned_sha256.is_some() {
             return Err(ValidationError::new(
                 f("pinned_sha256"),
-                "conflict",
+                ErrorCode::ConflictingSettings,
                 "give either ca_pem or pinned_sha256: a pinned certificate is trusted alone",
             ));
         }
         if let Some(pem) = &self.ca_pem {
-            check_pem(pem, "CERTIFICATE").map_err(|m| ValidationError::new(f("ca_pem"), "invalid_pem", m))?;
+            check_pem(pem, "CERTIFICATE")
+                .map_err(|m| ValidationError::new(f("ca_pem"), ErrorCode::InvalidPem, m))?;
         }
         if let Some(pin) = &self.pinned_sha256
             && parse_fingerprint(pin).is_none()
         {
             return Err(ValidationError::new(
                 f("pinned_sha256"),
-                "invalid_fingerprint",
+                ErrorCode::InvalidFingerprint,
                 "expected a SHA-256 fingerprint: 64 hexadecimal digits, colons allowed",
             ));
         }
         if let Some(name) = &self.server_name {
             HostPort::parse(name, Some(1)).ok().filter(|hp| hp.host == *name).ok_or_else(|| {
-                ValidationError::new(f("server_name"), "invalid_host", "expected a DNS name or an IP address")
+                ValidationError::new(
+                    f("server_name"),
+                    ErrorCode::InvalidHost,
+                    "expected a DNS name or an IP address",
+                )
             })?;
         }
         match (&self.client_certificate_pem, &self.client_key_pem) {
             (Some(cert), Some(key)) => {
-                check_pem(cert, "CERTIFICATE")
-                    .map_err(|m| ValidationError::new(f("client_certificate_pem"), "invalid_pem", m))?;
+                check_pem(cert, "CERTIFICATE").map_err(|m| {
+                    ValidationError::new(f("client_certificate_pem"), ErrorCode::InvalidPem, m)
+                })?;
                 // The message never repeats the key.
                 check_pem(key.expose(), "PRIVATE KEY").map_err(|_| {
                     ValidationError::new(
                         f("client_key_pem"),
-                        "invalid_pem",
+                        ErrorCode::InvalidPem,
                         "expected an unencrypted PEM private key (-----BEGIN ... PRIVATE KEY-----)",
                     )
                 })?;
@@ -349,14 +358,14 @@ impl SyslogDestination {
             (Some(_), None) => {
                 return Err(ValidationError::new(
                     f("client_key_pem"),
-                    "required",
+                    ErrorCode::Required,
                     "a client certificate needs its private key",
                 ));
             }
             (None, Some(_)) => {
                 return Err(ValidationError::new(
                     f("client_certificate_pem"),
-                    "required",
+                    ErrorCode::Required,
                     "a client key needs its certificate",
                 ));
             }
@@ -431,14 +440,14 @@ impl SyslogSettings {
         if self.enabled && self.destinations.is_empty() {
             return Err(ValidationError::new(
                 "destinations",
-                "required",
+                ErrorCode::Required,
                 "syslog export needs at least one destination",
             ));
         }
         if self.destinations.len() > MAX_DESTINATIONS {
             return Err(ValidationError::new(
                 "destinations",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_DESTINATIONS} destinations are allowed"),
             ));
         }
@@ -450,7 +459,7 @@ impl SyslogSettings {
             if let Some(first) = seen.iter().position(|k| *k == key) {
                 return Err(ValidationError::new(
                     format!("{prefix}.address"),
-                    "duplicate",
+                    ErrorCode::Duplicate,
                     format!("this destination repeats destinations[{first}]"),
                 ));
             }
@@ -461,7 +470,7 @@ impl SyslogSettings {
         {
             return Err(ValidationError::new(
                 "hostname",
-                "invalid_hostname",
+                ErrorCode::InvalidHost,
                 "the host name must be 1-255 printable ASCII characters without spaces",
             ));
         }
@@ -469,7 +478,7 @@ impl SyslogSettings {
         if !(lo..=hi).contains(&self.queue_capacity) {
             return Err(ValidationError::new(
                 "queue_capacity",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("the queue holds between {lo} and {hi} messages"),
             ));
         }
@@ -1024,7 +1033,7 @@ mod tests {
         d.transport = SyslogTransport::Tls;
         assert_eq!(settings(vec![d.clone()]).validate(), Ok(()));
         d.pinned_sha256 = Some("ab".repeat(32));
-        assert_eq!(refused(&settings(vec![d.clone()])).code, "conflict");
+        assert_eq!(refused(&settings(vec![d.clone()])).code, "conflicting_settings");
         d.ca_pem = None;
         assert_eq!(settings(vec![d.clone()]).validate(), Ok(()));
         let colons = (0..32).map(|_| "AB").collect::<Vec<_>>().join(":");

@@ -11,8 +11,20 @@ use crate::error::ApiError;
 use portcullis_core::ErrorCode;
 
 /// Every optional feature, by its cargo feature name, in a fixed order.
-pub const OPTIONAL_FEATURES: [&str; 9] =
-    ["ui", "acme", "email", "ip-notify", "sip", "digest", "http2", "openapi", "webroot"];
+pub const OPTIONAL_FEATURES: [&str; 12] = [
+    "ui",
+    "acme",
+    "email",
+    "ip-notify",
+    "sip",
+    "digest",
+    "http2",
+    "openapi",
+    "webroot",
+    "metrics",
+    "syslog",
+    "crowdsec",
+];
 
 /// Whether the optional feature `name` is built in (unknown names: false).
 pub const fn built(name: &str) -> bool {
@@ -32,6 +44,9 @@ pub const fn built(name: &str) -> bool {
         || is!("http2", "http2")
         || is!("openapi", "openapi")
         || is!("webroot", "webroot")
+        || is!("metrics", "metrics")
+        || is!("syslog", "syslog")
+        || is!("crowdsec", "crowdsec")
 }
 
 const fn const_eq(a: &[u8], b: &[u8]) -> bool {

@@ -542,7 +542,8 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     } else {
         peer
     };
-    if policy.decide(client) == portcullis_core::access_control::Decision::Deny {
+    // CrowdSec's bans apply to the client a trusted proxy names too.
+    if f.rt.security().decide_with(&policy, client) == portcullis_core::access_control::Decision::Deny {
         let mut resp = ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::AccessDenied,

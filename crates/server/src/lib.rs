@@ -32,6 +32,7 @@ pub mod conn;
 pub mod digest;
 pub mod error;
 pub mod expiry;
+pub mod fleet;
 pub mod headers;
 pub mod http;
 pub mod i18n;
@@ -233,7 +234,12 @@ impl ServerBuilder {
         let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
         let webroot = self.webroot.as_deref().map(webroot::Webroot::new).transpose()?;
-        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now));
+        let fleet = Arc::new(fleet::Fleet::new(
+            self.clock.clone(),
+            env!("CARGO_PKG_VERSION"),
+            &build_info::features(),
+        ));
+        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now, fleet));
         for problem in &load_report.problems {
             security.event(
                 now,
@@ -552,7 +558,9 @@ impl OfflineDevice {
             None => UsersFile::default(),
         };
         let (certs, _) = Certificates::load(store.clone(), now)?;
-        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now));
+        let fleet =
+            Arc::new(fleet::Fleet::new(clock.clone(), env!("CARGO_PKG_VERSION"), &build_info::features()));
+        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now, fleet));
         // Nothing is ever bound: the listeners are not started.
         let (listeners, _no_serving) = ports::ListenerSet::new(Vec::new());
         #[cfg(feature = "acme")]

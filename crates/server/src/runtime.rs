@@ -136,6 +136,8 @@ pub struct Runtime {
     acme: Arc<crate::acme::Acme>,
     pending: Mutex<Option<Pending>>,
     next_pending: portable_atomic::AtomicU64,
+    /// What the fleet integrations report to (event log, metrics).
+    fleet_observers: crate::security::FleetObservers,
 }
 
 /// A provisional change waiting for confirmation.
@@ -217,6 +219,10 @@ impl Runtime {
         running.access_control = running.access_control.without_temporary();
         running.validate()?;
         parts.security.set_access_control(&running.access_control);
+        let fleet_observers = crate::security::FleetObservers(crate::security::FleetEvents::new(
+            &parts.security,
+            parts.clock.clone(),
+        ));
         Ok(Self {
             store: parts.store,
             clock: parts.clock,
@@ -239,6 +245,7 @@ impl Runtime {
             acme: parts.acme,
             pending: Mutex::new(None),
             next_pending: portable_atomic::AtomicU64::new(1),
+            fleet_observers,
         })
     }
 
@@ -381,13 +388,30 @@ impl Runtime {
         new.validate()?;
         let was_on = self.running().webserver.hsts_enabled;
         portcullis_core::hsts::check(was_on, &new.webserver, &self.certs.served(), self.now())?;
-        self.open_listeners_for(&new, keep_old).await?;
+        // The syslog exporter and CrowdSec bouncer follow the new settings
+        // (settings they cannot use refuse the change); if the ports cannot
+        // be opened, they go back to the running ones.
+        self.apply_fleet(&new)?;
+        if let Err(e) = self.open_listeners_for(&new, keep_old).await {
+            if let Err(back) = self.apply_fleet(&self.running()) {
+                tracing::error!(error = %back, "the fleet integrations could not go back to the running settings");
+            }
+            return Err(e);
+        }
         self.security.set_access_control(&new.access_control);
         self.running.store(Arc::new(new));
         if !keep_old {
             *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         Ok(())
+    }
+
+    fn apply_fleet(&self, config: &Config) -> Result<(), ValidationError> {
+        let hostname = crate::notifications::device_name();
+        self.security
+            .fleet()
+            .apply(config, &hostname, &self.fleet_observers)
+            .map_err(|e| ValidationError::new(e.field, portcullis_core::ErrorCode::InvalidValue, e.message))
     }
 
     async fn open_listeners_for(&self, config: &Config, keep_old: bool) -> Result<(), ApplyError> {
@@ -470,7 +494,9 @@ impl Runtime {
     pub async fn start_listeners(&self) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let running = self.running();
-        self.open_listeners_for(&running, false).await
+        self.open_listeners_for(&running, false).await?;
+        self.security.fleet().start(&running, &crate::notifications::device_name(), &self.fleet_observers);
+        Ok(())
     }
 
     /// Closes every listener (at shutdown).
@@ -584,6 +610,29 @@ impl Runtime {
         self.apply(new).await?;
         self.event(EventKind::ConfigChanged, actor, message);
         Ok(true)
+    }
+
+    /// Set for the syslog export: the exporter is started anew with the
+    /// settings (its queue starts empty), or stopped when switched off.
+    pub async fn set_syslog(
+        &self,
+        settings: portcullis_core::syslog::SyslogSettings,
+        actor: &Actor,
+    ) -> Result<Arc<Config>, ApplyError> {
+        self.set_plain(actor, "syslog export settings set", |c| c.syslog = settings).await?;
+        Ok(self.running())
+    }
+
+    /// Set for the CrowdSec bouncer and signals: polling restarts with the
+    /// new settings (the decisions known so far stay until the first poll
+    /// replaces them); switched off, its bans are no longer enforced.
+    pub async fn set_crowdsec(
+        &self,
+        settings: portcullis_core::crowdsec::CrowdSecSettings,
+        actor: &Actor,
+    ) -> Result<Arc<Config>, ApplyError> {
+        self.set_plain(actor, "CrowdSec settings set", |c| c.crowdsec = settings).await?;
+        Ok(self.running())
     }
 
     /// Set for the static content settings.

@@ -24,6 +24,7 @@ use portcullis_core::{Monotonic, Timestamp};
 use time::OffsetDateTime;
 
 use crate::conn::ConnectionGate;
+use crate::fleet::Fleet;
 use crate::store::{SECRET_MODE, Store};
 
 /// File of the web server logfile.
@@ -101,6 +102,9 @@ pub struct Security {
     events: Mutex<EventLog>,
     dirty: AtomicBool,
     store: Store,
+    /// The fleet integrations: events go to syslog, blocks to CrowdSec, and
+    /// CrowdSec's bans join the access decision.
+    fleet: Arc<Fleet>,
 }
 
 impl std::fmt::Debug for Security {
@@ -111,14 +115,19 @@ impl std::fmt::Debug for Security {
 
 impl ConnectionGate for Security {
     fn admit(&self, peer: IpAddr) -> bool {
-        self.policy.load().decide(peer) == Decision::Allow
+        self.decide_with(&self.policy.load(), peer) == Decision::Allow
     }
 }
 
 impl Security {
     /// Security state for `settings`, with the logfile and event log read
     /// back from the data folder (unreadable files are moved aside).
-    pub fn load(store: Store, settings: &AccessControlSettings, now: OffsetDateTime) -> Self {
+    pub fn load(
+        store: Store,
+        settings: &AccessControlSettings,
+        now: OffsetDateTime,
+        fleet: Arc<Fleet>,
+    ) -> Self {
         let logfile = match store.read(LOGFILE_FILE) {
             Ok(Some(b)) => match Logfile::from_json(&String::from_utf8_lossy(&b), LOGFILE_ENTRIES) {
                 Ok(l) => l,
@@ -151,7 +160,27 @@ impl Security {
             events: Mutex::new(events),
             dirty: AtomicBool::new(false),
             store,
+            fleet,
         }
+    }
+
+    /// The fleet integrations.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+
+    /// The decision for `ip` under `policy` and, when built, CrowdSec's bans:
+    /// allow rules still win, trusted proxies are never banned at the
+    /// connection (their clients are, per request, once resolved).
+    pub fn decide_with(&self, policy: &AccessPolicy, ip: IpAddr) -> Decision {
+        #[cfg(feature = "crowdsec")]
+        {
+            let bans = self.fleet.decisions().read().unwrap_or_else(|e| e.into_inner());
+            if !bans.is_empty() {
+                return portcullis_core::crowdsec::admit(policy, &bans, ip, self.fleet.monotonic());
+            }
+        }
+        policy.decide(ip)
     }
 
     /// The compiled access policy in force.
@@ -192,7 +221,7 @@ impl Security {
 
     /// Whether the access policy now refuses `ip` (a block or an access rule).
     pub fn denies(&self, ip: IpAddr) -> bool {
-        self.policy.load().decide(ip) == Decision::Deny
+        self.decide_with(&self.policy.load(), ip) == Decision::Deny
     }
 
     /// Whether `ip` may have credentials checked at `now`: not if it is
@@ -262,7 +291,20 @@ impl Security {
                 serde_json::json!({"address": lifted.to_string(), "reason": "evicted"}),
             );
         }
+        #[cfg(feature = "metrics")]
+        self.fleet.metrics().failed_logins.inc();
         if outcome.block {
+            #[cfg(feature = "crowdsec")]
+            self.fleet.block(portcullis_core::crowdsec::BlockFacts {
+                network: outcome.key,
+                failures: outcome.count,
+                // The detector keeps no first failure time: the block's time
+                // stands for both ends of the alert's range.
+                first_failure: now,
+                blocked_at: now,
+                ban: std::time::Duration::ZERO,
+                window: std::time::Duration::from_secs(u64::from(settings.timeout_minutes) * 60),
+            });
             self.event(
                 now,
                 EventKind::ClientBlocked,
@@ -343,6 +385,7 @@ impl Security {
             timeout_minutes,
         );
         self.dirty.store(true, Ordering::Relaxed);
+        self.fleet.access(now.utc, ip, user, authorized, url);
     }
 
     /// The logfile entries, oldest first.
@@ -364,9 +407,17 @@ impl Security {
         message: impl Into<String>,
         details: serde_json::Value,
     ) -> u64 {
-        let id =
-            self.events.lock().unwrap_or_else(|e| e.into_inner()).push(now, kind, actor, message, details);
+        let (id, event) = {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            let id = events.push(now, kind, actor, message, details);
+            (id, events.recent(1).pop())
+        };
         self.dirty.store(true, Ordering::Relaxed);
+        // Outside the lock: the exporter only queues, but a report it makes
+        // (a drop) comes back here.
+        if let Some(event) = event {
+            self.fleet.event(&event);
+        }
         id
     }
 
@@ -405,5 +456,160 @@ impl Security {
                 let _ = tokio::task::spawn_blocking(move || me.flush()).await;
             }
         });
+    }
+}
+
+/// What the fleet integrations report, written to the event log and the
+/// metrics (it holds the security state weakly: the integrations' tasks
+/// must not keep it alive).
+pub struct FleetEvents {
+    security: std::sync::Weak<Security>,
+    clock: Arc<dyn portcullis_core::Clock>,
+    /// Whether the last poll of the CrowdSec LAPI failed: an outage is one
+    /// event, not one per poll.
+    #[cfg_attr(not(feature = "crowdsec"), allow(dead_code))]
+    lapi_down: AtomicBool,
+}
+
+impl FleetEvents {
+    /// Reports into `security`'s event log.
+    pub fn new(security: &Arc<Security>, clock: Arc<dyn portcullis_core::Clock>) -> Arc<Self> {
+        Arc::new(Self { security: Arc::downgrade(security), clock, lapi_down: AtomicBool::new(false) })
+    }
+
+    #[cfg_attr(not(any(feature = "syslog", feature = "crowdsec")), allow(dead_code))]
+    fn record(&self, kind: EventKind, message: String, details: serde_json::Value) {
+        if let Some(security) = self.security.upgrade() {
+            security.event(self.clock.now(), kind, None, message, details);
+        }
+    }
+}
+
+/// The observers of one server, handed to [`crate::fleet::Fleet::apply`].
+#[derive(Clone)]
+pub struct FleetObservers(pub Arc<FleetEvents>);
+
+impl crate::fleet::FleetObserver for FleetObservers {
+    #[cfg(feature = "syslog")]
+    fn syslog(&self) -> Arc<dyn portcullis_fleet::syslog::SyslogObserver> {
+        self.0.clone()
+    }
+    #[cfg(feature = "crowdsec")]
+    fn crowdsec(&self) -> Arc<dyn portcullis_fleet::crowdsec::CrowdSecObserver> {
+        self.0.clone()
+    }
+}
+
+#[cfg(feature = "syslog")]
+impl portcullis_fleet::syslog::SyslogObserver for FleetEvents {
+    fn sent(&self, destination: &str) {
+        #[cfg(feature = "metrics")]
+        if let Some(s) = self.security.upgrade() {
+            s.fleet()
+                .metrics()
+                .syslog_messages
+                .get_or_create(&portcullis_fleet::metrics::SyslogLabels {
+                    destination: destination.to_string(),
+                    result: "sent",
+                })
+                .inc();
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = destination;
+    }
+
+    fn dropped(&self, destination: &str, count: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(s) = self.security.upgrade() {
+            s.fleet()
+                .metrics()
+                .syslog_messages
+                .get_or_create(&portcullis_fleet::metrics::SyslogLabels {
+                    destination: destination.to_string(),
+                    result: "dropped",
+                })
+                .inc_by(count);
+        }
+        self.record(
+            EventKind::SyslogDropped,
+            format!("{count} syslog messages for {destination} were dropped: its queue was full while it could not be reached"),
+            serde_json::json!({"destination": destination, "dropped": count}),
+        );
+    }
+
+    fn failed(&self, destination: &str, error: &str) {
+        tracing::warn!(destination, error, "syslog collector unreachable; messages stay queued");
+    }
+}
+
+#[cfg(feature = "crowdsec")]
+impl portcullis_fleet::crowdsec::CrowdSecObserver for FleetEvents {
+    fn polled(&self, outcome: &portcullis_core::crowdsec::StreamOutcome, held: usize) {
+        let _ = outcome;
+        self.lapi_down.store(false, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(s) = self.security.upgrade() {
+            let m = s.fleet().metrics();
+            m.crowdsec_polls.get_or_create(&portcullis_fleet::metrics::ResultLabel { result: "ok" }).inc();
+            m.crowdsec_decisions.set(i64::try_from(held).unwrap_or(i64::MAX));
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = held;
+    }
+
+    fn poll_failed(&self, error: &portcullis_fleet::crowdsec::LapiError) {
+        #[cfg(feature = "metrics")]
+        if let Some(s) = self.security.upgrade() {
+            s.fleet()
+                .metrics()
+                .crowdsec_polls
+                .get_or_create(&portcullis_fleet::metrics::ResultLabel { result: "failed" })
+                .inc();
+        }
+        if !self.lapi_down.swap(true, Ordering::Relaxed) {
+            self.record(
+                EventKind::CrowdsecUnreachable,
+                format!("the CrowdSec Local API cannot be polled ({error}); the last known decisions stay in force"),
+                serde_json::json!({"code": error.code()}),
+            );
+        }
+    }
+
+    fn alert_sent(&self, facts: &portcullis_core::crowdsec::BlockFacts) {
+        #[cfg(feature = "metrics")]
+        if let Some(s) = self.security.upgrade() {
+            s.fleet()
+                .metrics()
+                .alerts
+                .get_or_create(&portcullis_fleet::metrics::AlertLabels {
+                    channel: "crowdsec".into(),
+                    result: "sent",
+                })
+                .inc();
+        }
+        tracing::info!(address = %facts.network, "block shared with CrowdSec");
+    }
+
+    fn alert_failed(
+        &self,
+        facts: &portcullis_core::crowdsec::BlockFacts,
+        error: &portcullis_fleet::crowdsec::LapiError,
+    ) {
+        #[cfg(feature = "metrics")]
+        if let Some(s) = self.security.upgrade() {
+            s.fleet()
+                .metrics()
+                .alerts
+                .get_or_create(&portcullis_fleet::metrics::AlertLabels {
+                    channel: "crowdsec".into(),
+                    result: "failed",
+                })
+                .inc();
+        }
+        self.record(
+            EventKind::CrowdsecAlertFailed,
+            format!("the block of {} could not be sent to CrowdSec: {error}", facts.network),
+            serde_json::json!({"address": facts.network.to_string(), "code": error.code()}),
+        );
     }
 }

@@ -5,11 +5,17 @@ pub mod authentication;
 pub mod build;
 pub mod certificate;
 pub mod config;
+#[cfg(feature = "crowdsec")]
+pub mod crowdsec;
 pub mod health;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod openapi;
 pub mod profiles;
 pub mod security;
 pub mod session;
+#[cfg(feature = "syslog")]
+pub mod syslog;
 pub mod users;
 #[cfg(feature = "webroot")]
 pub mod webroot;
@@ -68,6 +74,18 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
     let router = router.route("/api/v1/webroot", get(webroot::get_webroot).put(webroot::put_webroot));
     #[cfg(not(feature = "webroot"))]
     let router = router.route("/api/v1/webroot", crate::build_info::not_built_route("webroot"));
+    #[cfg(feature = "metrics")]
+    let router = router.route("/metrics", get(metrics::metrics));
+    #[cfg(not(feature = "metrics"))]
+    let router = router.route("/metrics", crate::build_info::not_built_route("metrics"));
+    #[cfg(feature = "syslog")]
+    let router = router.route("/api/v1/syslog", get(syslog::get_syslog).put(syslog::put_syslog));
+    #[cfg(not(feature = "syslog"))]
+    let router = router.route("/api/v1/syslog", crate::build_info::not_built_route("syslog"));
+    #[cfg(feature = "crowdsec")]
+    let router = router.route("/api/v1/crowdsec", get(crowdsec::get_crowdsec).put(crowdsec::put_crowdsec));
+    #[cfg(not(feature = "crowdsec"))]
+    let router = router.route("/api/v1/crowdsec", crate::build_info::not_built_route("crowdsec"));
     #[cfg(feature = "acme")]
     let router = router
         .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))

@@ -12,18 +12,42 @@
 use axum::response::{IntoResponse, Response};
 #[cfg(feature = "openapi")]
 use http::header;
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 use utoipa::OpenApi;
 
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 use crate::auth;
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 use crate::error::ErrorBody;
 
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 use super::{
-    authentication, build, certificate, config, health, profiles, security, session, users, webroot,
-    webserver,
+    authentication, build, certificate, config, crowdsec, health, metrics, profiles, security, session,
+    syslog, users, webroot, webserver,
 };
 
 /// The OpenAPI document of the full build (see the module docs).
@@ -31,8 +55,13 @@ use super::{
 const OPENAPI_FULL: &str = include_str!("../../openapi.json");
 
 /// Paths of the document that belong to an optional feature.
-const OPENAPI_FEATURE_PATHS: [(&str, &str); 2] =
-    [("/api/v1/certificate/acme", "acme"), ("/api/v1/webroot", "webroot")];
+const OPENAPI_FEATURE_PATHS: [(&str, &str); 5] = [
+    ("/api/v1/certificate/acme", "acme"),
+    ("/api/v1/webroot", "webroot"),
+    ("/metrics", "metrics"),
+    ("/api/v1/syslog", "syslog"),
+    ("/api/v1/crowdsec", "crowdsec"),
+];
 
 /// The OpenAPI document of this build: what a left-out feature serves is removed.
 #[cfg(feature = "openapi")]
@@ -100,10 +129,22 @@ fn prune_schemas(doc: &mut serde_json::Value) {
     }
 }
 
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 struct SecurityAddon;
 
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -126,10 +167,22 @@ impl utoipa::Modify for SecurityAddon {
 /// failed-login rate bound holds the client back, 503 while password checks
 /// are saturated; and for a JSON body, 400
 /// (malformed, unknown field), 413 (over the limit) and 415 (not JSON).
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 struct CommonResponses;
 
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -175,7 +228,13 @@ impl utoipa::Modify for CommonResponses {
 
 /// The OpenAPI document of the whole API, as the full build serves it
 /// (`openapi.json` is made from it by a test; see [`openapi_for_build`]).
-#[cfg(all(feature = "acme", feature = "webroot"))]
+#[cfg(all(
+    feature = "acme",
+    feature = "webroot",
+    feature = "metrics",
+    feature = "syslog",
+    feature = "crowdsec"
+))]
 #[derive(OpenApi)]
 #[openapi(
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
@@ -188,7 +247,8 @@ impl utoipa::Modify for CommonResponses {
         security::logfile, security::events, authentication::get_authentication, authentication::put_authentication,
         webroot::get_webroot, webroot::put_webroot, profiles::list, profiles::get, profiles::put, profiles::delete,
         profiles::test, users::list_users, users::get_user, users::put_user, users::delete_user, session::login,
-        session::logout, session::get_session),
+        session::logout, session::get_session, metrics::metrics, syslog::get_syslog, syslog::put_syslog,
+        crowdsec::get_crowdsec, crowdsec::put_crowdsec),
     components(schemas(ErrorBody, crate::error::ErrorDetail, portcullis_core::ErrorCode, config::ProvisionalChange)),
     modifiers(&SecurityAddon, &CommonResponses),
     security(("basic" = []), ("session" = []))
@@ -201,7 +261,13 @@ mod tests {
 
     /// The committed document is what the code's types make: regenerate it
     /// with `PORTCULLIS_BLESS=1 cargo test -p portcullis openapi_document`.
-    #[cfg(all(feature = "acme", feature = "webroot"))]
+    #[cfg(all(
+        feature = "acme",
+        feature = "webroot",
+        feature = "metrics",
+        feature = "syslog",
+        feature = "crowdsec"
+    ))]
     #[test]
     fn openapi_document_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
@@ -242,7 +308,13 @@ mod tests {
         );
     }
 
-    #[cfg(all(feature = "acme", feature = "webroot"))]
+    #[cfg(all(
+        feature = "acme",
+        feature = "webroot",
+        feature = "metrics",
+        feature = "syslog",
+        feature = "crowdsec"
+    ))]
     #[test]
     fn the_document_lists_every_error_code() {
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");

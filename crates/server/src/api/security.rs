@@ -57,11 +57,86 @@ pub async fn put_access_control(
     Ok(crate::api::config::set_answer(&running.access_control, pending))
 }
 
-/// The clients blocked by intrusion detection (temporary deny until reboot).
-#[utoipa::path(get, path = "/api/v1/blocked", tag = "intrusion-detection",
-    responses((status = 200, body = Vec<BlockedClient>)))]
-pub async fn blocked(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<Vec<BlockedClient>> {
-    Json(rt.security().blocked())
+/// Most clients `GET /api/v1/blocked` returns at once (CrowdSec may hold 100,000 bans).
+pub const MAX_BLOCKED_PAGE: usize = 10_000;
+
+/// A page of `/api/v1/blocked`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BlockedQuery {
+    /// Entries to skip (local blocks come first, then CrowdSec's bans by address).
+    #[serde(default)]
+    pub offset: usize,
+    /// Entries to return, at most 10,000 (default 1,000).
+    pub limit: Option<usize>,
+}
+
+/// A client refused now: blocked by the device's intrusion detection
+/// (`origin` `local`) or under a CrowdSec ban decision (`origin` `crowdsec`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BlockedEntry {
+    /// The address or network refused.
+    pub address: String,
+    /// `local` or `crowdsec`.
+    pub origin: &'static str,
+    /// Local: when the block was set (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Local: when the client last failed a login (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// CrowdSec: when the ban ends (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// CrowdSec: who made the decision (`cscli`, `crowdsec`, `CAPI`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// CrowdSec: the scenario behind it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl From<BlockedClient> for BlockedEntry {
+    fn from(b: BlockedClient) -> Self {
+        Self {
+            address: b.address.to_string(),
+            origin: "local",
+            since: Some(rfc3339(b.since)),
+            last_failure: Some(rfc3339(b.last_failure)),
+            until: None,
+            decided_by: None,
+            scenario: None,
+        }
+    }
+}
+
+/// The clients refused now: blocked by intrusion detection (temporary deny
+/// until reboot), then those under a CrowdSec ban, with its expiry; paged.
+#[utoipa::path(get, path = "/api/v1/blocked", tag = "intrusion-detection", params(BlockedQuery),
+    responses((status = 200, body = Vec<BlockedEntry>)))]
+pub async fn blocked(
+    State(rt): State<Arc<Runtime>>,
+    _v: Viewer,
+    Query(q): Query<BlockedQuery>,
+) -> Json<Vec<BlockedEntry>> {
+    let limit = q.limit.unwrap_or(1_000).min(MAX_BLOCKED_PAGE);
+    let local = rt.security().blocked().into_iter().map(BlockedEntry::from);
+    #[cfg(feature = "crowdsec")]
+    let all = local.chain(rt.security().fleet().bans().into_iter().map(|b| BlockedEntry {
+        address: b.address.to_string(),
+        origin: "crowdsec",
+        since: None,
+        last_failure: None,
+        until: Some(rfc3339(b.until)),
+        decided_by: Some(b.origin),
+        scenario: Some(b.scenario),
+    }));
+    #[cfg(not(feature = "crowdsec"))]
+    let all = local;
+    Json(all.skip(q.offset).take(limit).collect())
 }
 
 /// Which block to lift.
