@@ -6,12 +6,12 @@
 //! installs them.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use portcullis_core::access_control::{AccessControlSettings, AccessPolicy, Decision};
 use portcullis_core::crowdsec::{BlockFacts, CrowdSecSettings, DecisionSet, StreamOutcome, admit};
 use portcullis_core::events::{Event, EventKind};
@@ -24,22 +24,8 @@ use portcullis_fleet::syslog::{SyslogExporter, SyslogObserver};
 use portcullis_fleet::{Jitter, RandomJitter};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
-/// Longest wait for anything an engine does (start, receive, poll).
-const LIMIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use portcullis_testkit::engines::{Engine, LIMIT, Lapi, Rsyslog, free_udp_port, need, udp_tcp_inputs};
+use portcullis_testkit::free_port;
 
 /// Polls `cond` every 50 ms for at most `limit`; whether it held.
 async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -52,48 +38,6 @@ async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn need(tool: &str) -> Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(tool).is_file())
-        })
-        .unwrap_or(false);
-    if !found {
-        bail!("{tool} is not installed: run scripts/install-test-deps");
-    }
-    Ok(())
-}
-
-/// A child process killed (by its own PID) when dropped.
-struct Engine {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Engine {
-    fn spawn(cmd: &mut Command, log: PathBuf) -> Result<Self> {
-        let out = std::fs::File::create(&log)?;
-        let child =
-            cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null()).spawn().context("spawn engine")?;
-        Ok(Self { child, log })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -137,90 +81,6 @@ impl Jitter for NoJitter {
 
 fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock::new())
-}
-
-/// rsyslogd writing what it receives to `dir/received.log`, one line per
-/// message: input, PRI, MSGID, structured data, MSG.
-struct Rsyslog {
-    engine: Engine,
-    dir: PathBuf,
-    conf: PathBuf,
-}
-
-impl Rsyslog {
-    fn start(dir: &Path, inputs: &str, globals: &str) -> Result<Self> {
-        need("rsyslogd")?;
-        let conf = dir.join("rsyslog.conf");
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work)?;
-        std::fs::write(
-            &conf,
-            format!(
-                "global(workDirectory=\"{work}\" {globals})\n\
-                 template(name=\"line\" type=\"string\" string=\"%inputname% %pri% %msgid% %structured-data% %msg%\\n\")\n\
-                 {inputs}\n\
-                 *.* action(type=\"omfile\" file=\"{out}\" template=\"line\")\n",
-                work = work.display(),
-                out = dir.join("received.log").display()
-            ),
-        )?;
-        let mut r = Self { engine: Self::spawn(dir, &conf)?, dir: dir.to_path_buf(), conf };
-        r.wait_listening()?;
-        Ok(r)
-    }
-
-    fn spawn(dir: &Path, conf: &Path) -> Result<Engine> {
-        let pid = dir.join("rsyslogd.pid");
-        let _ = std::fs::remove_file(&pid);
-        Engine::spawn(
-            Command::new("rsyslogd").arg("-n").arg("-f").arg(conf).arg("-i").arg(&pid),
-            dir.join(format!(
-                "rsyslogd-{}.log",
-                std::time::SystemTime::now().elapsed().map(|d| d.as_nanos()).unwrap_or(0)
-            )),
-        )
-    }
-
-    /// Waits for the pid file: rsyslogd writes it once its inputs are open.
-    fn wait_listening(&mut self) -> Result<()> {
-        let pid = self.dir.join("rsyslogd.pid");
-        let deadline = std::time::Instant::now() + LIMIT;
-        while !pid.exists() {
-            if let Ok(Some(status)) = self.engine.child.try_wait() {
-                bail!("rsyslogd exited ({status}): {}", self.engine.log());
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("rsyslogd did not start: {}", self.engine.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        self.engine.stop();
-    }
-
-    fn restart(&mut self) -> Result<()> {
-        self.engine = Self::spawn(&self.dir, &self.conf)?;
-        self.wait_listening()
-    }
-
-    fn received(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("received.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-fn udp_tcp_inputs(udp: u16, tcp: u16) -> String {
-    format!(
-        "module(load=\"imudp\")\nmodule(load=\"imtcp\")\n\
-         input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\")\n\
-         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\")"
-    )
 }
 
 fn syslog_settings(destinations: Vec<SyslogDestination>) -> SyslogSettings {
@@ -457,102 +317,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A CrowdSec LAPI alone (`crowdsec -no-cs`) with sqlite in `dir`.
-struct Lapi {
-    engine: Engine,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Lapi {
-    fn start(dir: &Path) -> Result<Self> {
-        Self::start_with(dir, false)
-    }
-
-    /// With `tls`, the LAPI serves HTTPS with `dir`'s cert.pem and key.pem.
-    fn start_with(dir: &Path, tls: bool) -> Result<Self> {
-        need("crowdsec")?;
-        need("cscli")?;
-        let port = free_port();
-        for sub in ["data", "hub", "notifications"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        std::fs::copy("/etc/crowdsec/profiles.yaml", dir.join("profiles.yaml"))
-            .context("crowdsec's profiles.yaml")?;
-        std::fs::write(dir.join("simulation.yaml"), "simulation: false\n")?;
-        let d = dir.display();
-        std::fs::write(
-            dir.join("config.yaml"),
-            format!(
-                "common:\n  daemonize: false\n  log_media: stdout\n  log_level: info\n  working_dir: .\n\
-                 config_paths:\n  config_dir: {d}/\n  data_dir: {d}/data/\n  simulation_path: {d}/simulation.yaml\n  \
-                 hub_dir: {d}/hub/\n  index_path: {d}/hub/.index.json\n  notification_dir: {d}/notifications/\n  \
-                 plugin_dir: /usr/lib/crowdsec/plugins/\n\
-                 cscli:\n  output: human\n\
-                 db_config:\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n  use_wal: false\n  flush:\n    max_items: 5000\n    max_age: 7d\n\
-                 api:\n  client:\n    insecure_skip_verify: false\n    credentials_path: {d}/local_api_credentials.yaml\n  \
-                 server:\n    log_level: info\n    listen_uri: 127.0.0.1:{port}\n    profiles_path: {d}/profiles.yaml\n    \
-                 trusted_ips:\n      - 127.0.0.1\n      - ::1\n{tls}\
-                 prometheus:\n  enabled: false\n",
-                tls = if tls {
-                    format!("    tls:\n      cert_file: {d}/cert.pem\n      key_file: {d}/key.pem\n")
-                } else {
-                    String::new()
-                }
-            ),
-        )?;
-        let engine = Self::spawn(dir)?;
-        let lapi = Self { engine, dir: dir.to_path_buf(), port };
-        lapi.wait_ready()?;
-        // cscli's own login, for `cscli decisions add`.
-        lapi.cscli(&["machines", "add", "cli", "--auto", "-f", &format!("{d}/local_api_credentials.yaml")])?;
-        Ok(lapi)
-    }
-
-    fn spawn(dir: &Path) -> Result<Engine> {
-        Engine::spawn(
-            Command::new("crowdsec").arg("-c").arg(dir.join("config.yaml")).arg("-no-cs").current_dir(dir),
-            dir.join("crowdsec.log"),
-        )
-    }
-
-    fn wait_ready(&self) -> Result<()> {
-        let deadline = std::time::Instant::now() + LIMIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if std::fs::read_to_string(&self.engine.log).unwrap_or_default().contains("level=fatal") {
-                bail!("the LAPI failed: {}", self.engine.log());
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("the LAPI did not start: {}", self.engine.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn cscli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("cscli").arg("-c").arg(self.dir.join("config.yaml")).args(args).output()?;
-        if !out.status.success() {
-            bail!("cscli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    fn bouncer_key(&self, name: &str) -> Result<String> {
-        self.cscli(&["bouncers", "add", name, "-o", "raw"])
-    }
-
-    fn settings(&self, key: &str) -> CrowdSecSettings {
-        let s = CrowdSecSettings {
-            enabled: true,
-            lapi_url: format!("http://127.0.0.1:{}", self.port),
-            bouncer_key: Some(Secret::new(key)),
-            poll_interval_seconds: 1,
-            ..Default::default()
-        };
-        s.validate().expect("valid settings");
-        s
-    }
+/// The settings of a bouncer of `lapi` with `key`, polling every second.
+fn lapi_settings(lapi: &Lapi, key: &str) -> CrowdSecSettings {
+    let s = CrowdSecSettings {
+        enabled: true,
+        lapi_url: format!("http://127.0.0.1:{}", lapi.port),
+        bouncer_key: Some(Secret::new(key)),
+        poll_interval_seconds: 1,
+        ..Default::default()
+    };
+    s.validate().expect("valid settings");
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,7 +336,7 @@ async fn a_lapi_over_https_is_verified_against_the_ca_given() -> Result<()> {
     let pki = make_pki(dir.path())?;
     let lapi = Lapi::start_with(dir.path(), true)?;
     let key = lapi.bouncer_key("cam-1")?;
-    let mut settings = lapi.settings(&key);
+    let mut settings = lapi_settings(&lapi, &key);
     settings.lapi_url = format!("https://127.0.0.1:{}", lapi.port);
     settings.ca_pem = Some(pki.ca_pem.clone());
     settings.validate().expect("valid");
@@ -611,7 +386,7 @@ async fn a_decision_added_by_cscli_is_enforced_within_a_poll_and_survives_an_out
     let dir = tempfile::tempdir()?;
     let mut lapi = Lapi::start(dir.path())?;
     let key = lapi.bouncer_key("cam-1")?;
-    let settings = lapi.settings(&key);
+    let settings = lapi_settings(&lapi, &key);
     let client = Arc::new(LapiClient::new(&settings, env!("CARGO_PKG_VERSION"))?);
     let decisions = Arc::new(RwLock::new(DecisionSet::new(1000)));
     let watched = Arc::new(Watched::default());
@@ -657,7 +432,7 @@ async fn a_decision_added_by_cscli_is_enforced_within_a_poll_and_survives_an_out
     bouncer.stop();
 
     // A wrong key is refused, and named as such (never quoted).
-    let wrong = LapiClient::new(&lapi.settings("not-the-key"), env!("CARGO_PKG_VERSION"))?;
+    let wrong = LapiClient::new(&lapi_settings(&lapi, "not-the-key"), env!("CARGO_PKG_VERSION"))?;
     let e = wrong.decisions(true).await.expect_err("refused");
     assert_eq!(e.code(), "refused", "{e}");
     assert!(!e.to_string().contains("not-the-key"));
@@ -669,7 +444,7 @@ async fn a_local_block_sent_as_an_alert_is_refused_by_another_bouncer() -> Resul
     let dir = tempfile::tempdir()?;
     let lapi = Lapi::start(dir.path())?;
     lapi.cscli(&["machines", "add", "cam-1", "--password", "cam-1-secret", "-f", "/dev/null"])?;
-    let mut signalling = lapi.settings(&lapi.bouncer_key("cam-1")?);
+    let mut signalling = lapi_settings(&lapi, &lapi.bouncer_key("cam-1")?);
     signalling.machine_id = Some("cam-1".into());
     signalling.machine_password = Some(Secret::new("cam-1-secret"));
     signalling.validate().expect("valid");
@@ -692,7 +467,8 @@ async fn a_local_block_sent_as_an_alert_is_refused_by_another_bouncer() -> Resul
     );
 
     // Another device that only bounces, with its own key.
-    let other = LapiClient::new(&lapi.settings(&lapi.bouncer_key("cam-2")?), env!("CARGO_PKG_VERSION"))?;
+    let other =
+        LapiClient::new(&lapi_settings(&lapi, &lapi.bouncer_key("cam-2")?), env!("CARGO_PKG_VERSION"))?;
     let stream = other.decisions(true).await?;
     let mut set = DecisionSet::new(100);
     let clock = clock();

@@ -1,6 +1,8 @@
 //! Test helpers: the real `portcullis` binary on free loopback ports with a
 //! temporary data folder, waited for by polling (never by sleeping).
 
+pub mod engines;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

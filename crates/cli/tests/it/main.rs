@@ -12,6 +12,8 @@ mod clock;
 #[cfg(feature = "digest")]
 mod digest;
 mod features;
+#[cfg(all(feature = "metrics", feature = "syslog", feature = "crowdsec"))]
+mod fleet;
 mod foundation;
 mod guessing;
 mod hosts;
