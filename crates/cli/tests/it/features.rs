@@ -11,7 +11,7 @@ use crate::bin;
 
 /// The optional features and whether this test build has them (the binary's
 /// features are the test crate's).
-const FEATURES: [(&str, bool); 9] = [
+const FEATURES: [(&str, bool); 12] = [
     ("ui", cfg!(feature = "ui")),
     ("acme", cfg!(feature = "acme")),
     ("email", cfg!(feature = "email")),
@@ -21,6 +21,9 @@ const FEATURES: [(&str, bool); 9] = [
     ("http2", cfg!(feature = "http2")),
     ("openapi", cfg!(feature = "openapi")),
     ("webroot", cfg!(feature = "webroot")),
+    ("metrics", cfg!(feature = "metrics")),
+    ("syslog", cfg!(feature = "syslog")),
+    ("crowdsec", cfg!(feature = "crowdsec")),
 ];
 
 const PROVIDER: &str = if cfg!(feature = "ring") { "ring" } else { "aws-lc-rs" };
@@ -93,6 +96,9 @@ fn what_is_not_built_answers_feature_not_built_and_what_is_built_works() {
         let paths = body["paths"].as_object().expect("paths");
         assert_eq!(paths.contains_key("/api/v1/certificate/acme"), built("acme"));
         assert_eq!(paths.contains_key("/api/v1/webroot"), built("webroot"));
+        assert_eq!(paths.contains_key("/metrics"), built("metrics"));
+        assert_eq!(paths.contains_key("/api/v1/syslog"), built("syslog"));
+        assert_eq!(paths.contains_key("/api/v1/crowdsec"), built("crowdsec"));
         assert!(paths.contains_key("/api/v1/build"));
     } else {
         assert_not_built("GET /api/v1/openapi.json", status, &body, "openapi");
@@ -120,6 +126,28 @@ fn what_is_not_built_answers_feature_not_built_and_what_is_built_works() {
         assert_not_built("GET /api/v1/webroot", status, &body, "webroot");
         let (status, body) = server.admin("PUT", "/api/v1/webroot", Some(json!({"login_required": true})));
         assert_not_built("PUT /api/v1/webroot", status, &body, "webroot");
+    }
+
+    // The fleet integrations: /metrics and the syslog and CrowdSec settings.
+    let (status, body, _) = anonymous_get(&server, "/metrics");
+    assert_eq!(status, 401, "only with a login, built or not: {body}");
+    let (status, body) = server.admin("GET", "/metrics", None);
+    if built("metrics") {
+        assert_eq!(status, 200);
+    } else {
+        assert_not_built("GET /metrics", status, &body, "metrics");
+    }
+    for (feature, path) in [("syslog", "/api/v1/syslog"), ("crowdsec", "/api/v1/crowdsec")] {
+        let (status, body) = server.admin("GET", path, None);
+        let (put, put_body) = server.admin("PUT", path, Some(json!({"enabled": false})));
+        if built(feature) {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["enabled"], false, "off by default: {body}");
+            assert_eq!(put, 200, "{put_body}");
+        } else {
+            assert_not_built(path, status, &body, feature);
+            assert_not_built(path, put, &put_body, feature);
+        }
     }
 
     // Digest: switching it on.
