@@ -5,6 +5,9 @@
 //! and promtool (the exposition text). `scripts/install-test-deps`
 //! installs them.
 
+// The whole file needs every integration (the minimal build has none).
+#![cfg(all(feature = "metrics", feature = "syslog", feature = "crowdsec"))]
+
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -3,6 +3,9 @@
 //! collector that stops reading, one that appears late, a LAPI that
 //! answers too much or fails).
 
+// The whole file needs every integration (the minimal build has none).
+#![cfg(all(feature = "metrics", feature = "syslog", feature = "crowdsec"))]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

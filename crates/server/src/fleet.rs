@@ -65,6 +65,7 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
+#[cfg(any(feature = "syslog", feature = "crowdsec"))]
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -110,7 +111,9 @@ impl Fleet {
             return Ok(());
         }
         #[cfg(not(any(feature = "syslog", feature = "crowdsec")))]
-        let _ = (config, hostname, observer);
+        let _ = (config, observer);
+        #[cfg(not(feature = "syslog"))]
+        let _ = hostname;
         // Both are checked before either is replaced: a change is whole or nothing.
         #[cfg(feature = "syslog")]
         let syslog = self.prepare_syslog(&config.syslog, hostname, observer)?;
