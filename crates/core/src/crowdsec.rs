@@ -1089,7 +1089,7 @@ mod tests {
     fn refusals_name_the_field() {
         let field = |s: &CrowdSecSettings| {
             let e = refused(s);
-            (e.field, e.code)
+            (e.field, e.code.as_str().to_string())
         };
         let f = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(

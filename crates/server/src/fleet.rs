@@ -120,10 +120,10 @@ impl Fleet {
         #[cfg(feature = "crowdsec")]
         let crowdsec = self.prepare_crowdsec(&config.crowdsec, observer)?;
         #[cfg(feature = "syslog")]
-        if let Some(new) = syslog {
-            if let Some(old) = std::mem::replace(&mut *lock(&self.syslog), new) {
-                old.exporter.stop();
-            }
+        if let Some(new) = syslog
+            && let Some(old) = std::mem::replace(&mut *lock(&self.syslog), new)
+        {
+            old.exporter.stop();
         }
         #[cfg(feature = "crowdsec")]
         if let Some(new) = crowdsec {
