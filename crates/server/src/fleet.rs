@@ -282,4 +282,79 @@ impl Fleet {
     pub fn monotonic(&self) -> portcullis_core::Monotonic {
         self.clock.monotonic()
     }
+
+    /// Counts a request answered with `status` on the listener `port` (`tls`).
+    pub fn request(&self, port: u16, tls: bool, status: u16) {
+        #[cfg(feature = "metrics")]
+        self.metrics.request(&listener_name(port, tls), status);
+        #[cfg(not(feature = "metrics"))]
+        let _ = (port, tls, status);
+    }
+
+    /// Counts a TLS handshake, completed or failed.
+    pub fn handshake(&self, completed: bool) {
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .tls_handshakes
+            .get_or_create(&portcullis_fleet::metrics::ResultLabel {
+                result: if completed { "completed" } else { "failed" },
+            })
+            .inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = completed;
+    }
+
+    /// Counts a connection open on the listener `port` (`tls`) until the
+    /// returned guard is dropped.
+    pub fn connection(self: &Arc<Self>, port: u16, tls: bool) -> OpenConnection {
+        #[cfg(feature = "metrics")]
+        {
+            let label = portcullis_fleet::metrics::ListenerLabel { listener: listener_name(port, tls) };
+            self.metrics.connections_open.get_or_create(&label).inc();
+            OpenConnection { fleet: self.clone(), label }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = (port, tls);
+            OpenConnection
+        }
+    }
+
+    /// Counts an alert of `channel` (`email`, `ip_notify`, `phone`), sent or failed.
+    pub fn alert(&self, channel: &str, sent: bool) {
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .alerts
+            .get_or_create(&portcullis_fleet::metrics::AlertLabels {
+                channel: channel.to_string(),
+                result: if sent { "sent" } else { "failed" },
+            })
+            .inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = (channel, sent);
+    }
+}
+
+/// A listener's name in the metrics: `http:80`, `https:443`.
+#[cfg(feature = "metrics")]
+fn listener_name(port: u16, tls: bool) -> String {
+    format!("{}:{port}", if tls { "https" } else { "http" })
+}
+
+/// A connection counted in `connections_open` while it lives.
+#[cfg(feature = "metrics")]
+pub struct OpenConnection {
+    fleet: Arc<Fleet>,
+    label: portcullis_fleet::metrics::ListenerLabel,
+}
+
+/// A connection (nothing is counted in this build).
+#[cfg(not(feature = "metrics"))]
+pub struct OpenConnection;
+
+#[cfg(feature = "metrics")]
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.fleet.metrics.connections_open.get_or_create(&self.label).dec();
+    }
 }

@@ -369,6 +369,7 @@ impl FrontService {
                 hsts_max_age: None,
                 api,
                 accept_language,
+                counted: (f.rt.security().fleet().clone(), info.local_port, info.tls),
             };
         }
         let hsts_max_age = info
@@ -382,7 +383,9 @@ impl FrontService {
             })
             .flatten()
             .flatten();
-        let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api, accept_language };
+        let counted = (f.rt.security().fleet().clone(), info.local_port, info.tls);
+        let mut future =
+            FrontFuture { state: FrontState::Answer(None), hsts_max_age, api, accept_language, counted };
         if let Some(w) = self.direct_webroot(&parts) {
             // What the router's fallback would do, without the router: no
             // route lookup, request extensions or boxed route futures.
@@ -423,6 +426,8 @@ pub struct FrontFuture {
     api: bool,
     /// The request's `Accept-Language`, in which an error answer is worded.
     accept_language: Option<HeaderValue>,
+    /// Where the answer is counted: the metrics, and the listener's port and protocol.
+    counted: (Arc<crate::fleet::Fleet>, u16, bool),
 }
 
 type BoxedAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
@@ -439,6 +444,11 @@ enum FrontState {
 }
 
 impl FrontFuture {
+    fn count(&self, resp: &Response) {
+        let (fleet, port, tls) = &self.counted;
+        fleet.request(*port, *tls, resp.status().as_u16());
+    }
+
     fn with_hsts(&self, mut resp: Response) -> Response {
         if let Some(max_age) = self.hsts_max_age {
             resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, max_age_value(max_age));
@@ -472,6 +482,7 @@ impl std::future::Future for FrontFuture {
                     let Some(resp) = resp.take() else { return Poll::Pending };
                     if !needs_json_error_body(&resp) {
                         let resp = crate::i18n::localize_error(resp, this.accept_language.as_ref());
+                        this.count(&resp);
                         return Poll::Ready(Ok(finish(resp, this.api)));
                     }
                     this.state = FrontState::ErrorBody(Box::pin(json_error_body(resp)));
@@ -479,6 +490,7 @@ impl std::future::Future for FrontFuture {
                 FrontState::ErrorBody(fut) => {
                     let Poll::Ready(resp) = fut.as_mut().poll(cx) else { return Poll::Pending };
                     let resp = crate::i18n::localize_error(resp, this.accept_language.as_ref());
+                    this.count(&resp);
                     return Poll::Ready(Ok(finish(resp, this.api)));
                 }
             }

@@ -301,6 +301,7 @@ impl ServerBuilder {
                 tracker: tracker.clone(),
                 gate: security.clone(),
                 shutdown: shutdown_rx,
+                fleet: security.fleet().clone(),
             },
             serve_jobs,
         );

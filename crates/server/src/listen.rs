@@ -42,6 +42,8 @@ pub struct ListenContext {
     pub gate: Arc<dyn ConnectionGate>,
     /// Turns true when the whole server shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// The metrics of connections and handshakes.
+    pub fleet: Arc<crate::fleet::Fleet>,
 }
 
 /// The open connections, so that the limit evicts the idlest and shutdown
@@ -401,6 +403,7 @@ async fn serve_connection(
     guard: ConnGuard,
 ) {
     let _ = stream.set_nodelay(true);
+    let _open = ctx.fleet.connection(info.local_port, info.tls);
     match acceptor {
         // Plain connections may speak HTTP/1 or h2c (prior knowledge): the
         // first bytes decide.
@@ -428,12 +431,19 @@ async fn serve_connection(
                 Box::pin(tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io)));
             let tls = tokio::select! {
                 r = handshake => match r {
-                    Ok(Ok(tls)) => tls,
+                    Ok(Ok(tls)) => {
+                        ctx.fleet.handshake(true);
+                        tls
+                    }
                     Ok(Err(e)) => {
+                        ctx.fleet.handshake(false);
                         tracing::debug!(peer = %info.peer, error = %e, "TLS handshake failed");
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {
+                        ctx.fleet.handshake(false);
+                        return;
+                    }
                 },
                 _ = guard.state.kill.notified() => return,
                 _ = stopping => return,

@@ -116,6 +116,7 @@ fn record_outcome(security: &Security, now: time::OffsetDateTime, outcome: &Outc
     };
     match &outcome.result {
         Ok(d) => {
+            security.fleet().alert(kind, true);
             security.event(
                 now,
                 EventKind::NotificationSent,
@@ -129,6 +130,7 @@ fn record_outcome(security: &Security, now: time::OffsetDateTime, outcome: &Outc
         }
         Err(e) => {
             tracing::warn!(profile = %outcome.profile_name, kind, error = %e, "notification failed");
+            security.fleet().alert(kind, false);
             security.event(
                 now,
                 EventKind::NotificationFailed,

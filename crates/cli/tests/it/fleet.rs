@@ -82,6 +82,35 @@ fn metrics_answer_an_administrators_basic_credentials_only_and_promtool_finds_th
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Requests by listener and status class, TLS handshakes, open connections.
+    let https = format!("https://127.0.0.1:{}/healthz", server.https_port);
+    assert_eq!(curl_status("127.0.0.1", &https, &[]), 200);
+    assert_eq!(curl_status("127.0.0.1", &https, &["--tls-max", "1.1"]), 0, "TLS 1.1 is refused");
+    let text = server.admin_text("/metrics").2;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+    };
+    let http = server.http_ports[0];
+    assert!(
+        value(&format!("portcullis_http_requests_total{{listener=\"http:{http}\",class=\"4xx\"}}")) >= 3.0
+    );
+    assert!(
+        value(&format!("portcullis_http_requests_total{{listener=\"http:{http}\",class=\"2xx\"}}")) >= 1.0
+    );
+    assert!(
+        value(&format!(
+            "portcullis_http_requests_total{{listener=\"https:{}\",class=\"2xx\"}}",
+            server.https_port
+        )) >= 1.0
+    );
+    assert!(value("portcullis_tls_handshakes_total{result=\"completed\"}") >= 1.0);
+    assert!(value("portcullis_tls_handshakes_total{result=\"failed\"}") >= 1.0);
+    assert!(
+        value(&format!("portcullis_connections_open{{listener=\"http:{http}\"}}")) >= 1.0,
+        "this scrape's own"
+    );
     // A Set shows as unsaved.
     assert_eq!(server.admin("PUT", "/api/v1/access-control", Some(json!({"enabled": true}))).0, 200);
     assert!(server.admin_text("/metrics").2.contains("portcullis_unsaved_changes 1"));
