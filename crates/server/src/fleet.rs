@@ -283,6 +283,22 @@ impl Fleet {
         self.clock.monotonic()
     }
 
+    /// Sets the gauges read at a scrape: messages waiting per syslog collector.
+    #[cfg(feature = "metrics")]
+    pub fn refresh_gauges(&self) {
+        #[cfg(feature = "syslog")]
+        if let Some(run) = lock(&self.syslog).as_ref() {
+            for d in run.exporter.stats() {
+                self.metrics
+                    .syslog_queued
+                    .get_or_create(&portcullis_fleet::metrics::DestinationLabel {
+                        destination: d.destination,
+                    })
+                    .set(i64::try_from(d.queued).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     /// Counts a request answered with `status` on the listener `port` (`tls`).
     pub fn request(&self, port: u16, tls: bool, status: u16) {
         #[cfg(feature = "metrics")]

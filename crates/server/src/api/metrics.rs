@@ -28,6 +28,7 @@ pub async fn metrics(State(rt): State<Arc<Runtime>>, _admin: Admin) -> Response 
             .get_or_create(&portcullis_fleet::metrics::OriginLabel { origin: "crowdsec" })
             .set(i64::try_from(bans).unwrap_or(i64::MAX));
     }
+    security.fleet().refresh_gauges();
     m.unsaved_changes.set(i64::from(rt.status().unsaved_changes));
     m.certificate_not_after.set(rt.certs().served().not_after.unix_timestamp());
     ([(header::CONTENT_TYPE, portcullis_fleet::metrics::CONTENT_TYPE)], m.encode()).into_response()
