@@ -370,3 +370,26 @@ test("your own password is changed only with the current one; rules that deny yo
     await page.waitForFunction(() => /running provisionally/.test(document.getElementById("page-status").textContent));
     assert.match(await page.locator("#page-status").innerText(), /rolled back at/);
   }));
+
+test("fleet: a bad syslog address is refused at its field and changes nothing; CrowdSec is set and its key never shown", () =>
+  withUi("13-fleet", async (server, { page }) => {
+    await login(page, server, "/admin/fleet");
+    await page.locator("#add-destination").click();
+    const address = page.locator('[data-field="destinations[0].address"]');
+    await address.fill("not a host name:1");
+    await page.locator("#set-syslog").click();
+    await page.waitForSelector('[data-field="destinations[0].address"][aria-invalid=true]');
+    const s = await server.api("GET", "/api/v1/syslog");
+    assert.equal(s.json.destinations.length, 0, "nothing changed");
+    await page.getByLabel("Use CrowdSec").check();
+    await page.getByLabel("Local API URL").fill("http://127.0.0.1:9");
+    await page.getByLabel("Bouncer key").fill("bouncer-key-123");
+    await page.locator("#set-crowdsec").click();
+    await page.waitForFunction(() => /Settings set/.test(document.getElementById("page-status").textContent));
+    const c = await server.api("GET", "/api/v1/crowdsec");
+    assert.equal(c.json.enabled, true);
+    assert.equal(c.json.lapi_url, "http://127.0.0.1:9");
+    assert.equal(c.json.bouncer_key ?? null, null, "the key is never read back");
+    assert.equal(await page.getByLabel("Bouncer key").inputValue(), "", "nor shown");
+    await shot(page, "13-fleet");
+  }));

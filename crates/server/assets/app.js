@@ -4,12 +4,14 @@ import { loadSession, frame, refreshPending, t } from "./common.js";
 import { renderWebServer } from "./webserver.js";
 import { renderMenu, renderAccess, renderLogfile, renderEvents, renderBlocked, renderUsers } from "./pages.js";
 import { renderProfiles } from "./profiles.js";
+import { renderFleet } from "./fleet.js";
 
 const PAGES = {
   "": ["title.menu", renderMenu],
   webserver: ["title.webserver", renderWebServer],
   "access-control": ["title.access", renderAccess],
   profiles: ["title.profiles", renderProfiles],
+  fleet: ["title.fleet", renderFleet],
   logfile: ["title.logfile", renderLogfile],
   events: ["title.events", renderEvents],
   blocked: ["title.blocked", renderBlocked],

@@ -23,11 +23,12 @@ export async function renderMenu(root) {
     ["webserver", "nav.webserver", "menu.webserver"],
     ["access-control", "nav.access", "menu.access"],
     ["profiles", "nav.profiles", "menu.profiles"],
+    ["fleet", "nav.fleet", "menu.fleet"],
     ["logfile", "nav.logfile", "menu.logfile"],
     ["events", "nav.events", "menu.events"],
     ["blocked", "nav.blocked", "menu.blocked"],
     ["users", "nav.users", "menu.users"],
-  ].filter(([p]) => p !== "profiles" || anyChannel());
+  ].filter(([p]) => (p !== "profiles" || anyChannel()) && (p !== "fleet" || ["metrics", "syslog", "crowdsec"].some(built)));
   root.replaceChildren(
     section(t("menu.dialogs"), h("ul", { class: "menu" }, items.map(([p, k, d]) =>
       h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
@@ -165,7 +166,7 @@ export async function renderLogfile(root) {
 export async function renderEvents(root) {
   const body = h("tbody", {});
   const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
-    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
   let events = [];
   inputOf(kindSel).addEventListener("change", show);
   root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
@@ -202,6 +203,7 @@ export async function renderBlocked(root) {
         announce(t("bl.done", { address: x.data.address }));
         await load();
       } }, t("bl.unblock"));
+      if (b.origin === "crowdsec") return h("tr", { class: "crowdsec" }, h("td", { text: b.address }), h("td", { text: t("bl.crowdsec", { by: b.decided_by || "", until: fmtTime(b.until) }) }), h("td", { text: "" }), h("td", {}));
       return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", {}, btn));
     }) : [h("tr", {}, h("td", { colspan: 4, text: t("bl.empty") }))]));
   }

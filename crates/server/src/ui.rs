@@ -22,7 +22,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// The pages of the UI (below `/admin/`); each is served the shell `app.html`.
 pub const PAGES: &[&str] =
-    &["", "webserver", "access-control", "profiles", "logfile", "events", "blocked", "users"];
+    &["", "webserver", "access-control", "profiles", "fleet", "logfile", "events", "blocked", "users"];
 
 /// The embedded assets: name below `/admin/assets/`, content type, content.
 pub const ASSETS: &[(&str, &str, &str)] = &[
@@ -33,6 +33,7 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     ("webserver.js", "text/javascript; charset=utf-8", include_str!("../assets/webserver.js")),
     ("pages.js", "text/javascript; charset=utf-8", include_str!("../assets/pages.js")),
     ("profiles.js", "text/javascript; charset=utf-8", include_str!("../assets/profiles.js")),
+    ("fleet.js", "text/javascript; charset=utf-8", include_str!("../assets/fleet.js")),
     ("login.js", "text/javascript; charset=utf-8", include_str!("../assets/login.js")),
     ("favicon.svg", "image/svg+xml", include_str!("../assets/favicon.svg")),
     ("i18n/en.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-en.js"))),
