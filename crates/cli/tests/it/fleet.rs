@@ -227,6 +227,20 @@ fn rsyslog_receives_the_binarys_events_with_the_kind_as_msgid_over_udp_tcp_and_t
     );
 }
 
+/// The addresses under a CrowdSec ban in `/api/v1/blocked`.
+fn bans(server: &TestServer) -> Vec<String> {
+    let (_, blocked) = server.admin("GET", "/api/v1/blocked", None);
+    blocked
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|b| b["origin"] == "crowdsec")
+                .filter_map(|b| b["address"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The CrowdSec settings of a bouncer of `lapi` polling every second.
 fn bouncing(lapi: &Lapi, key: &str) -> Value {
     json!({"enabled": true, "lapi_url": format!("http://127.0.0.1:{}", lapi.port), "bouncer_key": key,
@@ -257,9 +271,37 @@ fn a_decision_added_by_cscli_makes_the_device_refuse_that_source_within_a_poll()
     assert_eq!(ban["address"], "127.0.0.3");
     assert!(ban["until"].is_string() && ban["decided_by"] == "cscli", "{ban}");
 
+    // Behind a trusted proxy: the client it names is refused per request
+    // (403), and a ban on the proxy itself does not cut its other clients off.
+    let (status, body) = server.admin(
+        "PUT",
+        "/api/v1/access-control",
+        Some(json!({"enabled": true, "trusted_proxies": ["127.0.0.6"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    lapi.cscli(&["decisions", "add", "--ip", "127.0.0.6", "--duration", "1h"]).expect("decision");
+    let via_proxy =
+        |client: &str| curl_status("127.0.0.6", &url, &["-H", &format!("X-Forwarded-For: {client}")]);
+    assert!(
+        wait_until(LIMIT, || bans(&server).contains(&"127.0.0.6".to_string())),
+        "the proxy's ban never came"
+    );
+    assert_eq!(via_proxy("127.0.0.3"), 403);
+    assert_eq!(via_proxy("198.51.100.9"), 200);
+
     // Deleted: served again at the next poll.
     lapi.cscli(&["decisions", "delete", "--ip", "127.0.0.3"]).expect("delete");
     assert!(wait_until(LIMIT, || curl_status("127.0.0.3", &url, &[]) == 200), "127.0.0.3 still refused");
+    // Stored, the key is in the data folder (mode 0600) and `config show` leaves it out.
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200);
+    let data = server.data_dir();
+    let (code, out, err) = portcullis_testkit::run(
+        bin().to_str().expect("utf8"),
+        &["config", "show", "--data-dir", data.to_str().expect("utf8")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"lapi_url\"") && !out.contains(&key), "{out}");
+    assert!(std::fs::read_to_string(data.join("config.json")).expect("config").contains(&key));
     // Switched off: no polling, nothing of CrowdSec enforced.
     let mut off = bouncing(&lapi, "");
     off["enabled"] = json!(false);
