@@ -341,3 +341,56 @@ fn an_attacker_blocked_by_one_device_is_refused_by_a_second_that_only_bounces() 
     assert_eq!(curl_status("127.0.0.5", &url, &[]), 200);
     assert!(events(&first, "crowdsec_alert_failed").is_empty());
 }
+
+#[test]
+fn a_syslog_collector_down_then_back_gets_the_queue_and_the_drops_are_in_the_event_log_and_metrics() {
+    need("rsyslogd").expect("rsyslogd");
+    let dir = tempfile::tempdir().expect("dir");
+    let tcp = free_port();
+    let inputs =
+        format!("module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\")");
+    let mut rsyslog = Rsyslog::start(dir.path(), &inputs, "").expect("rsyslogd");
+    let server = TestServer::start(&bin()).expect("start");
+    let settings = json!({"enabled": true, "queue_capacity": 10,
+        "destinations": [{"address": format!("127.0.0.1:{tcp}"), "transport": "tcp"}]});
+    assert_eq!(server.admin("PUT", "/api/v1/syslog", Some(settings)).0, 200);
+    let changed = |lines: &[String]| lines.iter().filter(|l| l.contains(" config_changed ")).count();
+    assert!(wait_until(LIMIT, || changed(&rsyslog.received()) == 1), "{:?}", rsyslog.received());
+
+    rsyslog.stop();
+    // 15 changes while the collector is down: its queue keeps the last 10.
+    for i in 0..15 {
+        let body = json!({"enabled": i % 2 == 0});
+        assert_eq!(server.admin("PUT", "/api/v1/access-control", Some(body)).0, 200);
+    }
+    let queued = |server: &TestServer| {
+        server
+            .admin_text("/metrics")
+            .2
+            .lines()
+            .any(|l| l.starts_with("portcullis_syslog_queued_messages{") && l.trim_end().ends_with(" 10"))
+    };
+    assert!(wait_until(LIMIT, || queued(&server)), "{}", server.admin_text("/metrics").2);
+    assert!(events(&server, "syslog_dropped").is_empty(), "said once messages flow again");
+
+    rsyslog.restart().expect("restart");
+    assert!(wait_until(LIMIT, || !events(&server, "syslog_dropped").is_empty()), "no syslog_dropped event");
+    let dropped = events(&server, "syslog_dropped");
+    assert_eq!(dropped[0]["details"]["dropped"], 5, "{dropped:?}");
+    let metrics = server.admin_text("/metrics").2;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("portcullis_syslog_messages_total{")
+            && l.contains("result=\"dropped\"")
+            && l.trim_end().ends_with(" 5")),
+        "{metrics}"
+    );
+    // The 10 kept arrive, then the drop itself.
+    assert!(
+        wait_until(LIMIT, || {
+            let lines = rsyslog.received();
+            changed(&lines) == 11 && lines.iter().any(|l| l.contains(" syslog_dropped "))
+        }),
+        "{:?}",
+        rsyslog.received()
+    );
+}
