@@ -324,7 +324,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
-/// Serves the sockets [`ListenerSet`] binds, until the server shuts down.
+/// Serves the sockets [`crate::ports::ListenerSet`] binds, until the server shuts down.
 pub fn serve_jobs(ctx: ListenContext, mut jobs: ServeJobs) {
     tokio::spawn(async move {
         let mut shutdown = ctx.shutdown.clone();
