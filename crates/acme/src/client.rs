@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 
 use crate::error::AcmeError;
-use crate::settings::{AcmeSettings, parse_ca_bundle};
+use portcullis_core::acme::{AcmeSettings, parse_ca_bundle};
 
 /// Longest wait for a TCP connection to the ACME server.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

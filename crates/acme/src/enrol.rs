@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::client::{self, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::error::{AcmeError, describe, describe_problem, problem_type};
-use crate::settings::{AcmeSettings, Challenge, Ident, decode_eab_key};
+use portcullis_core::acme::{AcmeSettings, Challenge, Ident, decode_eab_key};
 
 /// Longest a whole enrolment may take, from the directory fetch to the certificate.
 pub const ENROL_TIMEOUT: Duration = Duration::from_secs(5 * 60);

@@ -1,5 +1,6 @@
 //! What can go wrong in an enrolment, for operators and the API.
 
+use portcullis_core::ErrorCode;
 use std::time::Duration;
 
 use portcullis_core::ValidationError;
@@ -89,20 +90,20 @@ pub enum AcmeError {
 
 impl AcmeError {
     /// Stable machine-readable code for the API.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AcmeError::InvalidSettings(_) => "invalid_settings",
-            AcmeError::Unreachable { .. } => "acme_server_unreachable",
-            AcmeError::ExternalAccountRequired => "eab_required",
-            AcmeError::AccountRejected { .. } => "account_rejected",
-            AcmeError::OrderRejected { .. } => "order_rejected",
-            AcmeError::ChallengeNotOffered { .. } => "challenge_not_offered",
-            AcmeError::ValidationFailed { .. } => "validation_failed",
-            AcmeError::RateLimited { .. } => "rate_limited",
-            AcmeError::Timeout { .. } => "timeout",
-            AcmeError::KeyGeneration { .. } => "key_generation_failed",
-            AcmeError::InvalidCertificate { .. } => "invalid_certificate",
-            AcmeError::Protocol { .. } => "protocol_error",
+            AcmeError::InvalidSettings(_) => ErrorCode::InvalidSettings,
+            AcmeError::Unreachable { .. } => ErrorCode::AcmeServerUnreachable,
+            AcmeError::ExternalAccountRequired => ErrorCode::EabRequired,
+            AcmeError::AccountRejected { .. } => ErrorCode::AccountRejected,
+            AcmeError::OrderRejected { .. } => ErrorCode::OrderRejected,
+            AcmeError::ChallengeNotOffered { .. } => ErrorCode::ChallengeNotOffered,
+            AcmeError::ValidationFailed { .. } => ErrorCode::ValidationFailed,
+            AcmeError::RateLimited { .. } => ErrorCode::RateLimited,
+            AcmeError::Timeout { .. } => ErrorCode::Timeout,
+            AcmeError::KeyGeneration { .. } => ErrorCode::KeyGenerationFailed,
+            AcmeError::InvalidCertificate { .. } => ErrorCode::InvalidCertificate,
+            AcmeError::Protocol { .. } => ErrorCode::ProtocolError,
         }
     }
 

@@ -540,7 +540,7 @@ async fn short_lifetime_renews_at_two_thirds() -> Result<()> {
     let (enrolled, _) = enrol(&settings, None, pebble.responder.as_ref()).await?;
     let lifetime = enrolled.not_after - enrolled.not_before;
     assert!(lifetime <= time::Duration::seconds(91), "{lifetime}");
-    let renew = portcullis_acme::renewal_time(enrolled.not_before, enrolled.not_after);
+    let renew = portcullis_core::acme::renewal_time(enrolled.not_before, enrolled.not_after);
     assert_eq!(renew, enrolled.not_before + lifetime * 2 / 3);
     assert!(renew < enrolled.not_after);
     eprintln!("lifetime {lifetime}, renewal at {renew}");

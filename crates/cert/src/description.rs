@@ -77,6 +77,19 @@ pub fn describe(chain: &[CertificateDer<'_>], now: OffsetDateTime) -> Result<Cer
     })
 }
 
+/// What the HSTS rule needs of the leaf of `chain`: whether it is
+/// self-signed, and its validity.
+pub fn served_certificate(
+    chain: &[CertificateDer<'_>],
+) -> Result<portcullis_core::hsts::ServedCertificate, CertError> {
+    let leaf = parse_certificate(chain.first().ok_or(CertError::NoCertificate)?)?;
+    Ok(portcullis_core::hsts::ServedCertificate {
+        self_signed: is_self_signed(&leaf),
+        not_before: asn1_time(leaf.validity().not_before.timestamp()),
+        not_after: asn1_time(leaf.validity().not_after.timestamp()),
+    })
+}
+
 /// The host names the leaf of `chain` is issued for, lower case: its
 /// subjectAltName DNS names (wildcards as `*.example.com`) and its subject's
 /// common names that are not IP addresses. Empty if it does not parse.

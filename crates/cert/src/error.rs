@@ -1,5 +1,7 @@
 //! The one error type of this crate.
 
+use portcullis_core::ErrorCode;
+
 /// Form / upload field name of the certificate file.
 pub const FIELD_CERTIFICATE: &str = "certificate";
 /// Form / upload field name of the private key file.
@@ -174,33 +176,33 @@ fn label(field: &str) -> &str {
 
 impl CertError {
     /// Stable snake_case code for API clients.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            CertError::TooLarge { .. } => "too_large",
-            CertError::Empty { .. } => "empty",
-            CertError::DerNotPem { .. } => "der_not_pem",
-            CertError::NotPem { .. } => "not_pem",
-            CertError::Truncated { .. } => "truncated",
-            CertError::InvalidPem { .. } => "invalid_pem",
-            CertError::CsrNotCertificate => "csr_not_certificate",
-            CertError::NoCertificate => "no_certificate",
-            CertError::NoPrivateKey => "no_private_key",
-            CertError::InvalidCertificate { .. } => "invalid_certificate",
-            CertError::InvalidPrivateKey { .. } => "invalid_private_key",
-            CertError::PassphraseRequired => "passphrase_required",
-            CertError::WrongPassphrase => "wrong_passphrase",
-            CertError::UnsupportedEncryption { .. } => "unsupported_encryption",
-            CertError::KeyMismatch { .. } => "key_mismatch",
-            CertError::Expired { .. } => "expired",
-            CertError::NotYetValid { .. } => "not_yet_valid",
-            CertError::RsaKeyTooSmall { .. } => "rsa_key_too_small",
-            CertError::UnsupportedKeyType { .. } => "unsupported_key_type",
-            CertError::InvalidCommonName => "invalid_common_name",
-            CertError::InvalidCountry => "invalid_country",
-            CertError::InvalidEmail => "invalid_email",
-            CertError::InvalidValidity { .. } => "invalid_validity",
-            CertError::InvalidAttribute { .. } => "invalid_attribute",
-            CertError::GenerationFailed { .. } => "generation_failed",
+            CertError::TooLarge { .. } => ErrorCode::TooLarge,
+            CertError::Empty { .. } => ErrorCode::Empty,
+            CertError::DerNotPem { .. } => ErrorCode::DerNotPem,
+            CertError::NotPem { .. } => ErrorCode::NotPem,
+            CertError::Truncated { .. } => ErrorCode::Truncated,
+            CertError::InvalidPem { .. } => ErrorCode::InvalidPem,
+            CertError::CsrNotCertificate => ErrorCode::CsrNotCertificate,
+            CertError::NoCertificate => ErrorCode::NoCertificate,
+            CertError::NoPrivateKey => ErrorCode::NoPrivateKey,
+            CertError::InvalidCertificate { .. } => ErrorCode::InvalidCertificate,
+            CertError::InvalidPrivateKey { .. } => ErrorCode::InvalidPrivateKey,
+            CertError::PassphraseRequired => ErrorCode::PassphraseRequired,
+            CertError::WrongPassphrase => ErrorCode::WrongPassphrase,
+            CertError::UnsupportedEncryption { .. } => ErrorCode::UnsupportedEncryption,
+            CertError::KeyMismatch { .. } => ErrorCode::KeyMismatch,
+            CertError::Expired { .. } => ErrorCode::Expired,
+            CertError::NotYetValid { .. } => ErrorCode::NotYetValid,
+            CertError::RsaKeyTooSmall { .. } => ErrorCode::RsaKeyTooSmall,
+            CertError::UnsupportedKeyType { .. } => ErrorCode::UnsupportedKeyType,
+            CertError::InvalidCommonName => ErrorCode::InvalidCommonName,
+            CertError::InvalidCountry => ErrorCode::InvalidCountry,
+            CertError::InvalidEmail => ErrorCode::InvalidEmail,
+            CertError::InvalidValidity { .. } => ErrorCode::InvalidValidity,
+            CertError::InvalidAttribute { .. } => ErrorCode::InvalidAttribute,
+            CertError::GenerationFailed { .. } => ErrorCode::GenerationFailed,
         }
     }
 

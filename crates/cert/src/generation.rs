@@ -1,7 +1,17 @@
 //! Generating a key, a self-signed certificate and a CSR for the same key.
+//!
+//! # Randomness
+//!
+//! The caller passes the random source ([`CryptoRng`]) the serial numbers are
+//! drawn from, so tests can fix them. The keys cannot take it: rcgen asks
+//! aws-lc-rs for them, whose random-source trait is sealed (no caller may
+//! implement it) and whose key generation (and ECDSA signing) ignores the
+//! source passed in and draws from AWS-LC's own generator, seeded by the
+//! operating system. That is the one source a key should come from anyway.
 
 use std::net::IpAddr;
 
+use rand::CryptoRng;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType, SerialNumber,
@@ -40,17 +50,7 @@ pub const FACTORY_NOT_AFTER: OffsetDateTime = time::macros::datetime!(9999-12-31
 /// OID of the PKCS#9 emailAddress attribute.
 const OID_EMAIL_ADDRESS: [u64; 7] = [1, 2, 840, 113549, 1, 9, 1];
 
-/// Algorithm and size of a key to generate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum KeyType {
-    /// RSA with a 2048-bit modulus: the default, as the seed, works everywhere.
-    #[default]
-    #[serde(rename = "rsa2048")]
-    Rsa2048,
-    /// ECDSA on NIST P-256: smaller and much faster to generate.
-    #[serde(rename = "ecdsa-p256")]
-    EcdsaP256,
-}
+pub use portcullis_core::certificate::KeyType;
 
 /// The "generate" form: subject of a new self-signed certificate and CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -246,10 +246,12 @@ fn subject(req: &GenerateRequest) -> Result<Subject, CertError> {
     Ok(Subject { host, dn })
 }
 
-/// Random positive 16-byte serial (top bit cleared; never a leading zero
-/// byte, so the DER INTEGER is always 16 bytes long).
-fn random_serial() -> SerialNumber {
-    let mut bytes: [u8; 16] = rand::random();
+/// Random positive 16-byte serial from `rng` (top bit cleared; never a
+/// leading zero byte, so the DER INTEGER is always 16 bytes long). 127 bits
+/// of randomness, more than the 64 the CA/Browser Forum requires.
+fn random_serial(rng: &mut (impl CryptoRng + ?Sized)) -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    rng.fill_bytes(&mut bytes);
     bytes[0] &= 0x7F;
     if bytes[0] == 0 {
         bytes[0] = 1;
@@ -308,6 +310,7 @@ fn issue(
     key_type: KeyType,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
+    rng: &mut (impl CryptoRng + ?Sized),
 ) -> Result<(String, String, String), CertError> {
     params.not_before = not_before;
     params.not_after = not_after;
@@ -322,7 +325,7 @@ fn issue(
     csr_params.serial_number = None;
     let csr = csr_params.serialize_request(&key).map_err(failed)?.pem().map_err(failed)?;
 
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(random_serial(rng));
     // Authority Key Identifier = its own Subject Key Identifier (self-signed):
     // RFC 5280 asks for it, and path builders and linters look for it.
     params.use_authority_key_identifier_extension = true;
@@ -335,9 +338,13 @@ fn issue(
 /// The certificate is v3 with SAN = the common name (DNS or IP), key usage
 /// digitalSignature + keyEncipherment, extended key usage serverAuth,
 /// CA:FALSE, a random 16-byte serial, valid from `now` - 5 minutes for
-/// `validity_days`. RSA-2048 keys take tens to hundreds of milliseconds:
-/// call this off the async executor.
-pub fn generate(req: &GenerateRequest, now: OffsetDateTime) -> Result<Generated, CertError> {
+/// `validity_days`, its serial drawn from `rng`. RSA-2048 keys take tens to
+/// hundreds of milliseconds: call this off the async executor.
+pub fn generate(
+    req: &GenerateRequest,
+    now: OffsetDateTime,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<Generated, CertError> {
     if !(1..=MAX_VALIDITY_DAYS).contains(&req.validity_days) {
         return Err(CertError::InvalidValidity { days: req.validity_days });
     }
@@ -346,7 +353,7 @@ pub fn generate(req: &GenerateRequest, now: OffsetDateTime) -> Result<Generated,
     params.distinguished_name = dn;
     params.subject_alt_names = vec![host.san()?];
     let not_after = now + Duration::days(i64::from(req.validity_days));
-    let (chain_pem, key_pem, csr_pem) = issue(params, req.key_type, now - BACKDATE, not_after)?;
+    let (chain_pem, key_pem, csr_pem) = issue(params, req.key_type, now - BACKDATE, not_after, rng)?;
     let mut warnings = Vec::new();
     if req.validity_days > APPLE_MAX_VALIDITY_DAYS {
         warnings.push(APPLE_VALIDITY_WARNING.to_owned());
@@ -361,9 +368,14 @@ pub fn generate(req: &GenerateRequest, now: OffsetDateTime) -> Result<Generated,
 /// and every address, O = [`FACTORY_ORGANIZATION`], valid from
 /// [`FACTORY_NOT_BEFORE`] to [`FACTORY_NOT_AFTER`]: its validity does not
 /// depend on the device's clock, which may not be set yet at the first start.
-/// Host names that are not valid DNS names (the system may report anything)
-/// are left out rather than failing the device's start.
-pub fn factory_certificate(host_names: &[String], addresses: &[IpAddr]) -> Result<Generated, CertError> {
+/// Its serial is drawn from `rng`. Host names that are not valid DNS names
+/// (the system may report anything) are left out rather than failing the
+/// device's start.
+pub fn factory_certificate(
+    host_names: &[String],
+    addresses: &[IpAddr],
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<Generated, CertError> {
     let mut names: Vec<HostName> = Vec::new();
     let candidates =
         host_names.iter().map(|h| h.trim().trim_end_matches('.')).chain(std::iter::once("localhost"));
@@ -388,7 +400,7 @@ pub fn factory_certificate(host_names: &[String], addresses: &[IpAddr]) -> Resul
     params.distinguished_name = dn;
     params.subject_alt_names = names.iter().map(HostName::san).collect::<Result<_, _>>()?;
     let (chain_pem, key_pem, csr_pem) =
-        issue(params, KeyType::EcdsaP256, FACTORY_NOT_BEFORE, FACTORY_NOT_AFTER)?;
+        issue(params, KeyType::EcdsaP256, FACTORY_NOT_BEFORE, FACTORY_NOT_AFTER, rng)?;
     Ok(Generated { chain_pem, key_pem, csr_pem, warnings: Vec::new() })
 }
 
@@ -433,7 +445,8 @@ mod tests {
     #[test]
     fn request_validation() {
         let now = time::macros::datetime!(2026-01-01 0:00 UTC);
-        let code = |req: GenerateRequest| generate(&req, now).err().map(|e| e.code());
+        let code =
+            |req: GenerateRequest| generate(&req, now, &mut rand::rng()).err().map(|e| e.code().as_str());
         let base = || {
             let mut r = GenerateRequest::new("camera.local");
             r.key_type = KeyType::EcdsaP256;
@@ -483,7 +496,7 @@ mod tests {
         let signer = signing.choose_scheme(&[rustls::SignatureScheme::RSA_PSS_SHA256]).expect("PSS");
         assert_eq!(signer.sign(b"handshake").expect("signs").len(), 256, "a 2048-bit signature");
         let now = time::macros::datetime!(2026-01-01 0:00 UTC);
-        let g = generate(&GenerateRequest::new("camera.local"), now).expect("generates");
+        let g = generate(&GenerateRequest::new("camera.local"), now, &mut rand::rng()).expect("generates");
         let der = ::pem::parse(&g.chain_pem).expect("pem").into_contents();
         let (_, cert) = <x509_parser::prelude::X509Certificate as x509_parser::prelude::FromDer<
             x509_parser::error::X509Error,
@@ -503,9 +516,12 @@ mod tests {
         let mut r = GenerateRequest::new("camera.local");
         r.key_type = KeyType::EcdsaP256;
         r.validity_days = 825;
-        assert!(generate(&r, now).expect("generates").warnings.is_empty());
+        assert!(generate(&r, now, &mut rand::rng()).expect("generates").warnings.is_empty());
         r.validity_days = 826;
-        assert_eq!(generate(&r, now).expect("generates").warnings, vec![APPLE_VALIDITY_WARNING.to_owned()]);
+        assert_eq!(
+            generate(&r, now, &mut rand::rng()).expect("generates").warnings,
+            vec![APPLE_VALIDITY_WARNING.to_owned()]
+        );
     }
 
     #[test]
@@ -539,7 +555,7 @@ mod certificate_tests {
         req.key_type = KeyType::EcdsaP256;
         req.validity_days = 30;
         for _ in 0..20 {
-            let g = generate(&req, now).expect("generates");
+            let g = generate(&req, now, &mut rand::rng()).expect("generates");
             let der = leaf_der(&g.chain_pem);
             let (_, cert) = X509Certificate::from_der(&der).expect("parses");
             assert_eq!(cert.version().0, 2, "v3");
@@ -562,9 +578,56 @@ mod certificate_tests {
         }
     }
 
+    /// A "random" source that repeats one byte, to reach the serial's edges.
+    struct Repeat(u8);
+
+    impl rand::TryRng for Repeat {
+        type Error = std::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Ok(u32::from_ne_bytes([self.0; 4]))
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Ok(u64::from_ne_bytes([self.0; 8]))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            dst.fill(self.0);
+            Ok(())
+        }
+    }
+
+    impl rand::TryCryptoRng for Repeat {}
+
+    fn serial_of(g: &Generated) -> Vec<u8> {
+        let der = leaf_der(&g.chain_pem);
+        let (_, cert) = X509Certificate::from_der(&der).expect("parses");
+        cert.raw_serial().to_vec()
+    }
+
+    #[test]
+    fn serial_numbers_come_from_the_injected_source() {
+        let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let mut req = GenerateRequest::new("camera.local");
+        req.key_type = KeyType::EcdsaP256;
+        let serial = |byte: u8| serial_of(&generate(&req, now, &mut Repeat(byte)).expect("generates"));
+        // All zero bits: the leading byte becomes 1, so the INTEGER keeps 16 bytes.
+        assert_eq!(serial(0x00), [[0x01].as_slice(), &[0x00; 15]].concat());
+        // All one bits: the sign bit is cleared, the serial stays positive.
+        assert_eq!(serial(0xFF), [[0x7F].as_slice(), &[0xFF; 15]].concat());
+        // Only the sign bit in the leading byte: cleared to zero, then made 1.
+        assert_eq!(serial(0x80), [[0x01].as_slice(), &[0x80; 15]].concat());
+        // The same seed gives the same serial; the key is still the provider's own.
+        use rand::SeedableRng;
+        let a = generate(&req, now, &mut rand::rngs::StdRng::seed_from_u64(7)).expect("a");
+        let b = generate(&req, now, &mut rand::rngs::StdRng::seed_from_u64(7)).expect("b");
+        assert_eq!(serial_of(&a), serial_of(&b));
+        assert_ne!(a.key_pem, b.key_pem, "keys come from AWS-LC's own generator");
+        let f = factory_certificate(&["cam".into()], &[], &mut Repeat(0x42)).expect("factory");
+        assert_eq!(serial_of(&f), [0x42; 16]);
+    }
+
     #[test]
     fn the_factory_certificate_is_valid_whatever_the_clock_said_at_its_making() {
-        let generated = factory_certificate(&["cam".into()], &[]).expect("generates");
+        let generated = factory_certificate(&["cam".into()], &[], &mut rand::rng()).expect("generates");
         let material = crate::parse_stored(generated.chain_pem.as_bytes(), generated.key_pem.as_bytes())
             .expect("parses");
         for year in [1970, 2026, 2099] {
@@ -610,7 +673,8 @@ mod certificate_tests {
 
     #[test]
     fn the_factory_certificate_names_its_authority_key() {
-        let g = factory_certificate(&["cam".into()], &["192.0.2.1".parse().expect("ip")]).expect("factory");
+        let g = factory_certificate(&["cam".into()], &["192.0.2.1".parse().expect("ip")], &mut rand::rng())
+            .expect("factory");
         let der = leaf_der(&g.chain_pem);
         let (_, cert) = X509Certificate::from_der(&der).expect("parses");
         assert_authority_is_subject_key(&cert);

@@ -13,6 +13,7 @@
 //! ([`crypto`]: aws-lc-rs or ring), the one the TLS server uses, so a key
 //! accepted here is a key it can serve.
 
+mod collection;
 pub mod crypto;
 mod der;
 mod description;

@@ -6,9 +6,9 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
+use crate::collection::{collect, decode_single_key};
 use crate::description::{CertificateInfo, describe};
 use crate::error::{CertError, FIELD_CERTIFICATE, FIELD_PRIVATE_KEY};
-use crate::intake::{collect, decode_single_key};
 use crate::private_key;
 
 /// A certificate chain (leaf first) and the leaf's private key.
@@ -69,6 +69,11 @@ impl Material {
         }
     }
 
+    /// What the HSTS rule needs to know of the leaf.
+    pub fn served(&self) -> Result<portcullis_core::hsts::ServedCertificate, CertError> {
+        crate::description::served_certificate(&self.chain)
+    }
+
     /// Describes the leaf certificate as of `now`.
     pub fn describe(&self, now: OffsetDateTime) -> Result<CertificateInfo, CertError> {
         describe(&self.chain, now)
@@ -109,7 +114,7 @@ mod tests {
         let mut req = GenerateRequest::new("192.168.0.90");
         req.key_type = KeyType::EcdsaP256;
         req.validity_days = 365;
-        let generated = generate(&req, now()).expect("generates");
+        let generated = generate(&req, now(), &mut rand::rng()).expect("generates");
         let material =
             parse_stored(generated.chain_pem.as_bytes(), generated.key_pem.as_bytes()).expect("parses");
         assert_eq!(material.chain_pem(), generated.chain_pem);
@@ -126,8 +131,8 @@ mod tests {
 
     #[test]
     fn stored_mismatch_is_refused() {
-        let a = factory_certificate(&["a".into()], &[]).expect("a");
-        let b = factory_certificate(&["b".into()], &[]).expect("b");
+        let a = factory_certificate(&["a".into()], &[], &mut rand::rng()).expect("a");
+        let b = factory_certificate(&["b".into()], &[], &mut rand::rng()).expect("b");
         let err = parse_stored(a.chain_pem.as_bytes(), b.key_pem.as_bytes()).expect_err("mismatch");
         assert_eq!(err.code(), "key_mismatch");
     }
@@ -137,6 +142,7 @@ mod tests {
         let generated = factory_certificate(
             &["cam01".into(), "cam01.example.com".into(), "bad_name".into()],
             &["192.168.0.90".parse().expect("ip"), "fe80::1".parse().expect("ip")],
+            &mut rand::rng(),
         )
         .expect("generates");
         let material =

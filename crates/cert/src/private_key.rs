@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn unknown_blocks_are_refused() {
         let block = Block { label: "DSA PRIVATE KEY".into(), headers: vec![], contents: vec![0x30, 0x00] };
-        let err = decode(&block, None).err().map(|e| e.code());
+        let err = decode(&block, None).err().map(|e| e.code().as_str());
         assert_eq!(err, Some("unsupported_key_type"));
     }
 }

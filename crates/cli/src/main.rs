@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use portcullis::auth::{self, Group, UsersFile};
-use portcullis::store::{self, SECRET_MODE, Store, USERS_FILE};
+use portcullis::runtime::{Actor, CertificateChange};
+use portcullis::store::{self, Store, USERS_FILE};
 use portcullis_core::config::Config;
 
 /// Default data folder.
@@ -378,6 +379,31 @@ fn log_filter(text: &str) -> Result<tracing_subscriber::filter::Targets> {
     Ok(filter.with_target("rustls", tracing_subscriber::filter::LevelFilter::ERROR))
 }
 
+/// Runs `change` on the data folder's runtime, offline (no server may run
+/// on it: the folder is locked), so that the command takes the change path
+/// the API takes; the events it records are written before returning.
+fn offline<T, F, Fut>(data: &DataDir, change: F) -> Result<T>
+where
+    F: FnOnce(std::sync::Arc<portcullis::Runtime>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let device = portcullis::OfflineDevice::open(&data.data_dir)?;
+        let result = change(device.runtime().clone()).await;
+        device.close();
+        result
+    })
+}
+
+/// A refused change, said once.
+fn apply_error(e: portcullis::runtime::ApplyError) -> anyhow::Error {
+    match e {
+        portcullis::runtime::ApplyError::Invalid(v) => anyhow::anyhow!("{}", v.message),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
 fn open_locked(data: &DataDir) -> Result<(Store, store::DataLock)> {
     let store = Store::open(&data.data_dir)?;
     let lock = store.lock()?;
@@ -389,18 +415,6 @@ fn load_users(store: &Store) -> Result<UsersFile> {
         Some(bytes) => serde_json::from_slice(&bytes).context("the accounts file is unreadable"),
         None => Ok(UsersFile::default()),
     }
-}
-
-/// Whether the stored configuration has Digest authentication on (then a
-/// new password also gets its Digest secrets).
-fn digest_enabled(store: &Store) -> bool {
-    portcullis::build_info::built("digest")
-        && store
-            .read(store::CONFIG_FILE)
-            .ok()
-            .flatten()
-            .and_then(|b| store::parse_config(&b).ok())
-            .is_some_and(|p| p.config.authentication.digest)
 }
 
 fn new_password(source: &PasswordSource) -> Result<(String, bool)> {
@@ -421,47 +435,43 @@ fn user(cmd: UserCommand) -> Result<ExitCode> {
             let group: Group = group
                 .parse()
                 .map_err(|e: portcullis_core::ValidationError| anyhow::anyhow!("{}", e.message))?;
-            let (store, _lock) = open_locked(&data)?;
-            let mut users = load_users(&store)?;
-            if users.users.contains_key(&name) {
-                bail!("the user \"{name}\" exists already; use `portcullis user passwd`");
-            }
-            let (password, generated) = new_password(&password)?;
-            let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
-            users.upsert(&name, Some(group), Some(hash)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            if digest_enabled(&store) {
-                users.set_digest(&name, &password);
-            }
-            store.write_json(USERS_FILE, &users, SECRET_MODE)?;
-            if generated {
-                println!("{password}");
-            }
-            eprintln!("created user \"{name}\" in group {group:?}");
+            offline(&data, |rt| async move {
+                if rt.auth().users().users.contains_key(&name) {
+                    bail!("the user \"{name}\" exists already; use `portcullis user passwd`");
+                }
+                let (password, generated) = new_password(&password)?;
+                rt.save_user(&name, Some(group), Some(password.clone()), &Actor::default())
+                    .await
+                    .map_err(apply_error)?;
+                if generated {
+                    println!("{password}");
+                }
+                eprintln!("created user \"{name}\" in group {group:?}");
+                Ok(())
+            })?;
         }
         UserCommand::Passwd { name, password, data } => {
-            let (store, _lock) = open_locked(&data)?;
-            let mut users = load_users(&store)?;
-            if !users.users.contains_key(&name) {
-                bail!("there is no user \"{name}\"");
-            }
-            let (password, generated) = new_password(&password)?;
-            let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
-            users.upsert(&name, None, Some(hash)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            if digest_enabled(&store) {
-                users.set_digest(&name, &password);
-            }
-            store.write_json(USERS_FILE, &users, SECRET_MODE)?;
-            if generated {
-                println!("{password}");
-            }
-            eprintln!("password of \"{name}\" changed");
+            offline(&data, |rt| async move {
+                if !rt.auth().users().users.contains_key(&name) {
+                    bail!("there is no user \"{name}\"");
+                }
+                let (password, generated) = new_password(&password)?;
+                rt.save_user(&name, None, Some(password.clone()), &Actor::default())
+                    .await
+                    .map_err(apply_error)?;
+                if generated {
+                    println!("{password}");
+                }
+                eprintln!("password of \"{name}\" changed");
+                Ok(())
+            })?;
         }
         UserCommand::Delete { name, data } => {
-            let (store, _lock) = open_locked(&data)?;
-            let mut users = load_users(&store)?;
-            users.delete(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            store.write_json(USERS_FILE, &users, SECRET_MODE)?;
-            eprintln!("deleted user \"{name}\"");
+            offline(&data, |rt| async move {
+                rt.delete_user(&name, &Actor::default()).await.map_err(apply_error)?;
+                eprintln!("deleted user \"{name}\"");
+                Ok(())
+            })?;
         }
         UserCommand::List { data } => {
             let store = Store::open(&data.data_dir)?;
@@ -513,9 +523,14 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
             }
         }
         ConfigCommand::FactoryReset { data } => {
-            let (store, _lock) = open_locked(&data)?;
-            store.store_config(&Config::default())?;
-            eprintln!("factory settings stored in {}", store.path(store::CONFIG_FILE).display());
+            offline(&data, |rt| async move {
+                rt.store_factory_settings(&Actor::default()).await.map_err(apply_error)?;
+                eprintln!(
+                    "factory settings stored in {}",
+                    rt.data_folder().path(store::CONFIG_FILE).display()
+                );
+                Ok(())
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -606,10 +621,12 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             req.email = email;
             req.key_type = key_type;
             req.validity_days = validity_days;
-            let (store, _lock) = open_locked(&data)?;
-            let files = CertStore::new(store);
-            let (_, warnings) = files.generate(&req, now).map_err(cert_error)?;
-            print_view(&files.view(now, warnings).map_err(cert_error)?, false)?;
+            let view = offline(&data, |rt| async move {
+                rt.change_certificate(CertificateChange::Generate(req), &Actor::default())
+                    .await
+                    .map_err(cert_error)
+            })?;
+            print_view(&view, false)?;
         }
         CertCommand::Import { cert, key, passphrase_file, data } => {
             let cert_bytes =
@@ -619,16 +636,16 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
                 .map(|k| std::fs::read(k).with_context(|| format!("cannot read {}", k.display())))
                 .transpose()?;
             let passphrase = passphrase_file.as_deref().map(read_secret_file).transpose()?;
-            let (store, _lock) = open_locked(&data)?;
-            let files = CertStore::new(store);
             let has_key_in_cert = String::from_utf8_lossy(&cert_bytes).contains("PRIVATE KEY-----");
-            let (_, warnings) = if key_bytes.is_some() || has_key_in_cert {
-                files.upload(&cert_bytes, key_bytes.as_deref(), passphrase.as_deref(), now)
+            let change = if key_bytes.is_some() || has_key_in_cert {
+                CertificateChange::Upload { certificate: cert_bytes, private_key: key_bytes, passphrase }
             } else {
-                files.upload_certificate(&cert_bytes, now)
-            }
-            .map_err(cert_error)?;
-            print_view(&files.view(now, warnings).map_err(cert_error)?, false)?;
+                CertificateChange::UploadCertificate(cert_bytes)
+            };
+            let view = offline(&data, |rt| async move {
+                rt.change_certificate(change, &Actor::default()).await.map_err(cert_error)
+            })?;
+            print_view(&view, false)?;
         }
         CertCommand::Export { out, data } => {
             let (store, _lock) = open_locked(&data)?;
@@ -639,8 +656,9 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             write_out(out.as_deref(), &CertStore::new(store).request_pem().map_err(cert_error)?, false)?;
         }
         CertCommand::Delete { data } => {
-            let (store, _lock) = open_locked(&data)?;
-            CertStore::new(store).delete().map_err(cert_error)?;
+            offline(&data, |rt| async move {
+                rt.change_certificate(CertificateChange::Delete, &Actor::default()).await.map_err(cert_error)
+            })?;
             eprintln!("individual certificate deleted; the factory certificate is in use");
         }
         CertCommand::Acme {
@@ -736,7 +754,6 @@ fn acme_command(args: AcmeArgs) -> Result<()> {
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_else(|| serde_json::json!({"settings": {}, "status": {}}));
             if changes {
-                let _lock = store.lock()?;
                 let s = &mut file["settings"];
                 let mut set = |k: &str, v: serde_json::Value| s[k] = v;
                 if let Some(v) = enabled {
@@ -771,15 +788,21 @@ fn acme_command(args: AcmeArgs) -> Result<()> {
                             .into(),
                     );
                 }
-                let settings: portcullis_acme::AcmeSettings =
+                let settings: portcullis_core::acme::AcmeSettings =
                     portcullis_core::config::parse_value(file["settings"].clone())
                         .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
-                let settings = settings.normalized();
-                settings.validate().map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
-                file["settings"] = serde_json::to_value(&settings)?;
-                store.write_json(portcullis::acme::ACME_FILE, &file, store::SECRET_MODE)?;
+                let view = offline(&data, |rt| async move {
+                    rt.set_acme_settings(settings, &Actor::default()).await.map_err(|e| match e {
+                        portcullis::runtime::ApplyError::Invalid(v) => {
+                            anyhow::anyhow!("{}: {}", v.field, v.message)
+                        }
+                        other => apply_error(other),
+                    })
+                })?;
+                file["settings"] = serde_json::to_value(&view.settings)?;
+                file["status"] = serde_json::to_value(&view.status)?;
             }
-            let settings: portcullis_acme::AcmeSettings =
+            let settings: portcullis_core::acme::AcmeSettings =
                 serde_json::from_value(file["settings"].clone()).unwrap_or_default();
             let view = serde_json::json!({"settings": settings.redacted(), "status": file["status"]});
             println!("{}", serde_json::to_string_pretty(&view)?);

@@ -10,6 +10,7 @@
 //! is the IPv4 address, both in rules and in client addresses. A rule on an
 //! IPv6 network such as `::/0` therefore does not cover IPv4 clients.
 
+use crate::ErrorCode;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -81,12 +82,12 @@ pub enum IpNetworkError {
 
 impl IpNetworkError {
     /// A stable machine-readable code for API errors.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadAddress(_) => "invalid_address",
-            Self::BadPrefix(_) => "invalid_prefix",
-            Self::PrefixOutOfRange { .. } => "prefix_out_of_range",
-            Self::HostBitsSet { .. } => "host_bits_set",
+            Self::BadAddress(_) => ErrorCode::InvalidAddress,
+            Self::BadPrefix(_) => ErrorCode::InvalidPrefix,
+            Self::PrefixOutOfRange { .. } => ErrorCode::PrefixOutOfRange,
+            Self::HostBitsSet { .. } => ErrorCode::HostBitsSet,
         }
     }
 }
@@ -323,7 +324,7 @@ impl AccessControlSettings {
         if self.rules.len() > MAX_RULES {
             return Err(ValidationError::new(
                 "rules",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_RULES} access rules may be configured"),
             ));
         }
@@ -332,7 +333,7 @@ impl AccessControlSettings {
             if let Some(first) = seen.insert(rule, i) {
                 return Err(ValidationError::new(
                     format!("rules[{i}]"),
-                    "duplicate",
+                    ErrorCode::Duplicate,
                     format!("this rule repeats rules[{first}] (same kind and source {})", rule.source),
                 ));
             }
@@ -340,7 +341,7 @@ impl AccessControlSettings {
         if self.trusted_proxies.len() > MAX_TRUSTED_PROXIES {
             return Err(ValidationError::new(
                 "trusted_proxies",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_TRUSTED_PROXIES} trusted proxies may be configured"),
             ));
         }
@@ -351,14 +352,14 @@ impl AccessControlSettings {
             if proxy.prefix_len() == 0 {
                 return Err(ValidationError::new(
                     format!("trusted_proxies[{i}]"),
-                    "too_broad",
+                    ErrorCode::TooBroad,
                     format!("{proxy} would trust every address; name the proxies themselves"),
                 ));
             }
             if !seen.insert(proxy) {
                 return Err(ValidationError::new(
                     format!("trusted_proxies[{i}]"),
-                    "duplicate",
+                    ErrorCode::Duplicate,
                     format!("the trusted proxy {proxy} is listed twice"),
                 ));
             }

@@ -1,6 +1,7 @@
 //! The whole configuration as stored on disk and held running: parsing with
 //! field-precise errors, validation, and the section diff behind "Close".
 
+use crate::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -58,14 +59,15 @@ impl Config {
     /// Parses a stored configuration file, collecting unknown keys as warnings.
     pub fn parse(text: &str) -> Result<ParsedConfig, ValidationError> {
         let mut unknown_keys = Vec::new();
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| ValidationError::new("", "malformed_json", format!("not valid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            ValidationError::new("", ErrorCode::MalformedJson, format!("not valid JSON: {e}"))
+        })?;
         let config: Config = serde_ignored::deserialize(value, |path| unknown_keys.push(path.to_string()))
-            .map_err(|e| ValidationError::new("", "invalid_config", e.to_string()))?;
+            .map_err(|e| ValidationError::new("", ErrorCode::InvalidConfig, e.to_string()))?;
         if config.version > CONFIG_VERSION {
             return Err(ValidationError::new(
                 "version",
-                "unsupported_version",
+                ErrorCode::UnsupportedVersion,
                 format!(
                     "configuration version {} is newer than this firmware understands ({CONFIG_VERSION})",
                     config.version
@@ -146,11 +148,13 @@ pub fn strict_json(body: &[u8]) -> Result<serde_json::Value, ValidationError> {
     if let Some(path) = duplicate.into_inner() {
         return Err(ValidationError::new(
             path.clone(),
-            "duplicate_key",
+            ErrorCode::DuplicateKey,
             format!("\"{path}\" is given twice; give each key once"),
         ));
     }
-    parsed.map_err(|e| ValidationError::new("", "malformed_json", format!("the body is not valid JSON: {e}")))
+    parsed.map_err(|e| {
+        ValidationError::new("", ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}"))
+    })
 }
 
 /// The visitor of [`strict_json`].
@@ -243,7 +247,7 @@ pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, V
     if let Some(field) = unknown.into_iter().next() {
         return Err(ValidationError::new(
             field.clone(),
-            "unknown_field",
+            ErrorCode::UnknownField,
             format!("unknown setting \"{field}\""),
         ));
     }
@@ -252,7 +256,7 @@ pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, V
         Err(_) => {
             // Run again with path tracking, so the error names the field.
             let e = match serde_path_to_error::deserialize::<_, T>(value) {
-                Ok(_) => return Err(ValidationError::new("", "invalid_value", "invalid input")),
+                Ok(_) => return Err(ValidationError::new("", ErrorCode::InvalidValue, "invalid input")),
                 Err(e) => e,
             };
             let mut field = e.path().to_string();
@@ -263,9 +267,13 @@ pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, V
             // "missing field `x`" is reported at the parent; name the field itself.
             if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
                 let path = if field.is_empty() { missing.to_string() } else { format!("{field}.{missing}") };
-                return Err(ValidationError::new(path, "required", format!("\"{missing}\" is required")));
+                return Err(ValidationError::new(
+                    path,
+                    ErrorCode::Required,
+                    format!("\"{missing}\" is required"),
+                ));
             }
-            Err(ValidationError::new(field, "invalid_value", message))
+            Err(ValidationError::new(field, ErrorCode::InvalidValue, message))
         }
     }
 }

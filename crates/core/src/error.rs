@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::error_code::ErrorCode;
+
 /// A refused piece of operator input: which field, a stable code, and a
 /// message meant for a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, utoipa::ToSchema)]
@@ -10,15 +12,15 @@ pub struct ValidationError {
     /// Dotted path of the offending field, e.g. `intrusion_detection.notification_threshold`.
     pub field: String,
     /// Stable machine-readable code, e.g. `out_of_range`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable explanation, one sentence.
     pub message: String,
 }
 
 impl ValidationError {
     /// Builds an error for `field` with `code` and `message`.
-    pub fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.into(), message: message.into() }
+    pub fn new(field: impl Into<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { field: field.into(), code, message: message.into() }
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use crate::ValidationError;
+use crate::{ErrorCode, ValidationError};
 
 /// Most entries `allowed_hosts` may hold.
 pub const MAX_ALLOWED_HOSTS: usize = 64;
@@ -121,7 +121,7 @@ pub fn validate_allowed_hosts(hosts: &[String]) -> Result<(), ValidationError> {
     if hosts.len() > MAX_ALLOWED_HOSTS {
         return Err(ValidationError::new(
             "allowed_hosts",
-            "too_many",
+            ErrorCode::TooMany,
             format!("at most {MAX_ALLOWED_HOSTS} host names may be allowed"),
         ));
     }
@@ -131,7 +131,7 @@ pub fn validate_allowed_hosts(hosts: &[String]) -> Result<(), ValidationError> {
         if entry.parse::<IpAddr>().is_err() && !valid_pattern(entry) {
             return Err(ValidationError::new(
                 field,
-                "invalid_host",
+                ErrorCode::InvalidHost,
                 format!(
                     "{:?} is not a host name: give a DNS name such as camera.example.com (or *.example.com for its subdomains), without scheme, port or path",
                     truncate(entry)
@@ -139,7 +139,11 @@ pub fn validate_allowed_hosts(hosts: &[String]) -> Result<(), ValidationError> {
             ));
         }
         if !seen.insert(entry.to_ascii_lowercase()) {
-            return Err(ValidationError::new(field, "duplicate", format!("{entry} is listed twice")));
+            return Err(ValidationError::new(
+                field,
+                ErrorCode::Duplicate,
+                format!("{entry} is listed twice"),
+            ));
         }
     }
     Ok(())

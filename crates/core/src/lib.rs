@@ -5,17 +5,26 @@
 //! an argument (see [`clock`]), so every rule is tested in microseconds.
 
 pub mod access_control;
+pub mod acme;
+pub mod alert;
+pub mod audio;
+pub mod certificate;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod error_code;
 pub mod events;
 pub mod expiry;
 pub mod hosts;
+pub mod hsts;
 pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
+pub mod session;
 pub mod settings;
 pub mod throttle;
+pub mod trust;
 
 pub use clock::{Clock, ManualClock, Monotonic, SystemClock, Timestamp};
 pub use error::ValidationError;
+pub use error_code::ErrorCode;

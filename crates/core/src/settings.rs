@@ -1,6 +1,7 @@
 //! The settings of the "Web Server" dialog (SPEC §1): typed, with factory
 //! defaults and validation.
 
+use crate::ErrorCode;
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -188,14 +189,14 @@ impl WebServerSettings {
         if !self.http_enabled && !self.https_enabled {
             return Err(ValidationError::new(
                 "https_enabled",
-                "no_listener",
+                ErrorCode::NoListener,
                 "HTTP and HTTPS cannot both be disabled: the device would accept no connections",
             ));
         }
         if self.http_ports.len() > MAX_HTTP_PORTS {
             return Err(ValidationError::new(
                 "http_ports",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_HTTP_PORTS} HTTP ports may be configured"),
             ));
         }
@@ -204,14 +205,14 @@ impl WebServerSettings {
             if *port == 0 {
                 return Err(ValidationError::new(
                     format!("http_ports[{i}]"),
-                    "out_of_range",
+                    ErrorCode::OutOfRange,
                     "port 0 is not a valid port; use 1-65535",
                 ));
             }
             if !seen.insert(*port) {
                 return Err(ValidationError::new(
                     format!("http_ports[{i}]"),
-                    "duplicate",
+                    ErrorCode::Duplicate,
                     format!("port {port} is listed twice"),
                 ));
             }
@@ -219,7 +220,7 @@ impl WebServerSettings {
         if self.https_port == Some(0) {
             return Err(ValidationError::new(
                 "https_port",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 "port 0 is not a valid port; use 1-65535",
             ));
         }
@@ -233,7 +234,7 @@ impl WebServerSettings {
                 };
                 return Err(ValidationError::new(
                     field,
-                    "port_conflict",
+                    ErrorCode::PortConflict,
                     format!(
                         "port {https} is already the HTTPS port; a port can serve HTTP or HTTPS, not both"
                     ),
@@ -245,7 +246,7 @@ impl WebServerSettings {
         {
             return Err(ValidationError::new(
                 "confirm_timeout_seconds",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!(
                     "the confirmation grace period must be between {MIN_CONFIRM_TIMEOUT_SECONDS} and {MAX_CONFIRM_TIMEOUT_SECONDS} seconds"
                 ),
@@ -254,19 +255,23 @@ impl WebServerSettings {
         if self.http_redirect_to_https && !(self.https_enabled && self.http_enabled) {
             return Err(ValidationError::new(
                 "http_redirect_to_https",
-                "needs_https",
+                ErrorCode::NeedsHttps,
                 "the redirect to HTTPS needs both HTTP and HTTPS enabled",
             ));
         }
         if self.hsts_max_age_seconds > MAX_HSTS_MAX_AGE_SECONDS {
             return Err(ValidationError::new(
                 "hsts_max_age_seconds",
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("the HSTS max-age is at most {MAX_HSTS_MAX_AGE_SECONDS} seconds (two years)"),
             ));
         }
         if self.hsts_enabled && !self.https_enabled {
-            return Err(ValidationError::new("hsts_enabled", "needs_https", "HSTS needs HTTPS enabled"));
+            return Err(ValidationError::new(
+                "hsts_enabled",
+                ErrorCode::NeedsHttps,
+                "HSTS needs HTTPS enabled",
+            ));
         }
         crate::hosts::validate_allowed_hosts(&self.allowed_hosts)?;
         self.intrusion_detection.validate(profiles)
@@ -296,21 +301,21 @@ impl IntrusionDetectionSettings {
         if self.notification_threshold < MIN_NOTIFICATION_THRESHOLD {
             return Err(ValidationError::new(
                 field("notification_threshold"),
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("the notification threshold must be at least {MIN_NOTIFICATION_THRESHOLD}"),
             ));
         }
         if self.timeout_minutes == 0 || self.timeout_minutes > MAX_MINUTES {
             return Err(ValidationError::new(
                 field("timeout_minutes"),
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("the timeout must be between 1 and {MAX_MINUTES} minutes"),
             ));
         }
         if self.deadtime_minutes > MAX_MINUTES {
             return Err(ValidationError::new(
                 field("deadtime_minutes"),
-                "out_of_range",
+                ErrorCode::OutOfRange,
                 format!("the deadtime must be between 0 and {MAX_MINUTES} minutes"),
             ));
         }
@@ -325,7 +330,7 @@ impl IntrusionDetectionSettings {
             {
                 return Err(ValidationError::new(
                     field(name),
-                    "unknown_profile",
+                    ErrorCode::UnknownProfile,
                     format!("there is no {kind} profile named \"{profile}\""),
                 ));
             }

@@ -11,7 +11,8 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use portcullis_core::profiles::{AlertContext, EmailProfile, EmailSecurity, render};
+use portcullis_core::alert::{AlertContext, render};
+use portcullis_core::profiles::{EmailProfile, EmailSecurity};
 
 use crate::error::one_line;
 use crate::{Delivery, IO_TIMEOUT, NotifyError, within_for};
@@ -88,7 +89,7 @@ fn transport(profile: &EmailProfile) -> Result<AsyncSmtpTransport<Tokio1Executor
 fn tls_parameters(profile: &EmailProfile) -> Result<TlsParameters, NotifyError> {
     let mut builder = TlsParameters::builder(profile.server.clone());
     if let Some(pem) = &profile.ca_pem {
-        // Checked first with our parser, for an error message that says what is wrong.
+        // Checked first by the core's rule, for an error message that says what is wrong.
         crate::tls::parse_ca_pem(pem)?;
         let cert = Certificate::from_pem(pem.as_bytes())
             .map_err(|e| NotifyError::InvalidProfile(format!("ca_pem: {e}")))?;

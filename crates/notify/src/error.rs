@@ -4,6 +4,8 @@
 //! senders never format a secret, and peer texts (SMTP replies, SIP reason
 //! phrases) are cut to one short line.
 
+use portcullis_core::ErrorCode;
+
 /// A delivery that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotifyError {
@@ -159,29 +161,29 @@ fn summary(failed: &[(String, NotifyError)]) -> String {
 
 impl NotifyError {
     /// A stable machine-readable code, e.g. `connect_failed`, `call_busy`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            NotifyError::InvalidProfile(_) => "invalid_profile",
-            NotifyError::Connect { .. } => "connect_failed",
-            NotifyError::Timeout { .. } => "timeout",
-            NotifyError::Tls { .. } => "tls_failed",
-            NotifyError::Io { .. } => "connection_failed",
-            NotifyError::SmtpRefused { .. } => "smtp_refused",
-            NotifyError::SmtpAuthUnavailable => "smtp_auth_unavailable",
-            NotifyError::StarttlsUnavailable => "starttls_unavailable",
-            NotifyError::Smtp(_) => "smtp_failed",
-            NotifyError::HttpStatus { .. } => "http_status",
-            NotifyError::PartialDelivery { .. } => "partial_delivery",
-            NotifyError::AllFailed { .. } => "all_destinations_failed",
-            NotifyError::CallBusy { .. } => "call_busy",
-            NotifyError::CallDeclined { .. } => "call_declined",
-            NotifyError::NoAnswer { .. } => "no_answer",
-            NotifyError::SipAuthFailed { .. } => "sip_auth_failed",
-            NotifyError::SipRefused { .. } => "sip_refused",
-            NotifyError::SipProtocol(_) => "sip_protocol",
-            NotifyError::QueueFull { .. } => "queue_full",
-            NotifyError::Shutdown => "shutdown",
-            NotifyError::FeatureNotBuilt { .. } => "feature_not_built",
+            NotifyError::InvalidProfile(_) => ErrorCode::InvalidProfile,
+            NotifyError::Connect { .. } => ErrorCode::ConnectFailed,
+            NotifyError::Timeout { .. } => ErrorCode::Timeout,
+            NotifyError::Tls { .. } => ErrorCode::TlsFailed,
+            NotifyError::Io { .. } => ErrorCode::ConnectionFailed,
+            NotifyError::SmtpRefused { .. } => ErrorCode::SmtpRefused,
+            NotifyError::SmtpAuthUnavailable => ErrorCode::SmtpAuthUnavailable,
+            NotifyError::StarttlsUnavailable => ErrorCode::StarttlsUnavailable,
+            NotifyError::Smtp(_) => ErrorCode::SmtpFailed,
+            NotifyError::HttpStatus { .. } => ErrorCode::HttpStatus,
+            NotifyError::PartialDelivery { .. } => ErrorCode::PartialDelivery,
+            NotifyError::AllFailed { .. } => ErrorCode::AllDestinationsFailed,
+            NotifyError::CallBusy { .. } => ErrorCode::CallBusy,
+            NotifyError::CallDeclined { .. } => ErrorCode::CallDeclined,
+            NotifyError::NoAnswer { .. } => ErrorCode::NoAnswer,
+            NotifyError::SipAuthFailed { .. } => ErrorCode::SipAuthFailed,
+            NotifyError::SipRefused { .. } => ErrorCode::SipRefused,
+            NotifyError::SipProtocol(_) => ErrorCode::SipProtocol,
+            NotifyError::QueueFull { .. } => ErrorCode::QueueFull,
+            NotifyError::Shutdown => ErrorCode::Shutdown,
+            NotifyError::FeatureNotBuilt { .. } => ErrorCode::FeatureNotBuilt,
         }
     }
 

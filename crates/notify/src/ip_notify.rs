@@ -15,9 +15,8 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use portcullis_core::profiles::{
-    AlertContext, DeliveryMode, Escape, HostPort, IpNotifyProfile, IpNotifyProtocol, render_with,
-};
+use portcullis_core::alert::{AlertContext, Escape, render_with};
+use portcullis_core::profiles::{DeliveryMode, HostPort, IpNotifyProfile, IpNotifyProtocol};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;

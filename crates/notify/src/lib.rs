@@ -38,6 +38,7 @@ pub mod phone;
 pub mod queue;
 #[cfg(feature = "sip")]
 mod sip;
+#[cfg(any(feature = "email", feature = "ip-notify"))]
 mod tls;
 
 use std::time::Duration;
@@ -47,8 +48,6 @@ pub use email::send_email;
 pub use error::NotifyError;
 #[cfg(feature = "ip-notify")]
 pub use ip_notify::send_ip_notify;
-#[cfg(feature = "sip")]
-pub use media::check_audio;
 #[cfg(feature = "sip")]
 pub use phone::place_call;
 pub use queue::{DeliveryQueue, Job, Notification, Outcome, ProfileKind, QueueConfig, RetryPolicy, deliver};
@@ -63,12 +62,6 @@ pub struct Delivery {
     pub summary: String,
     /// Who got it: recipients, destinations or the callee.
     pub reached: Vec<String>,
-}
-
-/// Checks a profile's `ca_pem` the way the senders will read it, so that an
-/// unusable CA is refused when the profile is set rather than at the first alert.
-pub fn check_ca_pem(pem: &str) -> Result<(), NotifyError> {
-    tls::root_store(Some(pem)).map(|_| ())
 }
 
 /// The channels this build carries, by their feature names (`email`, `ip-notify`, `sip`).

@@ -4,18 +4,13 @@
 //! These are a few dozen lines each, so we write them rather than pull in
 //! codec crates: G.711 is the ITU reference algorithm, RTP a 12-byte header.
 
-use std::time::Duration;
-
-use base64::Engine as _;
+pub use portcullis_core::audio::{MAX_AUDIO_SECONDS, SAMPLE_RATE};
+use portcullis_core::audio::{Wav, check_length, decode_base64};
 
 use crate::NotifyError;
 
-/// Sample rate of G.711 telephony audio.
-pub const SAMPLE_RATE: u32 = 8000;
 /// Samples in one 20 ms RTP packet.
 pub const SAMPLES_PER_PACKET: usize = 160;
-/// Longest audio message played; longer files are refused (a call ties up the queue).
-pub const MAX_AUDIO_SECONDS: u32 = 30;
 
 /// G.711 variant negotiated for a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,83 +75,26 @@ pub fn tone_sequence() -> Vec<i16> {
 }
 
 /// The samples to play for a profile's `audio`: the tone sequence, or the
-/// decoded WAV, as 8 kHz mono.
+/// decoded WAV, as 8 kHz mono. The profile was checked when it was set
+/// (`portcullis_core::audio::check`); the same rules are applied again here
+/// for a profile stored by an older version.
 pub fn audio_samples(audio: Option<&str>) -> Result<Vec<i16>, NotifyError> {
     let Some(b64) = audio else { return Ok(tone_sequence()) };
-    let cleaned: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(cleaned)
-        .map_err(|e| NotifyError::InvalidProfile(format!("audio is not valid base64: {e}")))?;
-    let samples = decode_wav(&bytes).map_err(|e| NotifyError::InvalidProfile(format!("audio: {e}")))?;
-    if samples.is_empty() {
-        return Err(NotifyError::InvalidProfile("audio: the WAV file holds no samples".to_string()));
-    }
-    if samples.len() > (MAX_AUDIO_SECONDS * SAMPLE_RATE) as usize {
-        return Err(NotifyError::InvalidProfile(format!("audio: longer than {MAX_AUDIO_SECONDS} s")));
-    }
-    Ok(samples)
-}
-
-/// Checks a profile's `audio` (base64 of a WAV) and returns its duration, for
-/// refusing an unusable upload at once rather than at the first alert.
-pub fn check_audio(audio: &str) -> Result<Duration, NotifyError> {
-    let samples = audio_samples(Some(audio))?;
-    Ok(Duration::from_millis(samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE)))
+    let invalid = |e: String| NotifyError::InvalidProfile(format!("audio: {e}"));
+    let bytes = decode_base64(b64).map_err(invalid)?;
+    check_length(&Wav::parse(&bytes).map_err(invalid)?).map_err(invalid)?;
+    decode_wav(&bytes).map_err(invalid)
 }
 
 /// Decodes a PCM WAV file (8-bit unsigned or 16-bit signed, any channel
-/// count and rate) into 8 kHz mono 16-bit samples.
+/// count and rate; the header rules are the core's [`Wav::parse`]) into
+/// 8 kHz mono 16-bit samples.
 pub fn decode_wav(data: &[u8]) -> Result<Vec<i16>, String> {
-    if data.len() < 12 || &data[0..4] != b"RIFF" || &data[8..12] != b"WAVE" {
-        return Err("not a WAV file (RIFF/WAVE header missing)".to_string());
-    }
-    let u16_at = |b: &[u8], i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |b: &[u8], i: usize| b.get(i..i + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-    let mut pos = 12usize;
-    let mut fmt: Option<&[u8]> = None;
-    let mut pcm: Option<&[u8]> = None;
-    while pos + 8 <= data.len() {
-        let id = &data[pos..pos + 4];
-        let size = u32_at(data, pos + 4).unwrap_or(0) as usize;
-        let start = pos + 8;
-        // Streaming writers leave the data size at 0 or 0xFFFFFFFF: take what is there.
-        let end = start.saturating_add(size).min(data.len());
-        match id {
-            b"fmt " => fmt = Some(&data[start..end]),
-            b"data" => pcm = Some(&data[start..end]),
-            _ => {}
-        }
-        pos = start.saturating_add(size).saturating_add(size & 1);
-    }
-    let fmt = fmt.ok_or("the WAV file has no fmt chunk")?;
-    let pcm = pcm.ok_or("the WAV file has no data chunk")?;
-    let format = u16_at(fmt, 0).ok_or("the fmt chunk is too short")?;
-    let channels = u16_at(fmt, 2).ok_or("the fmt chunk is too short")?;
-    let rate = u32_at(fmt, 4).ok_or("the fmt chunk is too short")?;
-    let bits = u16_at(fmt, 14).ok_or("the fmt chunk is too short")?;
-    // WAVE_FORMAT_EXTENSIBLE names the real format in its sub-format GUID.
-    let format = if format == 0xFFFE {
-        u16_at(fmt, 24).ok_or("the extensible fmt chunk is too short")?
-    } else {
-        format
-    };
-    if format != 1 {
-        return Err(format!("WAV format {format} is not supported; use PCM (8 or 16 bit)"));
-    }
-    if !(1..=8).contains(&channels) {
-        return Err(format!("{channels} channels are not supported"));
-    }
-    if !(4000..=96_000).contains(&rate) {
-        return Err(format!("a sample rate of {rate} Hz is not supported (4-96 kHz)"));
-    }
-    let width = match bits {
-        8 => 1,
-        16 => 2,
-        _ => return Err(format!("{bits}-bit samples are not supported; use 8 or 16 bit")),
-    };
-    let frame = width * channels as usize;
-    let mono: Vec<i32> = pcm
-        .chunks_exact(frame)
+    let wav = Wav::parse(data)?;
+    let (width, channels) = (wav.sample_width, i32::from(wav.channels));
+    let mono: Vec<i32> = wav
+        .data
+        .chunks_exact(wav.frame_len())
         .map(|f| {
             let sum: i32 = f
                 .chunks_exact(width)
@@ -168,10 +106,10 @@ pub fn decode_wav(data: &[u8]) -> Result<Vec<i16>, String> {
                     }
                 })
                 .sum();
-            sum / i32::from(channels)
+            sum / channels
         })
         .collect();
-    Ok(resample(&mono, rate))
+    Ok(resample(&mono, wav.rate))
 }
 
 /// Converts to 8 kHz: averaging over each output sample's span when
@@ -285,6 +223,8 @@ pub fn rtp_packet(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     fn wav(rate: u32, channels: u16, bits: u16, frames: &[i16]) -> Vec<u8> {
@@ -348,16 +288,16 @@ mod tests {
         let up = decode_wav(&wav(4000, 1, 16, &[0, 1000, 2000])).expect("4 kHz");
         assert_eq!(&up[..4], &[0, 500, 1000, 1500]);
         let b64 = base64::engine::general_purpose::STANDARD.encode(wav(44100, 2, 16, &frames));
-        assert_eq!(check_audio(&b64).map(|d| d.as_millis()), Ok(362));
+        assert_eq!(audio_samples(Some(&b64)).map(|s| s.len()), Ok(2902), "362 ms at 8 kHz");
     }
 
     #[test]
     fn bad_audio_is_refused_with_reason() {
         assert!(decode_wav(b"RIFF\0\0\0\0WAVE").expect_err("no fmt").contains("fmt"));
         assert!(decode_wav(b"not a wav").is_err());
-        assert_eq!(check_audio("!!").map_err(|e| e.code()), Err("invalid_profile"));
+        assert_eq!(audio_samples(Some("!!")).map_err(|e| e.code().as_str()), Err("invalid_profile"));
         let long = base64::engine::general_purpose::STANDARD.encode(wav(8000, 1, 16, &vec![0; 8000 * 31]));
-        assert!(check_audio(&long).is_err());
+        assert!(audio_samples(Some(&long)).is_err());
     }
 
     #[test]

@@ -21,7 +21,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use portcullis_core::profiles::{AlertContext, DEFAULT_SIP_PORT, HostPort, PhoneProfile, SipUri, render};
+use portcullis_core::alert::{AlertContext, render};
+use portcullis_core::profiles::{DEFAULT_SIP_PORT, HostPort, PhoneProfile, SipUri};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -711,15 +712,15 @@ mod tests {
         let session_only = b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n";
         assert_eq!(parse_answer(session_only).map(|a| a.0.port()), Ok(4000));
         assert_eq!(
-            parse_answer(b"c=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\n").map_err(|e| e.code()),
+            parse_answer(b"c=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\n").map_err(|e| e.code().as_str()),
             Err("sip_protocol")
         );
         assert_eq!(
-            parse_answer(b"c=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 9\r\n").map_err(|e| e.code()),
+            parse_answer(b"c=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 9\r\n").map_err(|e| e.code().as_str()),
             Err("sip_protocol")
         );
         assert_eq!(
-            parse_answer(b"c=IN IP4 0.0.0.0\r\nm=audio 5 RTP/AVP 0\r\n").map_err(|e| e.code()),
+            parse_answer(b"c=IN IP4 0.0.0.0\r\nm=audio 5 RTP/AVP 0\r\n").map_err(|e| e.code().as_str()),
             Err("sip_protocol")
         );
     }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use portcullis_core::profiles::{AlertContext, EmailProfile, IpNotifyProfile, PhoneProfile};
+use portcullis_core::alert::AlertContext;
+use portcullis_core::profiles::{EmailProfile, IpNotifyProfile, PhoneProfile};
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 
@@ -334,7 +335,7 @@ async fn run(inner: Arc<Inner>, id: u64, job: Job) {
         }
         let delay = policy.delay_after(attempts);
         tracing::info!(
-            profile = %job.profile_name, kind = kind.as_str(), attempt = attempts, code = error.code(),
+            profile = %job.profile_name, kind = kind.as_str(), attempt = attempts, code = error.code().as_str(),
             "notification failed, retrying in {delay:?}: {error}"
         );
         tokio::select! {
@@ -345,7 +346,7 @@ async fn run(inner: Arc<Inner>, id: u64, job: Job) {
     match &result {
         Ok(d) => tracing::info!(profile = %job.profile_name, kind = kind.as_str(), attempts, "{}", d.summary),
         Err(e) => {
-            tracing::warn!(profile = %job.profile_name, kind = kind.as_str(), attempts, code = e.code(), "notification failed: {e}")
+            tracing::warn!(profile = %job.profile_name, kind = kind.as_str(), attempts, code = e.code().as_str(), "notification failed: {e}")
         }
     }
     inner.pending.fetch_sub(1, Ordering::SeqCst);

@@ -8,13 +8,14 @@
 #[cfg(feature = "ip-notify")]
 use std::sync::Arc;
 
+#[cfg(feature = "ip-notify")]
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::NotifyError;
 
 /// The trusted roots: the certificates of `ca_pem`, or the system's store.
+#[cfg(feature = "ip-notify")]
 pub(crate) fn root_store(ca_pem: Option<&str>) -> Result<RootCertStore, NotifyError> {
     let mut roots = RootCertStore::empty();
     match ca_pem {
@@ -38,15 +39,11 @@ pub(crate) fn root_store(ca_pem: Option<&str>) -> Result<RootCertStore, NotifyEr
     Ok(roots)
 }
 
-/// The certificates of a `ca_pem` field.
+/// The certificates of a profile's `ca_pem`, by the rule the profile was
+/// checked with when it was set.
 pub(crate) fn parse_ca_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, NotifyError> {
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NotifyError::InvalidProfile(format!("ca_pem is not valid PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(NotifyError::InvalidProfile("ca_pem holds no certificate".to_string()));
-    }
-    Ok(certs)
+    portcullis_core::trust::parse_ca_bundle(pem, portcullis_core::profiles::MAX_CA_PEM_LEN)
+        .map_err(|e| NotifyError::InvalidProfile(format!("ca_pem: {e}")))
 }
 
 /// A client configuration with the build's provider and the given roots.
@@ -63,12 +60,13 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientCo
     Ok(Arc::new(config))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ip-notify"))]
 mod tests {
     #[test]
     fn ca_pem_must_hold_a_usable_certificate() {
-        assert_eq!(crate::check_ca_pem("junk").map_err(|e| e.code()), Err("invalid_profile"));
+        let code = |pem| super::root_store(Some(pem)).map(|_| ()).map_err(|e| e.code().as_str());
+        assert_eq!(code("junk"), Err("invalid_profile"));
         let not_der = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert_eq!(crate::check_ca_pem(not_der).map_err(|e| e.code()), Err("invalid_profile"));
+        assert_eq!(code(not_der), Err("invalid_profile"));
     }
 }

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine as _;
+use portcullis_core::alert::AlertContext;
 use portcullis_core::profiles::{
-    AlertContext, DeliveryMode, EmailProfile, EmailSecurity, IpNotifyProfile, IpNotifyProtocol, PhoneProfile,
-    Secret, SipTransport,
+    DeliveryMode, EmailProfile, EmailSecurity, IpNotifyProfile, IpNotifyProtocol, PhoneProfile, Secret,
+    SipTransport,
 };
 use portcullis_notify::media::{alaw_to_linear, ulaw_to_linear};
 use portcullis_notify::{
@@ -873,7 +874,7 @@ async fn a_full_queue_drops_the_new_job_and_reports_it() -> Result<()> {
     assert_eq!(e, NotifyError::QueueFull { capacity: 1 });
     let outcome = next_outcome(&mut outcomes).await?;
     assert_eq!((outcome.profile_name.as_str(), outcome.attempts), ("second", 0));
-    assert_eq!(outcome.result.map_err(|e| e.code()), Err("queue_full"));
+    assert_eq!(outcome.result.map_err(|e| e.code().as_str()), Err("queue_full"));
     assert_eq!(queue.pending(), 1);
     Ok(())
 }

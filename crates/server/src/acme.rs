@@ -12,15 +12,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use portcullis_acme::{AcmeSettings, ChallengeResponder};
-use portcullis_core::events::EventKind;
+use portcullis_acme::ChallengeResponder;
+use portcullis_core::acme::AcmeSettings;
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::runtime::{Actor, Runtime};
-use crate::store::SECRET_MODE;
+use crate::store::{SECRET_MODE, Store};
 use crate::tls::CertResolver;
 
 /// ACME settings and status.
@@ -66,6 +65,40 @@ pub struct AcmeView {
     pub status: AcmeStatus,
 }
 
+/// Why an enrolment did not end with the new certificate in use.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    /// The enrolment itself failed, or the CA's certificate is unusable.
+    #[error(transparent)]
+    Acme(#[from] portcullis_acme::AcmeError),
+    /// The certificate was issued, but the data folder could not take it:
+    /// the device's fault, not the CA's.
+    #[error("the issued certificate could not be stored: {0}")]
+    Store(#[source] crate::certs::CertStoreError),
+}
+
+impl EnrolError {
+    /// The code for the API and the event log.
+    pub fn code(&self) -> portcullis_core::ErrorCode {
+        match self {
+            EnrolError::Acme(e) => e.code(),
+            EnrolError::Store(_) => portcullis_core::ErrorCode::InternalError,
+        }
+    }
+}
+
+/// Sorts a failure to install an issued certificate: a certificate that
+/// does not load is the CA's (`invalid_certificate`), a data folder that
+/// cannot be written is the device's.
+pub(crate) fn install_error(e: crate::certs::CertStoreError) -> EnrolError {
+    match e {
+        crate::certs::CertStoreError::Cert(c) => {
+            EnrolError::Acme(portcullis_acme::AcmeError::InvalidCertificate { detail: c.to_string() })
+        }
+        other => EnrolError::Store(other),
+    }
+}
+
 /// ACME state of a running server.
 pub struct Acme {
     file: Mutex<AcmeFile>,
@@ -98,8 +131,8 @@ impl ChallengeResponder for Acme {
 }
 
 impl Acme {
-    /// The ACME state stored in `rt`'s data folder.
-    pub fn load(store: &crate::store::Store, resolver: Arc<CertResolver>) -> Self {
+    /// The ACME state stored in the data folder.
+    pub fn load(store: &Store, resolver: Arc<CertResolver>) -> Self {
         let file = match store.read(ACME_FILE) {
             Ok(Some(b)) => serde_json::from_slice::<AcmeFile>(&b).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "ACME settings unreadable; ACME stays off until they are set again");
@@ -132,135 +165,109 @@ impl Acme {
         self.file.lock().unwrap_or_else(|e| e.into_inner()).settings.clone()
     }
 
-    fn save(&self, rt: &Runtime) -> Result<(), crate::store::StoreError> {
+    fn save(&self, store: &Store) -> Result<(), crate::store::StoreError> {
         let f = self.file.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        rt.store.write_json(ACME_FILE, &f, SECRET_MODE)
+        store.write_json(ACME_FILE, &f, SECRET_MODE)
     }
 
-    /// Replaces the settings (written at once); wakes the renewal task.
-    pub fn set_settings(&self, rt: &Runtime, settings: AcmeSettings) -> Result<(), crate::store::StoreError> {
+    /// Replaces the settings (already validated by the core) and writes them
+    /// at once; wakes the renewal task. Called by the runtime's change path.
+    pub(crate) fn set_settings(
+        &self,
+        store: &Store,
+        settings: AcmeSettings,
+    ) -> Result<(), crate::store::StoreError> {
         self.file.lock().unwrap_or_else(|e| e.into_inner()).settings = settings;
-        self.save(rt)?;
+        self.save(store)?;
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Enrols now (or renews) and installs the new certificate; on failure the
-    /// current certificate stays and the error is recorded for a retry.
-    pub async fn enrol(&self, rt: &Runtime, actor: &Actor) -> Result<AcmeStatus, portcullis_acme::AcmeError> {
-        let _one_at_a_time = self.running.lock().await;
-        let settings = self.settings();
-        let account = rt.store.read(ACME_ACCOUNT_FILE).ok().flatten().and_then(|b| String::from_utf8(b).ok());
-        let result = portcullis_acme::enrol(&settings, account.as_deref(), self).await;
-        let now = rt.now();
-        match result {
-            Ok((enrolled, account)) => {
-                if let Err(e) = rt.store.write_atomic(ACME_ACCOUNT_FILE, account.as_bytes(), SECRET_MODE) {
-                    tracing::error!(error = %e, "cannot store the ACME account");
-                }
-                let installed = {
-                    let _guard = rt.certs.lock.lock().await;
-                    let files = rt.certs.files.clone();
-                    let (chain, key) = (enrolled.chain_pem.clone(), enrolled.key_pem.clone());
-                    tokio::task::spawn_blocking(move || files.install_pair(&chain, &key))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                        .and_then(|m| rt.certs.install(&m).map_err(|e| e.to_string()))
-                };
-                if let Err(e) = installed {
-                    return Err(self.failed(
-                        rt,
-                        now,
-                        portcullis_acme::AcmeError::InvalidCertificate { detail: e },
-                    ));
-                }
-                {
-                    let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-                    f.status = AcmeStatus {
-                        managed: true,
-                        not_after: Some(rfc3339(enrolled.not_after)),
-                        next_renewal: Some(rfc3339(portcullis_acme::renewal_time(
-                            enrolled.not_before,
-                            enrolled.not_after,
-                        ))),
-                        last_error: None,
-                        failures: 0,
-                    };
-                }
-                let _ = self.save(rt);
-                rt.event(
-                    EventKind::CertificateChanged,
-                    actor,
-                    &format!(
-                        "certificate issued by ACME for {}, valid until {}",
-                        settings.identifiers.join(", "),
-                        rfc3339(enrolled.not_after)
-                    ),
-                );
-                self.wake.notify_one();
-                Ok(self.view().status)
-            }
-            Err(e) => Err(self.failed(rt, now, e)),
-        }
+    /// Holds off other enrolments while one runs.
+    pub(crate) async fn one_at_a_time(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.running.lock().await
     }
 
-    fn failed(
+    /// Runs the ACME protocol with `settings`: the issued certificate, not
+    /// yet installed (the runtime installs it like any other).
+    pub(crate) async fn issue(
         &self,
-        rt: &Runtime,
-        now: OffsetDateTime,
-        e: portcullis_acme::AcmeError,
-    ) -> portcullis_acme::AcmeError {
+        store: &Store,
+        settings: &AcmeSettings,
+    ) -> Result<portcullis_acme::Enrolled, EnrolError> {
+        let account = store.read(ACME_ACCOUNT_FILE).ok().flatten().and_then(|b| String::from_utf8(b).ok());
+        let (enrolled, account) = portcullis_acme::enrol(settings, account.as_deref(), self).await?;
+        if let Err(e) = store.write_atomic(ACME_ACCOUNT_FILE, account.as_bytes(), SECRET_MODE) {
+            tracing::error!(error = %e, "cannot store the ACME account");
+        }
+        Ok(enrolled)
+    }
+
+    /// Records that `enrolled` is in use: managed, renewed at two thirds of its lifetime.
+    pub(crate) fn succeeded(&self, store: &Store, enrolled: &portcullis_acme::Enrolled) -> AcmeStatus {
+        let status = AcmeStatus {
+            managed: true,
+            not_after: Some(rfc3339(enrolled.not_after)),
+            next_renewal: Some(rfc3339(portcullis_core::acme::renewal_time(
+                enrolled.not_before,
+                enrolled.not_after,
+            ))),
+            last_error: None,
+            failures: 0,
+        };
+        self.file.lock().unwrap_or_else(|e| e.into_inner()).status = status.clone();
+        let _ = self.save(store);
+        self.wake.notify_one();
+        status
+    }
+
+    /// Records a failed attempt and when to retry (the core's backoff).
+    pub(crate) fn failed(&self, store: &Store, now: OffsetDateTime, e: &EnrolError) {
         {
             let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
             f.status.failures += 1;
             f.status.last_error = Some(e.to_string());
-            let retry = portcullis_acme::backoff(f.status.failures);
-            f.status.next_renewal = Some(rfc3339(now + time::Duration::seconds(retry.as_secs() as i64)));
+            f.status.next_renewal = Some(rfc3339(portcullis_core::acme::retry_time(now, f.status.failures)));
         }
-        let _ = self.save(rt);
-        rt.security.event(
-            now,
-            EventKind::AcmeFailed,
-            None,
-            format!("ACME enrolment failed (the current certificate stays in use): {e}"),
-            serde_json::json!({"code": e.code()}),
-        );
-        e
+        let _ = self.save(store);
     }
 
-    /// When the renewal task should act next, if ACME is on and something is
-    /// due: switched on and never enrolled means now.
-    fn next_due(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    /// Whether the renewal task should enrol now (the core's rule).
+    pub(crate) fn is_due(&self, now: OffsetDateTime) -> bool {
         let f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if !f.settings.enabled {
-            return None;
-        }
-        match f.status.next_renewal.as_deref() {
-            Some(next) => OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339).ok(),
-            None if !f.status.managed => Some(now),
-            None => None,
-        }
+        let next = f.status.next_renewal.as_deref().and_then(|next| {
+            OffsetDateTime::parse(next, &time::format_description::well_known::Rfc3339).ok()
+        });
+        portcullis_core::acme::is_due(f.settings.enabled, f.status.managed, next, now)
     }
 
-    /// Renews by itself when due (two thirds of the lifetime, or the next retry).
-    pub fn spawn_renewal(rt: &Arc<Runtime>, check_every: Duration) {
-        let weak = Arc::downgrade(rt);
-        tokio::spawn(async move {
-            loop {
-                let Some(rt) = weak.upgrade() else { break };
-                let acme = rt.acme().clone();
-                if let Some(due) = acme.next_due(rt.now())
-                    && due <= rt.now()
-                {
-                    let _ = acme.enrol(&rt, &Actor::default()).await;
-                }
-                drop(rt);
-                tokio::select! {
-                    _ = tokio::time::sleep(check_every) => {}
-                    _ = acme.wake.notified() => {}
-                }
-            }
+    /// Waits until `every` has passed or the settings or status changed.
+    pub(crate) async fn next_check(&self, every: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = self.wake.notified() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_is_not_blamed_on_the_certificate() {
+        let store = crate::certs::CertStoreError::Store(crate::store::StoreError::Io {
+            action: "write",
+            path: crate::certs::CURRENT_FILE.into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
         });
+        let e = install_error(store);
+        assert!(matches!(e, EnrolError::Store(_)), "{e:?}");
+        assert_eq!(e.code(), "internal_error");
+
+        let unusable = crate::certs::CertStoreError::Cert(portcullis_cert::CertError::NoCertificate);
+        let e = install_error(unusable);
+        assert_eq!(e.code(), "invalid_certificate");
+        assert!(matches!(e, EnrolError::Acme(portcullis_acme::AcmeError::InvalidCertificate { .. })));
     }
 }

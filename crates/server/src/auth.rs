@@ -9,10 +9,14 @@
 //! client sending Basic on every request pays the cost once.
 
 use portable_atomic::AtomicU64;
+use portcullis_core::ErrorCode;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use portcullis_core::Monotonic;
+use portcullis_core::session::SessionTimes;
 
 use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, PasswordVerifier};
@@ -99,10 +103,8 @@ pub const CACHE_LIFETIME: Duration = Duration::from_secs(300);
 pub const CACHE_CAPACITY: usize = 256;
 /// Login sessions open at once; the oldest is dropped beyond.
 pub const MAX_SESSIONS: usize = 256;
-/// A session ends after this long without a request.
-pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
-/// A session ends this long after login, whatever happens.
-pub const SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 60 * 60);
+/// A session's idle and absolute limits: the core's rule.
+pub use portcullis_core::session::{IDLE as SESSION_IDLE, MAX_AGE as SESSION_MAX_AGE};
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Longest password accepted (argon2 input is bounded, and so is abuse).
@@ -128,7 +130,7 @@ impl std::str::FromStr for Group {
             "users" => Ok(Self::Users),
             _ => Err(ValidationError::new(
                 "group",
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "the group must be \"admins\" or \"users\"",
             )),
         }
@@ -184,7 +186,7 @@ impl UsersFile {
         {
             return Err(ValidationError::new(
                 "group",
-                "last_admin",
+                ErrorCode::LastAdmin,
                 "the last member of \"admins\" cannot leave the group",
             ));
         }
@@ -201,7 +203,11 @@ impl UsersFile {
                 UserRecord { group, generation, ..e }
             }
             (None, None) => {
-                return Err(ValidationError::new("password", "required", "a new account needs a password"));
+                return Err(ValidationError::new(
+                    "password",
+                    ErrorCode::Required,
+                    "a new account needs a password",
+                ));
             }
         };
         self.users.insert(name.into(), record);
@@ -227,12 +233,16 @@ impl UsersFile {
     /// Deletes account `name`; never the last admin.
     pub fn delete(&mut self, name: &str) -> Result<(), ValidationError> {
         let Some(u) = self.users.get(name) else {
-            return Err(ValidationError::new("name", "not_found", format!("there is no user \"{name}\"")));
+            return Err(ValidationError::new(
+                "name",
+                ErrorCode::NotFound,
+                format!("there is no user \"{name}\""),
+            ));
         };
         if u.group == Group::Admins && self.admin_count() == 1 {
             return Err(ValidationError::new(
                 "name",
-                "last_admin",
+                ErrorCode::LastAdmin,
                 "the last member of \"admins\" cannot be deleted",
             ));
         }
@@ -251,7 +261,7 @@ pub fn validate_user_name(name: &str) -> Result<(), ValidationError> {
     } else {
         Err(ValidationError::new(
             "name",
-            "invalid_user_name",
+            ErrorCode::InvalidUserName,
             "a user name has 1 to 64 characters: letters, digits, '.', '_' or '-'",
         ))
     }
@@ -263,14 +273,14 @@ pub fn validate_password(password: &str) -> Result<(), ValidationError> {
     if n < MIN_PASSWORD_LEN {
         return Err(ValidationError::new(
             "password",
-            "password_too_short",
+            ErrorCode::PasswordTooShort,
             format!("a password needs at least {MIN_PASSWORD_LEN} characters"),
         ));
     }
     if password.len() > MAX_PASSWORD_LEN {
         return Err(ValidationError::new(
             "password",
-            "password_too_long",
+            ErrorCode::PasswordTooLong,
             format!("a password has at most {MAX_PASSWORD_LEN} bytes"),
         ));
     }
@@ -350,8 +360,8 @@ struct Session {
     user: String,
     generation: u64,
     csrf: String,
-    created: Instant,
-    last_seen: Instant,
+    /// When it was opened and last used, on the injected monotonic clock.
+    times: SessionTimes,
 }
 
 /// Accounts and authentication state of a running server.
@@ -392,7 +402,7 @@ impl Authenticator {
 
     /// Replaces the accounts (after they were written to disk), dropping the
     /// cached credentials and sessions of users whose password or group changed.
-    pub fn replace_users(&self, users: UsersFile) {
+    pub(crate) fn replace_users(&self, users: UsersFile) {
         *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
         let current = self.users();
         let still_valid =
@@ -516,8 +526,9 @@ impl Authenticator {
         self.identity_of(user, None, AuthMethod::Digest)
     }
 
-    /// Opens a session for `identity`; returns the cookie value and the CSRF token.
-    pub fn open_session(&self, identity: &Identity) -> (String, String) {
+    /// Opens a session for `identity` at `now` (the injected monotonic
+    /// clock); returns the cookie value and the CSRF token.
+    pub fn open_session(&self, identity: &Identity, now: Monotonic) -> (String, String) {
         let token: [u8; 32] = rand::random();
         let csrf: [u8; 24] = rand::random();
         let token_s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
@@ -529,13 +540,10 @@ impl Authenticator {
             .users
             .get(&identity.user)
             .map(|u| u.generation);
-        let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| {
-            now.duration_since(s.last_seen) < SESSION_IDLE && now.duration_since(s.created) < SESSION_MAX_AGE
-        });
+        sessions.retain(|_, s| s.times.alive(now));
         if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k)
+            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.times.last_seen).map(|(k, _)| *k)
         {
             sessions.remove(&oldest);
         }
@@ -545,25 +553,23 @@ impl Authenticator {
                 user: identity.user.clone(),
                 generation: generation.unwrap_or(0),
                 csrf: csrf_s.clone(),
-                created: now,
-                last_seen: now,
+                times: SessionTimes::opened(now),
             },
         );
         (token_s, csrf_s)
     }
 
-    /// The identity behind a session cookie value, if the session is alive.
-    pub fn session(&self, cookie: &str) -> Option<Identity> {
+    /// The identity behind a session cookie value, if the session is alive
+    /// at `now` (the core's idle and absolute limits, on the injected
+    /// monotonic clock); using it restarts its idle time.
+    pub fn session(&self, cookie: &str, now: Monotonic) -> Option<Identity> {
         let id = self.mac(&[b"session", cookie.as_bytes()]);
-        let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let s = sessions.get_mut(&id)?;
-        if now.duration_since(s.last_seen) >= SESSION_IDLE || now.duration_since(s.created) >= SESSION_MAX_AGE
-        {
+        if !s.times.use_at(now) {
             sessions.remove(&id);
             return None;
         }
-        s.last_seen = now;
         let (user, generation, csrf) = (s.user.clone(), s.generation, s.csrf.clone());
         drop(sessions);
         self.identity_of(&user, Some(generation), AuthMethod::Session { csrf })
@@ -652,13 +658,43 @@ mod tests {
     async fn sessions_end_when_the_password_changes() {
         let auth = Authenticator::new(users_with("op", "password1", Group::Users));
         let Verdict::Valid(id) = auth.verify("op", "password1").await else { panic!("valid") };
-        let (cookie, csrf) = auth.open_session(&id);
-        let back = auth.session(&cookie).expect("session alive");
+        let now = Monotonic::from_origin(Duration::from_secs(60));
+        let (cookie, csrf) = auth.open_session(&id, now);
+        let back = auth.session(&cookie, now).expect("session alive");
         assert_eq!(back.via, AuthMethod::Session { csrf });
-        assert!(auth.session("forged").is_none());
+        assert!(auth.session("forged", now).is_none());
         let mut changed = users_with("op", "password2", Group::Users);
         changed.users.get_mut("op").expect("op").generation = 2;
         auth.replace_users(changed);
-        assert!(auth.session(&cookie).is_none());
+        assert!(auth.session(&cookie, now).is_none());
+    }
+
+    /// The core's limits, as the authenticator applies them on the clock it
+    /// is given: used just before the idle limit it lives on, left idle to
+    /// the limit it ends, and it ends at the absolute limit however busy;
+    /// an ended session stays ended.
+    #[tokio::test]
+    async fn sessions_end_at_the_idle_and_absolute_limits_of_the_clock_given() {
+        let auth = Authenticator::new(users_with("op", "password1", Group::Users));
+        let Verdict::Valid(id) = auth.verify("op", "password1").await else { panic!("valid") };
+        let second = Duration::from_secs(1);
+        let start = Monotonic::from_origin(Duration::from_secs(10));
+        let (idle, _) = auth.open_session(&id, start);
+        assert!(
+            auth.session(&idle, start.after(SESSION_IDLE - second)).is_some(),
+            "just before the idle limit"
+        );
+        let used = start.after(SESSION_IDLE - second);
+        assert!(auth.session(&idle, used.after(SESSION_IDLE)).is_none(), "idle to the limit");
+        assert!(auth.session(&idle, used).is_none(), "gone once ended");
+
+        let (busy, _) = auth.open_session(&id, start);
+        let mut now = start;
+        while now.since(start) + SESSION_IDLE / 2 < SESSION_MAX_AGE {
+            now = now.after(SESSION_IDLE / 2);
+            assert!(auth.session(&busy, now).is_some(), "used every 15 minutes: alive");
+        }
+        assert!(auth.session(&busy, start.after(SESSION_MAX_AGE - second)).is_some());
+        assert!(auth.session(&busy, start.after(SESSION_MAX_AGE)).is_none(), "the absolute limit");
     }
 }

@@ -2,14 +2,13 @@
 //! for `GET /api/v1/build`, `portcullis --version` and the UI (which hides
 //! what is absent), and the answer to a request for something not built.
 
-use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::http::Viewer;
+use portcullis_core::ErrorCode;
 
 /// Every optional feature, by its cargo feature name, in a fixed order.
 pub const OPTIONAL_FEATURES: [&str; 9] =
@@ -97,17 +96,11 @@ impl BuildInfo {
     }
 }
 
-/// What this build carries (any logged-in user).
-#[utoipa::path(get, path = "/api/v1/build", tag = "system", responses((status = 200, body = BuildInfo)))]
-pub async fn get_build(_v: Viewer) -> Json<BuildInfo> {
-    Json(BuildInfo::current())
-}
-
 /// The error for a request that needs a feature this build left out.
 pub fn not_built_error(feature: &'static str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
-        "feature_not_built",
+        ErrorCode::FeatureNotBuilt,
         format!("this build of portcullis does not include the \"{feature}\" feature"),
     )
     .field(feature)

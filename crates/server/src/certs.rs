@@ -7,6 +7,7 @@
 //! key and the pending certificate request with its key
 //! (`certs/current.json`). Both files are mode 0600.
 
+use portcullis_core::ErrorCode;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ pub enum CertStoreError {
     #[error("{message}")]
     State {
         /// Stable code.
-        code: &'static str,
+        code: ErrorCode,
         /// Message for a person.
         message: String,
     },
@@ -58,7 +59,7 @@ pub enum CertStoreError {
 }
 
 impl CertStoreError {
-    fn state(code: &'static str, message: impl Into<String>) -> Self {
+    fn state(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::State { code, message: message.into() }
     }
 }
@@ -177,7 +178,8 @@ pub fn load_or_create_factory(
         }
     }
     let (names, addresses) = device_identity();
-    let generated = portcullis_cert::factory_certificate(&names, &addresses)?;
+    // Serial numbers from the thread's generator (seeded by the OS).
+    let generated = portcullis_cert::factory_certificate(&names, &addresses, &mut rand::rng())?;
     let bundle = format!("{}{}", generated.chain_pem, generated.key_pem);
     let material = portcullis_cert::parse_stored(bundle.as_bytes(), bundle.as_bytes())?;
     store.write_atomic(FACTORY_FILE, bundle.as_bytes(), SECRET_MODE)?;
@@ -221,12 +223,12 @@ impl CertStore {
 
     /// Generate: a new key, a self-signed certificate now in use, and a
     /// request for the same key (pending until a CA-signed certificate is uploaded).
-    pub fn generate(
+    pub(crate) fn generate(
         &self,
         req: &GenerateRequest,
         now: OffsetDateTime,
     ) -> Result<(Material, Vec<String>), CertStoreError> {
-        let generated = portcullis_cert::generate(req, now)?;
+        let generated = portcullis_cert::generate(req, now, &mut rand::rng())?;
         let material =
             portcullis_cert::parse_stored(generated.chain_pem.as_bytes(), generated.key_pem.as_bytes())?;
         let state = CertState {
@@ -242,7 +244,7 @@ impl CertStore {
 
     /// Upload certificate and key (one file or two, key optionally encrypted);
     /// deletes a pending request.
-    pub fn upload(
+    pub(crate) fn upload(
         &self,
         cert_file: &[u8],
         key_file: Option<&[u8]>,
@@ -262,7 +264,7 @@ impl CertStore {
     /// Upload certificate: a CA-signed certificate for the pending request's
     /// key, or else for the individual certificate's key; refused unless its
     /// public key matches. A fulfilled request is no longer pending.
-    pub fn upload_certificate(
+    pub(crate) fn upload_certificate(
         &self,
         cert_file: &[u8],
         now: OffsetDateTime,
@@ -273,7 +275,7 @@ impl CertStore {
             (None, Some(i)) => i.key_pem.clone(),
             (None, None) => {
                 return Err(CertStoreError::state(
-                    "no_key",
+                    ErrorCode::NoKey,
                     "there is no certificate request or individual key to match; generate a request first, or upload a certificate with its key",
                 ));
             }
@@ -291,7 +293,7 @@ impl CertStore {
 
     /// Installs a chain and key obtained elsewhere (ACME) as the individual
     /// certificate; a pending request goes (its key is not the one in use).
-    pub fn install_pair(&self, chain_pem: &str, key_pem: &str) -> Result<Material, CertStoreError> {
+    pub(crate) fn install_pair(&self, chain_pem: &str, key_pem: &str) -> Result<Material, CertStoreError> {
         let material = portcullis_cert::parse_stored(chain_pem.as_bytes(), key_pem.as_bytes())?;
         let state = CertState {
             individual: Some(StoredPair { chain_pem: material.chain_pem(), key_pem: material.key_pem() }),
@@ -302,7 +304,7 @@ impl CertStore {
     }
 
     /// Delete: back to the factory certificate (the pending request goes too: its key is gone).
-    pub fn delete(&self) -> Result<(), CertStoreError> {
+    pub(crate) fn delete(&self) -> Result<(), CertStoreError> {
         self.save(&CertState::default())
     }
 
@@ -311,7 +313,7 @@ impl CertStore {
         match self.state()?.individual {
             Some(p) => Ok(format!("{}{}", p.chain_pem, p.key_pem)),
             None => Err(CertStoreError::state(
-                "no_individual_certificate",
+                ErrorCode::NoIndividualCertificate,
                 "there is no individual certificate to download; the factory certificate's key never leaves the device",
             )),
         }
@@ -322,7 +324,7 @@ impl CertStore {
         match self.state()?.request {
             Some(r) => Ok(r.csr_pem),
             None => Err(CertStoreError::state(
-                "no_certificate_request",
+                ErrorCode::NoCertificateRequest,
                 "there is no pending certificate request; generate one first",
             )),
         }
@@ -359,10 +361,8 @@ pub struct Certificates {
     pub resolver: Arc<CertResolver>,
     /// The files.
     pub files: CertStore,
-    /// Serialises certificate changes.
-    pub lock: tokio::sync::Mutex<()>,
-    /// Whether the certificate in use is CA-signed (HSTS is safe only then).
-    trusted: std::sync::atomic::AtomicBool,
+    /// What the HSTS rule needs to know of the certificate in use.
+    served: arc_swap::ArcSwap<portcullis_core::hsts::ServedCertificate>,
     /// The host names of the certificate in use (the `Host` check allows them).
     names: arc_swap::ArcSwap<Vec<String>>,
 }
@@ -379,28 +379,23 @@ impl Certificates {
         })?;
         let info = material.describe(now)?;
         let key = material.certified_key()?;
-        let trusted = std::sync::atomic::AtomicBool::new(!info.self_signed);
+        let served = arc_swap::ArcSwap::from_pointee(material.served()?);
         let names = arc_swap::ArcSwap::from_pointee(portcullis_cert::host_names(&material.chain));
-        Ok((
-            Self {
-                resolver: CertResolver::new(key),
-                files,
-                lock: tokio::sync::Mutex::new(()),
-                trusted,
-                names,
-            },
-            info,
-        ))
+        Ok((Self { resolver: CertResolver::new(key), files, served, names }, info))
     }
 
     /// Serves `material` to new connections from now on; open ones keep theirs.
-    pub fn install(&self, material: &Material) -> Result<(), CertStoreError> {
+    pub(crate) fn install(&self, material: &Material) -> Result<(), CertStoreError> {
+        let served = material.served()?;
         self.resolver.swap(material.certified_key()?);
-        let self_signed = portcullis_cert::describe(&material.chain, OffsetDateTime::now_utc())
-            .map_or(true, |i| i.self_signed);
-        self.trusted.store(!self_signed, std::sync::atomic::Ordering::Relaxed);
+        self.served.store(Arc::new(served));
         self.names.store(Arc::new(portcullis_cert::host_names(&material.chain)));
         Ok(())
+    }
+
+    /// What the HSTS rule needs to know of the certificate in use.
+    pub fn served(&self) -> portcullis_core::hsts::ServedCertificate {
+        **self.served.load()
     }
 
     /// The host names of the certificate in use, lower case (DNS names, and
@@ -409,13 +404,8 @@ impl Certificates {
         self.names.load()
     }
 
-    /// Whether the certificate in use is CA-signed.
-    pub fn trusted(&self) -> bool {
-        self.trusted.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Reloads the certificate in use from the data folder (at reboot).
-    pub fn reload(&self, now: OffsetDateTime) -> Result<(), CertStoreError> {
+    pub(crate) fn reload(&self, now: OffsetDateTime) -> Result<(), CertStoreError> {
         let (material, _) = self.files.active(now)?;
         self.install(&material)
     }
@@ -423,7 +413,7 @@ impl Certificates {
     /// Serves a new factory certificate if the factory one in use has expired
     /// by now, with a clock that can be believed (the clock was set since it
     /// was loaded); returns the new one's description if it did.
-    pub fn renew_expired_factory(
+    pub(crate) fn renew_expired_factory(
         &self,
         now: OffsetDateTime,
     ) -> Result<Option<CertificateInfo>, CertStoreError> {
@@ -488,7 +478,7 @@ mod tests {
         let store = Store::open(dir.path()).expect("store");
         let mut req = GenerateRequest::new("localhost");
         req.key_type = portcullis_cert::KeyType::EcdsaP256;
-        let old = portcullis_cert::generate(&req, IN_1970).expect("generate");
+        let old = portcullis_cert::generate(&req, IN_1970, &mut rand::rng()).expect("generate");
         let bundle = format!("{}{}", old.chain_pem, old.key_pem);
         store.write_atomic(FACTORY_FILE, bundle.as_bytes(), SECRET_MODE).expect("write");
         (dir, store, old)

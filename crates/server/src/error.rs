@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use portcullis_core::ValidationError;
+use portcullis_core::{ErrorCode, ValidationError};
 use serde::Serialize;
 
 /// An error answer of the API.
@@ -13,7 +13,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable code.
-    pub code: String,
+    pub code: ErrorCode,
     /// Message for a person.
     pub message: String,
     /// The field concerned, if any.
@@ -32,8 +32,8 @@ pub struct ErrorBody {
 /// Code, message and field of an error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code.
-    pub code: String,
+    /// Stable machine-readable code (the `ErrorCode` schema lists them all).
+    pub code: ErrorCode,
     /// Message for a person, in the language `Accept-Language` prefers
     /// (English without one).
     pub message: String,
@@ -46,11 +46,11 @@ pub struct ErrorDetail {
 }
 
 /// What an error answer says, kept on the response so that the front layer
-/// can word its message in the client's language ([`crate::i18n`]).
+/// can word its message in the client's language (the `i18n` module).
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
     /// Stable machine-readable code.
-    pub code: String,
+    pub code: ErrorCode,
     /// The English message.
     pub message: String,
     /// The field concerned.
@@ -62,7 +62,7 @@ impl ErrorInfo {
     pub fn into_response(self, status: StatusCode) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.clone(),
+                code: self.code,
                 message: self.message.clone(),
                 field: self.field.clone(),
                 detail: None,
@@ -76,8 +76,8 @@ impl ErrorInfo {
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
-    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), field: None, cause: None }
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None, cause: None }
     }
 
     /// Names the field concerned.
@@ -91,7 +91,7 @@ impl ApiError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal_error".into(),
+            code: ErrorCode::InternalError,
             message: "the server could not complete the request; see its log".into(),
             field: None,
             cause: Some(cause.to_string()),
@@ -105,11 +105,11 @@ impl ApiError {
 
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 409: the request conflicts with the current state.
-    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 }
@@ -138,23 +138,23 @@ impl IntoResponse for ApiError {
 }
 
 /// The code used for a bare HTTP status when no handler gave one.
-pub fn code_for_status(status: StatusCode) -> &'static str {
+pub fn code_for_status(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        406 => "not_acceptable",
-        408 => "request_timeout",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        415 => "unsupported_media_type",
-        422 => "unprocessable",
-        429 => "too_many_requests",
-        431 => "headers_too_large",
-        503 => "unavailable",
-        s if s >= 500 => "internal_error",
-        _ => "error",
+        400 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        406 => ErrorCode::NotAcceptable,
+        408 => ErrorCode::RequestTimeout,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::Unprocessable,
+        429 => ErrorCode::TooManyRequests,
+        431 => ErrorCode::HeadersTooLarge,
+        503 => ErrorCode::Unavailable,
+        s if s >= 500 => ErrorCode::InternalError,
+        _ => ErrorCode::Error,
     }
 }

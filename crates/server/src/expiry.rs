@@ -21,50 +21,33 @@ pub fn spawn_expiry_watch(rt: &Arc<Runtime>, check_every: Duration) {
     tokio::spawn(async move {
         loop {
             let Some(rt) = weak.upgrade() else { break };
-            check_expiry(&rt);
+            check_expiry(&rt).await;
             drop(rt);
             tokio::time::sleep(check_every).await;
         }
     });
 }
 
-fn check_expiry(rt: &Runtime) {
-    let now = rt.now();
+async fn check_expiry(rt: &Runtime) {
     // A factory certificate made by earlier firmware while the clock was
     // unset expires once the clock is set: make a good one instead.
-    match rt.certs.renew_expired_factory(now) {
-        Ok(Some(info)) => {
-            let message = format!(
-                "the factory certificate had expired (it was made while the clock was unset); a new one is in use, fingerprint {}",
-                info.fingerprint_sha256
-            );
-            tracing::warn!("{message}");
-            rt.security.event(
-                now,
-                EventKind::CertificateChanged,
-                None,
-                message,
-                serde_json::json!({"source": "factory", "fingerprint_sha256": info.fingerprint_sha256}),
-            );
-        }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "cannot renew the expired factory certificate"),
-    }
-    let Ok(view) = rt.certs.files.view(now, Vec::new()) else { return };
+    rt.renew_expired_factory().await;
+    let now = rt.now();
+    let Ok(view) = rt.certs().files.view(now, Vec::new()) else { return };
     let Ok(not_after) =
         OffsetDateTime::parse(&view.certificate.not_after, &time::format_description::well_known::Rfc3339)
     else {
         return;
     };
     let mut watch: ExpiryWatch = rt
-        .store
+        .data_folder()
         .read(EXPIRY_FILE)
         .ok()
         .flatten()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let Some(stage) = watch.due(&view.certificate.fingerprint_sha256, not_after, now) else { return };
-    if let Err(e) = rt.store.write_json(EXPIRY_FILE, &watch, crate::store::PUBLIC_MODE) {
+    if let Err(e) = rt.data_folder().write_json(EXPIRY_FILE, &watch, crate::store::PUBLIC_MODE) {
         tracing::error!(error = %e, "cannot store the expiry watch");
     }
     let message = format!(
@@ -74,14 +57,14 @@ fn check_expiry(rt: &Runtime) {
         stage.describe(),
         view.certificate.not_after
     );
-    rt.security.event(
+    rt.security().event(
         now,
         EventKind::CertificateExpiring,
         None,
         message.clone(),
         serde_json::json!({"stage": stage, "not_after": view.certificate.not_after}),
     );
-    rt.alert(portcullis_core::profiles::AlertContext {
+    rt.alert(portcullis_core::alert::AlertContext {
         device: crate::notifications::device_name(),
         event: "certificate_expiry".into(),
         message,

@@ -2,20 +2,22 @@
 //! authentication, cross-site request checks, JSON error bodies, security
 //! headers, and extractors that put authorization in a handler's signature.
 
+use portcullis_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_basic, secrets_equal};
+use crate::conn::ConnInfo;
 use crate::error::{ApiError, ErrorBody, ErrorDetail, ErrorInfo, code_for_status};
-use crate::listen::ConnInfo;
+pub use crate::headers::{SECURITY_HEADERS, cookie};
 use crate::runtime::{Actor, Runtime};
 use crate::security::AttemptRefusal;
 use crate::webroot::Answer;
@@ -42,20 +44,8 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The value of cookie `name`, if sent.
-pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stale: bool) -> Response {
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message).into_response();
     if !req_headers.contains_key(UI_REQUEST_HEADER) {
         // Basic first: tools that read only the first challenge (hydra, old
         // clients) get the scheme every client has; browsers pick Digest themselves.
@@ -64,7 +54,7 @@ fn unauthorized(rt: &Runtime, req_headers: &http::HeaderMap, message: &str, stal
             HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
         );
         if rt.digest_on() {
-            for c in rt.auth.digest.challenges(monotonic_seconds(rt), stale) {
+            for c in rt.auth().digest.challenges(monotonic_seconds(rt), stale) {
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
                 }
@@ -99,7 +89,7 @@ pub async fn authenticate(State(rt): State<Arc<Runtime>>, req: Request, next: Ne
 pub(crate) fn log_access(rt: &Runtime, parts: &Parts, user: Option<&str>, authorized: bool) {
     if let Some(ip) = client_ip(&parts.extensions) {
         let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
-        rt.security.log_access(ip, user, authorized, parts.uri.path(), rt.timestamp(), timeout);
+        rt.security().log_access(ip, user, authorized, parts.uri.path(), rt.timestamp(), timeout);
     }
 }
 
@@ -142,7 +132,7 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
         };
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
-        let Some(id) = rt.auth.session(token) else {
+        let Some(id) = rt.auth().session(token, rt.clock().monotonic()) else {
             return Err(unauthorized(rt, headers, "the session has ended; log in again", false));
         };
         if !is_safe(&req.method) {
@@ -154,7 +144,7 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
             if !secrets_equal(sent, csrf) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "csrf_token_invalid",
+                    ErrorCode::CsrfTokenInvalid,
                     "the request lacks the session's CSRF token (X-CSRF-Token)",
                 )
                 .into_response());
@@ -167,7 +157,7 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
 
 /// Seconds on the monotonic clock (Digest nonces are dated with it).
 fn monotonic_seconds(rt: &Runtime) -> u64 {
-    rt.clock.monotonic().since_origin().as_secs()
+    rt.clock().monotonic().since_origin().as_secs()
 }
 
 /// Why [`check_password`] did not accept a password.
@@ -184,9 +174,12 @@ pub(crate) enum PasswordRefusal {
 pub(crate) fn attempt_refused(refusal: AttemptRefusal) -> Response {
     match refusal {
         AttemptRefusal::Denied => {
-            let mut resp =
-                ApiError::new(StatusCode::FORBIDDEN, "access_denied", "access from this address is denied")
-                    .into_response();
+            let mut resp = ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
+                "access from this address is denied",
+            )
+            .into_response();
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             resp
         }
@@ -194,7 +187,7 @@ pub(crate) fn attempt_refused(refusal: AttemptRefusal) -> Response {
             let seconds = t.retry_after_seconds().max(1);
             let mut resp = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
+                ErrorCode::TooManyAttempts,
                 format!("too many failed logins from this address; try again in {seconds} s"),
             )
             .into_response();
@@ -207,7 +200,7 @@ pub(crate) fn attempt_refused(refusal: AttemptRefusal) -> Response {
 fn busy() -> Response {
     let mut resp = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
+        ErrorCode::Busy,
         "too many password checks are waiting; try again in a moment",
     )
     .into_response();
@@ -239,23 +232,23 @@ pub(crate) async fn check_password(
 ) -> Result<Identity, PasswordRefusal> {
     let Some(ip) = client_ip(ext) else {
         // Not from the network (an embedder calling the router itself): nothing to guard per client.
-        return match rt.auth.verify(user, password).await {
+        return match rt.auth().verify(user, password).await {
             Verdict::Valid(id) => Ok(id),
             Verdict::Invalid => Err(PasswordRefusal::Wrong),
             Verdict::Busy => Err(PasswordRefusal::Refused(busy())),
         };
     };
-    let security = &rt.security;
+    let security = &rt.security();
     let refused = |r| PasswordRefusal::Refused(attempt_refused(r));
-    security.may_attempt(ip, rt.clock.monotonic()).map_err(refused)?;
-    if let Some(id) = rt.auth.cached(user, password) {
+    security.may_attempt(ip, rt.clock().monotonic()).map_err(refused)?;
+    if let Some(id) = rt.auth().cached(user, password) {
         return Ok(id);
     }
     let Some(_turn) = security.attempt_slot(ip, crate::auth::VERIFY_QUEUE_WAIT).await else {
         return Err(PasswordRefusal::Refused(busy()));
     };
-    security.may_attempt(ip, rt.clock.monotonic()).map_err(refused)?;
-    match rt.auth.verify(user, password).await {
+    security.may_attempt(ip, rt.clock().monotonic()).map_err(refused)?;
+    match rt.auth().verify(user, password).await {
         Verdict::Valid(_) if security.denies(ip) => Err(refused(AttemptRefusal::Denied)),
         Verdict::Valid(id) => Ok(id),
         Verdict::Invalid => {
@@ -287,12 +280,12 @@ fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, R
     // The same guard as a password check (see `check_password`); a Digest
     // check is a few hashes, done at once, so no turn is waited for.
     if let Some(ip) = client_ip(&req.extensions) {
-        rt.security.may_attempt(ip, rt.clock.monotonic()).map_err(attempt_refused)?;
+        rt.security().may_attempt(ip, rt.clock().monotonic()).map_err(attempt_refused)?;
     }
     let now = monotonic_seconds(rt);
-    match rt.auth.verify_digest(&resp, req.method.as_str(), target, now) {
+    match rt.auth().verify_digest(&resp, req.method.as_str(), target, now) {
         DigestVerdict::Valid(user) => rt
-            .auth
+            .auth()
             .digest_identity(&user)
             .ok_or_else(|| unauthorized(rt, headers, "wrong user name or password", false)),
         DigestVerdict::Stale => {
@@ -382,9 +375,12 @@ impl FrontService {
             .tls
             .then(|| {
                 let running = f.rt.running();
-                (running.webserver.hsts_enabled && f.rt.certs.trusted())
-                    .then_some(running.webserver.hsts_max_age_seconds)
+                // The certificate and the clock are read only when HSTS is on.
+                running.webserver.hsts_enabled.then(|| {
+                    portcullis_core::hsts::max_age(&running.webserver, &f.rt.certs().served(), f.rt.now())
+                })
             })
+            .flatten()
             .flatten();
         let mut future = FrontFuture { state: FrontState::Answer(None), hsts_max_age, api, accept_language };
         if let Some(w) = self.direct_webroot(&parts) {
@@ -407,7 +403,7 @@ impl FrontService {
 
     /// The webroot, if it answers this request directly.
     fn direct_webroot(&self, parts: &Parts) -> Option<&Arc<crate::webroot::Webroot>> {
-        let w = self.front.rt.webroot.as_ref().filter(|_| self.direct_webroot)?;
+        let w = self.front.rt.webroot().filter(|_| self.direct_webroot)?;
         let path = parts.uri.path();
         let routed = reserved_for_api_and_ui(path)
             || ROUTED_OUTSIDE_API_AND_UI
@@ -508,13 +504,6 @@ fn finish(mut resp: Response, api: bool) -> Response {
     resp
 }
 
-/// The security headers every answer carries.
-pub const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
-    (HeaderName::from_static("x-content-type-options"), "nosniff"),
-    (HeaderName::from_static("x-frame-options"), "DENY"),
-    (HeaderName::from_static("referrer-policy"), "same-origin"),
-];
-
 /// The checks before the request is answered (see [`FrontService`]); `Some`
 /// is the refusal.
 fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
@@ -529,7 +518,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     if declared.is_some_and(|n| n > limit as u64) {
         let mut resp = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body is larger than the {limit} bytes allowed here"),
         )
         .into_response();
@@ -539,7 +528,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     }
     // 2. Client address and access control.
     let peer = info.peer.ip();
-    let policy = f.rt.security.policy();
+    let policy = f.rt.security().policy();
     let client = if policy.is_trusted_proxy(peer) {
         let forwarded = req
             .headers
@@ -554,9 +543,12 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         peer
     };
     if policy.decide(client) == portcullis_core::access_control::Decision::Deny {
-        let mut resp =
-            ApiError::new(StatusCode::FORBIDDEN, "access_denied", "access from this address is denied")
-                .into_response();
+        let mut resp = ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccessDenied,
+            "access from this address is denied",
+        )
+        .into_response();
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Some(resp);
     }
@@ -586,7 +578,7 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         return Some(
             ApiError::new(
                 StatusCode::FORBIDDEN,
-                "cross_origin_refused",
+                ErrorCode::CrossOriginRefused,
                 "a request from another web site may not change this device",
             )
             .into_response(),
@@ -613,9 +605,9 @@ fn foreign_host(f: &Front, req: &Parts) -> Option<Response> {
         let allowed = match request_host(sent) {
             RequestHost::Ip(_) => true,
             RequestHost::Invalid => false,
-            RequestHost::Name(name) => f.rt.host_names.allows_name(
+            RequestHost::Name(name) => f.rt.host_names().allows_name(
                 name,
-                &f.rt.certs.names(),
+                &f.rt.certs().names(),
                 &f.rt.running().webserver.allowed_hosts,
             ),
         };
@@ -625,7 +617,7 @@ fn foreign_host(f: &Front, req: &Parts) -> Option<Response> {
             return Some(
                 ApiError::new(
                     StatusCode::MISDIRECTED_REQUEST,
-                    "host_not_allowed",
+                    ErrorCode::HostNotAllowed,
                     format!(
                         "this device does not answer for the host {shown:?}; an administrator can add the name to allowed_hosts (PUT /api/v1/webserver)"
                     ),
@@ -698,14 +690,9 @@ async fn json_error_body(resp: Response) -> Response {
     let detail = String::from_utf8_lossy(&detail).trim().to_string();
     let message =
         if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { detail };
-    let info = ErrorInfo { code: code_for_status(status).into(), message, field: None };
+    let info = ErrorInfo { code: code_for_status(status), message, field: None };
     let body = ErrorBody {
-        error: ErrorDetail {
-            code: info.code.clone(),
-            message: info.message.clone(),
-            field: None,
-            detail: None,
-        },
+        error: ErrorDetail { code: info.code, message: info.message.clone(), field: None, detail: None },
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -736,7 +723,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let identity = parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in to use this resource")
+            ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "log in to use this resource")
         })?;
         let actor = Actor { user: Some(identity.user.clone()), client_ip: client_ip(&parts.extensions) };
         Ok(Self { identity, actor })
@@ -750,7 +737,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
         if identity.group != Group::Admins {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "only members of the group \"admins\" may do this",
             ));
         }
@@ -771,7 +758,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
             ));
         }
@@ -779,7 +766,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state)).await.map_err(|_| {
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    ErrorCode::RequestTimeout,
                     format!("the request body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
                 )
             })?;

@@ -14,6 +14,7 @@
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, header};
+use portcullis_core::ErrorCode;
 
 use crate::error::{ErrorBody, ErrorDetail, ErrorInfo};
 
@@ -106,7 +107,7 @@ impl Lang {
 
     /// The language of a UI page: the operator's kept choice, else `Accept-Language`.
     pub fn of_page(headers: &HeaderMap) -> Lang {
-        crate::http::cookie(headers, LANG_COOKIE)
+        crate::headers::cookie(headers, LANG_COOKIE)
             .and_then(|c| Lang::ALL.into_iter().find(|l| l.code() == c))
             .unwrap_or_else(|| Lang::of_request(headers))
     }
@@ -123,8 +124,10 @@ fn weight(q: &str) -> u16 {
     }
 }
 
-/// The sentence for an API error code in `lang`, if the code has one.
-pub fn error_text(code: &str, lang: Lang) -> Option<&'static str> {
+/// The sentence for an API error code in `lang`, if the code has one (a
+/// test makes sure every code has one in every language).
+pub fn error_text(code: ErrorCode, lang: Lang) -> Option<&'static str> {
+    let code = code.as_str();
     ERROR_TEXTS.binary_search_by(|(c, _)| (*c).cmp(code)).ok().map(|i| ERROR_TEXTS[i].1[lang as usize])
 }
 
@@ -144,7 +147,7 @@ pub(crate) fn localize_error(mut resp: Response, accept_language: Option<&Header
     if lang == Lang::En {
         return resp;
     }
-    let Some(text) = error_text(&info.code, lang) else { return resp };
+    let Some(text) = error_text(info.code, lang) else { return resp };
     let body = ErrorBody {
         error: ErrorDetail {
             code: info.code,

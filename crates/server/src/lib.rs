@@ -28,13 +28,16 @@ pub mod api;
 pub mod auth;
 pub mod build_info;
 pub mod certs;
+pub mod conn;
 pub mod digest;
 pub mod error;
 pub mod expiry;
+pub mod headers;
 pub mod http;
 pub mod i18n;
 pub mod listen;
 pub mod notifications;
+pub mod ports;
 pub mod runtime;
 pub mod security;
 pub mod service;
@@ -59,8 +62,8 @@ use portcullis_core::{Clock, SystemClock};
 use tokio::sync::watch;
 
 pub use crate::auth::{Group, Identity};
+pub use crate::conn::Limits;
 pub use crate::http::{Admin, Viewer};
-pub use crate::listen::Limits;
 pub use crate::runtime::{PortOverrides, Runtime};
 pub use portcullis_sys::{Trimmed, trim_executable_pages, trim_heap};
 
@@ -84,6 +87,10 @@ pub enum StartError {
     /// The certificate could not be loaded or created.
     #[error("certificate: {0}")]
     Certificate(#[from] certs::CertStoreError),
+    /// The TLS server configuration could not be built (protocol versions,
+    /// session ticket keys): a fault of the crypto library, not of the certificate.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
     /// A port could not be opened.
     #[error(transparent)]
     Apply(#[from] runtime::ApplyError),
@@ -93,6 +100,9 @@ pub enum StartError {
     /// The webroot folder cannot be served.
     #[error(transparent)]
     Webroot(#[from] webroot::WebrootError),
+    /// The accounts file cannot be read (offline commands leave it as it is).
+    #[error("the accounts file is unreadable: {0}")]
+    Accounts(String),
 }
 
 /// Builds and starts a server on a data folder.
@@ -241,6 +251,12 @@ impl ServerBuilder {
             serde_json::Value::Null,
         );
         let limits = Arc::new(self.limits);
+        let (listeners, serve_jobs) = ports::ListenerSet::new(self.bind_addresses);
+        let resolver = certs.resolver.clone();
+        #[cfg(feature = "acme")]
+        let acme = Arc::new(acme::Acme::load(&store, resolver.clone()));
+        let notifier =
+            notifications::Notifier::new(security.clone(), self.clock.clone(), self.notify_first_retry);
         let rt = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
             store,
             clock: self.clock,
@@ -252,6 +268,10 @@ impl ServerBuilder {
             overrides: self.overrides,
             stored,
             load_report,
+            listeners,
+            notifier,
+            #[cfg(feature = "acme")]
+            acme,
         })?);
         // The front checks wrap the whole router once (not each route, which
         // would clone and box them per request).
@@ -264,35 +284,27 @@ impl ServerBuilder {
         .wrap(app(rt.clone(), self.routes, &limits), direct_webroot);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let tls = tls::TlsConfigs::new(rt.certs.resolver.clone()).map_err(|e| {
-            StartError::Certificate(certs::CertStoreError::Cert(
-                portcullis_cert::CertError::GenerationFailed { detail: e.to_string() },
-            ))
-        })?;
-        rt.set_listen_context(ListenContext {
-            service,
-            tls: tls.clone(),
-            limits,
-            tracker: tracker.clone(),
-            gate: security.clone(),
-            shutdown: shutdown_rx,
-            bind_addresses: Arc::new(self.bind_addresses),
-        });
-        rt.set_self_ref();
-        #[cfg(feature = "acme")]
-        rt.set_acme(Arc::new(acme::Acme::load(&rt.store, rt.certs.resolver.clone())));
-        rt.set_notifier(notifications::Notifier::new(
-            security.clone(),
-            rt.clock.clone(),
-            self.notify_first_retry,
-        ));
+        let tls = tls::TlsConfigs::new(resolver)?;
+        // The listeners get what they serve with now; the runtime's listener
+        // set sends them the sockets it binds.
+        listen::serve_jobs(
+            ListenContext {
+                service,
+                tls: tls.clone(),
+                limits,
+                tracker: tracker.clone(),
+                gate: security.clone(),
+                shutdown: shutdown_rx,
+            },
+            serve_jobs,
+        );
         rt.start_listeners().await?;
         // What waited for the listeners: aws-lc's one-time seeding.
         tls::warm_up(tls.http());
         listen::spawn_heap_trim(tracker.clone());
         security.spawn_flusher();
         #[cfg(feature = "acme")]
-        acme::Acme::spawn_renewal(&rt, self.acme_check_every);
+        rt.spawn_acme_renewal(self.acme_check_every);
         expiry::spawn_expiry_watch(&rt, self.expiry_check_every);
         Ok(RunningServer { runtime: rt, shutdown_tx, tracker, _lock: lock })
     }
@@ -412,7 +424,7 @@ async fn fallback(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
-    match &rt.webroot {
+    match &rt.webroot() {
         Some(w) if !http::reserved_for_api_and_ui(path) => {
             let (parts, _) = req.into_parts();
             if rt.running().webroot.login_required {
@@ -454,11 +466,11 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         self.runtime.close_listeners().await;
-        let grace = self.runtime.limits.shutdown_grace;
+        let grace = self.runtime.limits().shutdown_grace;
         if !self.tracker.wait_empty(grace).await {
             tracing::warn!(open = self.tracker.len(), "shutdown grace over; closing remaining connections");
         }
-        let security = self.runtime.security.clone();
+        let security = self.runtime.security().clone();
         let _ = tokio::task::spawn_blocking(move || security.flush()).await;
     }
 
@@ -515,6 +527,68 @@ impl RunningServer {
     }
 }
 
+/// The device's change path without serving, for the command line's
+/// offline commands: the runtime over a data folder no server runs on (its
+/// lock is held until this is closed), with nothing listening. Every change
+/// goes through the runtime's methods, as the API's do.
+pub struct OfflineDevice {
+    runtime: Arc<Runtime>,
+    _lock: store::DataLock,
+}
+
+impl OfflineDevice {
+    /// Opens and locks the data folder `data_dir` and loads what a start
+    /// loads, without creating an account; call inside a Tokio runtime.
+    pub fn open(data_dir: impl Into<PathBuf>) -> Result<Self, StartError> {
+        tls::install_default_provider();
+        let data_dir: PathBuf = data_dir.into();
+        let store = Store::open(&data_dir)?;
+        let lock = store.lock()?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let now = clock.now();
+        let (stored, load_report) = store.load_config(now.unix_timestamp())?;
+        let users = match store.read(USERS_FILE)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StartError::Accounts(e.to_string()))?,
+            None => UsersFile::default(),
+        };
+        let (certs, _) = Certificates::load(store.clone(), now)?;
+        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now));
+        // Nothing is ever bound: the listeners are not started.
+        let (listeners, _no_serving) = ports::ListenerSet::new(Vec::new());
+        #[cfg(feature = "acme")]
+        let acme = Arc::new(acme::Acme::load(&store, certs.resolver.clone()));
+        let notifier =
+            notifications::Notifier::new(security.clone(), clock.clone(), std::time::Duration::from_secs(1));
+        let runtime = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
+            store,
+            clock,
+            limits: Arc::new(Limits::default()),
+            auth: Authenticator::new(users),
+            certs,
+            security,
+            webroot: None,
+            overrides: PortOverrides::default(),
+            stored,
+            load_report,
+            listeners,
+            notifier,
+            #[cfg(feature = "acme")]
+            acme,
+        })?);
+        Ok(Self { runtime, _lock: lock })
+    }
+
+    /// The runtime, whose methods make the changes.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Writes the events the changes recorded, then releases the folder.
+    pub fn close(self) {
+        self.runtime.security().flush();
+    }
+}
+
 /// Gives the executable's start-up code back to the kernel, from a thread of
 /// its own: half a second from now and again a second later (see
 /// [`trim_executable_pages`]).
@@ -542,5 +616,17 @@ pub fn trim_startup_code() {
     });
     if let Err(e) = spawned {
         tracing::warn!("start-up code stays resident: no thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_configuration_failure_is_not_a_certificate_error() {
+        let e = StartError::from(rustls::Error::FailedToGetRandomBytes);
+        assert!(matches!(e, StartError::Tls(_)), "{e:?}");
+        assert!(e.to_string().starts_with("TLS configuration: "), "{e}");
     }
 }

@@ -1,11 +1,12 @@
-//! Listeners, one per port, and the connections they accept: limits on every
-//! wait and every size, a bounded number of connections (the idlest go first
-//! when full), and a set of listeners that is rebuilt from a new
-//! configuration without touching the ports that stay.
+//! Serving the listeners' sockets and the connections they accept: limits on
+//! every wait and every size, a bounded number of connections (the idlest go
+//! first when full). Which ports are open is [`crate::ports`]'s; its bound
+//! sockets arrive here ([`serve_jobs`]) with everything needed to serve them
+//! given when the server starts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,79 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
-/// Limits on every request size and every wait (SPEC: security by default).
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Connections open at once; when full, the idlest connection is closed for a new one.
-    pub max_connections: usize,
-    /// Time a client gets to send a request's complete header (slowloris defence).
-    pub header_read_timeout: Duration,
-    /// Time a connection may stay without any traffic before it is closed.
-    pub idle_timeout: Duration,
-    /// Time a client gets to complete the TLS handshake.
-    pub tls_handshake_timeout: Duration,
-    /// Largest request header block, in bytes (larger: 431).
-    pub max_header_bytes: usize,
-    /// Largest JSON request body, in bytes (larger: 413).
-    pub max_body_bytes: usize,
-    /// Largest upload (certificate files) request body, in bytes.
-    pub max_upload_bytes: usize,
-    /// Time open requests get to finish at shutdown or when their listener closes.
-    pub shutdown_grace: Duration,
-    /// Time an HTTP/1 keep-alive connection stays idle (its answer sent,
-    /// nothing since) before it gives back its buffers and HTTP state and
-    /// waits with its socket alone; the next request gets new ones.
-    pub buffers_released_after: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            tls_handshake_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 * 1024,
-            max_body_bytes: 1024 * 1024,
-            max_upload_bytes: 3 * 1024 * 1024,
-            shutdown_grace: Duration::from_secs(10),
-            // Long enough that a client's next request on a busy connection
-            // finds them still there (rebuilding them costs a few
-            // allocations); short against a thousand idle ones.
-            buffers_released_after: Duration::from_secs(1),
-        }
-    }
-}
-
-/// What a request knows about the connection it came on.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    /// The peer's address (IPv4-mapped IPv6 turned back into IPv4).
-    pub peer: SocketAddr,
-    /// The local port the connection came in on.
-    pub local_port: u16,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// The client: the peer, or what a trusted proxy says in
-    /// `X-Forwarded-For` (set per request by the front layer).
-    pub client: IpAddr,
-}
-
-/// Decides, before TLS and before any password work, whether a peer may connect.
-pub trait ConnectionGate: Send + Sync + 'static {
-    /// `true` to serve `peer`, `false` to close its socket at once.
-    fn admit(&self, peer: IpAddr) -> bool;
-}
-
-/// A gate that admits everyone.
-#[derive(Debug, Default)]
-pub struct OpenGate;
-
-impl ConnectionGate for OpenGate {
-    fn admit(&self, _peer: IpAddr) -> bool {
-        true
-    }
-}
+use crate::conn::coarse_now_ms;
+pub use crate::conn::{ConnInfo, ConnectionGate, Limits, OpenGate};
+use crate::ports::ServeJobs;
 
 /// Everything an accept loop needs; cheap to clone.
 #[derive(Clone)]
@@ -111,8 +42,6 @@ pub struct ListenContext {
     pub gate: Arc<dyn ConnectionGate>,
     /// Turns true when the whole server shuts down.
     pub shutdown: watch::Receiver<bool>,
-    /// Addresses to bind; empty means every address (IPv6 and IPv4).
-    pub bind_addresses: Arc<Vec<IpAddr>>,
 }
 
 /// The open connections, so that the limit evicts the idlest and shutdown
@@ -215,15 +144,6 @@ impl Drop for Released<'_> {
     fn drop(&mut self) {
         self.0.hold();
     }
-}
-
-/// Milliseconds on the coarse monotonic clock, for what is read on every
-/// request or socket operation (connection activity, cache ages): a few
-/// milliseconds of resolution are plenty there, and a precise clock read is a
-/// measurable cost.
-pub(crate) fn coarse_now_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }
 
 impl ConnTracker {
@@ -404,180 +324,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
-/// Why a port could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("port {port} cannot be opened: {}", explain(.source))]
-pub struct BindError {
-    /// The port.
-    pub port: u16,
-    /// Whether it was to serve HTTPS.
-    pub tls: bool,
-    /// The system's reason.
-    pub source: io::Error,
-}
-
-fn explain(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::AddrInUse => "another program on this device already uses it".into(),
-        io::ErrorKind::PermissionDenied => {
-            "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability, which this server does not have".into()
-        }
-        _ => e.to_string(),
-    }
-}
-
-/// Binds `port` on every address (one dual-stack IPv6 socket, or IPv4 when
-/// the host has no IPv6), or on the given addresses.
-pub fn bind(port: u16, tls: bool, addresses: &[IpAddr]) -> Result<Vec<TcpListener>, BindError> {
-    let err = |source| BindError { port, tls, source };
-    if addresses.is_empty() {
-        return match bind_one(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), true) {
-            Ok(l) => Ok(vec![l]),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse || e.kind() == io::ErrorKind::PermissionDenied => {
-                Err(err(e))
-            }
-            Err(_) => Ok(vec![
-                bind_one(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port), false)
-                    .map_err(err)?,
-            ]),
-        };
-    }
-    addresses.iter().map(|a| bind_one(SocketAddr::new(*a, port), false).map_err(err)).collect()
-}
-
-fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(!dual_stack)?;
-    }
-    // Rebinding a port we just closed (reboot) must not wait for TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
-}
-
-/// One open port: its accept loops stop when dropped or told to.
-struct Listener {
-    stop: watch::Sender<bool>,
-}
-
-/// The set of open listeners, keyed by port and protocol.
-#[derive(Default)]
-pub struct ListenerSet {
-    open: BTreeMap<ListenerSpec, Listener>,
-}
-
-impl std::fmt::Debug for ListenerSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.open.keys()).finish()
-    }
-}
-
-/// Listeners bound for a change, not yet serving; dropping it frees the ports.
-pub struct Prepared {
-    bound: Vec<(ListenerSpec, Vec<TcpListener>)>,
-    remove: Vec<ListenerSpec>,
-}
-
-impl ListenerSet {
-    /// The listeners open now.
-    pub fn specs(&self) -> Vec<ListenerSpec> {
-        self.open.keys().copied().collect()
-    }
-
-    /// Binds every port `wanted` adds, without serving yet, so a port that
-    /// cannot be opened refuses the change before anything else changes.
-    pub fn prepare(&self, wanted: &[ListenerSpec], addresses: &[IpAddr]) -> Result<Prepared, BindError> {
-        let mut bound = Vec::new();
-        for spec in wanted {
-            if self.open.contains_key(spec) {
-                continue;
-            }
-            // The same port moving between HTTP and HTTPS: it is still bound
-            // by the old listener, so it is rebound after that one closes.
-            if self.open.keys().any(|o| o.port == spec.port) {
-                continue;
-            }
-            bound.push((*spec, bind(spec.port, spec.tls, addresses)?));
-        }
-        let remove = self.open.keys().filter(|s| !wanted.contains(s)).copied().collect();
-        Ok(Prepared { bound, remove })
-    }
-
-    /// Serves the prepared listeners and closes the removed ones; open
-    /// connections on a removed port finish their requests (bounded grace).
-    ///
-    /// With `keep_old`, listeners the change removes stay open beside the new
-    /// ones (a provisional change), unless their port is needed for the other
-    /// protocol; [`ListenerSet::close_unwanted`] closes them later.
-    pub async fn commit(
-        &mut self,
-        prepared: Prepared,
-        ctx: &ListenContext,
-        wanted: &[ListenerSpec],
-        keep_old: bool,
-    ) -> Result<(), BindError> {
-        for spec in prepared.remove {
-            let port_needed = wanted.iter().any(|w| w.port == spec.port);
-            if keep_old && !port_needed {
-                continue;
-            }
-            if let Some(l) = self.open.remove(&spec) {
-                let _ = l.stop.send(true);
+/// Serves the sockets [`crate::ports::ListenerSet`] binds, until the server shuts down.
+pub fn serve_jobs(ctx: ListenContext, mut jobs: ServeJobs) {
+    tokio::spawn(async move {
+        let mut shutdown = ctx.shutdown.clone();
+        loop {
+            let job = tokio::select! {
+                _ = shutdown.changed() => break,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            for socket in job.sockets {
+                tokio::spawn(accept_loop(socket, job.spec, ctx.clone(), job.stop.clone()));
             }
         }
-        for (spec, listeners) in prepared.bound {
-            self.start(spec, listeners, ctx);
-        }
-        // Ports that changed protocol are freed once their old accept loop
-        // has seen its stop signal and dropped the socket: retry briefly.
-        for spec in wanted {
-            if !self.open.contains_key(spec) {
-                let mut attempt = 0;
-                let listeners = loop {
-                    match bind(spec.port, spec.tls, &ctx.bind_addresses) {
-                        Ok(l) => break l,
-                        Err(e) if attempt >= 100 => return Err(e),
-                        Err(_) => {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                };
-                self.start(*spec, listeners, ctx);
-            }
-        }
-        Ok(())
-    }
-
-    fn start(&mut self, spec: ListenerSpec, listeners: Vec<TcpListener>, ctx: &ListenContext) {
-        let (stop, stop_rx) = watch::channel(false);
-        for listener in listeners {
-            tokio::spawn(accept_loop(listener, spec, ctx.clone(), stop_rx.clone()));
-        }
-        tracing::info!(port = spec.port, tls = spec.tls, "listening");
-        self.open.insert(spec, Listener { stop });
-    }
-
-    /// Closes the listeners that are not in `wanted` (their open requests finish).
-    pub fn close_unwanted(&mut self, wanted: &[ListenerSpec]) {
-        let unwanted: Vec<ListenerSpec> = self.open.keys().filter(|s| !wanted.contains(s)).copied().collect();
-        for spec in unwanted {
-            if let Some(l) = self.open.remove(&spec) {
-                let _ = l.stop.send(true);
-            }
-        }
-    }
-
-    /// Closes every listener.
-    pub fn close_all(&mut self) {
-        for (_, l) in std::mem::take(&mut self.open) {
-            let _ = l.stop.send(true);
-        }
-    }
+    });
 }
 
 async fn accept_loop(

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::Clock;
+use portcullis_core::alert::AlertContext;
 use portcullis_core::config::Config;
 use portcullis_core::events::EventKind;
-use portcullis_core::profiles::AlertContext;
 use portcullis_notify::{DeliveryQueue, Job, Notification, Outcome, QueueConfig, RetryPolicy};
 
 use crate::security::Security;
@@ -108,7 +108,7 @@ impl Notifier {
 
 fn record_outcome(security: &Security, now: time::OffsetDateTime, outcome: &Outcome) {
     let kind = outcome.kind.as_str();
-    let details = |code: Option<&str>| {
+    let details = |code: Option<portcullis_core::ErrorCode>| {
         serde_json::json!({
             "profile": outcome.profile_name, "kind": kind, "attempts": outcome.attempts,
             "event": outcome.context.event, "code": code,

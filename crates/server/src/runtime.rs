@@ -5,7 +5,7 @@
 //! Layers (SPEC §2): factory (built in), stored (on disk), running (here).
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use portcullis_core::access_control::{AccessControlSettings, Decision};
@@ -16,8 +16,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::auth::Authenticator;
-use crate::certs::Certificates;
-use crate::listen::{BindError, Limits, ListenContext, ListenerSet};
+use crate::certs::{CertStoreError, CertificateView, Certificates};
+use crate::conn::Limits;
+use crate::notifications::Notifier;
+use crate::ports::{BindError, ListenerSet};
 use crate::security::Security;
 use crate::store::{ConfigLoadReport, Store, StoreError};
 use portcullis_core::settings::ListenerSpec;
@@ -95,25 +97,28 @@ pub struct ConfigStatus {
     pub warnings: Vec<String>,
 }
 
-/// The running server's state.
+/// The running server's state. Its parts are private: every change to the
+/// device is one of its methods (lock, validate with the core, write through
+/// the store, swap what is served, record the event); what is read goes
+/// through the read-only accessors.
 pub struct Runtime {
     /// The data folder.
-    pub store: Store,
+    store: Store,
     /// The clock.
-    pub clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     /// Request and connection limits.
-    pub limits: Arc<Limits>,
+    limits: Arc<Limits>,
     /// Accounts and sessions.
-    pub auth: Authenticator,
+    auth: Authenticator,
     /// The certificates.
-    pub certs: Certificates,
+    certs: Certificates,
     /// Access control, intrusion detection, logfile, event log.
-    pub security: Arc<Security>,
+    security: Arc<Security>,
     /// Static content folder, if one is served.
-    pub webroot: Option<Arc<crate::webroot::Webroot>>,
+    webroot: Option<Arc<crate::webroot::Webroot>>,
     /// The device's own host names (`localhost`, its host name), for the
     /// `Host` check; the certificate's and the configured ones are added there.
-    pub host_names: portcullis_core::hosts::HostNames,
+    host_names: portcullis_core::hosts::HostNames,
     overrides: PortOverrides,
     running: ArcSwap<Config>,
     stored: Mutex<Config>,
@@ -122,14 +127,15 @@ pub struct Runtime {
     apply_lock: tokio::sync::Mutex<()>,
     /// Serialises writes of the accounts file.
     users_lock: tokio::sync::Mutex<()>,
+    /// Serialises certificate changes.
+    cert_lock: tokio::sync::Mutex<()>,
+    /// The open ports; the sockets it binds are served by the listen module.
     listeners: tokio::sync::Mutex<ListenerSet>,
-    listen_ctx: OnceLock<ListenContext>,
-    notifier: OnceLock<crate::notifications::Notifier>,
+    notifier: Notifier,
     #[cfg(feature = "acme")]
-    acme: OnceLock<Arc<crate::acme::Acme>>,
+    acme: Arc<crate::acme::Acme>,
     pending: Mutex<Option<Pending>>,
     next_pending: portable_atomic::AtomicU64,
-    self_ref: OnceLock<std::sync::Weak<Runtime>>,
 }
 
 /// A provisional change waiting for confirmation.
@@ -194,6 +200,13 @@ pub struct RuntimeParts {
     pub stored: Config,
     /// How it was loaded.
     pub load_report: ConfigLoadReport,
+    /// The (still closed) set of listeners.
+    pub listeners: ListenerSet,
+    /// The notification queue.
+    pub notifier: Notifier,
+    /// The ACME state.
+    #[cfg(feature = "acme")]
+    pub acme: Arc<crate::acme::Acme>,
 }
 
 impl Runtime {
@@ -219,49 +232,70 @@ impl Runtime {
             load_report: parts.load_report,
             apply_lock: tokio::sync::Mutex::new(()),
             users_lock: tokio::sync::Mutex::new(()),
-            listeners: tokio::sync::Mutex::new(ListenerSet::default()),
-            listen_ctx: OnceLock::new(),
-            notifier: OnceLock::new(),
+            cert_lock: tokio::sync::Mutex::new(()),
+            listeners: tokio::sync::Mutex::new(parts.listeners),
+            notifier: parts.notifier,
             #[cfg(feature = "acme")]
-            acme: OnceLock::new(),
+            acme: parts.acme,
             pending: Mutex::new(None),
             next_pending: portable_atomic::AtomicU64::new(1),
-            self_ref: OnceLock::new(),
         })
     }
 
-    /// Gives the runtime what its listeners need; called once at start.
-    pub fn set_listen_context(&self, ctx: ListenContext) {
-        let _ = self.listen_ctx.set(ctx);
+    /// The data folder (read-only use: changes go through the runtime's methods).
+    pub fn data_folder(&self) -> &Store {
+        &self.store
     }
 
-    /// Gives the runtime its notification queue; called once at start.
-    pub fn set_notifier(&self, notifier: crate::notifications::Notifier) {
-        let _ = self.notifier.set(notifier);
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Request and connection limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Accounts and sessions.
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The certificates.
+    pub fn certs(&self) -> &Certificates {
+        &self.certs
+    }
+
+    /// Access control, intrusion detection, logfile, event log.
+    pub fn security(&self) -> &Arc<Security> {
+        &self.security
+    }
+
+    /// The static content folder, if one is served.
+    pub fn webroot(&self) -> Option<&Arc<crate::webroot::Webroot>> {
+        self.webroot.as_ref()
+    }
+
+    /// The device's own host names, for the `Host` check.
+    pub fn host_names(&self) -> &portcullis_core::hosts::HostNames {
+        &self.host_names
     }
 
     /// The notification queue.
-    pub fn notifier(&self) -> &crate::notifications::Notifier {
-        self.notifier.get().expect("the notifier is set at start, before any request")
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
-    /// Gives the runtime its ACME state; called once at start.
-    #[cfg(feature = "acme")]
-    pub fn set_acme(&self, acme: Arc<crate::acme::Acme>) {
-        let _ = self.acme.set(acme);
-    }
-
-    /// The ACME state.
+    /// The ACME state (read-only use: changes go through the runtime's methods).
     #[cfg(feature = "acme")]
     pub fn acme(&self) -> &Arc<crate::acme::Acme> {
-        self.acme.get().expect("the ACME state is set at start, before any request")
+        &self.acme
     }
 
     /// Sends `ctx` to the profiles the intrusion detection settings select.
-    pub fn alert(&self, ctx: portcullis_core::profiles::AlertContext) {
-        if let Some(n) = self.notifier.get() {
-            n.alert(&self.running(), ctx);
-        }
+    pub fn alert(&self, ctx: portcullis_core::alert::AlertContext) {
+        self.notifier.alert(&self.running(), ctx);
     }
 
     /// Counts a presented-and-wrong credential; alerts the selected profiles when due.
@@ -277,12 +311,10 @@ impl Runtime {
             id.block_ip && running.access_control.enabled,
             now,
         );
-        if result.alert
-            && let Some(n) = self.notifier.get()
-        {
-            n.alert(
+        if result.alert {
+            self.notifier.alert(
                 &running,
-                portcullis_core::profiles::AlertContext {
+                portcullis_core::alert::AlertContext {
                     device: crate::notifications::device_name(),
                     event: "intrusion_alert".into(),
                     message: format!("{} failed logins from {ip}", result.count),
@@ -347,13 +379,8 @@ impl Runtime {
     /// provisional change is settled by this one.
     async fn apply_with(&self, new: Config, keep_old: bool) -> Result<(), ApplyError> {
         new.validate()?;
-        if new.webserver.hsts_enabled && !self.certs.trusted() {
-            return Err(ApplyError::Invalid(ValidationError::new(
-                "hsts_enabled",
-                "hsts_needs_trusted_certificate",
-                "HSTS can only be switched on while a CA-signed certificate is in use: with a self-signed one, browsers would lock everyone out",
-            )));
-        }
+        let was_on = self.running().webserver.hsts_enabled;
+        portcullis_core::hsts::check(was_on, &new.webserver, &self.certs.served(), self.now())?;
         self.open_listeners_for(&new, keep_old).await?;
         self.security.set_access_control(&new.access_control);
         self.running.store(Arc::new(new));
@@ -364,11 +391,10 @@ impl Runtime {
     }
 
     async fn open_listeners_for(&self, config: &Config, keep_old: bool) -> Result<(), ApplyError> {
-        let Some(ctx) = self.listen_ctx.get() else { return Ok(()) };
         let wanted = config.webserver.listeners();
         let mut set = self.listeners.lock().await;
-        let prepared = set.prepare(&wanted, &ctx.bind_addresses)?;
-        set.commit(prepared, ctx, &wanted, keep_old).await?;
+        let prepared = set.prepare(&wanted)?;
+        set.commit(prepared, &wanted, keep_old).await?;
         Ok(())
     }
 
@@ -382,7 +408,7 @@ impl Runtime {
     /// Applies `new` provisionally: the old listeners stay open beside the
     /// new ones, and unless [`Runtime::confirm`] comes through the new
     /// configuration within the grace period, the change is undone.
-    async fn apply_provisional(&self, new: Config, reason: String) -> Result<(), ApplyError> {
+    async fn apply_provisional(self: &Arc<Self>, new: Config, reason: String) -> Result<(), ApplyError> {
         let previous = (*self.running()).clone();
         let grace = std::time::Duration::from_secs(u64::from(new.webserver.confirm_timeout_seconds));
         let sections = previous.changed_sections(&new);
@@ -391,14 +417,12 @@ impl Runtime {
         let deadline = self.now() + time::Duration::seconds(grace.as_secs() as i64);
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Pending { id, previous, deadline, sections, reason });
-        if let Some(me) = self.self_ref.get().cloned() {
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                if let Some(rt) = me.upgrade() {
-                    rt.roll_back(id).await;
-                }
-            });
-        }
+        // The timer holds the runtime for the grace period only.
+        let rt = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            rt.roll_back(id).await;
+        });
         Ok(())
     }
 
@@ -442,11 +466,6 @@ impl Runtime {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(Pending::view)
     }
 
-    /// Gives the runtime a handle on itself, for its timers; called once at start.
-    pub fn set_self_ref(self: &Arc<Self>) {
-        let _ = self.self_ref.set(Arc::downgrade(self));
-    }
-
     /// Opens the listeners of the running configuration (at start).
     pub async fn start_listeners(&self) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
@@ -463,7 +482,7 @@ impl Runtime {
     /// A Set arriving through a listener the new settings drop is provisional
     /// (then the pending change is returned beside the configuration).
     pub async fn set_webserver(
-        &self,
+        self: &Arc<Self>,
         webserver: portcullis_core::settings::WebServerSettings,
         actor: &Actor,
         via: Option<ListenerSpec>,
@@ -508,7 +527,7 @@ impl Runtime {
     /// change is returned beside the configuration). A forced Set that turns
     /// out to lock everyone out therefore undoes itself.
     pub async fn set_access_control(
-        &self,
+        self: &Arc<Self>,
         settings: AccessControlSettings,
         actor: &Actor,
         force: bool,
@@ -597,9 +616,57 @@ impl Runtime {
         Ok(())
     }
 
+    /// Creates or changes the account `name` (its group, its password):
+    /// the password checked by the rules, hashed off the async threads, the
+    /// accounts file written crash-safely, then in force, with its event.
+    /// Who may do it is the caller's check.
+    pub async fn save_user(
+        &self,
+        name: &str,
+        group: Option<crate::auth::Group>,
+        password: Option<String>,
+        actor: &Actor,
+    ) -> Result<crate::auth::Group, ApplyError> {
+        let hash = match &password {
+            Some(p) => {
+                crate::auth::validate_password(p)?;
+                let p = p.clone();
+                let hashed = tokio::task::spawn_blocking(move || crate::auth::hash_password(&p))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+                Some(hashed.map_err(|e| StoreError::Io {
+                    action: "hash the password for",
+                    path: crate::store::USERS_FILE.into(),
+                    source: std::io::Error::other(e),
+                })?)
+            }
+            None => None,
+        };
+        let digest = self.digest_on();
+        let group = self
+            .update_users(|users| {
+                let group = users.upsert(name, group, hash)?;
+                if let (true, Some(p)) = (digest, &password) {
+                    users.set_digest(name, p);
+                }
+                Ok::<_, ValidationError>(group)
+            })
+            .await??;
+        self.event(EventKind::UserChanged, actor, &format!("account \"{name}\" saved"));
+        Ok(group)
+    }
+
+    /// Deletes the account `name` (never the last admin), with its event.
+    pub async fn delete_user(&self, name: &str, actor: &Actor) -> Result<(), ApplyError> {
+        self.update_users(|users| users.delete(name)).await??;
+        self.event(EventKind::UserChanged, actor, &format!("account \"{name}\" deleted"));
+        Ok(())
+    }
+
     /// Changes the accounts with `change` (which says whether it changed
     /// anything), writes them crash-safely, then puts them in force.
-    pub async fn update_users<T>(
+    async fn update_users<T>(
         &self,
         change: impl FnOnce(&mut crate::auth::UsersFile) -> T,
     ) -> Result<T, StoreError>
@@ -624,6 +691,150 @@ impl Runtime {
             self.auth.replace_users(users);
         }
         Ok(result)
+    }
+
+    /// The one certificate install sequence, for the API and ACME alike:
+    /// takes the certificate lock, checks and writes the change off the
+    /// async threads (RSA generation takes up to half a second), serves the
+    /// new certificate to new connections, records the event. A refused
+    /// change leaves the files and the certificate in use as they were.
+    pub async fn change_certificate(
+        &self,
+        change: CertificateChange,
+        actor: &Actor,
+    ) -> Result<CertificateView, CertStoreError> {
+        let _guard = self.cert_lock.lock().await;
+        let files = self.certs.files.clone();
+        let now = self.now();
+        let what = change.what();
+        let (material, warnings) =
+            tokio::task::spawn_blocking(move || change.write(&files, now)).await.map_err(|e| {
+                CertStoreError::Store(StoreError::Io {
+                    action: "write",
+                    path: crate::certs::CURRENT_FILE.into(),
+                    source: std::io::Error::other(e),
+                })
+            })??;
+        self.certs.install(&material)?;
+        let view = self.certs.files.view(now, warnings)?;
+        self.event(
+            EventKind::CertificateChanged,
+            actor,
+            &format!(
+                "{what}; now serving {} ({})",
+                view.certificate.subject, view.certificate.fingerprint_sha256
+            ),
+        );
+        Ok(view)
+    }
+
+    /// Serves a new factory certificate if the factory one in use expired
+    /// (made while the clock was unset), with its event; for the expiry watch.
+    pub async fn renew_expired_factory(&self) {
+        let _guard = self.cert_lock.lock().await;
+        let now = self.now();
+        match self.certs.renew_expired_factory(now) {
+            Ok(Some(info)) => {
+                let message = format!(
+                    "the factory certificate had expired (it was made while the clock was unset); a new one is in use, fingerprint {}",
+                    info.fingerprint_sha256
+                );
+                tracing::warn!("{message}");
+                self.security.event(
+                    now,
+                    EventKind::CertificateChanged,
+                    None,
+                    message,
+                    serde_json::json!({"source": "factory", "fingerprint_sha256": info.fingerprint_sha256}),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot renew the expired factory certificate"),
+        }
+    }
+
+    /// Replaces the ACME settings: merged with the stored secrets, checked
+    /// by the core's rules, written at once (like every certificate
+    /// operation), with an event.
+    #[cfg(feature = "acme")]
+    pub async fn set_acme_settings(
+        &self,
+        settings: portcullis_core::acme::AcmeSettings,
+        actor: &Actor,
+    ) -> Result<crate::acme::AcmeView, ApplyError> {
+        let _guard = self.cert_lock.lock().await;
+        let settings = settings.merge_secrets(&self.acme.settings()).normalized();
+        settings.validate()?;
+        self.acme.set_settings(&self.store, settings)?;
+        self.event(EventKind::ConfigChanged, actor, "ACME settings changed");
+        Ok(self.acme.view())
+    }
+
+    /// Enrols now (or renews) with ACME and installs the issued certificate
+    /// through [`Runtime::change_certificate`]; on failure the current
+    /// certificate stays, and the error is recorded for a retry.
+    #[cfg(feature = "acme")]
+    pub async fn enrol_acme(
+        &self,
+        actor: &Actor,
+    ) -> Result<crate::acme::AcmeStatus, crate::acme::EnrolError> {
+        let _one_at_a_time = self.acme.one_at_a_time().await;
+        let settings = self.acme.settings();
+        let now = self.now();
+        let enrolled = match self.acme.issue(&self.store, &settings).await {
+            Ok(e) => e,
+            Err(e) => return Err(self.acme_failed(now, e)),
+        };
+        let change = CertificateChange::Issued {
+            chain_pem: enrolled.chain_pem.clone(),
+            key_pem: enrolled.key_pem.clone(),
+            what: format!(
+                "certificate issued by ACME for {}, valid until {}",
+                settings.identifiers.join(", "),
+                enrolled.not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            ),
+        };
+        if let Err(e) = self.change_certificate(change, actor).await {
+            return Err(self.acme_failed(now, crate::acme::install_error(e)));
+        }
+        Ok(self.acme.succeeded(&self.store, &enrolled))
+    }
+
+    #[cfg(feature = "acme")]
+    fn acme_failed(&self, now: OffsetDateTime, e: crate::acme::EnrolError) -> crate::acme::EnrolError {
+        self.acme.failed(&self.store, now, &e);
+        self.security.event(
+            now,
+            EventKind::AcmeFailed,
+            None,
+            format!("ACME enrolment failed (the current certificate stays in use): {e}"),
+            serde_json::json!({"code": e.code()}),
+        );
+        e
+    }
+
+    /// Renews with ACME by itself when due (two thirds of the lifetime, or
+    /// the next retry); the task ends when the runtime is gone.
+    #[cfg(feature = "acme")]
+    pub fn spawn_acme_renewal(self: &Arc<Self>, check_every: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(rt) = weak.upgrade() else { break };
+                let acme = rt.acme.clone();
+                if acme.is_due(rt.now()) {
+                    let _ = rt.enrol_acme(&Actor::default()).await;
+                }
+                drop(rt);
+                acme.next_check(check_every).await;
+            }
+        });
+    }
+
+    /// Lifts the block that covers `ip` (intrusion detection), with its
+    /// event; the blocked address or network, or `None` if none covers it.
+    pub fn unblock(&self, ip: IpAddr, actor: &Actor) -> Option<portcullis_core::access_control::IpNetwork> {
+        self.security.unblock(ip, Some(actor.clone()), self.now())
     }
 
     /// Whether Digest authentication is in force: switched on, and built in
@@ -676,6 +887,25 @@ impl Runtime {
         Ok(())
     }
 
+    /// Factory reset of the stored configuration: the factory settings
+    /// become the stored ones (what the next start or Reboot loads), with an
+    /// event; the running configuration is left as it is. The command line's
+    /// `config factory-reset`, on a folder no server runs on.
+    pub async fn store_factory_settings(&self, actor: &Actor) -> Result<(), ApplyError> {
+        let _guard = self.apply_lock.lock().await;
+        self.ensure_nothing_pending()?;
+        let factory = Config::default();
+        factory.validate()?;
+        let store = self.store.clone();
+        let to_write = factory.clone();
+        tokio::task::spawn_blocking(move || store.store_config(&to_write)).await.map_err(|e| {
+            StoreError::Io { action: "store", path: "config.json".into(), source: std::io::Error::other(e) }
+        })??;
+        *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = factory;
+        self.event(EventKind::ConfigStored, actor, "factory settings stored");
+        Ok(())
+    }
+
     /// Reboot: a soft restart inside the process — running := stored,
     /// listeners rebound, certificates reloaded.
     pub async fn reboot(&self, actor: &Actor) -> Result<(), ApplyError> {
@@ -702,7 +932,11 @@ impl Runtime {
         let target = self.loaded_from_stored();
         self.apply(target).await?;
         self.after_authentication_change().await?;
-        if let Err(e) = self.certs.reload(self.now()) {
+        let reloaded = {
+            let _certs = self.cert_lock.lock().await;
+            self.certs.reload(self.now())
+        };
+        if let Err(e) = reloaded {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
         self.security.clear_blocks();
@@ -737,6 +971,72 @@ impl Runtime {
             load: self.load_report.clone(),
             pending: self.pending(),
             warnings: self.running().webserver.warnings(),
+        }
+    }
+}
+
+/// A change of the certificate in use, as [`Runtime::change_certificate`] applies it.
+#[derive(Debug)]
+pub enum CertificateChange {
+    /// A new key, a self-signed certificate in use at once, and a request for the key.
+    Generate(portcullis_cert::GenerateRequest),
+    /// A certificate and key (PEM; the key may be in the certificate file, and encrypted).
+    Upload {
+        /// The certificate file.
+        certificate: Vec<u8>,
+        /// The key file, if apart.
+        private_key: Option<Vec<u8>>,
+        /// The key's passphrase.
+        passphrase: Option<String>,
+    },
+    /// A CA-signed certificate for the pending request's key.
+    UploadCertificate(Vec<u8>),
+    /// Back to the factory certificate (a pending request goes too).
+    Delete,
+    /// A chain and key issued by ACME.
+    Issued {
+        /// The chain (PEM).
+        chain_pem: String,
+        /// The key (PEM).
+        key_pem: String,
+        /// What the event says happened.
+        what: String,
+    },
+}
+
+impl CertificateChange {
+    fn what(&self) -> String {
+        match self {
+            CertificateChange::Generate(_) => "self-signed certificate and request generated".into(),
+            CertificateChange::Upload { .. } => "certificate and key uploaded".into(),
+            CertificateChange::UploadCertificate(_) => {
+                "CA-signed certificate uploaded for the device's key".into()
+            }
+            CertificateChange::Delete => "individual certificate deleted".into(),
+            CertificateChange::Issued { what, .. } => what.clone(),
+        }
+    }
+
+    /// Checks the change with portcullis-cert's rules and writes the result
+    /// (crash-safely): the material to serve, and warnings for the answer.
+    fn write(
+        self,
+        files: &crate::certs::CertStore,
+        now: OffsetDateTime,
+    ) -> Result<(portcullis_cert::Material, Vec<String>), CertStoreError> {
+        match self {
+            CertificateChange::Generate(req) => files.generate(&req, now),
+            CertificateChange::Upload { certificate, private_key, passphrase } => {
+                files.upload(&certificate, private_key.as_deref(), passphrase.as_deref(), now)
+            }
+            CertificateChange::UploadCertificate(certificate) => files.upload_certificate(&certificate, now),
+            CertificateChange::Delete => {
+                files.delete()?;
+                files.active(now).map(|(m, _)| (m, Vec::new()))
+            }
+            CertificateChange::Issued { chain_pem, key_pem, .. } => {
+                files.install_pair(&chain_pem, &key_pem).map(|m| (m, Vec::new()))
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ use portcullis_core::throttle::{FailureThrottle, Throttled};
 use portcullis_core::{Monotonic, Timestamp};
 use time::OffsetDateTime;
 
-use crate::listen::ConnectionGate;
+use crate::conn::ConnectionGate;
 use crate::store::{SECRET_MODE, Store};
 
 /// File of the web server logfile.
@@ -166,7 +166,7 @@ impl Security {
     }
 
     /// Puts `settings` in force (with the current automatic blocks).
-    pub fn set_access_control(&self, settings: &AccessControlSettings) {
+    pub(crate) fn set_access_control(&self, settings: &AccessControlSettings) {
         *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings.clone();
         self.recompile();
     }
@@ -299,7 +299,12 @@ impl Security {
     }
 
     /// Lifts the block of the client `address` belongs to; false if it was not blocked.
-    pub fn unblock(&self, address: IpAddr, actor: Option<Actor>, now: OffsetDateTime) -> Option<IpNetwork> {
+    pub(crate) fn unblock(
+        &self,
+        address: IpAddr,
+        actor: Option<Actor>,
+        now: OffsetDateTime,
+    ) -> Option<IpNetwork> {
         let mut detector = self.detector.lock().unwrap_or_else(|e| e.into_inner());
         let key = detector.key_for(address);
         if !detector.is_blocked(&key) {
@@ -319,7 +324,7 @@ impl Security {
     }
 
     /// Lifts every automatic block (reboot).
-    pub fn clear_blocks(&self) {
+    pub(crate) fn clear_blocks(&self) {
         self.detector.lock().unwrap_or_else(|e| e.into_inner()).clear_blocks();
         self.recompile();
     }

@@ -20,6 +20,7 @@
 //! file (a new version, or whatever a swapped link leads to) makes the file
 //! be opened again, beneath the folder.
 
+use portcullis_core::ErrorCode;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -137,7 +138,7 @@ fn base_headers(etag: &HeaderValue, last_modified: &HeaderValue) -> HeaderMap {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Present already, the front layer's inserts replace instead of adding
     // (which could grow a copied map's storage); the values are the same.
-    for (name, value) in crate::http::SECURITY_HEADERS {
+    for (name, value) in crate::headers::SECURITY_HEADERS {
         h.insert(name, HeaderValue::from_static(value));
     }
     h
@@ -254,7 +255,7 @@ impl Webroot {
 
     /// [`Webroot::resolve`], remembered for [`RESOLVE_TTL_MS`].
     fn resolve_cached(&self, raw_path: &str) -> Option<Arc<Target>> {
-        let now = crate::listen::coarse_now_ms();
+        let now = crate::conn::coarse_now_ms();
         if let Some((target, at)) = self.cache_read().resolved.get(raw_path)
             && now.saturating_sub(*at) < RESOLVE_TTL_MS
         {
@@ -369,7 +370,7 @@ impl Webroot {
         let (target, file, seen) = match self.open(&target) {
             Some((file, seen)) => (target, file, seen),
             None => {
-                let again = self.resolve_now(raw_path, crate::listen::coarse_now_ms())?;
+                let again = self.resolve_now(raw_path, crate::conn::coarse_now_ms())?;
                 if Arc::ptr_eq(&again, &target) {
                     return None;
                 }
@@ -429,7 +430,7 @@ impl Webroot {
         if method != Method::GET && method != Method::HEAD {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "static content is read-only",
             )
             .into_response();

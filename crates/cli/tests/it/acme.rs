@@ -138,7 +138,7 @@ fn enrol_with_http01_and_tls_alpn01_then_renew_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_expiry_watch_fires_at_each_threshold() {
-    use portcullis_core::{Clock, ManualClock};
+    use portcullis_core::ManualClock;
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, https) = (free_port(), free_port());
@@ -156,10 +156,11 @@ async fn the_expiry_watch_fires_at_each_threshold() {
     let mut req = portcullis_cert::GenerateRequest::new("expiry.portcullis.test");
     req.key_type = portcullis_cert::KeyType::EcdsaP256;
     req.validity_days = 40;
-    let (material, _) = rt.certs.files.generate(&req, clock.now()).expect("generate");
-    rt.certs.install(&material).expect("install");
+    rt.change_certificate(portcullis::runtime::CertificateChange::Generate(req), &Default::default())
+        .await
+        .expect("generate");
     let stages = |rt: &portcullis::Runtime| -> Vec<String> {
-        rt.security
+        rt.security()
             .events(0, 1000)
             .iter()
             .filter(|e| e.kind == portcullis_core::events::EventKind::CertificateExpiring)
@@ -286,10 +287,11 @@ async fn an_acme_tls_connection_never_carries_http() {
         .expect("start");
     let mut req = portcullis_cert::GenerateRequest::new("challenge.portcullis.test");
     req.key_type = portcullis_cert::KeyType::EcdsaP256;
-    let g = portcullis_cert::generate(&req, time::OffsetDateTime::now_utc()).expect("generate");
+    let g =
+        portcullis_cert::generate(&req, time::OffsetDateTime::now_utc(), &mut rand::rng()).expect("generate");
     let material =
         portcullis_cert::parse_stored(g.chain_pem.as_bytes(), g.key_pem.as_bytes()).expect("material");
-    let resolver = server.runtime().certs.resolver.clone();
+    let resolver = server.runtime().certs().resolver.clone();
     resolver.set_challenge("challenge.portcullis.test", material.certified_key().expect("key"));
     let results = tokio::task::spawn_blocking(move || {
         [

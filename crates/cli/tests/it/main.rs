@@ -25,6 +25,7 @@ mod memory;
 mod notify;
 mod reliability;
 mod service;
+mod session;
 mod startup_lock;
 #[cfg(feature = "webroot")]
 mod webroot;

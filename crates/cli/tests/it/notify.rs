@@ -262,6 +262,29 @@ fn an_unreachable_peer_fails_after_the_retries_and_the_server_keeps_serving() {
     assert!(err["error"]["field"].as_str().is_some_and(|f| !f.is_empty()), "{err}");
     let (status, _) = server.admin("GET", "/api/v1/profiles/email/bad", None);
     assert_eq!(status, 404);
+    // A CA that is not a certificate and audio that is not a WAV file are
+    // refused by the same rule as a configuration upload (the core's).
+    let not_der = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let (status, err) = server.admin(
+        "PUT",
+        "/api/v1/profiles/ip-notify/ca",
+        Some(json!({"destinations": ["127.0.0.1:9"], "protocol": "https", "ca_pem": not_der})),
+    );
+    assert_eq!(
+        (status, &err["error"]["code"], &err["error"]["field"]),
+        (400, &json!("invalid_pem"), &json!("ip_notify.ca.ca_pem")),
+        "{err}"
+    );
+    let (status, err) = server.admin(
+        "PUT",
+        "/api/v1/profiles/phone/wav",
+        Some(json!({"uri": "sip:alarm@127.0.0.1", "audio": "bm90IGEgd2F2IGZpbGU="})),
+    );
+    assert_eq!(
+        (status, &err["error"]["code"], &err["error"]["field"]),
+        (400, &json!("invalid_audio"), &json!("phone.wav.audio")),
+        "{err}"
+    );
     let (status, _) = server.admin("GET", "/api/v1/profiles/fax/x", None);
     assert_eq!(status, 404);
 }

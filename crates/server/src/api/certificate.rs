@@ -1,5 +1,6 @@
 //! `/api/v1/certificate…`: show, generate, upload, download, delete (SPEC §3).
 
+use portcullis_core::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use portcullis_cert::GenerateRequest;
 use crate::certs::{CertStoreError, CertificateView};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{Admin, ApiJson, Viewer};
-use crate::runtime::{Actor, Runtime};
+use crate::runtime::{CertificateChange, Runtime};
 
 impl From<CertStoreError> for ApiError {
     fn from(e: CertStoreError) -> Self {
@@ -32,32 +33,11 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?.map_err(ApiError::from)
 }
 
-/// Installs what an operation produced and answers with the new state.
-async fn changed(
-    rt: &Arc<Runtime>,
-    actor: &Actor,
-    what: &str,
-    material: portcullis_cert::Material,
-    warnings: Vec<String>,
-) -> Result<Json<CertificateView>, ApiError> {
-    rt.certs.install(&material)?;
-    let view = rt.certs.files.view(rt.now(), warnings)?;
-    rt.event(
-        portcullis_core::events::EventKind::CertificateChanged,
-        actor,
-        &format!(
-            "{what}; now serving {} ({})",
-            view.certificate.subject, view.certificate.fingerprint_sha256
-        ),
-    );
-    Ok(Json(view))
-}
-
 /// The certificate in use, and whether a request is pending.
 #[utoipa::path(get, path = "/api/v1/certificate", tag = "certificate",
     responses((status = 200, body = CertificateView)))]
 pub async fn show(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Json<CertificateView>, ApiError> {
-    let files = rt.certs.files.clone();
+    let files = rt.certs().files.clone();
     let now = rt.now();
     Ok(Json(blocking(move || files.view(now, Vec::new())).await?))
 }
@@ -66,15 +46,7 @@ pub async fn show(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Json<Cer
 #[utoipa::path(delete, path = "/api/v1/certificate", tag = "certificate",
     responses((status = 200, body = CertificateView)))]
 pub async fn delete(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Json<CertificateView>, ApiError> {
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    let material = blocking(move || {
-        files.delete()?;
-        files.active(now).map(|(m, _)| m)
-    })
-    .await?;
-    changed(&rt, &admin.actor, "individual certificate deleted", material, Vec::new()).await
+    Ok(Json(rt.change_certificate(CertificateChange::Delete, &admin.actor).await?))
 }
 
 /// Generate: a new key (RSA 2048 by default, or ECDSA P-256), a self-signed
@@ -86,12 +58,7 @@ pub async fn generate(
     admin: Admin,
     ApiJson(req): ApiJson<GenerateRequest>,
 ) -> Result<Json<CertificateView>, ApiError> {
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    // RSA key generation takes up to half a second: never on the async runtime.
-    let (material, warnings) = blocking(move || files.generate(&req, now)).await?;
-    changed(&rt, &admin.actor, "self-signed certificate and request generated", material, warnings).await
+    Ok(Json(rt.change_certificate(CertificateChange::Generate(req), &admin.actor).await?))
 }
 
 /// Reads a multipart body: each allowed field once, unknown fields refused;
@@ -101,7 +68,7 @@ pub async fn fields(multipart: Multipart, allowed: &[&str]) -> Result<HashMap<St
     tokio::time::timeout(limit, read_fields(multipart, allowed)).await.unwrap_or_else(|_| {
         Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!("the upload did not arrive within {} seconds", limit.as_secs()),
         ))
     })
@@ -116,7 +83,7 @@ async fn read_fields(
         let field = multipart.next_field().await.map_err(|e| {
             ApiError::new(
                 e.status(),
-                "invalid_multipart",
+                ErrorCode::InvalidMultipart,
                 format!("the upload is not valid multipart/form-data: {}", e.body_text()),
             )
         })?;
@@ -125,7 +92,7 @@ async fn read_fields(
         if !allowed.contains(&name.as_str()) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "unknown_field",
+                ErrorCode::UnknownField,
                 format!("unknown upload field \"{name}\"; expected {}", allowed.join(", ")),
             )
             .field(name));
@@ -133,14 +100,14 @@ async fn read_fields(
         let bytes = field.bytes().await.map_err(|e| {
             ApiError::new(
                 e.status(),
-                "invalid_multipart",
+                ErrorCode::InvalidMultipart,
                 format!("the field could not be read: {}", e.body_text()),
             )
         })?;
         if out.insert(name.clone(), bytes.to_vec()).is_some() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "duplicate_field",
+                ErrorCode::DuplicateField,
                 format!("the field \"{name}\" was sent twice"),
             )
             .field(name));
@@ -161,23 +128,23 @@ pub async fn upload(
 ) -> Result<Json<CertificateView>, ApiError> {
     let mut f = fields(multipart, &["certificate", "private_key", "passphrase"]).await?;
     let cert = f.remove("certificate").ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "required", "choose the certificate file to upload")
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Required, "choose the certificate file to upload")
             .field("certificate")
     })?;
     let key = f.remove("private_key").filter(|k| !k.is_empty());
     let passphrase = match f.remove("passphrase") {
         Some(p) if !p.is_empty() => Some(String::from_utf8(p).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_value", "the passphrase is not UTF-8 text")
-                .field("passphrase")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidValue,
+                "the passphrase is not UTF-8 text",
+            )
+            .field("passphrase")
         })?),
         _ => None,
     };
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    let (material, warnings) =
-        blocking(move || files.upload(&cert, key.as_deref(), passphrase.as_deref(), now)).await?;
-    changed(&rt, &admin.actor, "certificate and key uploaded", material, warnings).await
+    let change = CertificateChange::Upload { certificate: cert, private_key: key, passphrase };
+    Ok(Json(rt.change_certificate(change, &admin.actor).await?))
 }
 
 /// Upload certificate (multipart `certificate`): a CA-signed certificate for
@@ -192,15 +159,10 @@ pub async fn upload_certificate(
 ) -> Result<Json<CertificateView>, ApiError> {
     let mut f = fields(multipart, &["certificate"]).await?;
     let cert = f.remove("certificate").ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "required", "choose the certificate file to upload")
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Required, "choose the certificate file to upload")
             .field("certificate")
     })?;
-    let _guard = rt.certs.lock.lock().await;
-    let files = rt.certs.files.clone();
-    let now = rt.now();
-    let (material, warnings) = blocking(move || files.upload_certificate(&cert, now)).await?;
-    changed(&rt, &admin.actor, "CA-signed certificate uploaded for the device's key", material, warnings)
-        .await
+    Ok(Json(rt.change_certificate(CertificateChange::UploadCertificate(cert), &admin.actor).await?))
 }
 
 fn pem_download(body: String, filename: &str) -> Response {
@@ -219,7 +181,7 @@ fn pem_download(body: String, filename: &str) -> Response {
 #[utoipa::path(get, path = "/api/v1/certificate/download", tag = "certificate",
     responses((status = 200, content_type = "application/x-pem-file", body = String), (status = 409, body = ErrorBody)))]
 pub async fn download(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Response, ApiError> {
-    let files = rt.certs.files.clone();
+    let files = rt.certs().files.clone();
     let pem = blocking(move || files.export()).await?;
     rt.event(
         portcullis_core::events::EventKind::CertificateDownloaded,
@@ -233,7 +195,7 @@ pub async fn download(State(rt): State<Arc<Runtime>>, admin: Admin) -> Result<Re
 #[utoipa::path(get, path = "/api/v1/certificate/request", tag = "certificate",
     responses((status = 200, content_type = "application/x-pem-file", body = String), (status = 409, body = ErrorBody)))]
 pub async fn request(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Result<Response, ApiError> {
-    let files = rt.certs.files.clone();
+    let files = rt.certs().files.clone();
     let pem = blocking(move || files.request_pem()).await?;
     Ok(pem_download(pem, "certificate-request.csr"))
 }
@@ -257,13 +219,9 @@ pub async fn get_acme(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<crate:
 pub async fn put_acme(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
-    ApiJson(settings): ApiJson<portcullis_acme::AcmeSettings>,
+    ApiJson(settings): ApiJson<portcullis_core::acme::AcmeSettings>,
 ) -> Result<Json<crate::acme::AcmeView>, ApiError> {
-    let settings = settings.merge_secrets(&rt.acme().settings()).normalized();
-    settings.validate()?;
-    rt.acme().set_settings(&rt, settings).map_err(ApiError::internal)?;
-    rt.event(portcullis_core::events::EventKind::ConfigChanged, &admin.actor, "ACME settings changed");
-    Ok(Json(rt.acme().view()))
+    Ok(Json(rt.set_acme_settings(settings, &admin.actor).await?))
 }
 
 #[cfg(feature = "acme")]
@@ -275,10 +233,15 @@ pub async fn enrol_acme(
     State(rt): State<Arc<Runtime>>,
     admin: Admin,
 ) -> Result<Json<crate::acme::AcmeStatus>, ApiError> {
-    match rt.acme().enrol(&rt, &admin.actor).await {
+    match rt.enrol_acme(&admin.actor).await {
         Ok(status) => Ok(Json(status)),
-        Err(portcullis_acme::AcmeError::InvalidSettings(v)) => Err(ApiError::invalid(v)),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e.code(), e.to_string())),
+        Err(crate::acme::EnrolError::Acme(portcullis_acme::AcmeError::InvalidSettings(v))) => {
+            Err(ApiError::invalid(v))
+        }
+        Err(crate::acme::EnrolError::Acme(e)) => {
+            Err(ApiError::new(StatusCode::BAD_GATEWAY, e.code(), e.to_string()))
+        }
+        Err(e @ crate::acme::EnrolError::Store(_)) => Err(ApiError::internal(e)),
     }
 }
 

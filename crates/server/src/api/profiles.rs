@@ -2,14 +2,14 @@
 //! notification profiles, under the Set/Store life cycle. Secrets (SMTP, HTTP
 //! and SIP passwords) are never returned; a PUT that omits one keeps it.
 
+use portcullis_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
-use portcullis_core::profiles::{
-    AlertContext, EmailProfile, IpNotifyProfile, PhoneProfile, Profiles, merge_secrets,
-};
+use portcullis_core::alert::AlertContext;
+use portcullis_core::profiles::{EmailProfile, IpNotifyProfile, PhoneProfile, Profiles, merge_secrets};
 use portcullis_notify::Notification;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -119,30 +119,14 @@ pub async fn put(
     match kind {
         Kind::Email => {
             let p: EmailProfile = portcullis_core::config::parse_input(&body)?;
-            if let Some(ca) = &p.ca_pem {
-                portcullis_notify::check_ca_pem(ca).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).field("ca_pem")
-                })?;
-            }
             profiles.email.insert(name.clone(), p);
         }
         Kind::IpNotify => {
             let p: IpNotifyProfile = portcullis_core::config::parse_input(&body)?;
-            if let Some(ca) = &p.ca_pem {
-                portcullis_notify::check_ca_pem(ca).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).field("ca_pem")
-                })?;
-            }
             profiles.ip_notify.insert(name.clone(), p);
         }
         Kind::Phone => {
             let p: PhoneProfile = portcullis_core::config::parse_input(&body)?;
-            #[cfg(feature = "sip")]
-            if let Some(audio) = &p.audio {
-                portcullis_notify::check_audio(audio).map_err(|e| {
-                    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).field("audio")
-                })?;
-            }
             profiles.phone.insert(name.clone(), p);
         }
     }
@@ -171,7 +155,7 @@ pub async fn delete(
     };
     if selected.as_deref() == Some(name.as_str()) {
         return Err(ApiError::conflict(
-            "profile_in_use",
+            ErrorCode::ProfileInUse,
             format!("the intrusion detection settings select \"{name}\"; choose another profile there first"),
         ));
     }
@@ -194,7 +178,7 @@ pub struct TestOutcome {
     /// Whether it was delivered.
     pub ok: bool,
     /// Error code when it was not.
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     /// What happened, for a person.
     pub message: String,
 }
@@ -215,7 +199,7 @@ pub async fn test(
     let notification = match kind {
         Kind::Email => p.email.get(&name).map(|profile| Notification::Email {
             profile: profile.clone(),
-            logfile_text: rt.security.logfile_text(),
+            logfile_text: rt.security().logfile_text(),
         }),
         Kind::IpNotify => p.ip_notify.get(&name).map(|profile| Notification::IpNotify(profile.clone())),
         Kind::Phone => p.phone.get(&name).map(|profile| Notification::Phone(profile.clone())),
@@ -232,6 +216,6 @@ pub async fn test(
     };
     Ok(Json(match rt.notifier().test(&name, notification, ctx).await {
         Ok(summary) => TestOutcome { ok: true, code: None, message: summary },
-        Err(e) => TestOutcome { ok: false, code: Some(e.code().to_string()), message: e.to_string() },
+        Err(e) => TestOutcome { ok: false, code: Some(e.code()), message: e.to_string() },
     }))
 }

@@ -1,5 +1,6 @@
 //! `/api/v1/access-control`, `blocked`, `logfile`, `events` (SPEC §4, §5).
 
+use portcullis_core::ErrorCode;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ pub struct ForceQuery {
 #[utoipa::path(put, path = "/api/v1/access-control", tag = "access-control", params(ForceQuery),
     request_body = AccessControlSettings,
     responses((status = 200, body = AccessControlSettings),
-        (status = 202, description = "forced rules that deny the requester, applied provisionally", body = crate::api::ProvisionalChange),
+        (status = 202, description = "forced rules that deny the requester, applied provisionally", body = crate::api::config::ProvisionalChange),
         (status = 400, body = ErrorBody),
         (status = 409, description = "would_lock_out: the rules deny the requester (send ?force=true), or change_unconfirmed", body = ErrorBody)))]
 pub async fn put_access_control(
@@ -53,14 +54,14 @@ pub async fn put_access_control(
     ApiJson(settings): ApiJson<AccessControlSettings>,
 ) -> Result<Response, ApiError> {
     let (running, pending) = rt.set_access_control(settings, &admin.actor, q.force).await?;
-    Ok(crate::api::set_answer(&running.access_control, pending))
+    Ok(crate::api::config::set_answer(&running.access_control, pending))
 }
 
 /// The clients blocked by intrusion detection (temporary deny until reboot).
 #[utoipa::path(get, path = "/api/v1/blocked", tag = "intrusion-detection",
     responses((status = 200, body = Vec<BlockedClient>)))]
 pub async fn blocked(State(rt): State<Arc<Runtime>>, _v: Viewer) -> Json<Vec<BlockedClient>> {
-    Json(rt.security.blocked())
+    Json(rt.security().blocked())
 }
 
 /// Which block to lift.
@@ -88,12 +89,12 @@ pub async fn unblock(
     let ip: IpAddr = q.address.trim().parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("\"{}\" is not an IP address", q.address),
         )
         .field("address")
     })?;
-    match rt.security.unblock(ip, Some(admin.actor.clone()), rt.now()) {
+    match rt.unblock(ip, &admin.actor) {
         Some(key) => Ok(Json(Unblocked { address: key.to_string() })),
         None => Err(ApiError::not_found(format!("{ip} is not blocked")).field("address")),
     }
@@ -117,15 +118,15 @@ pub async fn logfile(
 ) -> Result<Response, ApiError> {
     match q.format.as_deref() {
         None | Some("json") => {
-            Ok(Json(LogfileDocument { entries: rt.security.logfile_entries() }).into_response())
+            Ok(Json(LogfileDocument { entries: rt.security().logfile_entries() }).into_response())
         }
         Some("text") => {
-            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rt.security.logfile_text())
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rt.security().logfile_text())
                 .into_response())
         }
         Some(other) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("unknown format \"{other}\"; use json or text"),
         )
         .field("format")),
@@ -163,10 +164,10 @@ pub async fn events(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "out_of_range",
+            ErrorCode::OutOfRange,
             "limit must be between 1 and 1000",
         )
         .field("limit"));
     }
-    Ok(Json(EventsView { events: rt.security.events(q.since, limit) }))
+    Ok(Json(EventsView { events: rt.security().events(q.since, limit) }))
 }

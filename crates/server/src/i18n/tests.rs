@@ -1,11 +1,12 @@
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::response::IntoResponse;
 use http::StatusCode;
 
 use super::*;
 use crate::error::ApiError;
+use portcullis_core::ErrorCode;
 
 /// The translation sources, as the build script reads them.
 const SOURCES: [(&str, &str); 8] = [
@@ -79,172 +80,32 @@ fn every_language_has_every_text_with_the_same_placeholders() {
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }
 
-/// The workspace's crates, whose sources the scan below reads.
-fn workspace_sources() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut out = Vec::new();
-    for c in std::fs::read_dir(&crates).expect("crates/").flatten() {
-        walk(&c.path().join("src"), &mut out);
-    }
-    out
-}
-
-/// The arguments of the call whose `(` is at `open`, as written (top level only).
-fn call_arguments(src: &str, open: usize) -> Vec<&str> {
-    let bytes = src.as_bytes();
-    let (mut depth, mut start, mut in_str, mut i) = (0usize, open + 1, false, open);
-    let mut args = Vec::new();
-    while i < bytes.len() {
-        let c = bytes[i];
-        if in_str {
-            if c == b'\\' {
-                i += 1;
-            } else if c == b'"' {
-                in_str = false;
-            }
-        } else {
-            match c {
-                b'"' => in_str = true,
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        args.push(src[start..i].trim());
-                        return args;
-                    }
-                }
-                b',' if depth == 1 => {
-                    args.push(src[start..i].trim());
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    args
-}
-
-/// A string literal that looks like an error code (`snake_case`).
-fn code_literal(arg: &str) -> Option<&str> {
-    let inner = arg.strip_prefix('"')?.strip_suffix('"')?;
-    (inner.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-        && inner.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-    .then_some(inner)
-}
-
-/// Every error code the server can answer with, found in the sources: the
-/// code argument of `ValidationError::new`, `ApiError::new`,
-/// `ApiError::conflict` and the certificate store's state errors, and the
-/// arms of every `fn code(..) -> &'static str` and of `code_for_status`
-/// (the certificate, ACME, notification and address errors map themselves
-/// to codes there). Test modules are left out.
-fn codes_in_sources() -> BTreeMap<String, BTreeSet<String>> {
-    const CALLS: [(&str, usize); 5] = [
-        ("ValidationError::new(", 1),
-        ("ApiError::new(", 1),
-        ("ApiError::conflict(", 0),
-        ("CertStoreError::state(", 0),
-        ("Self::state(", 0),
-    ];
-    let mut codes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    // The language module's `Lang::code` names languages, not errors.
-    for path in workspace_sources().into_iter().filter(|p| !p.ends_with("server/src/i18n.rs")) {
-        let text = std::fs::read_to_string(&path).expect("source");
-        let src = text.split("#[cfg(test)]").next().unwrap_or("");
-        let file = path.display().to_string();
-        let mut add = |code: &str| {
-            codes.entry(code.to_owned()).or_default().insert(file.clone());
-        };
-        for (call, index) in CALLS {
-            for (at, _) in src.match_indices(call) {
-                let args = call_arguments(src, at + call.len() - 1);
-                if let Some(code) = args.get(index).and_then(|a| code_literal(a)) {
-                    add(code);
-                }
-            }
-        }
-        for marker in ["fn code(", "fn code_for_status("] {
-            for (at, _) in src.match_indices(marker) {
-                let rest = &src[at..];
-                let Some(sig_end) = rest.find('{') else { continue };
-                if !rest[..sig_end].contains("&'static str") {
-                    continue;
-                }
-                let body = call_arguments(rest, sig_end);
-                let body = body.first().copied().unwrap_or("");
-                for (arm, _) in body.match_indices("=>") {
-                    let value = body[arm + 2..].trim_start();
-                    let end = value.find([',', '\n']).unwrap_or(value.len());
-                    if let Some(code) = code_literal(value[..end].trim()) {
-                        add(code);
-                    }
-                }
-            }
-        }
-        // ApiError's own constructors (`Self::new(StatusCode::…, "code", …)`)
-        // and the generic 500.
-        for (at, _) in src.match_indices("Self::new(") {
-            let args = call_arguments(src, at + "Self::new".len());
-            if args.first().is_some_and(|a| a.starts_with("StatusCode::"))
-                && let Some(code) = args.get(1).and_then(|a| code_literal(a))
-            {
-                add(code);
-            }
-        }
-        if src.contains("code: \"internal_error\"") {
-            add("internal_error");
-        }
-    }
-    codes
-}
-
-#[test]
-fn the_source_scan_finds_codes_of_each_kind() {
-    let codes = codes_in_sources();
-    // One of each way a code is raised, so that a scan broken by a
-    // refactoring fails here instead of finding nothing.
-    for code in [
-        "out_of_range",     // ValidationError::new
-        "unauthorized",     // ApiError::new
-        "nothing_pending",  // ApiError::conflict
-        "no_key",           // CertStoreError::state
-        "wrong_passphrase", // CertError::code
-        "rate_limited",     // AcmeError::code
-        "call_busy",        // NotifyError::code
-        "host_bits_set",    // IpNetworkError::code
-        "uri_too_long",     // code_for_status
-        "internal_error",   // ApiError::internal
-    ] {
-        assert!(codes.contains_key(code), "{code} not found; found {:?}", codes.keys().collect::<Vec<_>>());
-    }
-    assert!(codes.len() > 100, "{} codes", codes.len());
-}
-
-/// Every error code the server can produce has a sentence in every language.
+/// Every error code the server can answer with (the `ErrorCode` enum) has a
+/// sentence in every language, and every sentence belongs to a code.
 #[test]
 fn every_error_code_has_a_text_in_every_language() {
-    let mut missing = Vec::new();
-    for (code, files) in codes_in_sources() {
-        for lang in Lang::ALL {
-            let (_, source) = SOURCES[lang as usize];
-            if !section(lang.code(), source, "errors").contains_key(&code) {
-                missing.push(format!("{}: {code} (raised in {files:?})", lang.code()));
+    let codes: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let mut problems = Vec::new();
+    for lang in Lang::ALL {
+        let (_, source) = SOURCES[lang as usize];
+        let texts = section(lang.code(), source, "errors");
+        for code in &codes {
+            if !texts.contains_key(*code) {
+                problems.push(format!("{}: {code} has no text", lang.code()));
+            }
+        }
+        for code in texts.keys() {
+            if !codes.contains(code.as_str()) {
+                problems.push(format!("{}: {code} is not an ErrorCode", lang.code()));
             }
         }
     }
-    assert!(missing.is_empty(), "error codes without a text:\n{}", missing.join("\n"));
+    assert!(problems.is_empty(), "error texts:\n{}", problems.join("\n"));
+    for code in ErrorCode::ALL {
+        for lang in Lang::ALL {
+            assert!(error_text(*code, lang).is_some_and(|t| !t.is_empty()), "{code} in {lang:?}");
+        }
+    }
 }
 
 /// Every literal key the UI's scripts ask `t()` for exists.
@@ -318,11 +179,10 @@ fn a_page_follows_the_kept_choice_before_accept_language() {
 fn error_texts_are_sorted_and_found() {
     assert!(ERROR_TEXTS.windows(2).all(|w| w[0].0 < w[1].0), "sorted, no code twice");
     assert_eq!(
-        error_text("out_of_range", Lang::De),
+        error_text(ErrorCode::OutOfRange, Lang::De),
         Some("Der Wert liegt außerhalb des erlaubten Bereichs.")
     );
-    assert_eq!(error_text("out_of_range", Lang::Ja), Some("値が許容範囲外です。"));
-    assert_eq!(error_text("no_such_code", Lang::De), None);
+    assert_eq!(error_text(ErrorCode::OutOfRange, Lang::Ja), Some("値が許容範囲外です。"));
     assert!(error_codes().count() > 100);
 }
 
@@ -336,7 +196,7 @@ async fn an_error_answer_is_worded_in_the_language_asked_for_with_the_english_de
     let error = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             "invalid value: integer `70000`, expected u16",
         )
         .field("http_ports[0]")
@@ -368,10 +228,6 @@ async fn an_error_answer_is_worded_in_the_language_asked_for_with_the_english_de
             "{accept:?}: the English answer as it always was"
         );
     }
-    // A code without texts keeps its English message in every language.
-    let unknown = ApiError::new(StatusCode::CONFLICT, "brand_new_code", "what happened").into_response();
-    let unknown = localize_error(unknown, Some(&HeaderValue::from_static("de")));
-    assert_eq!(body_json(unknown).await["error"]["message"], "what happened");
     // Answers that are not API errors pass untouched.
     let ok = localize_error((StatusCode::OK, "fine").into_response(), Some(&HeaderValue::from_static("de")));
     assert!(ok.headers().get(header::VARY).is_none());

@@ -1,16 +1,22 @@
-//! ACME settings: typed, with defaults, normalization, validation and redaction.
+//! The rules of automatic certificates (ACME, RFC 8555): the operator's
+//! settings (typed, with defaults, normalization, validation and redaction
+//! of the EAB secret) and when to renew or retry. The enrolment itself (the
+//! protocol, the network) is `portcullis-acme`'s; scheduling is the server's.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use portcullis_cert::KeyType;
-use portcullis_core::ValidationError;
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
+
+use crate::ErrorCode;
+use crate::ValidationError;
+use crate::certificate::KeyType;
 
 /// Most identifiers one certificate may carry (Let's Encrypt's limit is 100).
 pub const MAX_IDENTIFIERS: usize = 100;
@@ -118,16 +124,18 @@ fn present(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
-/// A parsed identifier.
+/// A parsed identifier: what the certificate is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Ident {
+pub enum Ident {
+    /// A DNS name (lowercase, no trailing dot).
     Dns(String),
+    /// An IP address.
     Ip(IpAddr),
 }
 
 impl Ident {
     /// Parses a normalized identifier.
-    pub(crate) fn parse(s: &str) -> Result<Ident, String> {
+    pub fn parse(s: &str) -> Result<Ident, String> {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Ident::Ip(ip));
         }
@@ -177,29 +185,15 @@ fn is_email(addr: &str) -> bool {
 }
 
 /// Decodes an EAB HMAC key: base64url as CAs hand it out, padded or not.
-pub(crate) fn decode_eab_key(key: &str) -> Option<Vec<u8>> {
+pub fn decode_eab_key(key: &str) -> Option<Vec<u8>> {
     let key = key.trim();
     URL_SAFE_NO_PAD.decode(key).or_else(|_| URL_SAFE.decode(key)).ok()
 }
 
-/// The certificates of a PEM bundle; an error message when there are none or one is broken.
-pub(crate) fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    if pem.len() > MAX_CA_BUNDLE_LEN {
-        return Err(format!("at most {MAX_CA_BUNDLE_LEN} bytes are allowed"));
-    }
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a valid PEM certificate bundle: {e}"))?;
-    if certs.is_empty() {
-        return Err("expected one or more PEM certificates (-----BEGIN CERTIFICATE-----)".to_owned());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for (i, cert) in certs.iter().enumerate() {
-        roots.add(cert.clone()).map_err(|e| {
-            format!("certificate {} of the bundle cannot be used as a trust anchor: {e}", i + 1)
-        })?;
-    }
-    Ok(certs)
+/// The certificates of the `ca_bundle_pem` setting (at most
+/// [`MAX_CA_BUNDLE_LEN`] bytes), each usable as a trust anchor.
+pub fn parse_ca_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    crate::trust::parse_ca_bundle(pem, MAX_CA_BUNDLE_LEN)
 }
 
 impl AcmeSettings {
@@ -266,18 +260,18 @@ impl AcmeSettings {
             if complete {
                 return Err(ValidationError::new(
                     "directory_url",
-                    "required",
+                    ErrorCode::Required,
                     "the ACME directory URL is required, e.g. https://acme-v02.api.letsencrypt.org/directory",
                 ));
             }
         } else {
-            check_url(url).map_err(|m| ValidationError::new("directory_url", "invalid_url", m))?;
+            check_url(url).map_err(|m| ValidationError::new("directory_url", ErrorCode::InvalidUrl, m))?;
         }
 
         if self.contact.len() > MAX_CONTACTS {
             return Err(ValidationError::new(
                 "contact",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_CONTACTS} contacts are allowed"),
             ));
         }
@@ -287,7 +281,7 @@ impl AcmeSettings {
             if !is_email(addr) {
                 return Err(ValidationError::new(
                     format!("contact[{i}]"),
-                    "invalid_address",
+                    ErrorCode::InvalidAddress,
                     format!("\"{}\" is not an e-mail address like name@example.com", addr.escape_debug()),
                 ));
             }
@@ -296,26 +290,27 @@ impl AcmeSettings {
         if self.identifiers.is_empty() && complete {
             return Err(ValidationError::new(
                 "identifiers",
-                "required",
+                ErrorCode::Required,
                 "at least one identifier (DNS name or IP address) is required",
             ));
         }
         if self.identifiers.len() > MAX_IDENTIFIERS {
             return Err(ValidationError::new(
                 "identifiers",
-                "too_many",
+                ErrorCode::TooMany,
                 format!("at most {MAX_IDENTIFIERS} identifiers are allowed"),
             ));
         }
         let mut seen = BTreeSet::new();
         for (i, raw) in self.identifiers.iter().enumerate() {
             let id = normalize_identifier(raw);
-            Ident::parse(&id)
-                .map_err(|m| ValidationError::new(format!("identifiers[{i}]"), "invalid_identifier", m))?;
+            Ident::parse(&id).map_err(|m| {
+                ValidationError::new(format!("identifiers[{i}]"), ErrorCode::InvalidIdentifier, m)
+            })?;
             if !seen.insert(id.clone()) {
                 return Err(ValidationError::new(
                     format!("identifiers[{i}]"),
-                    "duplicate",
+                    ErrorCode::Duplicate,
                     format!("\"{id}\" is listed twice"),
                 ));
             }
@@ -327,14 +322,14 @@ impl AcmeSettings {
             (Some(_), None) => {
                 return Err(ValidationError::new(
                     "eab_hmac_key",
-                    "required",
+                    ErrorCode::Required,
                     "an External Account Binding key id needs its HMAC key",
                 ));
             }
             (None, Some(_)) => {
                 return Err(ValidationError::new(
                     "eab_key_id",
-                    "required",
+                    ErrorCode::Required,
                     "an External Account Binding HMAC key needs its key id",
                 ));
             }
@@ -345,7 +340,7 @@ impl AcmeSettings {
         {
             return Err(ValidationError::new(
                 "eab_key_id",
-                "invalid_key_id",
+                ErrorCode::InvalidKeyId,
                 format!("the key id must be at most {MAX_EAB_KEY_ID_LEN} printable characters"),
             ));
         }
@@ -356,7 +351,7 @@ impl AcmeSettings {
                 Some(_) => {
                     return Err(ValidationError::new(
                         "eab_hmac_key",
-                        "invalid_key",
+                        ErrorCode::InvalidKey,
                         format!(
                             "the HMAC key is too short: at least {MIN_EAB_HMAC_KEY_BYTES} bytes are needed"
                         ),
@@ -365,7 +360,7 @@ impl AcmeSettings {
                 None => {
                     return Err(ValidationError::new(
                         "eab_hmac_key",
-                        "invalid_key",
+                        ErrorCode::InvalidKey,
                         "the HMAC key must be base64url, as the CA hands it out",
                     ));
                 }
@@ -373,19 +368,21 @@ impl AcmeSettings {
         }
 
         if let Some(pem) = present(&self.ca_bundle_pem) {
-            parse_ca_bundle(&pem).map_err(|m| ValidationError::new("ca_bundle_pem", "invalid_pem", m))?;
+            parse_ca_bundle(&pem)
+                .map_err(|m| ValidationError::new("ca_bundle_pem", ErrorCode::InvalidPem, m))?;
         }
         Ok(())
     }
 
     /// The parsed identifiers (of normalized, validated settings).
-    pub(crate) fn parsed_identifiers(&self) -> Result<Vec<Ident>, ValidationError> {
+    pub fn parsed_identifiers(&self) -> Result<Vec<Ident>, ValidationError> {
         self.identifiers
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                Ident::parse(&normalize_identifier(s))
-                    .map_err(|m| ValidationError::new(format!("identifiers[{i}]"), "invalid_identifier", m))
+                Ident::parse(&normalize_identifier(s)).map_err(|m| {
+                    ValidationError::new(format!("identifiers[{i}]"), ErrorCode::InvalidIdentifier, m)
+                })
             })
             .collect()
     }
@@ -406,6 +403,64 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// First retry delay after a failed enrolment.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(60);
+/// Longest retry delay: a CA outage should not keep a renewal waiting for days.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// When to renew: two thirds into the lifetime, as Let's Encrypt advises
+/// (30 days before the end of a 90-day certificate). A certificate whose
+/// `not_after` precedes `not_before` is due at once (`not_before`).
+pub fn renewal_time(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    let lifetime = not_after - not_before;
+    if lifetime.is_negative() {
+        return not_before;
+    }
+    not_before + lifetime * 2 / 3
+}
+
+/// Delay before retry number `attempt` (0 = the first retry): 1 min, 2, 4,
+/// ... doubled each time, capped at [`BACKOFF_MAX`] (6 h).
+pub fn backoff(attempt: u32) -> Duration {
+    // 2^9 min > 6 h already: capping the exponent avoids overflow.
+    let factor = 1u32 << attempt.min(9);
+    (BACKOFF_BASE * factor).min(BACKOFF_MAX)
+}
+
+/// When to try again after `failures` failed enrolments in a row, the last at `now`.
+pub fn retry_time(now: OffsetDateTime, failures: u32) -> OffsetDateTime {
+    now + backoff(failures)
+}
+
+/// When the renewal task should act next, if ever: never while ACME is off;
+/// at `next_renewal` when one is planned (renewal or retry); at once
+/// (`now`) when switched on and the certificate in use is not ACME's yet.
+pub fn next_due(
+    enabled: bool,
+    managed: bool,
+    next_renewal: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    if !enabled {
+        return None;
+    }
+    match next_renewal {
+        Some(next) => Some(next),
+        None if !managed => Some(now),
+        None => None,
+    }
+}
+
+/// Whether the renewal task should enrol now.
+pub fn is_due(
+    enabled: bool,
+    managed: bool,
+    next_renewal: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    next_due(enabled, managed, next_renewal, now).is_some_and(|due| due <= now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,7 +476,7 @@ mod tests {
     }
 
     fn code(s: &AcmeSettings) -> Option<(String, String)> {
-        s.validate().err().map(|e| (e.field, e.code))
+        s.validate().err().map(|e| (e.field, e.code.as_str().to_owned()))
     }
 
     fn err(field: &str, code: &str) -> Option<(String, String)> {
@@ -480,7 +535,7 @@ mod tests {
         assert_eq!(code(&s), None);
         assert_eq!(
             s.validate_for_enrolment().map_err(|e| e.code),
-            Err("required".to_owned()),
+            Err(ErrorCode::Required),
             "an enrolment needs the URL even when disabled"
         );
         for bad in ["http://acme.example.com/dir", "acme.example.com", "https:///dir", "ftp://x/"] {
@@ -556,5 +611,45 @@ mod tests {
         assert_eq!(code(&s), None);
         s.ca_bundle_pem = Some("   ".into());
         assert_eq!(s.normalized().ca_bundle_pem, None);
+    }
+
+    use time::macros::datetime;
+
+    #[test]
+    fn renewal_at_two_thirds() {
+        let nb = datetime!(2026-01-01 0:00 UTC);
+        assert_eq!(renewal_time(nb, nb + time::Duration::days(90)), nb + time::Duration::days(60));
+        assert_eq!(renewal_time(nb, nb + time::Duration::seconds(300)), nb + time::Duration::seconds(200));
+        assert_eq!(renewal_time(nb, nb), nb);
+        assert_eq!(renewal_time(nb, nb - time::Duration::days(1)), nb, "inverted validity renews at once");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let minutes: Vec<u64> = (0..12).map(|a| backoff(a).as_secs() / 60).collect();
+        assert_eq!(minutes, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 360, 360, 360]);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+        let now = datetime!(2026-01-01 0:00 UTC);
+        assert_eq!(retry_time(now, 1), now + time::Duration::minutes(2));
+        assert_eq!(retry_time(now, u32::MAX), now + time::Duration::hours(6));
+    }
+
+    #[test]
+    fn due_edges_on_the_clock() {
+        let now = datetime!(2026-03-01 12:00 UTC);
+        let second = time::Duration::seconds(1);
+        // Off: never, whatever is planned.
+        assert_eq!(next_due(false, false, Some(now), now), None);
+        assert!(!is_due(false, false, None, now));
+        // On and not yet managed: at once.
+        assert_eq!(next_due(true, false, None, now), Some(now));
+        assert!(is_due(true, false, None, now));
+        // Managed without a plan (cannot happen after an enrolment): never.
+        assert_eq!(next_due(true, true, None, now), None);
+        // Planned: due from that instant on, not a second before.
+        assert!(!is_due(true, true, Some(now + second), now));
+        assert!(is_due(true, true, Some(now), now));
+        assert!(is_due(true, true, Some(now - second), now));
+        assert!(!is_due(true, false, Some(now + second), now), "a planned retry waits");
     }
 }
