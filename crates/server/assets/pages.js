@@ -2,7 +2,7 @@
 // control, the web server logfile, the event log, blocked addresses, users.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel,
+  refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel, setChildren,
 } from "./common.js";
 import { has } from "./i18n.js";
 import { rebootButton, closeAction } from "./webserver.js";
@@ -232,7 +232,7 @@ export async function renderUsers(root) {
   });
 
   const authBox = h("div", {});
-  root.replaceChildren(
+  setChildren(root,
     section(t("us.accounts"), table([t("us.name"), t("us.group"), t("actions")], body, t("us.caption"))),
     admin ? section(t("us.new"), addForm) : null,
     admin ? authBox : null);
