@@ -28,6 +28,8 @@ pub mod api;
 pub mod auth;
 pub mod build_info;
 pub mod certs;
+#[cfg(any(feature = "ui", feature = "webroot"))]
+mod conditional;
 pub mod digest;
 pub mod error;
 pub mod expiry;
