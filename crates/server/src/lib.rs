@@ -215,8 +215,18 @@ impl ServerBuilder {
         for problem in &load_report.problems {
             tracing::error!("CONFIGURATION PROBLEM: {problem}");
         }
-        if load_report.source != store::ConfigSource::Stored {
-            tracing::warn!(source = ?load_report.source, "running on a configuration that is not the stored one");
+        match load_report.source {
+            store::ConfigSource::Stored => {}
+            // A first start (nothing stored, nothing broken) is no fault.
+            store::ConfigSource::Factory if load_report.problems.is_empty() => {
+                tracing::info!("no configuration stored yet: running on factory settings until the first Store");
+            }
+            store::ConfigSource::Factory => {
+                tracing::warn!("the stored configuration is unreadable: running on factory settings");
+            }
+            store::ConfigSource::Backup => {
+                tracing::warn!("config.json is unreadable: running on its previous good copy (config.json.bak)");
+            }
         }
         for key in &load_report.unknown_keys {
             tracing::warn!(key = %key, "unknown key in the stored configuration; ignored");

@@ -252,7 +252,12 @@ impl Security {
         };
         let now = now.utc;
         let Some(outcome) = outcome else { return FailureResult::default() };
-        let actor = Some(Actor::new(user, Some(ip)));
+        // The name is the client's choice: cut and without control characters,
+        // so a guess cannot make a 10,000-character line or forge one.
+        let user = user.map(|u| portcullis_core::logfile::clean(u, portcullis_core::logfile::MAX_USER_LEN));
+        // The actor is the client; the name it tried is no one who acted
+        // (shown as the actor, "admin" would read as an administrator's doing).
+        let actor = Some(Actor::new(None, Some(ip)));
         if let Some(lifted) = outcome.lifted {
             self.event(
                 now,
@@ -271,7 +276,7 @@ impl Security {
                     "{} blocked after {} failed logins (temporary deny until reboot)",
                     outcome.key, outcome.count
                 ),
-                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count}),
+                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "attempted_user": user}),
             );
         }
         if outcome.block || outcome.lifted.is_some() {
@@ -283,13 +288,10 @@ impl Security {
                 EventKind::IntrusionAlert,
                 actor,
                 format!("intrusion alert: {} failed logins from {}", outcome.count, outcome.key),
-                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "user": user}),
+                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "attempted_user": user}),
             );
         }
-        // The name is the client's choice: cut and without control characters,
-        // so a guess cannot make a 10,000-character line or forge one.
-        let user = user.map(|u| portcullis_core::logfile::clean(u, portcullis_core::logfile::MAX_USER_LEN));
-        tracing::warn!(client_ip = %ip, user = ?user, count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
+        tracing::warn!(client_ip = %ip, user = user.as_deref().unwrap_or("-"), count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
         FailureResult { count: outcome.count, alert: outcome.alert, blocked: outcome.block }
     }
 

@@ -259,10 +259,17 @@ pub async fn put_acme(
     admin: Admin,
     ApiJson(settings): ApiJson<portcullis_acme::AcmeSettings>,
 ) -> Result<Json<crate::acme::AcmeView>, ApiError> {
-    let settings = settings.merge_secrets(&rt.acme().settings()).normalized();
+    let old = rt.acme().settings();
+    let settings = settings.merge_secrets(&old).normalized();
     settings.validate()?;
+    // What changed, as paths only: the EAB key never reaches the event log.
+    let details = portcullis_core::config::changes_between(
+        &serde_json::to_value(&old).unwrap_or_default(),
+        &serde_json::to_value(&settings).unwrap_or_default(),
+        vec!["acme".to_string()],
+    );
     rt.acme().set_settings(&rt, settings).map_err(ApiError::internal)?;
-    rt.event(portcullis_core::events::EventKind::ConfigChanged, &admin.actor, "ACME settings changed");
+    rt.event_with(portcullis_core::events::EventKind::ConfigChanged, &admin.actor, "ACME settings changed", details);
     Ok(Json(rt.acme().view()))
 }
 
