@@ -418,33 +418,41 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
 }
 
 /// Everything no route claims: the webroot's files, or `/` leading to the UI.
+/// Every access with credentials is logged (SPEC), to a path that exists or
+/// not: credentials are checked whenever they come, wrong ones counted and
+/// answered 401 like anywhere else.
 async fn fallback(
     axum::extract::State(rt): axum::extract::State<Arc<Runtime>>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let path = req.uri().path();
-    match &rt.webroot {
-        Some(w) if !http::reserved_for_api_and_ui(path) => {
-            let (parts, _) = req.into_parts();
-            if rt.running().webroot.login_required {
-                match http::identify(&rt, &parts).await {
-                    Ok(id) => http::log_access(&rt, &parts, Some(&id.user), true),
-                    Err(resp) => {
-                        if !parts.headers.contains_key(::http::header::AUTHORIZATION) {
-                            http::log_access(&rt, &parts, None, false);
-                        }
-                        return resp;
-                    }
+    let (parts, _) = req.into_parts();
+    let path = parts.uri.path();
+    let webroot = rt.webroot.as_ref().filter(|_| !http::reserved_for_api_and_ui(path));
+    let login_required = webroot.is_some() && rt.running().webroot.login_required;
+    let has_authorization = parts.headers.contains_key(::http::header::AUTHORIZATION);
+    let has_session = http::cookie(&parts.headers, auth::SESSION_COOKIE).is_some();
+    if login_required || has_authorization || has_session {
+        match http::identify(&rt, &parts).await {
+            Ok(id) => http::log_access(&rt, &parts, Some(&id.user), true),
+            Err(resp) => {
+                if login_required && !has_authorization {
+                    http::log_access(&rt, &parts, None, false);
+                }
+                // A session that ended is no login attempt where none is needed.
+                if login_required || has_authorization {
+                    return resp;
                 }
             }
-            w.serve(&parts.method, parts.uri.path(), &parts.headers).await
         }
+    }
+    match webroot {
+        Some(w) => w.serve(&parts.method, parts.uri.path(), &parts.headers).await,
         None if path == "/" && cfg!(feature = "ui") => {
             axum::response::Redirect::to("/admin/").into_response()
         }
         None if path == "/" => build_info::not_built_response("ui"),
-        _ => error::ApiError::not_found("no such resource").into_response(),
+        None => error::ApiError::not_found("no such resource").into_response(),
     }
 }
 

@@ -114,6 +114,22 @@ fn wrong_passwords_block_the_client_on_http_and_https_until_reboot() {
 }
 
 #[test]
+fn a_request_with_credentials_to_a_missing_path_is_logged() {
+    let server = guarded();
+    let admin = format!("admin:{ADMIN_PASSWORD}");
+    assert_eq!(status_from("127.0.0.4", &server.url("/api/v1/no-such-thing"), Some(&admin)), 404);
+    assert_eq!(status_from("127.0.0.5", &server.url("/no/such/page"), Some("admin:wrong-guess")), 401);
+    assert_eq!(status_from("127.0.0.6", &server.url("/no/such/page"), None), 404);
+    let (_, log) = server.admin("GET", "/api/v1/logfile", None);
+    let entry = |ip: &str| log["entries"].as_array().expect("entries").iter().find(|e| e["client_ip"] == ip).cloned();
+    let ok = entry("127.0.0.4").unwrap_or_else(|| panic!("the access is logged: {log}"));
+    assert_eq!((&ok["user"], &ok["authorized"]), (&json!("admin"), &json!(true)), "{ok}");
+    let wrong = entry("127.0.0.5").unwrap_or_else(|| panic!("the attempt is logged: {log}"));
+    assert_eq!((&wrong["user"], &wrong["authorized"]), (&json!("admin"), &json!(false)), "{wrong}");
+    assert!(entry("127.0.0.6").is_none(), "without credentials, a 404 is no access: {log}");
+}
+
+#[test]
 fn config_changed_events_record_what_changed_never_a_secret() {
     let server = guarded();
     let changes = events(&server, "config_changed");
