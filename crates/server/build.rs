@@ -131,7 +131,8 @@ fn translations() -> Result<(), String> {
         println!("cargo:rerun-if-changed={}", path.display());
         let template = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         for (lang, texts) in LANGS.iter().zip(&ui) {
-            let html = render(&template, lang, &prefix, texts).map_err(|e| format!("{}: {e}", path.display()))?;
+            let html =
+                render(&template, lang, &prefix, texts).map_err(|e| format!("{}: {e}", path.display()))?;
             let path = out.join(format!("{lang}-{page}"));
             write(&path, &html)?;
             pages.push((format!("{lang}-{page}"), path, html.into_bytes()));

@@ -139,7 +139,11 @@ pub const MAX_CHANGED_FIELDS: usize = 64;
 /// JSON forms of a setting: the dotted paths of the leaves that differ. A
 /// list whose length changed is one path (its entries moved); one of the
 /// same length is compared entry by entry.
-pub fn changes_between(old: &serde_json::Value, new: &serde_json::Value, sections: Vec<String>) -> serde_json::Value {
+pub fn changes_between(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    sections: Vec<String>,
+) -> serde_json::Value {
     let mut fields = Vec::new();
     changed_paths(String::new(), old, new, &mut fields);
     let more = fields.len().saturating_sub(MAX_CHANGED_FIELDS);

@@ -140,12 +140,19 @@ mod tests {
         let ev = |pairs: &[(HeaderName, &str)]| evaluate(&headers(pairs), TAG, m);
         assert_eq!(ev(&[]), Precondition::Proceed);
         assert_eq!(ev(&[(header::IF_MATCH, "\"other\"")]), Precondition::Failed);
-        assert_eq!(ev(&[(header::IF_MATCH, "\"other\""), (header::IF_MATCH, "\"abc\"")]), Precondition::Proceed);
+        assert_eq!(
+            ev(&[(header::IF_MATCH, "\"other\""), (header::IF_MATCH, "\"abc\"")]),
+            Precondition::Proceed
+        );
         assert_eq!(ev(&[(header::IF_MATCH, "*")]), Precondition::Proceed);
         // If-Unmodified-Since: modified after the date fails; at or before it holds.
         assert_eq!(ev(&[(header::IF_UNMODIFIED_SINCE, &date(999_999))]), Precondition::Failed);
         assert_eq!(ev(&[(header::IF_UNMODIFIED_SINCE, &date(1_000_000))]), Precondition::Proceed);
-        assert_eq!(ev(&[(header::IF_UNMODIFIED_SINCE, "yesterday")]), Precondition::Proceed, "invalid: ignored");
+        assert_eq!(
+            ev(&[(header::IF_UNMODIFIED_SINCE, "yesterday")]),
+            Precondition::Proceed,
+            "invalid: ignored"
+        );
         // If-Match, when present, decides: If-Unmodified-Since is ignored.
         assert_eq!(
             ev(&[(header::IF_MATCH, TAG), (header::IF_UNMODIFIED_SINCE, &date(1))]),
@@ -156,7 +163,10 @@ mod tests {
             Precondition::Failed
         );
         // A failed If-Match wins over a matching If-None-Match.
-        assert_eq!(ev(&[(header::IF_MATCH, "\"other\""), (header::IF_NONE_MATCH, TAG)]), Precondition::Failed);
+        assert_eq!(
+            ev(&[(header::IF_MATCH, "\"other\""), (header::IF_NONE_MATCH, TAG)]),
+            Precondition::Failed
+        );
         assert_eq!(ev(&[(header::IF_MATCH, TAG), (header::IF_NONE_MATCH, TAG)]), Precondition::NotModified);
         // If-None-Match, when present, decides: If-Modified-Since is ignored.
         assert_eq!(ev(&[(header::IF_NONE_MATCH, "W/\"abc\"")]), Precondition::NotModified);
@@ -167,7 +177,10 @@ mod tests {
         assert_eq!(ev(&[(header::IF_MODIFIED_SINCE, &date(1_000_000))]), Precondition::NotModified);
         assert_eq!(ev(&[(header::IF_MODIFIED_SINCE, &date(999_999))]), Precondition::Proceed);
         // Without a modification time, the dates say nothing.
-        let h = headers(&[(header::IF_UNMODIFIED_SINCE, &date(1)), (header::IF_MODIFIED_SINCE, &date(2_000_000))]);
+        let h = headers(&[
+            (header::IF_UNMODIFIED_SINCE, &date(1)),
+            (header::IF_MODIFIED_SINCE, &date(2_000_000)),
+        ]);
         assert_eq!(evaluate(&h, TAG, None), Precondition::Proceed);
     }
 }

@@ -219,13 +219,17 @@ impl ServerBuilder {
             store::ConfigSource::Stored => {}
             // A first start (nothing stored, nothing broken) is no fault.
             store::ConfigSource::Factory if load_report.problems.is_empty() => {
-                tracing::info!("no configuration stored yet: running on factory settings until the first Store");
+                tracing::info!(
+                    "no configuration stored yet: running on factory settings until the first Store"
+                );
             }
             store::ConfigSource::Factory => {
                 tracing::warn!("the stored configuration is unreadable: running on factory settings");
             }
             store::ConfigSource::Backup => {
-                tracing::warn!("config.json is unreadable: running on its previous good copy (config.json.bak)");
+                tracing::warn!(
+                    "config.json is unreadable: running on its previous good copy (config.json.bak)"
+                );
             }
         }
         for key in &load_report.unknown_keys {

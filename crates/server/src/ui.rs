@@ -170,8 +170,11 @@ async fn asset(Path(path): Path<String>, request: HeaderMap) -> Response {
 /// texts.
 fn page_files(lang: Lang) -> impl Iterator<Item = &'static Embedded> {
     let own = format!("i18n/{}.js", lang.code());
-    std::iter::once(&APP_HTML[lang as usize])
-        .chain(ASSETS.iter().filter(move |a| a.name != "login.js" && (!a.name.starts_with("i18n/") || a.name == own)))
+    std::iter::once(&APP_HTML[lang as usize]).chain(
+        ASSETS
+            .iter()
+            .filter(move |a| a.name != "login.js" && (!a.name.starts_with("i18n/") || a.name == own)),
+    )
 }
 
 /// What one page of the UI (not the login page) downloads in `lang`, in
@@ -235,10 +238,20 @@ mod tests {
         let (plain, gzip) = embedded_bytes();
         println!("embedded: {plain} bytes, and {gzip} bytes gzipped beside them");
         for lang in Lang::ALL {
-            println!("a page in {}: {} bytes, {} gzipped", lang.code(), page_bytes(lang), page_bytes_gzip(lang));
+            println!(
+                "a page in {}: {} bytes, {} gzipped",
+                lang.code(),
+                page_bytes(lang),
+                page_bytes_gzip(lang)
+            );
         }
         for a in ASSETS.iter().filter(|a| !a.name.starts_with("i18n/") || a.name == "i18n/en.js") {
-            println!("  {}: {} bytes, {} gzipped", a.name, a.body.len(), a.gzip.map_or(a.body.len(), <[u8]>::len));
+            println!(
+                "  {}: {} bytes, {} gzipped",
+                a.name,
+                a.body.len(),
+                a.gzip.map_or(a.body.len(), <[u8]>::len)
+            );
         }
     }
 
@@ -266,7 +279,11 @@ mod tests {
         let mut tags = std::collections::HashSet::new();
         for f in &all {
             for tag in [f.etag, f.etag_gzip] {
-                assert!(tag.starts_with('"') && tag.ends_with('"') && !tag.starts_with("W/"), "{}: {tag}", f.name);
+                assert!(
+                    tag.starts_with('"') && tag.ends_with('"') && !tag.starts_with("W/"),
+                    "{}: {tag}",
+                    f.name
+                );
                 assert!(HeaderValue::from_str(tag).is_ok(), "{}", f.name);
                 assert!(tags.insert(tag), "{}: {tag} twice", f.name);
             }
@@ -287,7 +304,9 @@ mod tests {
             m
         };
         assert!(!accepts_gzip(&HeaderMap::new()));
-        for yes in ["gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.5", "*", "x-gzip", "GZIP", "identity, *;q=0.1"] {
+        for yes in
+            ["gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.5", "*", "x-gzip", "GZIP", "identity, *;q=0.1"]
+        {
             assert!(accepts_gzip(&h(yes)), "{yes}");
         }
         for no in ["identity", "br", "gzip;q=0", "gzip;q=0.000, *", "*;q=0", "deflate"] {

@@ -11,12 +11,8 @@ use crate::bin;
 
 /// `bytes` gunzipped by the system's `gzip`.
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .arg("-dc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gzip");
+    let mut child =
+        Command::new("gzip").arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("gzip");
     child.stdin.take().expect("stdin").write_all(bytes).expect("write");
     let out = child.wait_with_output().expect("gzip");
     assert!(out.status.success(), "not a gzip member");
@@ -73,7 +69,8 @@ fn ui_files_have_validators_long_caching_and_gzip() {
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let gz_tag = r.headers()["etag"].to_str().expect("etag").to_string();
     assert_eq!(gunzip(&r.bytes().expect("body")), js.as_ref());
-    let r = c.get(&url).header("accept-encoding", "gzip").header("if-none-match", &gz_tag).send().expect("get");
+    let r =
+        c.get(&url).header("accept-encoding", "gzip").header("if-none-match", &gz_tag).send().expect("get");
     assert_eq!(r.status(), 304);
     assert_eq!(r.headers()["etag"].to_str().expect("etag"), gz_tag);
     // The plain tag does not stand for the gzipped bytes (a strong validator per form).

@@ -121,7 +121,8 @@ fn a_request_with_credentials_to_a_missing_path_is_logged() {
     assert_eq!(status_from("127.0.0.5", &server.url("/no/such/page"), Some("admin:wrong-guess")), 401);
     assert_eq!(status_from("127.0.0.6", &server.url("/no/such/page"), None), 404);
     let (_, log) = server.admin("GET", "/api/v1/logfile", None);
-    let entry = |ip: &str| log["entries"].as_array().expect("entries").iter().find(|e| e["client_ip"] == ip).cloned();
+    let entry =
+        |ip: &str| log["entries"].as_array().expect("entries").iter().find(|e| e["client_ip"] == ip).cloned();
     let ok = entry("127.0.0.4").unwrap_or_else(|| panic!("the access is logged: {log}"));
     assert_eq!((&ok["user"], &ok["authorized"]), (&json!("admin"), &json!(true)), "{ok}");
     let wrong = entry("127.0.0.5").unwrap_or_else(|| panic!("the attempt is logged: {log}"));
@@ -138,16 +139,17 @@ fn config_changed_events_record_what_changed_never_a_secret() {
     assert_eq!(changes[0]["details"]["sections"], json!(["webserver"]), "{}", changes[0]);
     assert_eq!(
         changes[0]["details"]["fields"],
-        json!(["webserver.intrusion_detection.block_ip", "webserver.intrusion_detection.notification_threshold"]),
+        json!([
+            "webserver.intrusion_detection.block_ip",
+            "webserver.intrusion_detection.notification_threshold"
+        ]),
         "{}",
         changes[0]
     );
     assert_eq!(changes[1]["details"]["sections"], json!(["access_control"]));
     assert_eq!(changes[1]["details"]["fields"], json!(["access_control.enabled"]));
     // A profile with a password, then the password changed: named, never shown.
-    let profile = |password: &str| {
-        json!({"uri": "sip:alarm@127.0.0.1:5060", "transport": "udp", "username": "cam", "password": password})
-    };
+    let profile = |password: &str| json!({"uri": "sip:alarm@127.0.0.1:5060", "transport": "udp", "username": "cam", "password": password});
     assert_eq!(server.admin("PUT", "/api/v1/profiles/phone/desk", Some(profile("first-sip-secret"))).0, 200);
     assert_eq!(server.admin("PUT", "/api/v1/profiles/phone/desk", Some(profile("second-sip-secret"))).0, 200);
     let changes = events(&server, "config_changed");

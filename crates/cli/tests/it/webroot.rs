@@ -78,7 +78,10 @@ fn files_with_types_validators_and_ranges() {
     assert_eq!(c.get(server.url("/")).header("if-match", &etag).send().expect("get").status(), 200);
     assert_eq!(c.get(server.url("/")).header("if-match", "*").send().expect("get").status(), 200);
     let long_ago = "Sun, 06 Nov 1994 08:49:37 GMT";
-    assert_eq!(c.get(server.url("/")).header("if-unmodified-since", long_ago).send().expect("get").status(), 412);
+    assert_eq!(
+        c.get(server.url("/")).header("if-unmodified-since", long_ago).send().expect("get").status(),
+        412
+    );
     assert_eq!(
         c.get(server.url("/")).header("if-unmodified-since", &last_modified).send().expect("get").status(),
         200

@@ -160,11 +160,19 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<Json<CertificateView>, ApiError> {
     let mut f = fields(multipart, &["certificate", "private_key", "passphrase"]).await?;
-    let cert = f.remove("certificate").ok_or_else(|| {
+    let key = f.remove("private_key").filter(|k| !k.is_empty());
+    let required = || {
         ApiError::new(StatusCode::BAD_REQUEST, "required", "choose the certificate file to upload")
             .field("certificate")
-    })?;
-    let key = f.remove("private_key").filter(|k| !k.is_empty());
+    };
+    // Either field may take a combined certificate+key file (the seed's
+    // rule): without a certificate field, the key file must hold it.
+    let cert_chosen = f.contains_key("certificate");
+    let cert = match f.remove("certificate") {
+        Some(cert) => cert,
+        None if key.is_some() => Vec::new(),
+        None => return Err(required()),
+    };
     let passphrase = match f.remove("passphrase") {
         Some(p) if !p.is_empty() => Some(String::from_utf8(p).map_err(|_| {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_value", "the passphrase is not UTF-8 text")
@@ -175,8 +183,14 @@ pub async fn upload(
     let _guard = rt.certs.lock.lock().await;
     let files = rt.certs.files.clone();
     let now = rt.now();
-    let (material, warnings) =
-        blocking(move || files.upload(&cert, key.as_deref(), passphrase.as_deref(), now)).await?;
+    let result = blocking(move || files.upload(&cert, key.as_deref(), passphrase.as_deref(), now)).await;
+    let (material, warnings) = match result {
+        // No certificate chosen, and the key file holds none.
+        Err(e) if !cert_chosen && e.code == "empty" && e.field.as_deref() == Some("certificate") => {
+            return Err(required());
+        }
+        other => other?,
+    };
     changed(&rt, &admin.actor, "certificate and key uploaded", material, warnings).await
 }
 
@@ -269,7 +283,12 @@ pub async fn put_acme(
         vec!["acme".to_string()],
     );
     rt.acme().set_settings(&rt, settings).map_err(ApiError::internal)?;
-    rt.event_with(portcullis_core::events::EventKind::ConfigChanged, &admin.actor, "ACME settings changed", details);
+    rt.event_with(
+        portcullis_core::events::EventKind::ConfigChanged,
+        &admin.actor,
+        "ACME settings changed",
+        details,
+    );
     Ok(Json(rt.acme().view()))
 }
 
