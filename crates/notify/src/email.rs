@@ -58,10 +58,8 @@ pub fn build_message(
     // filters and threading rely on it); random on the left, the sender's
     // domain on the right, which the device may speak for.
     let message_id = format!("<{}@{}>", hex::encode(rand::random::<[u8; 16]>()), from.email.domain());
-    let mut builder = Message::builder()
-        .from(from)
-        .message_id(Some(message_id))
-        .subject(render(&profile.subject, ctx));
+    let mut builder =
+        Message::builder().from(from).message_id(Some(message_id)).subject(render(&profile.subject, ctx));
     if profile.to.is_empty() {
         return Err(NotifyError::InvalidProfile("the profile has no recipient".to_string()));
     }

@@ -98,6 +98,18 @@ impl ApiError {
         }
     }
 
+    /// 507 `storage_full`: the data folder's file system is full, and the
+    /// change was not made (every write is atomic). The cause is logged.
+    pub fn storage_full(cause: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            code: "storage_full".into(),
+            message: "the device's storage is full; nothing was changed".into(),
+            field: None,
+            cause: Some(cause.to_string()),
+        }
+    }
+
     /// 400 for refused input.
     pub fn invalid(e: ValidationError) -> Self {
         Self::new(StatusCode::BAD_REQUEST, e.code, e.message).field(e.field)
@@ -111,6 +123,12 @@ impl ApiError {
     /// 409: the request conflicts with the current state.
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        if e.is_storage_full() { Self::storage_full(e) } else { Self::internal(e) }
     }
 }
 
@@ -155,6 +173,7 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
         422 => "unprocessable",
         429 => "too_many_requests",
         431 => "headers_too_large",
+        507 => "storage_full",
         503 => "unavailable",
         s if s >= 500 => "internal_error",
         _ => "error",

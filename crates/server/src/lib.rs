@@ -40,6 +40,7 @@ pub mod notifications;
 pub mod runtime;
 pub mod security;
 pub mod service;
+mod storage;
 pub mod store;
 pub mod tls;
 #[cfg(feature = "ui")]
@@ -418,6 +419,7 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(ui_routes)
         .merge(protected)
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(rt.clone(), storage::watch))
         .with_state(rt)
 }
 

@@ -101,7 +101,13 @@ pub struct Security {
     events: Mutex<EventLog>,
     dirty: AtomicBool,
     store: Store,
+    /// When the last storage-full alert went out.
+    storage_alerted: Mutex<Option<portcullis_core::clock::Monotonic>>,
 }
+
+/// At most one storage-full alert in this long: an operator pressing Store
+/// again on a full device must not flood the mailbox.
+pub const STORAGE_ALERT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,6 +157,7 @@ impl Security {
             events: Mutex::new(events),
             dirty: AtomicBool::new(false),
             store,
+            storage_alerted: Mutex::new(None),
         }
     }
 
@@ -370,6 +377,17 @@ impl Security {
             self.events.lock().unwrap_or_else(|e| e.into_inner()).push(now, kind, actor, message, details);
         self.dirty.store(true, Ordering::Relaxed);
         id
+    }
+
+    /// Whether a storage-full alert is due at `now` (none in the last
+    /// [`STORAGE_ALERT_INTERVAL`]); if so, counts it as sent.
+    pub fn storage_alert_due(&self, now: portcullis_core::clock::Monotonic) -> bool {
+        let mut last = self.storage_alerted.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.since(t) < STORAGE_ALERT_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Events after `since`, at most `limit` (the newest ones).

@@ -21,6 +21,7 @@ impl From<CertStoreError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, c.code(), c.to_string()).field(c.field())
             }
             CertStoreError::State { code, message } => ApiError::conflict(code, message),
+            CertStoreError::Store(s) => s.into(),
             other => ApiError::internal(other),
         }
     }

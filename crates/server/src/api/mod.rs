@@ -30,7 +30,7 @@ impl From<ApplyError> for ApiError {
             ApplyError::Invalid(v) => ApiError::invalid(v),
             ApplyError::Bind(b) => ApiError::new(StatusCode::CONFLICT, "port_unavailable", b.to_string())
                 .field(if b.tls { "https_port" } else { "http_ports" }),
-            ApplyError::Store(s) => ApiError::internal(s),
+            ApplyError::Store(s) => s.into(),
             e @ ApplyError::Unconfirmed(_) => ApiError::conflict("change_unconfirmed", e.to_string()),
             e @ ApplyError::NothingPending => ApiError::conflict("nothing_pending", e.to_string()),
             e @ ApplyError::ConfirmFromNew(_) => {
@@ -513,7 +513,7 @@ async fn put_user(
             Ok::<_, portcullis_core::ValidationError>(group)
         })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)?
         .map_err(user_error)?;
     rt.event(portcullis_core::events::EventKind::UserChanged, &v.actor, &format!("account \"{name}\" saved"));
     Ok(Json(UserView { name, group }).into_response())
@@ -527,7 +527,7 @@ async fn delete_user(
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    rt.update_users(|users| users.delete(&name)).await.map_err(ApiError::internal)?.map_err(user_error)?;
+    rt.update_users(|users| users.delete(&name)).await.map_err(ApiError::from)?.map_err(user_error)?;
     rt.event(
         portcullis_core::events::EventKind::UserChanged,
         &admin.actor,
