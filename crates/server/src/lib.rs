@@ -209,10 +209,21 @@ impl ServerBuilder {
     /// Opens the data folder, loads or creates what is missing, opens the listeners.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         tls::install_default_provider();
+        // An invalid start leaves nothing behind: what can be checked without
+        // the data folder is checked before it is created, and the
+        // configuration before an account or a certificate is made.
+        let webroot = self.webroot.as_deref().map(webroot::Webroot::new).transpose()?;
+        if !self.data_dir.exists() {
+            first_configuration(&self.overrides, &portcullis_core::config::Config::default())?;
+            if let Some(p) = self.admin_password.as_deref() {
+                auth::validate_password(p).map_err(|e| StartError::AdminPassword(e.message))?;
+            }
+        }
         let store = Store::open(&self.data_dir)?;
         let lock = wait_for_lock(&store, self.lock_wait).await?;
         let now = self.clock.now();
         let (stored, load_report) = store.load_config(now.unix_timestamp())?;
+        first_configuration(&self.overrides, &stored)?;
         for problem in &load_report.problems {
             tracing::error!("CONFIGURATION PROBLEM: {problem}");
         }
@@ -239,7 +250,6 @@ impl ServerBuilder {
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
         let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
-        let webroot = self.webroot.as_deref().map(webroot::Webroot::new).transpose()?;
         let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now));
         for problem in &load_report.problems {
             security.event(
@@ -350,6 +360,18 @@ async fn wait_for_lock(store: &Store, wait: std::time::Duration) -> Result<store
 }
 
 /// Reads the accounts, creating the `admin` account on the first start.
+/// The running configuration a start makes of `stored`, checked: the
+/// command-line ports applied, temporary rules gone (a start is a reboot).
+fn first_configuration(
+    overrides: &PortOverrides,
+    stored: &portcullis_core::config::Config,
+) -> Result<(), StartError> {
+    let mut running = overrides.apply(stored);
+    running.access_control = running.access_control.without_temporary();
+    running.validate()?;
+    Ok(())
+}
+
 fn load_or_create_users(
     store: &Store,
     password: Option<String>,

@@ -346,7 +346,7 @@ impl Runtime {
         let user = actor.user.as_deref().unwrap_or("-");
         let client_ip = actor.client_ip.map(|ip| ip.to_string());
         let client_ip = client_ip.as_deref().unwrap_or("-");
-        tracing::info!(event = ?kind, user, client_ip, "{message}");
+        tracing::info!(event = ?kind, user = %user, client_ip = %client_ip, "{message}");
         self.security.event(self.now(), kind, Some(actor.clone()), message, details);
     }
 

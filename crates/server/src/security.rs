@@ -298,7 +298,7 @@ impl Security {
                 serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "attempted_user": user}),
             );
         }
-        tracing::warn!(client_ip = %ip, user = user.as_deref().unwrap_or("-"), count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
+        tracing::warn!(client_ip = %ip, user = %user.as_deref().unwrap_or("-"), count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
         FailureResult { count: outcome.count, alert: outcome.alert, blocked: outcome.block }
     }
 

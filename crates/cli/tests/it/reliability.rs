@@ -750,10 +750,13 @@ fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {
     let url = server.url("/api/v1/openapi.json");
     let auth = format!("admin:{ADMIN_PASSWORD}");
     let exe = schemathesis();
+    // Schemathesis keeps caches and reports in its working folder
+    // (`.schemathesis/`): a temporary one, so nothing is left in the clone.
+    let work = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let (code, out, err) = run(
-        "timeout",
-        &[
+    let output = std::process::Command::new("timeout")
+        .current_dir(work.path())
+        .args([
             "600",
             exe.to_str().expect("utf8"),
             "run",
@@ -783,9 +786,12 @@ fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {
             "--report-junit-path",
             junit.to_str().expect("utf8"),
             "--no-color",
-        ],
-    );
-    let output = format!("{out}{err}");
+        ])
+        .output()
+        .expect("run schemathesis");
+    let code = output.status.code().unwrap_or(-1);
+    let output =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     std::fs::write(&report, &output).expect("save report");
     figure(&format!(
         "api-fuzzing: schemathesis --max-examples {examples} in {:.0} s, exit {code} (report artifacts/security/schemathesis.txt)",
