@@ -329,6 +329,58 @@ pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, V
     }
 }
 
+/// The message for a person that says what a deserializer's refusal means
+/// (`invalid value: integer `70000`, expected u16` → `70000 is out of range:
+/// give a whole number from 0 to 65535`), or `None` when it has no better
+/// words. The deserializer's text is then the detail for the log.
+pub fn for_people(message: &str) -> Option<String> {
+    fn int_range(ty: &str) -> Option<(i128, i128)> {
+        Some(match ty {
+            "u8" => (0, u8::MAX.into()),
+            "u16" => (0, u16::MAX.into()),
+            "u32" => (0, u32::MAX.into()),
+            "u64" | "usize" => (0, u64::MAX.into()),
+            "i32" => (i32::MIN.into(), i32::MAX.into()),
+            "i64" | "isize" => (i64::MIN.into(), i64::MAX.into()),
+            _ => return None,
+        })
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: integer `")
+        && let Some((value, ty)) = rest.split_once("`, expected ")
+        && let Some((min, max)) = int_range(ty)
+    {
+        return Some(format!("{value} is out of range: give a whole number from {min} to {max}"));
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((_, expected)) = rest.rsplit_once(", expected ")
+    {
+        let wanted = match expected {
+            ty if int_range(ty).is_some() => "a whole number",
+            "f32" | "f64" => "a number",
+            "a boolean" => "true or false",
+            "a string" => "text",
+            "a sequence" => "a list",
+            "a map" => "an object",
+            _ => return None,
+        };
+        return Some(format!("{wanted} is expected here"));
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once("`, expected ")
+    {
+        let choices: Vec<&str> = expected
+            .trim_start_matches("one of ")
+            .split([',', ' '])
+            .filter(|w| w.starts_with('`') && w.ends_with('`') && w.len() > 1)
+            .map(|w| w.trim_matches('`'))
+            .collect();
+        if !choices.is_empty() {
+            return Some(format!("\"{value}\" is not one of the choices: {}", choices.join(", ")));
+        }
+    }
+    None
+}
+
 /// serde_json appends " at line L column C", which means nothing to an operator
 /// filling a form; keep it only for syntax errors, where it helps.
 fn strip_position(msg: &str) -> String {
@@ -372,6 +424,39 @@ mod tests {
         assert!(!text.contains("secret"), "{text}");
         assert!(d.get("more").is_none());
         assert_eq!(old.changes(&old), serde_json::json!({"sections": [], "fields": []}));
+    }
+
+    #[test]
+    fn deserializer_refusals_in_words_for_people() {
+        use crate::settings::WebServerSettings;
+        let refusal = |body: &str| parse_input::<WebServerSettings>(body.as_bytes()).expect_err("refused");
+        let e = refusal(r#"{"http_ports": [8080, 70000]}"#);
+        assert_eq!(e.message, "invalid value: integer `70000`, expected u16", "the detail stays for the log");
+        assert_eq!(
+            for_people(&e.message).as_deref(),
+            Some("70000 is out of range: give a whole number from 0 to 65535")
+        );
+        let e = refusal(r#"{"http_enabled": "yes"}"#);
+        assert_eq!(
+            for_people(&e.message).as_deref(),
+            Some("true or false is expected here"),
+            "{}",
+            e.message
+        );
+        let e = refusal(r#"{"http_ports": "80"}"#);
+        assert_eq!(for_people(&e.message).as_deref(), Some("a list is expected here"), "{}", e.message);
+        let e = refusal(r#"{"https_port": "443"}"#);
+        assert_eq!(
+            for_people(&e.message).as_deref(),
+            Some("a whole number is expected here"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            for_people("unknown variant `maybe`, expected one of `allow`, `deny`").as_deref(),
+            Some("\"maybe\" is not one of the choices: allow, deny")
+        );
+        assert_eq!(for_people("port 0 is not a valid port; use 1-65535"), None, "already for people");
     }
 
     #[test]

@@ -110,9 +110,17 @@ impl ApiError {
         }
     }
 
-    /// 400 for refused input.
+    /// 400 for refused input. A deserializer's refusal is worded for people
+    /// (`70000 is out of range: …`); its own text goes to the log.
     pub fn invalid(e: ValidationError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, e.code, e.message).field(e.field)
+        let message = match portcullis_core::config::for_people(&e.message) {
+            Some(words) => {
+                tracing::debug!(field = %e.field, detail = %e.message, "input refused by the deserializer");
+                words
+            }
+            None => e.message,
+        };
+        Self::new(StatusCode::BAD_REQUEST, e.code, message).field(e.field)
     }
 
     /// 404.

@@ -44,6 +44,8 @@ fn api_errors_follow_accept_language_with_the_english_detail() {
     assert_eq!(ja["error"]["message"], "値が無効です。");
     let detail = ja["error"]["detail"].as_str().expect("detail");
     assert!(detail.contains("70000"), "{detail}");
+    // Words for people, not the deserializer's (`expected u16`: the log keeps that).
+    assert_eq!(detail, "70000 is out of range: give a whole number from 0 to 65535");
 
     // English: as it always was, the technical message and no detail.
     for lang in [None, Some("en-US,de;q=0.5"), Some("pt-BR")] {
