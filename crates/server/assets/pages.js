@@ -174,8 +174,17 @@ export async function renderEvents(root) {
     const k = inputOf(kindSel).value;
     const list = events.filter((e) => !k || e.kind === k).reverse();
     body.replaceChildren(...(list.length ? list.map((e) => h("tr", { class: e.kind }, h("td", { text: fmtTime(e.time) }), h("td", { text: t("ev." + e.kind) }),
-      h("td", { text: e.actor && e.actor.user ? e.actor.user : "–" }), h("td", { text: e.actor && e.actor.client_ip ? e.actor.client_ip : "–" }), h("td", { text: e.message })))
+      h("td", { text: e.actor && e.actor.user ? e.actor.user : "–" }), h("td", { text: e.actor && e.actor.client_ip ? e.actor.client_ip : "–" }), h("td", { text: eventText(e) })))
       : [h("tr", {}, h("td", { colspan: 5, text: t("ev.empty") }))]));
+  }
+  // The message, with what the details add for people: the user name a
+  // client tried (it is no actor), the settings a change touched.
+  function eventText(e) {
+    const d = e.details || {};
+    const more = [];
+    if (d.attempted_user) more.push(t("ev.attempted", { user: d.attempted_user }));
+    if (Array.isArray(d.fields) && d.fields.length) more.push(t("ev.fields", { fields: d.fields.join(", ") + (d.more ? " …" : "") }));
+    return more.length ? e.message + " (" + more.join("; ") + ")" : e.message;
   }
   async function load() {
     const r = await api("GET", "/api/v1/events?limit=1000");
