@@ -2,7 +2,9 @@
 //! validators, kept for good under their content-named folder, gzipped at
 //! build time; `/healthz` never stored.
 
+#[cfg(feature = "ui")]
 use std::io::Write as _;
+#[cfg(feature = "ui")]
 use std::process::{Command, Stdio};
 
 use portcullis_testkit::TestServer;
@@ -10,6 +12,7 @@ use portcullis_testkit::TestServer;
 use crate::bin;
 
 /// `bytes` gunzipped by the system's `gzip`.
+#[cfg(feature = "ui")]
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut child =
         Command::new("gzip").arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("gzip");
