@@ -189,7 +189,7 @@ test("every main page in every language: no overflowing or cut texts (screenshot
             await page.waitForSelector(".ports input[aria-invalid=true]");
             const [input, button] = await page.$$eval(".port-row:first-child input, .port-row:first-child button", (els) => els.map((e) => e.getBoundingClientRect().top));
             assert.ok(Math.abs(input - button) < 6, `${lang}: Remove button ${button} level with the port field ${input}`);
-            assert.equal(await page.locator(".port-row:first-child .err").innerText(), lang === "en" ? "invalid value: integer `70000`, expected u16" : texts(lang).errors.invalid_value);
+            assert.equal(await page.locator(".port-row:first-child .err").innerText(), lang === "en" ? "70000 is out of range: give a whole number from 0 to 65535" : texts(lang).errors.invalid_value);
           }
           all.push(...(await page.evaluate(layoutProblems)).map((p) => `${lang} /admin/${path}: ${p}`));
           await shot(page, `i18n-${lang}-${path || "menu"}`);

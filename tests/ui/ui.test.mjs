@@ -326,7 +326,13 @@ test("access control, blocked addresses (unblock), logfile, event log and users 
     await shot(page, "11-logfile");
     await page.goto(server.base + "/admin/events");
     await ready(page);
-    assert.match(await page.locator("table").innerText(), /client blocked/);
+    const events = await page.locator("table").innerText();
+    assert.match(events, /client blocked/);
+    // The attempt's user name is no actor: said in the message; a change says what it touched.
+    const blocked = await page.locator("tr.client_blocked").first().innerText();
+    assert.match(blocked, /user name tried: admin/);
+    assert.doesNotMatch(blocked.split("\t")[2] || "", /admin/, "the user column of a block");
+    assert.match(events, /changed: webserver\.intrusion_detection\.block_ip, webserver\.intrusion_detection\.notification_threshold/);
     await shot(page, "11-events");
     await page.goto(server.base + "/admin/users");
     await ready(page);

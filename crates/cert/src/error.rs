@@ -77,6 +77,15 @@ pub enum CertError {
         /// What the parser reported.
         detail: String,
     },
+    /// The certificate is X.509 version 1 or 2: no extensions, so no
+    /// subjectAltName; TLS clients and libraries refuse it for a server.
+    #[error(
+        "the certificate is X.509 version {version}, which TLS clients refuse for a server (it carries no extensions, so no subjectAltName); have it signed again as version 3 with the names in a subjectAltName, e.g. `openssl x509 -req -in device.csr -CA ca.pem -CAkey ca.key -days 100 -copy_extensions copy` or with `-extfile` naming `subjectAltName=DNS:camera.example`"
+    )]
+    UnsupportedVersion {
+        /// The version found (1 or 2).
+        version: u32,
+    },
     /// A private key block does not contain a usable private key.
     #[error("the private key could not be read: {detail}")]
     InvalidPrivateKey {
@@ -188,6 +197,7 @@ impl CertError {
             CertError::NoCertificate => ErrorCode::NoCertificate,
             CertError::NoPrivateKey => ErrorCode::NoPrivateKey,
             CertError::InvalidCertificate { .. } => ErrorCode::InvalidCertificate,
+            CertError::UnsupportedVersion { .. } => ErrorCode::UnsupportedCertificateVersion,
             CertError::InvalidPrivateKey { .. } => ErrorCode::InvalidPrivateKey,
             CertError::PassphraseRequired => ErrorCode::PassphraseRequired,
             CertError::WrongPassphrase => ErrorCode::WrongPassphrase,
@@ -220,6 +230,7 @@ impl CertError {
             CertError::CsrNotCertificate
             | CertError::NoCertificate
             | CertError::InvalidCertificate { .. }
+            | CertError::UnsupportedVersion { .. }
             | CertError::Expired { .. }
             | CertError::NotYetValid { .. }
             | CertError::RsaKeyTooSmall { .. }

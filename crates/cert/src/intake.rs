@@ -52,7 +52,15 @@ pub fn intake_upload(
     passphrase: Option<&str>,
     opts: &IntakeOptions,
 ) -> Result<(Material, Vec<String>), CertError> {
-    let mut files = vec![(cert_file, FIELD_CERTIFICATE)];
+    // Either file may be the combined certificate+key file: an empty
+    // certificate file beside a key file that holds the certificate is no
+    // error.
+    let mut files = Vec::new();
+    let key_has_certificate = key_file
+        .is_some_and(|k| collect(&[(k, FIELD_PRIVATE_KEY)]).is_ok_and(|c| !c.certificates.is_empty()));
+    if !(key_has_certificate && cert_file.iter().all(u8::is_ascii_whitespace)) {
+        files.push((cert_file, FIELD_CERTIFICATE));
+    }
     if let Some(key_file) = key_file {
         files.push((key_file, FIELD_PRIVATE_KEY));
     }
@@ -168,6 +176,12 @@ fn assemble(
         .ok_or(CertError::KeyMismatch { field: mismatch_field })?;
     let leaf = &parsed[leaf_index];
     spki_algorithm(leaf.public_key()).check_supported()?;
+    // Version 1 (what `openssl x509 -req` makes without extensions) carries
+    // no subjectAltName and no key usage; TLS libraries refuse it for a
+    // server. Said plainly, with the way to a version 3 certificate.
+    if leaf.version() != x509_parser::x509::X509Version::V3 {
+        return Err(CertError::UnsupportedVersion { version: leaf.version().0 + 1 });
+    }
 
     // Chain: the leaf, then each certificate's issuer among the rest.
     let mut order = vec![leaf_index];

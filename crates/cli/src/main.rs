@@ -289,10 +289,28 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("portcullis: {e:#}");
+            eprintln!("portcullis: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: many messages
+/// already hold their cause (`open DATA/.lock: Not a directory`), which
+/// anyhow's `{:#}` would repeat after them.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn read_secret_file(path: &Path) -> Result<String> {

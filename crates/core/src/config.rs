@@ -141,11 +141,70 @@ impl Config {
         }
     }
 
+    /// What changed from `self` to `new`, for the audit trail (the details of
+    /// a `config_changed` event): `{"sections": [...], "fields": [...]}`,
+    /// the fields as dotted paths (`webserver.https_port`,
+    /// `access_control.rules[2].source`). Paths only, never a value: a
+    /// password or key that changed shows as changed, never as itself.
+    pub fn changes(&self, new: &Config) -> serde_json::Value {
+        let old = serde_json::to_value(self).unwrap_or_default();
+        let new_value = serde_json::to_value(new).unwrap_or_default();
+        changes_between(&old, &new_value, self.changed_sections(new))
+    }
+
     /// The file text as stored: pretty JSON with a trailing newline.
     pub fn to_file_text(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
         s.push('\n');
         s
+    }
+}
+
+/// At most this many changed fields are listed in one event; beyond, the
+/// count of the rest (`more`) says how many more.
+pub const MAX_CHANGED_FIELDS: usize = 64;
+
+/// `{"sections", "fields"}` (and `more` beyond [`MAX_CHANGED_FIELDS`]) for two
+/// JSON forms of a setting: the dotted paths of the leaves that differ. A
+/// list whose length changed is one path (its entries moved); one of the
+/// same length is compared entry by entry.
+pub fn changes_between(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    sections: Vec<String>,
+) -> serde_json::Value {
+    let mut fields = Vec::new();
+    changed_paths(String::new(), old, new, &mut fields);
+    let more = fields.len().saturating_sub(MAX_CHANGED_FIELDS);
+    fields.truncate(MAX_CHANGED_FIELDS);
+    let mut details = serde_json::json!({"sections": sections, "fields": fields});
+    if more > 0 {
+        details["more"] = more.into();
+    }
+    details
+}
+
+fn changed_paths(path: String, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if old == new {
+        return;
+    }
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))).collect();
+            keys.sort();
+            for key in keys {
+                let null = Value::Null;
+                changed_paths(join(key), a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                changed_paths(format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        _ => out.push(path),
     }
 }
 
@@ -305,6 +364,58 @@ pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, V
     }
 }
 
+/// The message for a person that says what a deserializer's refusal means
+/// (`invalid value: integer `70000`, expected u16` → `70000 is out of range:
+/// give a whole number from 0 to 65535`), or `None` when it has no better
+/// words. The deserializer's text is then the detail for the log.
+pub fn for_people(message: &str) -> Option<String> {
+    fn int_range(ty: &str) -> Option<(i128, i128)> {
+        Some(match ty {
+            "u8" => (0, u8::MAX.into()),
+            "u16" => (0, u16::MAX.into()),
+            "u32" => (0, u32::MAX.into()),
+            "u64" | "usize" => (0, u64::MAX.into()),
+            "i32" => (i32::MIN.into(), i32::MAX.into()),
+            "i64" | "isize" => (i64::MIN.into(), i64::MAX.into()),
+            _ => return None,
+        })
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: integer `")
+        && let Some((value, ty)) = rest.split_once("`, expected ")
+        && let Some((min, max)) = int_range(ty)
+    {
+        return Some(format!("{value} is out of range: give a whole number from {min} to {max}"));
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((_, expected)) = rest.rsplit_once(", expected ")
+    {
+        let wanted = match expected {
+            ty if int_range(ty).is_some() => "a whole number",
+            "f32" | "f64" => "a number",
+            "a boolean" => "true or false",
+            "a string" => "text",
+            "a sequence" => "a list",
+            "a map" => "an object",
+            _ => return None,
+        };
+        return Some(format!("{wanted} is expected here"));
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once("`, expected ")
+    {
+        let choices: Vec<&str> = expected
+            .trim_start_matches("one of ")
+            .split([',', ' '])
+            .filter(|w| w.starts_with('`') && w.ends_with('`') && w.len() > 1)
+            .map(|w| w.trim_matches('`'))
+            .collect();
+        if !choices.is_empty() {
+            return Some(format!("\"{value}\" is not one of the choices: {}", choices.join(", ")));
+        }
+    }
+    None
+}
+
 /// serde_json appends " at line L column C", which means nothing to an operator
 /// filling a form; keep it only for syntax errors, where it helps.
 fn strip_position(msg: &str) -> String {
@@ -317,6 +428,83 @@ fn strip_position(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_name_sections_and_fields_never_values() {
+        use crate::profiles::{EmailProfile, Secret};
+        let old = Config::default();
+        let mut new = old.clone();
+        new.webserver.https_port = Some(8443);
+        new.webserver.intrusion_detection.notification_threshold = 7;
+        let mut mail = EmailProfile { server: "smtp.example".into(), ..Default::default() };
+        mail.password = Some(Secret::new("hunter2-secret"));
+        new.profiles.email.insert("ops".into(), mail.clone());
+        let d = old.changes(&new);
+        assert_eq!(d["sections"], serde_json::json!(["webserver", "profiles"]));
+        assert_eq!(
+            d["fields"],
+            serde_json::json!([
+                "profiles.email.ops",
+                "webserver.https_port",
+                "webserver.intrusion_detection.notification_threshold"
+            ])
+        );
+        // A changed password: its path, never its value.
+        let mut newer = new.clone();
+        mail.password = Some(Secret::new("another-secret"));
+        newer.profiles.email.insert("ops".into(), mail);
+        let d = new.changes(&newer);
+        assert_eq!(d["fields"], serde_json::json!(["profiles.email.ops.password"]));
+        let text = d.to_string();
+        assert!(!text.contains("secret"), "{text}");
+        assert!(d.get("more").is_none());
+        assert_eq!(old.changes(&old), serde_json::json!({"sections": [], "fields": []}));
+    }
+
+    #[test]
+    fn deserializer_refusals_in_words_for_people() {
+        use crate::settings::WebServerSettings;
+        let refusal = |body: &str| parse_input::<WebServerSettings>(body.as_bytes()).expect_err("refused");
+        let e = refusal(r#"{"http_ports": [8080, 70000]}"#);
+        assert_eq!(e.message, "invalid value: integer `70000`, expected u16", "the detail stays for the log");
+        assert_eq!(
+            for_people(&e.message).as_deref(),
+            Some("70000 is out of range: give a whole number from 0 to 65535")
+        );
+        let e = refusal(r#"{"http_enabled": "yes"}"#);
+        assert_eq!(
+            for_people(&e.message).as_deref(),
+            Some("true or false is expected here"),
+            "{}",
+            e.message
+        );
+        let e = refusal(r#"{"http_ports": "80"}"#);
+        assert_eq!(for_people(&e.message).as_deref(), Some("a list is expected here"), "{}", e.message);
+        let e = refusal(r#"{"https_port": "443"}"#);
+        assert_eq!(
+            for_people(&e.message).as_deref(),
+            Some("a whole number is expected here"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            for_people("unknown variant `maybe`, expected one of `allow`, `deny`").as_deref(),
+            Some("\"maybe\" is not one of the choices: allow, deny")
+        );
+        assert_eq!(for_people("port 0 is not a valid port; use 1-65535"), None, "already for people");
+    }
+
+    #[test]
+    fn lists_compare_by_entry_and_long_changes_are_cut() {
+        let old = serde_json::json!({"a": [1, 2, 3], "b": [1]});
+        let new = serde_json::json!({"a": [1, 5, 3], "b": [1, 2]});
+        assert_eq!(changes_between(&old, &new, vec![])["fields"], serde_json::json!(["a[1]", "b"]));
+        let old = serde_json::json!({"x": (0..100).collect::<Vec<u32>>()});
+        let new = serde_json::json!({"x": (1..101).collect::<Vec<u32>>()});
+        let d = changes_between(&old, &new, vec!["x".into()]);
+        assert_eq!(d["fields"].as_array().map(Vec::len), Some(MAX_CHANGED_FIELDS));
+        assert_eq!(d["more"], 100 - MAX_CHANGED_FIELDS);
+    }
 
     #[test]
     fn keys_given_twice_are_refused_at_any_depth() {

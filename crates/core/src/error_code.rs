@@ -160,6 +160,8 @@ error_codes! {
     NoPrivateKey = "no_private_key",
     /// A certificate cannot be parsed or used (also: an ACME CA returned one that is unusable).
     InvalidCertificate = "invalid_certificate",
+    /// An X.509 version 1 certificate (no extensions): it must be signed again as version 3.
+    UnsupportedCertificateVersion = "unsupported_certificate_version",
     /// A private key cannot be parsed or used.
     InvalidPrivateKey = "invalid_private_key",
     /// The key is encrypted and no passphrase was given.
@@ -319,6 +321,12 @@ error_codes! {
     TooManyRequests = "too_many_requests",
     /// The request headers are larger than allowed.
     HeadersTooLarge = "headers_too_large",
+    /// A precondition of the request (`If-Match`, `If-Unmodified-Since`) failed (412).
+    PreconditionFailed = "precondition_failed",
+    /// The requested range lies outside the file (416).
+    RangeNotSatisfiable = "range_not_satisfiable",
+    /// The device's storage is full; nothing was changed (507).
+    StorageFull = "storage_full",
     /// The service is unavailable for a moment.
     Unavailable = "unavailable",
     /// The server failed; the cause is in its log, never in the answer.

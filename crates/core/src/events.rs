@@ -74,6 +74,9 @@ pub enum EventKind {
     CrowdsecUnreachable,
     /// A local block could not be sent to the CrowdSec Local API.
     CrowdsecAlertFailed,
+    /// The data folder's storage was full: a change could not be written
+    /// and was not made (recorded when the log can be written again).
+    StorageFull,
     /// An event of a kind this version does not know (read from a newer
     /// firmware's log; kept rather than failing the whole log).
     #[serde(other)]

@@ -211,7 +211,8 @@ impl Severity {
             | EventKind::AcmeFailed
             | EventKind::NotificationFailed
             | EventKind::SyslogDropped
-            | EventKind::CrowdsecAlertFailed => Self::Error,
+            | EventKind::CrowdsecAlertFailed
+            | EventKind::StorageFull => Self::Error,
             EventKind::CrowdsecUnreachable => Self::Warning,
             EventKind::IntrusionAlert
             | EventKind::ClientBlocked

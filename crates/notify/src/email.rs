@@ -54,8 +54,13 @@ pub fn build_message(
             NotifyError::InvalidProfile(format!("{field} \"{}\" is not an address: {e}", one_line(text)))
         })
     };
+    let from = mailbox("from", &profile.from)?;
+    // RFC 5322 §3.6.4: every message should carry a unique Message-ID (mail
+    // filters and threading rely on it); random on the left, the sender's
+    // domain on the right, which the device may speak for.
+    let message_id = format!("<{}@{}>", hex::encode(rand::random::<[u8; 16]>()), from.email.domain());
     let mut builder =
-        Message::builder().from(mailbox("from", &profile.from)?).subject(render(&profile.subject, ctx));
+        Message::builder().from(from).message_id(Some(message_id)).subject(render(&profile.subject, ctx));
     if profile.to.is_empty() {
         return Err(NotifyError::InvalidProfile("the profile has no recipient".to_string()));
     }
@@ -158,6 +163,14 @@ mod tests {
         assert!(text.contains("To: a@example.com, b@example.com"), "{text}");
         assert!(text.contains("filename=\"webserver-log.txt\""), "{text}");
         assert!(text.contains("192.0.2.9 root 6 failed"), "{text}");
+        // A Message-ID of its own, on the sender's domain.
+        let id = |text: &str| {
+            text.lines().find_map(|l| l.strip_prefix("Message-ID: ")).map(str::to_string).expect("Message-ID")
+        };
+        let first = id(&text);
+        assert!(first.starts_with('<') && first.ends_with("@example.com>"), "{first}");
+        let again = build_message(&profile, &ctx(), "").expect("message");
+        assert_ne!(id(&String::from_utf8(again.formatted()).expect("utf-8")), first, "unique per message");
     }
 
     #[test]

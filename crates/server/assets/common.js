@@ -59,6 +59,12 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+// Replaces the children of `el` with `children`, leaving out null, false
+// and undefined (replaceChildren would show them as the text "null").
+export function setChildren(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== undefined && c !== null && c !== false));
+}
+
 let uid = 0;
 export const newId = (p) => (p || "f") + "-" + ++uid;
 
@@ -319,7 +325,7 @@ export async function refreshPending() {
     if (c.ok) { announce(t("pending.confirmed")); refreshPending(); } else alert.textContent = c.error.message;
   } }, t("pending.confirm"));
   const reason = (p.sections || []).includes("access_control") ? t("pending.reason.access") : t("pending.reason.port");
-  box.replaceChildren(
+  setChildren(box,
     h("h2", { text: t("pending.title") }),
     h("p", {}, t("pending.text", { reason, time: fmtTime(p.deadline) }), " ", left),
     links.length ? h("p", {}, t("pending.links")) : null,
@@ -331,10 +337,14 @@ export async function refreshPending() {
   return r.data;
 }
 
-export function table(headers, rows, caption) {
+// A table with a caption and a header row. `body` is either the tbody the
+// caller fills (and refills) with its rows, taken as it is, or the rows,
+// which get a tbody: a tbody wrapped in a second one would be laid out as
+// a single cell of the first column.
+export function table(headers, body, caption) {
   return h("table", {}, caption ? h("caption", { text: caption }) : null,
     h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col", text: x })))),
-    h("tbody", {}, rows));
+    body instanceof HTMLTableSectionElement ? body : h("tbody", {}, body));
 }
 
 export function section(title, ...children) {

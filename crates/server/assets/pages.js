@@ -2,7 +2,7 @@
 // control, the web server logfile, the event log, blocked addresses, users.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel,
+  refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel, setChildren,
 } from "./common.js";
 import { has } from "./i18n.js";
 import { rebootButton, closeAction } from "./webserver.js";
@@ -166,7 +166,7 @@ export async function renderLogfile(root) {
 export async function renderEvents(root) {
   const body = h("tbody", {});
   const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
-    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
   let events = [];
   inputOf(kindSel).addEventListener("change", show);
   root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
@@ -175,8 +175,17 @@ export async function renderEvents(root) {
     const k = inputOf(kindSel).value;
     const list = events.filter((e) => !k || e.kind === k).reverse();
     body.replaceChildren(...(list.length ? list.map((e) => h("tr", { class: e.kind }, h("td", { text: fmtTime(e.time) }), h("td", { text: t("ev." + e.kind) }),
-      h("td", { text: e.actor && e.actor.user ? e.actor.user : "–" }), h("td", { text: e.actor && e.actor.client_ip ? e.actor.client_ip : "–" }), h("td", { text: e.message })))
+      h("td", { text: e.actor && e.actor.user ? e.actor.user : "–" }), h("td", { text: e.actor && e.actor.client_ip ? e.actor.client_ip : "–" }), h("td", { text: eventText(e) })))
       : [h("tr", {}, h("td", { colspan: 5, text: t("ev.empty") }))]));
+  }
+  // The message, with what the details add for people: the user name a
+  // client tried (it is no actor), the settings a change touched.
+  function eventText(e) {
+    const d = e.details || {};
+    const more = [];
+    if (d.attempted_user) more.push(t("ev.attempted", { user: d.attempted_user }));
+    if (Array.isArray(d.fields) && d.fields.length) more.push(t("ev.fields", { fields: d.fields.join(", ") + (d.more ? " …" : "") }));
+    return more.length ? e.message + " (" + more.join("; ") + ")" : e.message;
   }
   async function load() {
     const r = await api("GET", "/api/v1/events?limit=1000");
@@ -234,7 +243,7 @@ export async function renderUsers(root) {
   });
 
   const authBox = h("div", {});
-  root.replaceChildren(
+  setChildren(root,
     section(t("us.accounts"), table([t("us.name"), t("us.group"), t("actions")], body, t("us.caption"))),
     admin ? section(t("us.new"), addForm) : null,
     admin ? authBox : null);

@@ -1,9 +1,11 @@
 // The "Web Server" dialog, section by section as in the device's online help:
 // general interface setup, HTTPS, the certificate in use, replacing it,
-// generating one, intrusion detection; Set, Factory, Restore, Close, Reboot.
+// generating one, intrusion detection; then automatic certificates (ACME),
+// which the help does not have; the bar of Set, Factory, Restore, Close,
+// Reboot stays at the window's bottom.
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
-  addressesFor, refreshPending, section, note, warning, session, sectionNames, t, built,
+  addressesFor, refreshPending, section, note, warning, session, sectionNames, t, built, setChildren,
 } from "./common.js";
 
 // ---- actions shared with other pages -------------------------------------
@@ -92,7 +94,10 @@ export async function renderWebServer(root) {
   const flash = sessionStorage.getItem("portcullis-flash");
   if (flash) { sessionStorage.removeItem("portcullis-flash"); announce(flash); }
 
-  const form = h("form", { id: "ws-form", novalidate: true, "aria-label": t("title.webserver") });
+  // The form holds only the action bar (Set, Factory, Restore, Close,
+  // Reboot); the fields of the sections belong to it through their `form`
+  // attribute, so Enter in a field sets too.
+  const form = h("form", { id: "ws-form", class: "actionbar", novalidate: true, "aria-label": t("ws.actions") });
   const F = (o) => { const f = field(o); inputOf(f).setAttribute("form", "ws-form"); return f; };
 
   // General interface setup
@@ -216,7 +221,7 @@ export async function renderWebServer(root) {
   // Generate
   const genStatus = h("p", { class: "working", role: "status", id: "gen-status" });
   const genForm = h("form", { id: "generate-form", novalidate: true, class: "grid" },
-    field({ label: t("gen.cn"), path: "common_name", id: "gen-cn", hint: t("gen.cn.hint"), attrs: { required: true, autocomplete: "off" }, value: location.hostname.replace(/^\[|\]$/g, "") }),
+    field({ label: t("gen.cn"), path: "common_name", id: "gen-cn", hint: t("gen.cn.hint"), attrs: { required: true, autocomplete: "off", placeholder: "camera.example.com" } }),
     field({ label: t("gen.c"), path: "country", id: "gen-c", hint: t("gen.c.hint"), attrs: { maxlength: 2, autocomplete: "country" } }),
     field({ label: t("gen.st"), path: "state", id: "gen-st" }),
     field({ label: t("gen.l"), path: "locality", id: "gen-l" }),
@@ -287,7 +292,7 @@ export async function renderWebServer(root) {
 
   function showAcmeStatus(st) {
     const row = (label, value, idv) => [h("dt", { text: label }), h("dd", { id: idv, text: value })];
-    acmeStatus.replaceChildren(
+    setChildren(acmeStatus,
       h("dl", { class: "cert" },
         row(t("acme.status.managed"), st.managed ? t("acme.managed") : t("acme.notmanaged"), "acme-managed"),
         st.not_after ? row(t("acme.status.notafter"), fmtTime(st.not_after), "acme-not-after") : null,
@@ -383,12 +388,22 @@ export async function renderWebServer(root) {
   const restoreBtn = h("button", { type: "button", id: "restore", onclick: restore }, t("btn.restore"));
   const closeBtn = h("button", { type: "button", id: "close", onclick: () => closeAction(isDirty()) }, t("btn.close"));
   form.append(formAlert(), addrBox,
-    h("div", { class: "buttons sticky" }, setBtn, factoryBtn, restoreBtn, closeBtn, rebootButton(reloadAll)),
-    note(t("ws.storenote")));
+    h("div", { class: "buttons" }, setBtn, factoryBtn, restoreBtn, closeBtn, rebootButton(reloadAll)));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); set(); });
 
-  // What the build left out is not shown (the ACME section, the channels' profile choices).
-  root.replaceChildren(...[general, https, certInUse, replace, generate, built("acme") ? acme : null, intrusion, form].filter(Boolean));
+  // The seed's sections in the seed's order (its online help: general
+  // setup, HTTPS, the certificate in use and replacing it, generating one,
+  // intrusion detection), then ours, ACME, which the seed does not have:
+  // after all of them rather than between two of them. Last the action bar,
+  // a direct child of the page's content so that it stays in view at the
+  // window's bottom while the ~5,500 px page scrolls (sticky is bounded by
+  // its parent). What the build left out is not shown (the ACME section,
+  // the channels' profile choices).
+  setChildren(root, general, https, certInUse, replace, generate, intrusion, built("acme") ? acme : null, form, note(t("ws.storenote")));
+  // Whatever gets the focus scrolls into view above the bar, not behind it.
+  const keepClear = () => { document.documentElement.style.scrollPaddingBottom = form.offsetHeight + 8 + "px"; };
+  new ResizeObserver(keepClear).observe(form);
+  keepClear();
 
   function fill(ws) {
     portsBox.replaceChildren(...(ws.http_ports || []).map((p) => portRow(String(p))));

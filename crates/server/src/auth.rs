@@ -402,7 +402,7 @@ impl Authenticator {
 
     /// Replaces the accounts (after they were written to disk), dropping the
     /// cached credentials and sessions of users whose password or group changed.
-    pub fn replace_users(&self, users: UsersFile) {
+    pub(crate) fn replace_users(&self, users: UsersFile) {
         *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
         let current = self.users();
         let still_valid =

@@ -223,7 +223,7 @@ impl CertStore {
 
     /// Generate: a new key, a self-signed certificate now in use, and a
     /// request for the same key (pending until a CA-signed certificate is uploaded).
-    pub fn generate(
+    pub(crate) fn generate(
         &self,
         req: &GenerateRequest,
         now: OffsetDateTime,
@@ -244,7 +244,7 @@ impl CertStore {
 
     /// Upload certificate and key (one file or two, key optionally encrypted);
     /// deletes a pending request.
-    pub fn upload(
+    pub(crate) fn upload(
         &self,
         cert_file: &[u8],
         key_file: Option<&[u8]>,
@@ -264,7 +264,7 @@ impl CertStore {
     /// Upload certificate: a CA-signed certificate for the pending request's
     /// key, or else for the individual certificate's key; refused unless its
     /// public key matches. A fulfilled request is no longer pending.
-    pub fn upload_certificate(
+    pub(crate) fn upload_certificate(
         &self,
         cert_file: &[u8],
         now: OffsetDateTime,
@@ -293,7 +293,7 @@ impl CertStore {
 
     /// Installs a chain and key obtained elsewhere (ACME) as the individual
     /// certificate; a pending request goes (its key is not the one in use).
-    pub fn install_pair(&self, chain_pem: &str, key_pem: &str) -> Result<Material, CertStoreError> {
+    pub(crate) fn install_pair(&self, chain_pem: &str, key_pem: &str) -> Result<Material, CertStoreError> {
         let material = portcullis_cert::parse_stored(chain_pem.as_bytes(), key_pem.as_bytes())?;
         let state = CertState {
             individual: Some(StoredPair { chain_pem: material.chain_pem(), key_pem: material.key_pem() }),
@@ -304,7 +304,7 @@ impl CertStore {
     }
 
     /// Delete: back to the factory certificate (the pending request goes too: its key is gone).
-    pub fn delete(&self) -> Result<(), CertStoreError> {
+    pub(crate) fn delete(&self) -> Result<(), CertStoreError> {
         self.save(&CertState::default())
     }
 
@@ -385,7 +385,7 @@ impl Certificates {
     }
 
     /// Serves `material` to new connections from now on; open ones keep theirs.
-    pub fn install(&self, material: &Material) -> Result<(), CertStoreError> {
+    pub(crate) fn install(&self, material: &Material) -> Result<(), CertStoreError> {
         let served = material.served()?;
         self.resolver.swap(material.certified_key()?);
         self.served.store(Arc::new(served));
@@ -405,7 +405,7 @@ impl Certificates {
     }
 
     /// Reloads the certificate in use from the data folder (at reboot).
-    pub fn reload(&self, now: OffsetDateTime) -> Result<(), CertStoreError> {
+    pub(crate) fn reload(&self, now: OffsetDateTime) -> Result<(), CertStoreError> {
         let (material, _) = self.files.active(now)?;
         self.install(&material)
     }
@@ -413,7 +413,7 @@ impl Certificates {
     /// Serves a new factory certificate if the factory one in use has expired
     /// by now, with a clock that can be believed (the clock was set since it
     /// was loaded); returns the new one's description if it did.
-    pub fn renew_expired_factory(
+    pub(crate) fn renew_expired_factory(
         &self,
         now: OffsetDateTime,
     ) -> Result<Option<CertificateInfo>, CertStoreError> {

@@ -98,9 +98,29 @@ impl ApiError {
         }
     }
 
-    /// 400 for refused input.
+    /// 507 `storage_full`: the data folder's file system is full, and the
+    /// change was not made (every write is atomic). The cause is logged.
+    pub fn storage_full(cause: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            code: ErrorCode::StorageFull,
+            message: "the device's storage is full; nothing was changed".into(),
+            field: None,
+            cause: Some(cause.to_string()),
+        }
+    }
+
+    /// 400 for refused input. A deserializer's refusal is worded for people
+    /// (`70000 is out of range: …`); its own text goes to the log.
     pub fn invalid(e: ValidationError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, e.code, e.message).field(e.field)
+        let message = match portcullis_core::config::for_people(&e.message) {
+            Some(words) => {
+                tracing::debug!(field = %e.field, detail = %e.message, "input refused by the deserializer");
+                words
+            }
+            None => e.message,
+        };
+        Self::new(StatusCode::BAD_REQUEST, e.code, message).field(e.field)
     }
 
     /// 404.
@@ -111,6 +131,12 @@ impl ApiError {
     /// 409: the request conflicts with the current state.
     pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        if e.is_storage_full() { Self::storage_full(e) } else { Self::internal(e) }
     }
 }
 
@@ -147,13 +173,16 @@ pub fn code_for_status(status: StatusCode) -> ErrorCode {
         405 => ErrorCode::MethodNotAllowed,
         406 => ErrorCode::NotAcceptable,
         408 => ErrorCode::RequestTimeout,
+        412 => ErrorCode::PreconditionFailed,
         413 => ErrorCode::PayloadTooLarge,
         414 => ErrorCode::UriTooLong,
         415 => ErrorCode::UnsupportedMediaType,
+        416 => ErrorCode::RangeNotSatisfiable,
         422 => ErrorCode::Unprocessable,
         429 => ErrorCode::TooManyRequests,
         431 => ErrorCode::HeadersTooLarge,
         503 => ErrorCode::Unavailable,
+        507 => ErrorCode::StorageFull,
         s if s >= 500 => ErrorCode::InternalError,
         _ => ErrorCode::Error,
     }

@@ -28,6 +28,8 @@ pub mod api;
 pub mod auth;
 pub mod build_info;
 pub mod certs;
+#[cfg(any(feature = "ui", feature = "webroot"))]
+mod conditional;
 pub mod conn;
 pub mod digest;
 pub mod error;
@@ -42,6 +44,7 @@ pub mod ports;
 pub mod runtime;
 pub mod security;
 pub mod service;
+mod storage;
 pub mod store;
 pub mod tls;
 #[cfg(feature = "ui")]
@@ -217,15 +220,40 @@ impl ServerBuilder {
     /// Opens the data folder, loads or creates what is missing, opens the listeners.
     pub async fn start(self) -> Result<RunningServer, StartError> {
         tls::install_default_provider();
+        // An invalid start leaves nothing behind: what can be checked without
+        // the data folder is checked before it is created, and the
+        // configuration before an account or a certificate is made.
+        let webroot = self.webroot.as_deref().map(webroot::Webroot::new).transpose()?;
+        if !self.data_dir.exists() {
+            first_configuration(&self.overrides, &portcullis_core::config::Config::default())?;
+            if let Some(p) = self.admin_password.as_deref() {
+                auth::validate_password(p).map_err(|e| StartError::AdminPassword(e.message))?;
+            }
+        }
         let store = Store::open(&self.data_dir)?;
         let lock = wait_for_lock(&store, self.lock_wait).await?;
         let now = self.clock.now();
         let (stored, load_report) = store.load_config(now.unix_timestamp())?;
+        first_configuration(&self.overrides, &stored)?;
         for problem in &load_report.problems {
             tracing::error!("CONFIGURATION PROBLEM: {problem}");
         }
-        if load_report.source != store::ConfigSource::Stored {
-            tracing::warn!(source = ?load_report.source, "running on a configuration that is not the stored one");
+        match load_report.source {
+            store::ConfigSource::Stored => {}
+            // A first start (nothing stored, nothing broken) is no fault.
+            store::ConfigSource::Factory if load_report.problems.is_empty() => {
+                tracing::info!(
+                    "no configuration stored yet: running on factory settings until the first Store"
+                );
+            }
+            store::ConfigSource::Factory => {
+                tracing::warn!("the stored configuration is unreadable: running on factory settings");
+            }
+            store::ConfigSource::Backup => {
+                tracing::warn!(
+                    "config.json is unreadable: running on its previous good copy (config.json.bak)"
+                );
+            }
         }
         for key in &load_report.unknown_keys {
             tracing::warn!(key = %key, "unknown key in the stored configuration; ignored");
@@ -233,7 +261,6 @@ impl ServerBuilder {
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
         let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
-        let webroot = self.webroot.as_deref().map(webroot::Webroot::new).transpose()?;
         let fleet = Arc::new(fleet::Fleet::new(
             self.clock.clone(),
             env!("CARGO_PKG_VERSION"),
@@ -352,6 +379,18 @@ async fn wait_for_lock(store: &Store, wait: std::time::Duration) -> Result<store
 }
 
 /// Reads the accounts, creating the `admin` account on the first start.
+/// The running configuration a start makes of `stored`, checked: the
+/// command-line ports applied, temporary rules gone (a start is a reboot).
+fn first_configuration(
+    overrides: &PortOverrides,
+    stored: &portcullis_core::config::Config,
+) -> Result<(), StartError> {
+    let mut running = overrides.apply(stored);
+    running.access_control = running.access_control.without_temporary();
+    running.validate()?;
+    Ok(())
+}
+
 fn load_or_create_users(
     store: &Store,
     password: Option<String>,
@@ -421,37 +460,46 @@ fn app(rt: Arc<Runtime>, device_routes: Router, limits: &Limits) -> Router {
         .merge(ui_routes)
         .merge(protected)
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(rt.clone(), storage::watch))
         .with_state(rt)
 }
 
 /// Everything no route claims: the webroot's files, or `/` leading to the UI.
+/// Every access with credentials is logged (SPEC), to a path that exists or
+/// not: credentials are checked whenever they come, wrong ones counted and
+/// answered 401 like anywhere else.
 async fn fallback(
     axum::extract::State(rt): axum::extract::State<Arc<Runtime>>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let path = req.uri().path();
-    match &rt.webroot() {
-        Some(w) if !http::reserved_for_api_and_ui(path) => {
-            let (parts, _) = req.into_parts();
-            if rt.running().webroot.login_required {
-                match http::identify(&rt, &parts).await {
-                    Ok(id) => http::log_access(&rt, &parts, Some(&id.user), true),
-                    Err(resp) => {
-                        if !parts.headers.contains_key(::http::header::AUTHORIZATION) {
-                            http::log_access(&rt, &parts, None, false);
-                        }
-                        return resp;
-                    }
+    let (parts, _) = req.into_parts();
+    let path = parts.uri.path();
+    let webroot = rt.webroot().filter(|_| !http::reserved_for_api_and_ui(path));
+    let login_required = webroot.is_some() && rt.running().webroot.login_required;
+    let has_authorization = parts.headers.contains_key(::http::header::AUTHORIZATION);
+    let has_session = http::cookie(&parts.headers, auth::SESSION_COOKIE).is_some();
+    if login_required || has_authorization || has_session {
+        match http::identify(&rt, &parts).await {
+            Ok(id) => http::log_access(&rt, &parts, Some(&id.user), true),
+            Err(resp) => {
+                if login_required && !has_authorization {
+                    http::log_access(&rt, &parts, None, false);
+                }
+                // A session that ended is no login attempt where none is needed.
+                if login_required || has_authorization {
+                    return resp;
                 }
             }
-            w.serve(&parts.method, parts.uri.path(), &parts.headers).await
         }
+    }
+    match webroot {
+        Some(w) => w.serve(&parts.method, parts.uri.path(), &parts.headers).await,
         None if path == "/" && cfg!(feature = "ui") => {
             axum::response::Redirect::to("/admin/").into_response()
         }
         None if path == "/" => build_info::not_built_response("ui"),
-        _ => error::ApiError::not_found("no such resource").into_response(),
+        None => error::ApiError::not_found("no such resource").into_response(),
     }
 }
 

@@ -326,7 +326,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
-/// Serves the sockets [`ListenerSet`](crate::ports::ListenerSet) binds, until the server shuts down.
+/// Serves the sockets [`crate::ports::ListenerSet`] binds, until the server shuts down.
 pub fn serve_jobs(ctx: ListenContext, mut jobs: ServeJobs) {
     tokio::spawn(async move {
         let mut shutdown = ctx.shutdown.clone();
@@ -641,7 +641,17 @@ async fn drive<S: Parkable>(
     {
         let mut proto = proto;
         if proto == Proto::Auto {
-            let Some((h2, first)) = sniff(&mut io, ctx.limits.header_read_timeout).await else { return };
+            // A client that sends nothing waits here: it must still yield
+            // to eviction (the connection limit closes the idlest first) and
+            // to the server or its listener stopping.
+            let mut shutdown = ctx.shutdown.clone();
+            let sniffed = tokio::select! {
+                r = sniff(&mut io, ctx.limits.header_read_timeout) => r,
+                _ = guard.state.kill.notified() => None,
+                _ = listener_stop.wait_for(|s| *s) => None,
+                _ = shutdown.wait_for(|s| *s) => None,
+            };
+            let Some((h2, first)) = sniffed else { return };
             proto = if h2 { Proto::Http2 } else { Proto::Http1 };
             prefix = first;
         }

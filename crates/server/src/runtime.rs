@@ -89,7 +89,8 @@ pub struct ConfigStatus {
     pub unsaved_changes: bool,
     /// Top-level sections that differ.
     pub changed_sections: Vec<String>,
-    /// How the stored configuration was loaded at start.
+    /// How the stored configuration was loaded: at start, or at the last
+    /// Reboot after a Store.
     pub load: ConfigLoadReport,
     /// A provisional change waiting for confirmation, or null.
     pub pending: Option<PendingView>,
@@ -122,7 +123,11 @@ pub struct Runtime {
     overrides: PortOverrides,
     running: ArcSwap<Config>,
     stored: Mutex<Config>,
-    load_report: ConfigLoadReport,
+    /// How the running configuration's stored layer was last loaded: at
+    /// start, or at a Reboot after a Store (then from `config.json`).
+    load_report: Mutex<ConfigLoadReport>,
+    /// Whether a Store wrote `config.json` since the last load.
+    stored_since_load: std::sync::atomic::AtomicBool,
     /// Serialises every change, so two Sets never interleave their steps.
     apply_lock: tokio::sync::Mutex<()>,
     /// Serialises writes of the accounts file.
@@ -235,7 +240,8 @@ impl Runtime {
             overrides: parts.overrides,
             running: ArcSwap::new(Arc::new(running)),
             stored: Mutex::new(parts.stored),
-            load_report: parts.load_report,
+            load_report: Mutex::new(parts.load_report),
+            stored_since_load: std::sync::atomic::AtomicBool::new(false),
             apply_lock: tokio::sync::Mutex::new(()),
             users_lock: tokio::sync::Mutex::new(()),
             cert_lock: tokio::sync::Mutex::new(()),
@@ -371,8 +377,22 @@ impl Runtime {
 
     /// Records an event (configuration changes, stores, reboots) with its actor.
     pub fn event(&self, kind: EventKind, actor: &Actor, message: &str) {
-        tracing::info!(event = ?kind, user = ?actor.user, client_ip = ?actor.client_ip, "{message}");
-        self.security.event(self.now(), kind, Some(actor.clone()), message, serde_json::Value::Null);
+        self.event_with(kind, actor, message, serde_json::Value::Null);
+    }
+
+    /// Records an event with its details (for `config_changed`: what changed).
+    pub fn event_with(&self, kind: EventKind, actor: &Actor, message: &str, details: serde_json::Value) {
+        let user = actor.user.as_deref().unwrap_or("-");
+        let client_ip = actor.client_ip.map(|ip| ip.to_string());
+        let client_ip = client_ip.as_deref().unwrap_or("-");
+        tracing::info!(event = ?kind, user = %user, client_ip = %client_ip, "{message}");
+        self.security.event(self.now(), kind, Some(actor.clone()), message, details);
+    }
+
+    /// Records a `config_changed` event: what changed from `old` to the
+    /// running configuration (sections and fields, no value).
+    fn config_changed(&self, actor: &Actor, message: &str, old: &Config) {
+        self.event_with(EventKind::ConfigChanged, actor, message, old.changes(&self.running()));
     }
 
     /// Makes `new` running: validates, opens new ports (refusing the change if
@@ -514,7 +534,8 @@ impl Runtime {
         via: Option<ListenerSpec>,
     ) -> Result<(Arc<Config>, Option<PendingView>), ApplyError> {
         let _guard = self.apply_lock.lock().await;
-        let mut new = (*self.running()).clone();
+        let old = self.running();
+        let mut new = (*old).clone();
         if new.webserver == webserver {
             return Ok((self.running(), None));
         }
@@ -528,15 +549,15 @@ impl Runtime {
                     v.port
                 );
                 self.apply_provisional(new, reason).await?;
-                self.event(
-                    EventKind::ConfigChanged,
+                self.config_changed(
                     actor,
                     "web server settings set provisionally: confirm through the new configuration",
+                    &old,
                 );
             }
             _ => {
                 self.apply(new).await?;
-                self.event(EventKind::ConfigChanged, actor, "web server settings set");
+                self.config_changed(actor, "web server settings set", &old);
             }
         }
         for w in self.running().webserver.warnings() {
@@ -559,7 +580,8 @@ impl Runtime {
         force: bool,
     ) -> Result<(Arc<Config>, Option<PendingView>), ApplyError> {
         let _guard = self.apply_lock.lock().await;
-        let mut new = (*self.running()).clone();
+        let old = self.running();
+        let mut new = (*old).clone();
         if new.access_control == settings {
             return Ok((self.running(), None));
         }
@@ -577,15 +599,15 @@ impl Runtime {
                     format!("these rules deny the address {ip} this change was made from"),
                 )
                 .await?;
-                self.event(
-                    EventKind::ConfigChanged,
+                self.config_changed(
                     actor,
                     "access control set provisionally (forced although it denies the requester): confirm from an allowed address",
+                    &old,
                 );
             }
             None => {
                 self.apply(new).await?;
-                self.event(EventKind::ConfigChanged, actor, "access control set");
+                self.config_changed(actor, "access control set", &old);
             }
         }
         Ok((self.running(), self.pending()))
@@ -601,14 +623,15 @@ impl Runtime {
         change: impl FnOnce(&mut Config),
     ) -> Result<bool, ApplyError> {
         let _guard = self.apply_lock.lock().await;
-        let mut new = (*self.running()).clone();
+        let old = self.running();
+        let mut new = (*old).clone();
         change(&mut new);
-        if new == *self.running() {
+        if new == *old {
             return Ok(false);
         }
         self.ensure_nothing_pending()?;
         self.apply(new).await?;
-        self.event(EventKind::ConfigChanged, actor, message);
+        self.config_changed(actor, message, &old);
         Ok(true)
     }
 
@@ -812,10 +835,17 @@ impl Runtime {
         actor: &Actor,
     ) -> Result<crate::acme::AcmeView, ApplyError> {
         let _guard = self.cert_lock.lock().await;
-        let settings = settings.merge_secrets(&self.acme.settings()).normalized();
+        let old = self.acme.settings();
+        let settings = settings.merge_secrets(&old).normalized();
         settings.validate()?;
+        // What changed, as paths only: the EAB key never reaches the event log.
+        let details = portcullis_core::config::changes_between(
+            &serde_json::to_value(&old).unwrap_or_default(),
+            &serde_json::to_value(&settings).unwrap_or_default(),
+            vec!["acme".to_string()],
+        );
         self.acme.set_settings(&self.store, settings)?;
-        self.event(EventKind::ConfigChanged, actor, "ACME settings changed");
+        self.event_with(EventKind::ConfigChanged, actor, "ACME settings changed", details);
         Ok(self.acme.view())
     }
 
@@ -932,6 +962,7 @@ impl Runtime {
             StoreError::Io { action: "store", path: "config.json".into(), source: std::io::Error::other(e) }
         })??;
         *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = (*running).clone();
+        self.stored_since_load.store(true, std::sync::atomic::Ordering::SeqCst);
         self.event(EventKind::ConfigStored, actor, "running configuration stored permanently");
         Ok(())
     }
@@ -989,6 +1020,15 @@ impl Runtime {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
         self.security.clear_blocks();
+        // What was stored since the last load is what this one loaded: a
+        // valid `config.json` written by this server.
+        if self.stored_since_load.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            *self.load_report.lock().unwrap_or_else(|e| e.into_inner()) = ConfigLoadReport {
+                source: crate::store::ConfigSource::Stored,
+                problems: Vec::new(),
+                unknown_keys: Vec::new(),
+            };
+        }
         self.event(EventKind::Reboot, actor, message);
         Ok(())
     }
@@ -1017,7 +1057,7 @@ impl Runtime {
         ConfigStatus {
             unsaved_changes: !changed.is_empty(),
             changed_sections: changed,
-            load: self.load_report.clone(),
+            load: self.load_report.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             pending: self.pending(),
             warnings: self.running().webserver.warnings(),
         }

@@ -105,7 +105,13 @@ pub struct Security {
     /// The fleet integrations: events go to syslog, blocks to CrowdSec, and
     /// CrowdSec's bans join the access decision.
     fleet: Arc<Fleet>,
+    /// When the last storage-full alert went out.
+    storage_alerted: Mutex<Option<portcullis_core::clock::Monotonic>>,
 }
+
+/// At most one storage-full alert in this long: an operator pressing Store
+/// again on a full device must not flood the mailbox.
+pub const STORAGE_ALERT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +167,7 @@ impl Security {
             dirty: AtomicBool::new(false),
             store,
             fleet,
+            storage_alerted: Mutex::new(None),
         }
     }
 
@@ -195,7 +202,7 @@ impl Security {
     }
 
     /// Puts `settings` in force (with the current automatic blocks).
-    pub fn set_access_control(&self, settings: &AccessControlSettings) {
+    pub(crate) fn set_access_control(&self, settings: &AccessControlSettings) {
         *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings.clone();
         self.recompile();
     }
@@ -281,7 +288,12 @@ impl Security {
         };
         let now = now.utc;
         let Some(outcome) = outcome else { return FailureResult::default() };
-        let actor = Some(Actor::new(user, Some(ip)));
+        // The name is the client's choice: cut and without control characters,
+        // so a guess cannot make a 10,000-character line or forge one.
+        let user = user.map(|u| portcullis_core::logfile::clean(u, portcullis_core::logfile::MAX_USER_LEN));
+        // The actor is the client; the name it tried is no one who acted
+        // (shown as the actor, "admin" would read as an administrator's doing).
+        let actor = Some(Actor::new(None, Some(ip)));
         if let Some(lifted) = outcome.lifted {
             self.event(
                 now,
@@ -313,7 +325,7 @@ impl Security {
                     "{} blocked after {} failed logins (temporary deny until reboot)",
                     outcome.key, outcome.count
                 ),
-                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count}),
+                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "attempted_user": user}),
             );
         }
         if outcome.block || outcome.lifted.is_some() {
@@ -325,13 +337,10 @@ impl Security {
                 EventKind::IntrusionAlert,
                 actor,
                 format!("intrusion alert: {} failed logins from {}", outcome.count, outcome.key),
-                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "user": user}),
+                serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "attempted_user": user}),
             );
         }
-        // The name is the client's choice: cut and without control characters,
-        // so a guess cannot make a 10,000-character line or forge one.
-        let user = user.map(|u| portcullis_core::logfile::clean(u, portcullis_core::logfile::MAX_USER_LEN));
-        tracing::warn!(client_ip = %ip, user = ?user, count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
+        tracing::warn!(client_ip = %ip, user = %user.as_deref().unwrap_or("-"), count = outcome.count, alert = outcome.alert, blocked = outcome.block, "failed login");
         FailureResult { count: outcome.count, alert: outcome.alert, blocked: outcome.block }
     }
 
@@ -341,7 +350,12 @@ impl Security {
     }
 
     /// Lifts the block of the client `address` belongs to; false if it was not blocked.
-    pub fn unblock(&self, address: IpAddr, actor: Option<Actor>, now: OffsetDateTime) -> Option<IpNetwork> {
+    pub(crate) fn unblock(
+        &self,
+        address: IpAddr,
+        actor: Option<Actor>,
+        now: OffsetDateTime,
+    ) -> Option<IpNetwork> {
         let mut detector = self.detector.lock().unwrap_or_else(|e| e.into_inner());
         let key = detector.key_for(address);
         if !detector.is_blocked(&key) {
@@ -361,7 +375,7 @@ impl Security {
     }
 
     /// Lifts every automatic block (reboot).
-    pub fn clear_blocks(&self) {
+    pub(crate) fn clear_blocks(&self) {
         self.detector.lock().unwrap_or_else(|e| e.into_inner()).clear_blocks();
         self.recompile();
     }
@@ -419,6 +433,17 @@ impl Security {
             self.fleet.event(&event);
         }
         id
+    }
+
+    /// Whether a storage-full alert is due at `now` (none in the last
+    /// [`STORAGE_ALERT_INTERVAL`]); if so, counts it as sent.
+    pub fn storage_alert_due(&self, now: portcullis_core::clock::Monotonic) -> bool {
+        let mut last = self.storage_alerted.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.since(t) < STORAGE_ALERT_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Events after `since`, at most `limit` (the newest ones).

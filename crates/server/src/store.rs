@@ -102,6 +102,22 @@ impl StoreError {
     fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
         Self::Io { action, path: path.to_path_buf(), source }
     }
+
+    /// Whether the data folder's file system is full (ENOSPC, or the
+    /// account's quota, EDQUOT): a device's flash filled up, not a fault of
+    /// the software, and said so to the operator.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => io_is_storage_full(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `e` says the file system is full: ENOSPC or EDQUOT, which the
+/// standard library reports as these kinds.
+pub fn io_is_storage_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }
 
 /// Where the running configuration was loaded from at start.

@@ -5,15 +5,25 @@
 //! served in the language the operator chose (a cookie the UI sets), else the
 //! one `Accept-Language` prefers, and its `<html lang>` names it; the page
 //! then loads only that language's texts (`assets/i18n/<lang>.js`).
+//!
+//! Caching: the assets are served under a folder named after their content
+//! (`/admin/assets/<version>/…`, made by `build.rs`), which browsers keep for
+//! good without asking again; the pages, which name that folder, are
+//! revalidated each time (`no-cache` and a strong ETag: a 304 when
+//! unchanged). Every file is also embedded gzipped, made at build time, and
+//! sent so to clients that take it.
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use crate::conditional::{Precondition, evaluate};
+use crate::error::ApiError;
 use crate::i18n::Lang;
 use crate::runtime::Runtime;
 
@@ -24,91 +34,166 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 pub const PAGES: &[&str] =
     &["", "webserver", "access-control", "profiles", "fleet", "logfile", "events", "blocked", "users"];
 
-/// The embedded assets: name below `/admin/assets/`, content type, content.
-pub const ASSETS: &[(&str, &str, &str)] = &[
-    ("style.css", "text/css; charset=utf-8", include_str!("../assets/style.css")),
-    ("i18n.js", "text/javascript; charset=utf-8", include_str!("../assets/i18n.js")),
-    ("common.js", "text/javascript; charset=utf-8", include_str!("../assets/common.js")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
-    ("webserver.js", "text/javascript; charset=utf-8", include_str!("../assets/webserver.js")),
-    ("pages.js", "text/javascript; charset=utf-8", include_str!("../assets/pages.js")),
-    ("profiles.js", "text/javascript; charset=utf-8", include_str!("../assets/profiles.js")),
-    ("fleet.js", "text/javascript; charset=utf-8", include_str!("../assets/fleet.js")),
-    ("login.js", "text/javascript; charset=utf-8", include_str!("../assets/login.js")),
-    ("favicon.svg", "image/svg+xml", include_str!("../assets/favicon.svg")),
-    ("i18n/en.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-en.js"))),
-    ("i18n/de.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-de.js"))),
-    ("i18n/es.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-es.js"))),
-    ("i18n/fr.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-fr.js"))),
-    ("i18n/it.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-it.js"))),
-    ("i18n/ja.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-ja.js"))),
-    ("i18n/ru.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-ru.js"))),
-    ("i18n/zh.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/i18n-zh.js"))),
-];
+/// One file of the UI as embedded: its bytes, the same gzipped at build
+/// time (when that is smaller), and a strong entity tag for each form.
+#[derive(Debug)]
+pub struct Embedded {
+    /// Its name below the assets' folder (`app.js`, `i18n/de.js`), or the
+    /// page's (`de-app.html`).
+    pub name: &'static str,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its bytes.
+    pub body: &'static [u8],
+    /// Its bytes gzipped, if that is smaller.
+    pub gzip: Option<&'static [u8]>,
+    /// The entity tag of `body` (quoted).
+    pub etag: &'static str,
+    /// The entity tag of `gzip` (quoted).
+    pub etag_gzip: &'static str,
+}
 
-/// `app.html` rendered in each language, in the order of [`Lang::ALL`].
-const APP_HTML: [&str; 8] = [
-    include_str!(concat!(env!("OUT_DIR"), "/en-app.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/de-app.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/es-app.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/fr-app.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/it-app.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/ja-app.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/ru-app.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/zh-app.html")),
-];
+// ASSET_VERSION, ASSETS, APP_HTML and LOGIN_HTML, made by build.rs.
+include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
 
-/// `login.html` rendered in each language, in the order of [`Lang::ALL`].
-const LOGIN_HTML: [&str; 8] = [
-    include_str!(concat!(env!("OUT_DIR"), "/en-login.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/de-login.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/es-login.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/fr-login.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/it-login.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/ja-login.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/ru-login.html")),
-    include_str!(concat!(env!("OUT_DIR"), "/zh-login.html")),
-];
+/// How long browsers keep the assets of this build's folder: for good (a
+/// year, the longest a cache is asked to keep anything), never asking again;
+/// its name changes with any asset's content.
+const KEEP: &str = "max-age=31536000, immutable";
+/// The pages, and assets asked for outside this build's folder: kept, but
+/// asked again (a 304 when unchanged) before each use.
+const REVALIDATE: &str = "no-cache";
 
-/// A page in the language the request gets ([`Lang::of_page`]).
-fn page(pages: &'static [&'static str; 8], headers: &HeaderMap) -> Response {
-    let lang = Lang::of_page(headers);
-    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], pages[lang as usize]).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
-    h.insert(header::VARY, HeaderValue::from_static("accept-language, cookie"));
+/// The path of this build's assets' folder (`/admin/assets/<version>`).
+pub fn assets_path() -> String {
+    format!("/admin/assets/{ASSET_VERSION}")
+}
+
+/// Whether the request takes gzip (`Accept-Encoding`: `gzip`, `x-gzip` or
+/// `*` with a weight above 0; RFC 9110 §12.5.3).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let (mut gzip, mut any) = (None, None);
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        for item in value.to_str().unwrap_or("").split(',') {
+            let mut params = item.split(';');
+            let coding = params.next().unwrap_or("").trim();
+            let wanted = params
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, q)| q.trim().parse::<f32>().ok())
+                .is_none_or(|q| q > 0.0);
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(wanted);
+            } else if coding == "*" {
+                any = Some(wanted);
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+/// The answer with `file` to a GET or HEAD: gzipped if the client takes it,
+/// its entity tag, `cache_control`; 304 when the client's copy is current,
+/// 412 when `If-Match` fails. `headers` go on every answer (`Vary` is given
+/// whole, Accept-Encoding added).
+fn serve(
+    file: &Embedded,
+    request: &HeaderMap,
+    cache_control: &'static str,
+    mut headers: HeaderMap,
+    vary: &'static str,
+) -> Response {
+    let gzip = file.gzip.filter(|_| accepts_gzip(request));
+    let etag = if gzip.is_some() { file.etag_gzip } else { file.etag };
+    headers.insert(header::ETAG, HeaderValue::from_static(etag));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    if file.gzip.is_some() {
+        headers.insert(header::VARY, HeaderValue::from_static(vary));
+    }
+    let (status, body) = match evaluate(request, etag, None) {
+        Precondition::Failed => {
+            let mut r = ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                portcullis_core::ErrorCode::PreconditionFailed,
+                format!("the file's entity tag is {etag}, which If-Match does not list"),
+            )
+            .into_response();
+            r.headers_mut().extend(headers);
+            return r;
+        }
+        Precondition::NotModified => (StatusCode::NOT_MODIFIED, Body::empty()),
+        Precondition::Proceed => {
+            let body = gzip.unwrap_or(file.body);
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(file.content_type));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            if gzip.is_some() {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            (StatusCode::OK, Body::from(body))
+        }
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
     r
 }
 
-async fn asset(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, content_type, body)) => {
-            ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-cache")], *body)
-                .into_response()
+/// A page in the language the request gets ([`Lang::of_page`]).
+fn page(pages: &'static [Embedded; 8], request: &HeaderMap) -> Response {
+    let lang = Lang::of_page(request);
+    let mut h = HeaderMap::with_capacity(8);
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
+    h.insert(header::VARY, HeaderValue::from_static("accept-language, cookie"));
+    serve(&pages[lang as usize], request, REVALIDATE, h, "accept-language, cookie, accept-encoding")
+}
+
+/// An asset: `<version>/<name>` from this build's folder (kept for good), a
+/// bare `<name>` or one from another version's folder (a page loaded before
+/// a firmware update) with this build's content, asked again each time.
+async fn asset(Path(path): Path<String>, request: HeaderMap) -> Response {
+    let (cache_control, name) = match path.split_once('/') {
+        Some((v, name)) if v == ASSET_VERSION => (KEEP, name),
+        Some((v, name)) if v.len() == ASSET_VERSION.len() && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (REVALIDATE, name)
         }
-        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+        _ => (REVALIDATE, path.as_str()),
+    };
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(file) => serve(file, &request, cache_control, HeaderMap::new(), "accept-encoding"),
+        None => ApiError::not_found("no such file of the web UI").into_response(),
     }
+}
+
+/// The files one page of the UI (not the login page) downloads in `lang`:
+/// the shell, the style sheet, the icon, the scripts and that language's
+/// texts.
+fn page_files(lang: Lang) -> impl Iterator<Item = &'static Embedded> {
+    let own = format!("i18n/{}.js", lang.code());
+    std::iter::once(&APP_HTML[lang as usize]).chain(
+        ASSETS
+            .iter()
+            .filter(move |a| a.name != "login.js" && (!a.name.starts_with("i18n/") || a.name == own)),
+    )
 }
 
 /// What one page of the UI (not the login page) downloads in `lang`, in
 /// bytes: the shell, the style sheet, the icon, the scripts and that
 /// language's texts.
 pub fn page_bytes(lang: Lang) -> usize {
-    let own = format!("i18n/{}.js", lang.code());
-    APP_HTML[lang as usize].len()
-        + ASSETS
-            .iter()
-            .filter(|(n, _, _)| *n != "login.js" && (!n.starts_with("i18n/") || *n == own))
-            .map(|(_, _, b)| b.len())
-            .sum::<usize>()
+    page_files(lang).map(|f| f.body.len()).sum()
 }
 
-/// Total size in bytes of the UI's pages and assets as embedded in the binary.
-pub fn embedded_bytes() -> usize {
-    APP_HTML.iter().chain(&LOGIN_HTML).map(|p| p.len()).sum::<usize>()
-        + ASSETS.iter().map(|(_, _, b)| b.len()).sum::<usize>()
+/// The same as [`page_bytes`], as a browser gets it: gzipped.
+pub fn page_bytes_gzip(lang: Lang) -> usize {
+    page_files(lang).map(|f| f.gzip.unwrap_or(f.body).len()).sum()
+}
+
+/// Total size in bytes of the UI's pages and assets as embedded in the
+/// binary: plain, and their gzipped copies.
+pub fn embedded_bytes() -> (usize, usize) {
+    let all = || APP_HTML.iter().chain(&LOGIN_HTML).chain(ASSETS);
+    (all().map(|f| f.body.len()).sum(), all().filter_map(|f| f.gzip).map(<[u8]>::len).sum())
 }
 
 /// The UI's routes; pages check the login themselves (in the browser) through the API.
@@ -130,48 +215,109 @@ pub fn routes() -> Router<Arc<Runtime>> {
 mod tests {
     use super::*;
 
+    fn text(file: &Embedded) -> &'static str {
+        std::str::from_utf8(file.body).expect("UTF-8")
+    }
+
     #[test]
     fn assets_are_small_and_named_once() {
         // Eight languages, each page loading only its own.
-        assert!(embedded_bytes() < 400 * 1024, "UI assets weigh {} bytes", embedded_bytes());
+        let (plain, gzip) = embedded_bytes();
+        assert!(plain + gzip < 520 * 1024, "UI assets weigh {plain} + {gzip} bytes");
         for lang in Lang::ALL {
             assert!(page_bytes(lang) < 140 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
         }
-        for (i, (name, _, _)) in ASSETS.iter().enumerate() {
-            assert!(!ASSETS[i + 1..].iter().any(|(n, _, _)| n == name), "{name} twice");
+        for (i, a) in ASSETS.iter().enumerate() {
+            assert!(!ASSETS[i + 1..].iter().any(|b| b.name == a.name), "{} twice", a.name);
         }
     }
 
     /// Prints the figures the README gives (`cargo test -p portcullis --lib ui_weight -- --nocapture`).
     #[test]
     fn ui_weight() {
-        println!("embedded: {} bytes", embedded_bytes());
+        let (plain, gzip) = embedded_bytes();
+        println!("embedded: {plain} bytes, and {gzip} bytes gzipped beside them");
         for lang in Lang::ALL {
-            println!("a page in {}: {} bytes", lang.code(), page_bytes(lang));
+            println!(
+                "a page in {}: {} bytes, {} gzipped",
+                lang.code(),
+                page_bytes(lang),
+                page_bytes_gzip(lang)
+            );
+        }
+        for a in ASSETS.iter().filter(|a| !a.name.starts_with("i18n/") || a.name == "i18n/en.js") {
+            println!(
+                "  {}: {} bytes, {} gzipped",
+                a.name,
+                a.body.len(),
+                a.gzip.map_or(a.body.len(), <[u8]>::len)
+            );
         }
     }
 
     #[test]
-    fn every_page_names_its_language_and_loads_its_texts() {
+    fn every_page_names_its_language_and_loads_its_texts_from_this_builds_folder() {
+        let folder = assets_path();
         for (i, lang) in Lang::ALL.into_iter().enumerate() {
-            for html in [APP_HTML[i], LOGIN_HTML[i]] {
+            for file in [&APP_HTML[i], &LOGIN_HTML[i]] {
+                let html = text(file);
                 assert!(html.contains(&format!("<html lang=\"{}\">", lang.code())), "{lang:?}");
-                assert!(
-                    html.contains(&format!("href=\"/admin/assets/i18n/{}.js\"", lang.code())),
-                    "{lang:?}"
-                );
+                assert!(html.contains(&format!("href=\"{folder}/i18n/{}.js\"", lang.code())), "{lang:?}");
+                assert!(html.contains(&format!("href=\"{folder}/style.css\"")), "{lang:?}");
+                assert!(!html.contains("/admin/assets/style.css"), "{lang:?}: an asset outside the folder");
                 assert!(!html.contains("{{"), "{lang:?}: a placeholder left");
             }
-            let (name, _, texts) =
-                ASSETS.iter().find(|(n, _, _)| *n == format!("i18n/{}.js", lang.code())).expect("texts");
-            assert!(texts.starts_with("export default {\""), "{name}");
+            let texts = ASSETS.iter().find(|a| a.name == format!("i18n/{}.js", lang.code())).expect("texts");
+            assert!(text(texts).starts_with("export default {\""), "{}", texts.name);
         }
-        assert!(LOGIN_HTML[Lang::Ja as usize].contains("<h1 id=\"login-title\">ログイン</h1>"));
+        assert!(text(&LOGIN_HTML[Lang::Ja as usize]).contains("<h1 id=\"login-title\">ログイン</h1>"));
+    }
+
+    #[test]
+    fn every_file_has_its_own_entity_tags_and_a_smaller_gzip() {
+        let all: Vec<&Embedded> = APP_HTML.iter().chain(&LOGIN_HTML).chain(ASSETS).collect();
+        let mut tags = std::collections::HashSet::new();
+        for f in &all {
+            for tag in [f.etag, f.etag_gzip] {
+                assert!(
+                    tag.starts_with('"') && tag.ends_with('"') && !tag.starts_with("W/"),
+                    "{}: {tag}",
+                    f.name
+                );
+                assert!(HeaderValue::from_str(tag).is_ok(), "{}", f.name);
+                assert!(tags.insert(tag), "{}: {tag} twice", f.name);
+            }
+            // Every text file is worth compressing; a gzip member starts 1f 8b.
+            if f.body.len() > 1024 {
+                let gz = f.gzip.unwrap_or_else(|| panic!("{}: no gzip", f.name));
+                assert!(gz.starts_with(&[0x1f, 0x8b]) && gz.len() < f.body.len() * 3 / 4, "{}", f.name);
+            }
+        }
+        assert!(ASSET_VERSION.len() == 12 && ASSET_VERSION.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn gzip_is_chosen_by_accept_encoding() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).expect("value"));
+            m
+        };
+        assert!(!accepts_gzip(&HeaderMap::new()));
+        for yes in
+            ["gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.5", "*", "x-gzip", "GZIP", "identity, *;q=0.1"]
+        {
+            assert!(accepts_gzip(&h(yes)), "{yes}");
+        }
+        for no in ["identity", "br", "gzip;q=0", "gzip;q=0.000, *", "*;q=0", "deflate"] {
+            assert!(!accepts_gzip(&h(no)), "{no}");
+        }
     }
 
     #[test]
     fn pages_have_no_inline_script_or_style() {
-        for html in APP_HTML.iter().chain(&LOGIN_HTML) {
+        for file in APP_HTML.iter().chain(&LOGIN_HTML) {
+            let html = text(file);
             assert!(!html.contains("<script>"), "inline script");
             assert!(!html.contains("style="), "inline style");
             assert!(!html.contains("<style"), "inline style");

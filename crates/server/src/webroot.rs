@@ -1,6 +1,7 @@
 //! Static content from a folder (`serve --webroot DIR`): the device's own
 //! pages, snapshots, manuals. Content types, strong ETags and Last-Modified,
-//! conditional requests, single byte ranges; nothing outside the folder is
+//! conditional requests (RFC 9110 §13: 304, and 412 for `If-Match` and
+//! `If-Unmodified-Since`), single byte ranges; nothing outside the folder is
 //! ever served (no `..`, no dotfiles, no symlink leading out, checked after
 //! resolving every link).
 //!
@@ -34,6 +35,7 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
+use crate::conditional::Precondition;
 use crate::error::ApiError;
 
 /// Files up to this size are cached in memory.
@@ -449,11 +451,30 @@ impl Webroot {
         };
         let (len, modified) = (info.len, info.modified);
 
-        if not_modified(headers, info.etag(), modified) {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-            *r.headers_mut() = info.base_headers();
-            return Answer::Ready(r);
+        // The preconditions, in the order of RFC 9110 §13.2.2.
+        match crate::conditional::evaluate(headers, info.etag(), Some(modified)) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                *r.headers_mut() = info.base_headers();
+                return Answer::Ready(r);
+            }
+            Precondition::Failed => {
+                let last_modified = info.last_modified.to_str().unwrap_or("");
+                let mut r = ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    portcullis_core::ErrorCode::PreconditionFailed,
+                    format!(
+                        "the file is not the version the request names (If-Match or If-Unmodified-Since): \
+                         its entity tag is {}, last modified {last_modified}",
+                        info.etag()
+                    ),
+                )
+                .into_response();
+                r.headers_mut().extend(info.base_headers());
+                return Answer::Ready(r);
+            }
         }
         let range = headers
             .get(header::RANGE)
@@ -463,7 +484,12 @@ impl Webroot {
         let (status, start, end) = match range {
             None | Some(RangeSpec::Ignore) => (StatusCode::OK, 0, len),
             Some(RangeSpec::Unsatisfiable) => {
-                let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                let mut r = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    portcullis_core::ErrorCode::RangeNotSatisfiable,
+                    format!("the range asked for lies beyond the end of the file ({len} bytes)"),
+                )
+                .into_response();
                 r.headers_mut().extend(info.base_headers());
                 r.headers_mut().insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
                 return Answer::Ready(r);
@@ -645,28 +671,6 @@ fn hv(s: &str) -> HeaderValue {
 
 fn not_found() -> Response {
     ApiError::not_found("no such file").into_response()
-}
-
-fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
-}
-
-fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        return etag_matches(inm, etag);
-    }
-    match headers
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-    {
-        // HTTP dates have whole seconds.
-        Some(since) => {
-            modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-                <= since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-        }
-        None => false,
-    }
 }
 
 fn if_range_holds(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {

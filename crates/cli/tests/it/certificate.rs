@@ -423,3 +423,126 @@ fn the_factory_certificate_has_an_authority_key_identifier() {
     );
     assert_eq!(key_identifier(&served, "X509v3 Authority Key Identifier"), Some(ski));
 }
+
+/// A leaf signed by `openssl x509 -req -CA … -days 100` without `-extfile`:
+/// X.509 version 1. Returns (leaf + intermediate, key).
+fn version_1_certificate(ca: &TestCa) -> (String, String) {
+    let (key, csr, leaf) = (ca.path("v1.key"), ca.path("v1.csr"), ca.path("v1.pem"));
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=v1.portcullis.test",
+    ])
+    .expect("csr");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca.path("inter.pem"),
+        "-CAkey",
+        &ca.path("inter.key"),
+        "-CAcreateserial",
+        "-days",
+        "100",
+        "-out",
+        &leaf,
+    ])
+    .expect("sign");
+    let text = openssl(&["x509", "-in", &leaf, "-noout", "-text"]).expect("text");
+    assert!(text.contains("Version: 1 (0x0)"), "openssl made another version: {text}");
+    let chain = ca.path("v1.chain.pem");
+    let both = format!(
+        "{}{}",
+        std::fs::read_to_string(&leaf).expect("leaf"),
+        std::fs::read_to_string(ca.path("inter.pem")).expect("inter")
+    );
+    std::fs::write(&chain, both).expect("chain");
+    (chain, key)
+}
+
+#[test]
+fn a_version_1_certificate_is_refused_saying_how_to_re_sign() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(&dir.path().join("ca")).expect("ca");
+    let (chain, key) = version_1_certificate(&ca);
+    let read = |path: &str| std::fs::read(path).expect("read");
+    // The API: a clear refusal, the factory certificate stays.
+    let server = TestServer::start(&bin()).expect("start");
+    let factory = fingerprint(&server);
+    let (status, err) = server
+        .upload("/api/v1/certificate/upload", &[("certificate", read(&chain)), ("private_key", read(&key))]);
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], "unsupported_certificate_version", "{err}");
+    assert_eq!(err["error"]["field"], "certificate", "{err}");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(message.contains("version 1") && message.contains("version 3"), "{message}");
+    assert!(message.contains("-extfile") && message.contains("subjectAltName"), "{message}");
+    assert!(!message.contains("UnsupportedCertVersion") && !message.contains("Other("), "{message}");
+    assert_eq!(fingerprint(&server), factory);
+    // In the operator's language, the English detail kept.
+    let mut req = server
+        .client()
+        .post(server.url("/api/v1/certificate/upload"))
+        .basic_auth("admin", Some(portcullis_testkit::ADMIN_PASSWORD))
+        .header("accept-language", "de");
+    let form = reqwest::blocking::multipart::Form::new()
+        .part("certificate", reqwest::blocking::multipart::Part::bytes(read(&chain)).file_name("c.pem"))
+        .part("private_key", reqwest::blocking::multipart::Part::bytes(read(&key)).file_name("k.pem"));
+    req = req.multipart(form);
+    let err: Value = req.send().expect("post").json().expect("json");
+    assert!(err["error"]["message"].as_str().expect("message").contains("Version 3"), "{err}");
+    assert!(err["error"]["detail"].as_str().expect("detail").contains("-extfile"), "{err}");
+    // The CLI: one line, the same words.
+    let data = dir.path().join("data");
+    let (code, _, err) = run(
+        bin().to_str().expect("utf8"),
+        &["cert", "import", "--cert", &chain, "--key", &key, "--data-dir", data.to_str().expect("utf8")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("X.509 version 1") && err.contains("-extfile"), "{err}");
+    assert!(!err.contains("UnsupportedCertVersion"), "{err}");
+}
+
+#[test]
+fn a_combined_file_in_the_private_key_field_is_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(&dir.path().join("ca")).expect("ca");
+    let (chain, key) = ca.issue("combined.portcullis.test", "combined", &["rsa:2048"]).expect("issue");
+    let combined = [std::fs::read(&chain).expect("chain"), std::fs::read(&key).expect("key")].concat();
+    let server = TestServer::start(&bin()).expect("start");
+    let (status, view) = server.upload("/api/v1/certificate/upload", &[("private_key", combined.clone())]);
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["source"], "individual", "{view}");
+    assert!(
+        view["certificate"]["subject"].as_str().is_some_and(|s| s.contains("combined.portcullis.test")),
+        "{view}"
+    );
+    assert_eq!(tls_fingerprint(server.https_port), fingerprint(&server));
+    // An empty certificate field beside it, as a form sends it, is the same.
+    let (status, view) = server
+        .upload("/api/v1/certificate/upload", &[("certificate", Vec::new()), ("private_key", combined)]);
+    assert_eq!(status, 200, "{view}");
+    // A key alone in that field: the certificate is what is missing.
+    let (status, err) =
+        server.upload("/api/v1/certificate/upload", &[("private_key", std::fs::read(&key).expect("key"))]);
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(
+        (&err["error"]["code"], &err["error"]["field"]),
+        (&json!("required"), &json!("certificate")),
+        "{err}"
+    );
+    // Neither field: the certificate is required.
+    let (status, err) = server.upload("/api/v1/certificate/upload", &[("passphrase", b"x".to_vec())]);
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], "required", "{err}");
+}

@@ -99,3 +99,69 @@ fn config_offline_and_locked_while_serving() {
     assert_eq!(code, 1);
     assert!(err.contains("listed twice"), "{err}");
 }
+
+#[test]
+fn an_invalid_start_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let data_arg = data.to_str().expect("utf8");
+    let free = portcullis_testkit::free_port().to_string();
+    for (what, ports, said) in [
+        ("port 0", vec!["--http-port", "0", "--https-port", &free], "port 0"),
+        ("one port twice", vec!["--http-port", &free, "--https-port", &free], "http_ports"),
+    ] {
+        let args = [&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1"][..], &ports].concat();
+        let (code, out, err) = portcullis(&args);
+        assert_eq!(code, 1, "{what}: {out}{err}");
+        let refusal: Vec<&str> = err.lines().filter(|l| l.starts_with("portcullis: ")).collect();
+        assert_eq!(refusal.len(), 1, "{what}: {err}");
+        assert!(refusal[0].contains(said), "{what}: {err}");
+        assert_eq!(refusal[0].matches(said).count(), 1, "{what}: the cause said once: {err}");
+        assert!(!err.contains("created the account"), "{what}: {err}");
+        assert!(!data.exists(), "{what}: the data folder was created");
+    }
+    // A folder that exists keeps only what it had: no account, no certificate.
+    std::fs::create_dir(&data).expect("mkdir");
+    let (code, _, err) =
+        portcullis(&["serve", "--data-dir", data_arg, "--listen", "127.0.0.1", "--http-port", "0"]);
+    assert_eq!(code, 1, "{err}");
+    let left: Vec<String> = std::fs::read_dir(&data)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("file"), "").expect("file");
+    let data = dir.path().join("file/data");
+    let (code, _, err) = portcullis(&["user", "list", "--data-dir", data.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+}
+
+#[test]
+fn a_first_start_is_no_warning() {
+    let server = TestServer::start(&bin()).expect("start");
+    let log = server.log();
+    assert!(log.contains("no configuration stored yet"), "{log}");
+    assert!(!log.contains("WARN"), "a first start reads like a fault: {log}");
+    // An event with its actor: plain values in the log line, no debug forms.
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200);
+    assert!(
+        portcullis_testkit::wait_until(std::time::Duration::from_secs(5), || server
+            .log()
+            .contains("running configuration stored permanently")),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("running configuration stored permanently")).expect("line");
+    assert!(line.contains("user=admin") && line.contains("client_ip=127.0.0.1"), "{line}");
+    assert!(!line.contains("Some("), "a debug form in the log: {line}");
+}

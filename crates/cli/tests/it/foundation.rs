@@ -377,6 +377,22 @@ fn an_unreadable_config_file_is_moved_aside_and_reported() {
 }
 
 #[test]
+fn after_store_and_reboot_the_status_says_stored() {
+    let server = start();
+    let (_, status) = server.admin("GET", "/api/v1/config/status", None);
+    assert_eq!(status["load"]["source"], "factory", "first start: {status}");
+    // A Reboot with nothing stored still runs on factory settings.
+    assert_eq!(server.admin("POST", "/api/v1/reboot", None).0, 200);
+    let (_, status) = server.admin("GET", "/api/v1/config/status", None);
+    assert_eq!(status["load"]["source"], "factory", "nothing stored yet: {status}");
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200);
+    assert_eq!(server.admin("POST", "/api/v1/reboot", None).0, 200);
+    let (_, status) = server.admin("GET", "/api/v1/config/status", None);
+    assert_eq!(status["load"]["source"], "stored", "after Store and Reboot: {status}");
+    assert_eq!(status["load"]["problems"], json!([]), "{status}");
+}
+
+#[test]
 fn a_broken_config_falls_back_to_the_last_good_copy() {
     let mut server = start();
     let (_, mut s) = server.admin("GET", "/api/v1/webserver", None);

@@ -85,7 +85,13 @@ fn wrong_passwords_block_the_client_on_http_and_https_until_reboot() {
     let alerts = events(&server, "intrusion_alert");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["actor"]["client_ip"], "127.0.0.2");
-    assert_eq!(events(&server, "client_blocked").len(), 1);
+    let blocks = events(&server, "client_blocked");
+    assert_eq!(blocks.len(), 1);
+    // The name the client tried is no one who acted: in the details, never the actor.
+    for e in [&alerts[0], &blocks[0]] {
+        assert_eq!(e["actor"]["user"], Value::Null, "{e}");
+        assert_eq!(e["details"]["attempted_user"], "admin", "{e}");
+    }
     // The logfile holds one merged entry for the attack.
     let (_, log) = server.admin("GET", "/api/v1/logfile", None);
     let attack: Vec<&Value> = log["entries"]
@@ -105,6 +111,53 @@ fn wrong_passwords_block_the_client_on_http_and_https_until_reboot() {
     assert_eq!(status, 200);
     assert_eq!(status_from("127.0.0.2", &server.url("/healthz"), None), 200);
     assert_eq!(server.admin("GET", "/api/v1/blocked", None).1, json!([]));
+}
+
+#[test]
+fn a_request_with_credentials_to_a_missing_path_is_logged() {
+    let server = guarded();
+    let admin = format!("admin:{ADMIN_PASSWORD}");
+    assert_eq!(status_from("127.0.0.4", &server.url("/api/v1/no-such-thing"), Some(&admin)), 404);
+    assert_eq!(status_from("127.0.0.5", &server.url("/no/such/page"), Some("admin:wrong-guess")), 401);
+    assert_eq!(status_from("127.0.0.6", &server.url("/no/such/page"), None), 404);
+    let (_, log) = server.admin("GET", "/api/v1/logfile", None);
+    let entry =
+        |ip: &str| log["entries"].as_array().expect("entries").iter().find(|e| e["client_ip"] == ip).cloned();
+    let ok = entry("127.0.0.4").unwrap_or_else(|| panic!("the access is logged: {log}"));
+    assert_eq!((&ok["user"], &ok["authorized"]), (&json!("admin"), &json!(true)), "{ok}");
+    let wrong = entry("127.0.0.5").unwrap_or_else(|| panic!("the attempt is logged: {log}"));
+    assert_eq!((&wrong["user"], &wrong["authorized"]), (&json!("admin"), &json!(false)), "{wrong}");
+    assert!(entry("127.0.0.6").is_none(), "without credentials, a 404 is no access: {log}");
+}
+
+#[test]
+fn config_changed_events_record_what_changed_never_a_secret() {
+    let server = guarded();
+    let changes = events(&server, "config_changed");
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0]["actor"]["user"], "admin");
+    assert_eq!(changes[0]["details"]["sections"], json!(["webserver"]), "{}", changes[0]);
+    assert_eq!(
+        changes[0]["details"]["fields"],
+        json!([
+            "webserver.intrusion_detection.block_ip",
+            "webserver.intrusion_detection.notification_threshold"
+        ]),
+        "{}",
+        changes[0]
+    );
+    assert_eq!(changes[1]["details"]["sections"], json!(["access_control"]));
+    assert_eq!(changes[1]["details"]["fields"], json!(["access_control.enabled"]));
+    // A profile with a password, then the password changed: named, never shown.
+    let profile = |password: &str| json!({"uri": "sip:alarm@127.0.0.1:5060", "transport": "udp", "username": "cam", "password": password});
+    assert_eq!(server.admin("PUT", "/api/v1/profiles/phone/desk", Some(profile("first-sip-secret"))).0, 200);
+    assert_eq!(server.admin("PUT", "/api/v1/profiles/phone/desk", Some(profile("second-sip-secret"))).0, 200);
+    let changes = events(&server, "config_changed");
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert_eq!(changes[2]["details"]["fields"], json!(["profiles.phone.desk"]), "{}", changes[2]);
+    assert_eq!(changes[3]["details"]["fields"], json!(["profiles.phone.desk.password"]), "{}", changes[3]);
+    let (_, all) = server.admin("GET", "/api/v1/events?limit=1000", None);
+    assert!(!all.to_string().contains("sip-secret"), "{all}");
 }
 
 #[test]

@@ -187,6 +187,11 @@ fn an_intrusion_alert_reaches_mail_network_and_phone_peers() {
     assert_eq!(mail["mail_from"], "camera@example.com");
     assert_eq!(mail["rcpt_tos"], json!(["ops@example.com"]));
     assert!(mail["subject"].as_str().expect("subject").ends_with("6 failures from 127.0.0.2"), "{mail}");
+    // RFC 5322 §3.6.4: a unique Message-ID, on the sender's domain.
+    let message_id = mail["message_id"].as_str().unwrap_or_else(|| panic!("no Message-ID: {mail}"));
+    assert!(message_id.starts_with('<') && message_id.ends_with("@example.com>"), "{message_id}");
+    assert!(message_id.len() > "<@example.com>".len() + 16, "{message_id}");
+    assert!(mail["date"].is_string(), "{mail}");
     let attachment = mail["parts"]
         .as_array()
         .expect("parts")

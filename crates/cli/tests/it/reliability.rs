@@ -750,10 +750,13 @@ fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {
     let url = server.url("/api/v1/openapi.json");
     let auth = format!("admin:{ADMIN_PASSWORD}");
     let exe = schemathesis();
+    // Schemathesis keeps caches and reports in its working folder
+    // (`.schemathesis/`): a temporary one, so nothing is left in the clone.
+    let work = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let (code, out, err) = run(
-        "timeout",
-        &[
+    let output = std::process::Command::new("timeout")
+        .current_dir(work.path())
+        .args([
             "600",
             exe.to_str().expect("utf8"),
             "run",
@@ -783,9 +786,12 @@ fn api_fuzzing_finds_no_server_errors_and_no_schema_mismatch() {
             "--report-junit-path",
             junit.to_str().expect("utf8"),
             "--no-color",
-        ],
-    );
-    let output = format!("{out}{err}");
+        ])
+        .output()
+        .expect("run schemathesis");
+    let code = output.status.code().unwrap_or(-1);
+    let output =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     std::fs::write(&report, &output).expect("save report");
     figure(&format!(
         "api-fuzzing: schemathesis --max-examples {examples} in {:.0} s, exit {code} (report artifacts/security/schemathesis.txt)",
@@ -952,4 +958,132 @@ fn login_form_attack_is_blocked_at_the_threshold_while_a_legitimate_client_is_se
         !statuses.is_empty() && statuses.iter().all(|(s, _)| *s == 200),
         "legitimate client: {statuses:?}"
     );
+}
+
+/// A tmpfs mounted over a folder for one test; lazily unmounted when dropped
+/// (the server may still hold files in it).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `kib` KiB over `dir`, keeping what `dir` held.
+    /// `None` (and the reason) when this machine cannot mount one.
+    fn over(dir: &Path, kib: u32) -> Result<Self, String> {
+        let saved = dir.with_extension("saved");
+        let (code, _, err) = run("cp", &["-a", &dir.display().to_string(), &saved.display().to_string()]);
+        assert_eq!(code, 0, "{err}");
+        let options = format!("size={kib}k,mode=0700");
+        let (code, _, err) =
+            run("mount", &["-t", "tmpfs", "-o", &options, "tmpfs", &dir.display().to_string()]);
+        if code != 0 {
+            return Err(err);
+        }
+        let mounted = Self(dir.to_path_buf());
+        let (code, _, err) =
+            run("cp", &["-a", &format!("{}/.", saved.display()), &dir.display().to_string()]);
+        assert_eq!(code, 0, "{err}");
+        Ok(mounted)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = run("umount", &["-l", &self.0.display().to_string()]);
+    }
+}
+
+/// Fills the file system of `dir` with `dir/filler` until it refuses.
+fn fill(dir: &Path) {
+    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
+    let chunk = [0u8; 4096];
+    while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+}
+
+#[test]
+fn storage_full_is_said_recorded_and_alerted_and_changes_nothing() {
+    // The alert's peer: a TCP listener keeping what arrives.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let tcp_port = listener.local_addr().expect("addr").port();
+    let got = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut text = String::new();
+            let _ = conn.read_to_string(&mut text);
+            sink.lock().expect("lock").push(text);
+        }
+    });
+    let mut server = TestServer::start(&bin()).expect("start");
+    let (status, body) = server.admin(
+        "PUT",
+        "/api/v1/profiles/ip-notify/net",
+        Some(json!({"destinations": [format!("127.0.0.1:{tcp_port}")], "protocol": "tcp", "body": "ALERT {event}: {message}"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, mut s) = server.admin("GET", "/api/v1/webserver", None);
+    s["intrusion_detection"]["ip_notify_profile"] = json!("net");
+    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(s.clone())).0, 200);
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200);
+
+    // The data folder on a 600 KiB file system, as a device's flash.
+    server.kill();
+    let data = server.data_dir();
+    let _mounted = match Tmpfs::over(&data, 600) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED storage_full test: cannot mount a tmpfs here (needs root): {why}");
+            return;
+        }
+    };
+    server.restart().expect("restart on the small file system");
+    let config_before = std::fs::read(data.join("config.json")).expect("config");
+    let (_, cert_before) = server.admin("GET", "/api/v1/certificate", None);
+    fill(&data);
+
+    // A Set stays in memory; Store and Generate say what happened.
+    s["intrusion_detection"]["notification_threshold"] = json!(9);
+    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(s)).0, 200);
+    let (status, err) = server.admin("POST", "/api/v1/config/store", None);
+    assert_eq!(status, 507, "{err}");
+    assert_eq!(err["error"]["code"], "storage_full", "{err}");
+    assert_eq!(err["error"]["message"], "the device's storage is full; nothing was changed", "{err}");
+    let (status, err) = server.admin(
+        "POST",
+        "/api/v1/certificate/generate",
+        Some(json!({"common_name": "full.portcullis.test", "key_type": "ecdsa-p256"})),
+    );
+    assert_eq!(status, 507, "{err}");
+    assert_eq!(err["error"]["code"], "storage_full", "{err}");
+    // Nothing changed: the stored file, the certificate in use; still serving.
+    assert_eq!(std::fs::read(data.join("config.json")).expect("config"), config_before);
+    let (_, cert_after) = server.admin("GET", "/api/v1/certificate", None);
+    assert_eq!(cert_after["certificate"], cert_before["certificate"]);
+    let (_, status_now) = server.admin("GET", "/api/v1/config/status", None);
+    assert_eq!(status_now["unsaved_changes"], true, "{status_now}");
+
+    // In the event log at once, and one alert for both.
+    let (_, events) = server.admin("GET", "/api/v1/events?limit=1000", None);
+    let full: Vec<&Value> =
+        events["events"].as_array().expect("events").iter().filter(|e| e["kind"] == "storage_full").collect();
+    assert_eq!(full.len(), 2, "{events}");
+    assert!(
+        wait_until(Duration::from_secs(20), || got
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|m| m.contains("ALERT storage_full"))),
+        "no alert arrived: {:?}",
+        got.lock().expect("lock")
+    );
+
+    // Space back: the event log on disk records it, and Store works.
+    std::fs::remove_file(data.join("filler")).expect("rm filler");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(data.join("events.json"))
+            .is_ok_and(|t| t.contains("storage_full"))),
+        "the event log on disk lacks it"
+    );
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200);
+    let alerts = got.lock().expect("lock").iter().filter(|m| m.contains("ALERT storage_full")).count();
+    assert_eq!(alerts, 1, "one alert per hour at most");
 }

@@ -69,6 +69,23 @@ fn files_with_types_validators_and_ranges() {
         c.get(server.url("/")).header("if-none-match", "\"other\"").send().expect("get").status(),
         200
     );
+    // If-Match and If-Unmodified-Since (RFC 9110 §13.1.1, §13.1.4): 412 when
+    // the file is not the version named.
+    let r = c.get(server.url("/")).header("if-match", "\"other\"").send().expect("get");
+    assert_eq!(r.status(), 412);
+    assert_security_headers(&r);
+    assert_eq!(r.json::<serde_json::Value>().expect("json")["error"]["code"], "precondition_failed");
+    assert_eq!(c.get(server.url("/")).header("if-match", &etag).send().expect("get").status(), 200);
+    assert_eq!(c.get(server.url("/")).header("if-match", "*").send().expect("get").status(), 200);
+    let long_ago = "Sun, 06 Nov 1994 08:49:37 GMT";
+    assert_eq!(
+        c.get(server.url("/")).header("if-unmodified-since", long_ago).send().expect("get").status(),
+        412
+    );
+    assert_eq!(
+        c.get(server.url("/")).header("if-unmodified-since", &last_modified).send().expect("get").status(),
+        200
+    );
     // Ranges, over HTTPS too, for a file larger than the in-memory cache limit.
     let r = c.get(server.https_url("/docs/manual.pdf")).header("range", "bytes=100-199").send().expect("get");
     assert_eq!(r.status(), 206);
@@ -87,6 +104,7 @@ fn files_with_types_validators_and_ranges() {
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */1024");
     assert_security_headers(&r);
+    assert_eq!(r.json::<serde_json::Value>().expect("json")["error"]["code"], "range_not_satisfiable");
     let r = c.get(server.url("/no-such-file.txt")).send().expect("get");
     assert_eq!(r.status(), 404);
     assert_security_headers(&r);

@@ -51,6 +51,8 @@ class Handler:
             "from": str(msg["from"]),
             "to": str(msg["to"]),
             "subject": str(msg["subject"]),
+            "message_id": str(msg["message-id"]) if msg["message-id"] is not None else None,
+            "date": str(msg["date"]) if msg["date"] is not None else None,
             # session.ssl is only set by STARTTLS; implicit TLS shows on the transport.
             "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
             "authenticated": bool(session.authenticated),

@@ -22,6 +22,7 @@ impl From<CertStoreError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, c.code(), c.to_string()).field(c.field())
             }
             CertStoreError::State { code, message } => ApiError::conflict(code, message),
+            CertStoreError::Store(s) => s.into(),
             other => ApiError::internal(other),
         }
     }
@@ -127,11 +128,19 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<Json<CertificateView>, ApiError> {
     let mut f = fields(multipart, &["certificate", "private_key", "passphrase"]).await?;
-    let cert = f.remove("certificate").ok_or_else(|| {
+    let key = f.remove("private_key").filter(|k| !k.is_empty());
+    let required = || {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Required, "choose the certificate file to upload")
             .field("certificate")
-    })?;
-    let key = f.remove("private_key").filter(|k| !k.is_empty());
+    };
+    // Either field may take a combined certificate+key file (the seed's
+    // rule): without a certificate field, the key file must hold it.
+    let cert_chosen = f.contains_key("certificate");
+    let cert = match f.remove("certificate") {
+        Some(cert) => cert,
+        None if key.is_some() => Vec::new(),
+        None => return Err(required()),
+    };
     let passphrase = match f.remove("passphrase") {
         Some(p) if !p.is_empty() => Some(String::from_utf8(p).map_err(|_| {
             ApiError::new(
@@ -144,7 +153,17 @@ pub async fn upload(
         _ => None,
     };
     let change = CertificateChange::Upload { certificate: cert, private_key: key, passphrase };
-    Ok(Json(rt.change_certificate(change, &admin.actor).await?))
+    match rt.change_certificate(change, &admin.actor).await {
+        Ok(view) => Ok(Json(view)),
+        Err(e) => {
+            let e = ApiError::from(e);
+            // No certificate chosen, and the key file holds none.
+            if !cert_chosen && e.code == ErrorCode::Empty && e.field.as_deref() == Some("certificate") {
+                return Err(required());
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Upload certificate (multipart `certificate`): a CA-signed certificate for

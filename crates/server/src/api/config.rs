@@ -24,7 +24,8 @@ impl From<ApplyError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::PortUnavailable, b.to_string())
                     .field(if b.tls { "https_port" } else { "http_ports" })
             }
-            ApplyError::Store(s) => ApiError::internal(s),
+            // A full data folder is the operator's to know (507), not a server fault.
+            ApplyError::Store(s) => s.into(),
             e @ ApplyError::Unconfirmed(_) => ApiError::conflict(ErrorCode::ChangeUnconfirmed, e.to_string()),
             e @ ApplyError::NothingPending => ApiError::conflict(ErrorCode::NothingPending, e.to_string()),
             e @ ApplyError::ConfirmFromNew(_) => {
