@@ -620,7 +620,6 @@ fn config_set(key: String, value: &str, data: &DataDir) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{key}: {}: {}", e.code, e.message))?,
         Err(_) => serde_json::Value::String(value.to_string()),
     };
-    let shown = serde_json::to_string(&value)?;
     offline(data, |rt| async move {
         let refused = |e: portcullis::runtime::ApplyError| match e {
             portcullis::runtime::ApplyError::Invalid(v) => {
@@ -633,6 +632,10 @@ fn config_set(key: String, value: &str, data: &DataDir) -> Result<()> {
         };
         let actor = Actor::default();
         rt.set_setting(&key, value, &actor).await.map_err(refused)?;
+        // What is now set, read as `get` reads it: a secret is not echoed.
+        let shown = portcullis_core::setting_key::SettingKey::parse(&key)
+            .and_then(|k| k.get(&rt.running()))
+            .map_or_else(|_| "(a secret, not shown)".to_string(), |v| v.to_string());
         if rt.status().unsaved_changes {
             rt.store(&actor).await.map_err(refused)?;
             eprintln!("{key} = {shown}: stored; a server started on this folder uses it");
