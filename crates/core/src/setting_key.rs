@@ -114,7 +114,8 @@ impl SettingKey {
         let full = self.find(&section_value(config, self.section))?;
         let shown = self.find(&section_value(&redacted, self.section)).ok();
         match shown {
-            Some(v) if v == full || !(v.is_null() && !full.is_null()) => Ok(v),
+            // Redaction makes a secret null: shown unless that hid something.
+            Some(v) if !v.is_null() || full.is_null() => Ok(v),
             _ => Err(SettingError::Secret(self.field())),
         }
     }
@@ -176,7 +177,9 @@ impl SettingKey {
                     format!("{}.{}", self.section, e.field)
                 };
             }
-            if e.code == ErrorCode::UnknownField && e.field == self.field() {
+            // serde_ignored names list entries `rules.0`, the key may say `rules[0]`.
+            let dotted = self.field().replace('[', ".").replace(']', "");
+            if e.code == ErrorCode::UnknownField && (e.field == self.field() || e.field == dotted) {
                 return unknown();
             }
             SettingError::Invalid(e)
@@ -211,14 +214,14 @@ mod tests {
 
     #[test]
     fn keys_name_their_section_and_field() {
-        let k = SettingKey::parse("intrusion_detection.notification_threshold").unwrap();
+        let k = SettingKey::parse("intrusion_detection.notification_threshold").expect("valid");
         assert_eq!(
             (k.section, k.field().as_str()),
             ("webserver", "intrusion_detection.notification_threshold")
         );
-        let k = SettingKey::parse("webserver.http_ports[0]").unwrap();
+        let k = SettingKey::parse("webserver.http_ports[0]").expect("valid");
         assert_eq!((k.section, k.field().as_str()), ("webserver", "http_ports[0]"));
-        let k = SettingKey::parse("access_control.rules.2.source").unwrap();
+        let k = SettingKey::parse("access_control.rules.2.source").expect("valid");
         assert_eq!((k.section, k.field().as_str()), ("access_control", "access_control.rules[2].source"));
         for bad in ["", "nonsense", "http_ports.", ".http_ports", "http_ports[x]", "http_ports[1"] {
             assert!(matches!(SettingKey::parse(bad), Err(SettingError::UnknownKey(_))), "{bad}");
@@ -228,15 +231,22 @@ mod tests {
     #[test]
     fn set_then_get_and_refusals() {
         let c = Config::default();
-        let k = SettingKey::parse("intrusion_detection.notification_threshold").unwrap();
-        let new = k.set(&c, 7.into()).unwrap();
-        assert_eq!(k.get(&new).unwrap(), Value::from(7));
-        assert_eq!(k.get(&c).unwrap(), Value::from(10));
-        let e = SettingKey::parse("https_port").unwrap().set(&c, "x".into()).unwrap_err();
+        let k = SettingKey::parse("intrusion_detection.notification_threshold").expect("valid");
+        let new = k.set(&c, 7.into()).expect("valid");
+        assert_eq!(k.get(&new).expect("valid"), Value::from(7));
+        assert_eq!(k.get(&c).expect("valid"), Value::from(10));
+        let e = SettingKey::parse("https_port").expect("valid").set(&c, "x".into()).expect_err("refused");
         assert!(matches!(e, SettingError::Invalid(ref v) if v.field == "https_port"), "{e:?}");
-        let e = SettingKey::parse("intrusion_detection.nope").unwrap().set(&c, 1.into()).unwrap_err();
+        let e = SettingKey::parse("intrusion_detection.nope")
+            .expect("valid")
+            .set(&c, 1.into())
+            .expect_err("refused");
         assert!(matches!(e, SettingError::UnknownKey(ref k) if k == "intrusion_detection.nope"), "{e:?}");
-        let e = SettingKey::parse("http_ports[5]").unwrap().set(&c, 81.into()).unwrap_err();
+        let e = SettingKey::parse("access_control.trusted_proxies")
+            .expect("valid")
+            .set(&c, "[]".parse().expect("valid"));
+        assert!(e.is_ok(), "{e:?}");
+        let e = SettingKey::parse("http_ports[5]").expect("valid").set(&c, 81.into()).expect_err("refused");
         assert!(matches!(e, SettingError::UnknownKey(_)), "{e:?}");
     }
 }

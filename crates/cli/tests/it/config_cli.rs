@@ -111,8 +111,16 @@ fn an_unknown_key_says_where_to_look() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_path = dir.path().join("d");
     let data = data_path.to_str().expect("utf8");
-    for key in ["notification_threshold", "intrusion_detection.nope", "http_ports[3]", "access_control.nope"]
-    {
+    let (code, err) = set(data, "access_control.rules", r#"[{"source": "10.0.0.0/8", "kind": "allow"}]"#);
+    assert_eq!(code, 0, "{err}");
+    let config = read(&data_path.join("config.json"));
+    for key in [
+        "notification_threshold",
+        "intrusion_detection.nope",
+        "http_ports[3]",
+        "access_control.nope",
+        "access_control.rules[0].nope",
+    ] {
         let (code, err) = set(data, key, "5");
         assert_eq!(code, 2, "{key}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -122,7 +130,8 @@ fn an_unknown_key_says_where_to_look() {
         assert_eq!(code, 2, "{key}: {err}");
         assert!(err.contains("unknown setting"), "{err}");
     }
-    assert!(!data_path.join("config.json").exists(), "nothing stored");
+    assert_eq!(read(&data_path.join("config.json")), config, "nothing stored");
+    assert_eq!(get(data, "access_control.rules[0].source"), json!("10.0.0.0/8"));
 }
 
 #[test]
