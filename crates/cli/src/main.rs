@@ -285,7 +285,8 @@ enum ConfigCommand {
         /// The setting's path in the API's JSON (as for `get`).
         key: String,
         /// The value: JSON when it parses as JSON (numbers, true/false, null,
-        /// lists, objects), else a string.
+        /// lists, objects), else a string. It may start with `-` (`-1`).
+        #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
         data: DataDir,

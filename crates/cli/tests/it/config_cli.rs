@@ -201,3 +201,58 @@ fn set_opens_no_port_offline() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(get(data, "http_ports"), json!([port]));
 }
+
+#[test]
+fn refusals_carry_the_api_s_field_and_code() {
+    let server = TestServer::start(&bin()).expect("start");
+    let (_, factory) = server.admin("GET", "/api/v1/webserver", None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_path = dir.path().join("d");
+    let data = data_path.to_str().expect("utf8");
+    for (key, value, pointer) in [
+        (
+            "intrusion_detection.notification_threshold",
+            json!(3),
+            "/intrusion_detection/notification_threshold",
+        ),
+        ("intrusion_detection.timeout_minutes", json!(0), "/intrusion_detection/timeout_minutes"),
+        ("intrusion_detection.email_profile", json!("nobody"), "/intrusion_detection/email_profile"),
+        ("http_ports", json!([8080, 8080]), "/http_ports"),
+        ("http_ports", json!([0]), "/http_ports"),
+        ("confirm_timeout_seconds", json!(5), "/confirm_timeout_seconds"),
+        ("hsts_max_age_seconds", json!(-1), "/hsts_max_age_seconds"),
+        ("allowed_hosts", json!(["http://camera.example.com/"]), "/allowed_hosts"),
+        ("http_enabled", json!("yes"), "/http_enabled"),
+    ] {
+        let mut body = factory.clone();
+        *body.pointer_mut(pointer).expect("a setting of the dialog") = value.clone();
+        let (status, answer) = server.admin("PUT", "/api/v1/webserver", Some(body));
+        assert_eq!(status, 400, "{key} {value}: {answer}");
+        let (field, code) = (&answer["error"]["field"], &answer["error"]["code"]);
+        let (exit, err) = set(data, key, &value.to_string());
+        assert_eq!(exit, 1, "{key} {value}: {err}");
+        let expected =
+            format!("portcullis: {}: {}: ", field.as_str().expect("field"), code.as_str().expect("code"));
+        assert!(err.starts_with(&expected), "{key} {value}: the API said {answer}, the command line {err}");
+    }
+    // Other sections: the command line names the field with its section, as the key does.
+    let (_, factory) = server.admin("GET", "/api/v1/access-control", None);
+    for (key, value, pointer) in [
+        ("access_control.rules", json!([{"source": "10.0.0.300/8", "kind": "allow"}]), "/rules"),
+        ("access_control.rules", json!([{"source": "10.0.0.0/8", "kind": "maybe"}]), "/rules"),
+        ("access_control.no_match", json!("perhaps"), "/no_match"),
+        ("access_control.trusted_proxies", json!(["x"]), "/trusted_proxies"),
+    ] {
+        let mut body = factory.clone();
+        *body.pointer_mut(pointer).expect("a setting of the section") = value.clone();
+        let (status, answer) = server.admin("PUT", "/api/v1/access-control", Some(body));
+        assert_eq!(status, 400, "{key} {value}: {answer}");
+        let field = answer["error"]["field"].as_str().expect("field");
+        let field = field.strip_prefix("access_control.").unwrap_or(field);
+        let code = answer["error"]["code"].as_str().expect("code");
+        let (exit, err) = set(data, key, &value.to_string());
+        assert_eq!(exit, 1, "{key} {value}: {err}");
+        let expected = format!("portcullis: access_control.{field}: {code}: ");
+        assert!(err.starts_with(&expected), "{key} {value}: the API said {answer}, the command line {err}");
+    }
+}
