@@ -270,7 +270,41 @@ enum ConfigCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Print one stored setting as JSON (secrets are never printed); works
+    /// while a server runs.
+    Get {
+        /// The setting's path in the API's JSON: `http_ports`,
+        /// `intrusion_detection.notification_threshold`, `access_control.enabled`, ...
+        key: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Change one setting and store it, checked as the API checks it; the
+    /// server must not be running on the folder (it uses it at its next start).
+    Set {
+        /// The setting's path in the API's JSON (as for `get`).
+        key: String,
+        /// The value: JSON when it parses as JSON (numbers, true/false, null,
+        /// lists, objects), else a string. It may start with `-` (`-1`).
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
+
+/// A command line that names something that does not exist (exit status 2,
+/// as for clap's own usage errors).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
     // `--version` names the build's features and crypto provider. Leaked once:
@@ -290,7 +324,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("portcullis: {}", one_line(&e));
-            ExitCode::FAILURE
+            if e.is::<UsageError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -538,6 +572,8 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
                 }
             }
         }
+        ConfigCommand::Get { key, data } => config_get(&key, &data)?,
+        ConfigCommand::Set { key, value, data } => config_set(key, &value, &data)?,
         ConfigCommand::FactoryReset { data } => {
             offline(&data, |rt| async move {
                 rt.store_factory_settings(&Actor::default()).await.map_err(apply_error)?;
@@ -550,6 +586,63 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stored configuration (factory settings when none is stored).
+fn stored_config(data: &DataDir) -> Result<Config> {
+    let store = Store::open(&data.data_dir)?;
+    Ok(match store.read(store::CONFIG_FILE)? {
+        Some(bytes) => store::parse_config(&bytes).map_err(|e| anyhow::anyhow!("config.json: {e}"))?.config,
+        None => Config::default(),
+    })
+}
+
+/// `config get KEY`: the stored value, as JSON on one line.
+fn config_get(key: &str, data: &DataDir) -> Result<()> {
+    use portcullis_core::setting_key::{SettingError, SettingKey};
+    let config = stored_config(data)?;
+    let value = SettingKey::parse(key).and_then(|k| k.get(&config)).map_err(|e| match e {
+        SettingError::UnknownKey(_) => anyhow::Error::new(UsageError(e.to_string())),
+        other => anyhow::anyhow!("{other}"),
+    })?;
+    println!("{}", serde_json::to_string(&value)?);
+    Ok(())
+}
+
+/// `config set KEY VALUE`: the runtime's Set for the setting's section, then
+/// Store (offline there is no running state to keep apart from the stored one).
+fn config_set(key: String, value: &str, data: &DataDir) -> Result<()> {
+    // JSON when it is JSON (a key given twice refused, as the API refuses
+    // it); anything else is the string itself (`config set x admin@example.com`).
+    let value = match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(_) => portcullis_core::config::strict_json(value.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{key}: {}: {}", e.code, e.message))?,
+        Err(_) => serde_json::Value::String(value.to_string()),
+    };
+    offline(data, |rt| async move {
+        let refused = |e: portcullis::runtime::ApplyError| match e {
+            portcullis::runtime::ApplyError::Invalid(v) => {
+                let words = portcullis_core::config::for_people(&v.message).unwrap_or(v.message);
+                let field = if v.field.is_empty() { key.clone() } else { v.field };
+                anyhow::anyhow!("{field}: {}: {words}", v.code)
+            }
+            portcullis::runtime::ApplyError::UnknownSetting(m) => anyhow::Error::new(UsageError(m)),
+            other => apply_error(other),
+        };
+        let actor = Actor::default();
+        rt.set_setting(&key, value, &actor).await.map_err(refused)?;
+        // What is now set, read as `get` reads it: a secret is not echoed.
+        let shown = portcullis_core::setting_key::SettingKey::parse(&key)
+            .and_then(|k| k.get(&rt.running()))
+            .map_or_else(|_| "(a secret, not shown)".to_string(), |v| v.to_string());
+        if rt.status().unsaved_changes {
+            rt.store(&actor).await.map_err(refused)?;
+            eprintln!("{key} = {shown}: stored; a server started on this folder uses it");
+        } else {
+            eprintln!("{key} = {shown}: unchanged");
+        }
+        Ok(())
+    })
 }
 
 fn write_out(out: Option<&Path>, text: &str, secret: bool) -> Result<()> {

@@ -22,6 +22,7 @@ pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
 pub mod session;
+pub mod setting_key;
 pub mod settings;
 pub mod syslog;
 pub mod throttle;

@@ -610,8 +610,8 @@ impl OfflineDevice {
         let fleet =
             Arc::new(fleet::Fleet::new(clock.clone(), env!("CARGO_PKG_VERSION"), &build_info::features()));
         let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now, fleet));
-        // Nothing is ever bound: the listeners are not started.
-        let (listeners, _no_serving) = ports::ListenerSet::new(Vec::new());
+        // Nothing is ever bound: a Set's ports are the next start's to open.
+        let listeners = ports::ListenerSet::offline();
         #[cfg(feature = "acme")]
         let acme = Arc::new(acme::Acme::load(&store, certs.resolver.clone()));
         let notifier =

@@ -95,6 +95,9 @@ pub struct ListenerSet {
     addresses: Arc<Vec<IpAddr>>,
     /// Where bound sockets go to be served.
     serve: mpsc::UnboundedSender<ServeJob>,
+    /// Offline (the command line's changes on a data folder no server runs
+    /// on): nothing is bound, the server binds at its start.
+    offline: bool,
 }
 
 impl std::fmt::Debug for ListenerSet {
@@ -114,7 +117,15 @@ impl ListenerSet {
     /// it binds arrive on the returned receiver, for the listen module to serve.
     pub fn new(addresses: Vec<IpAddr>) -> (Self, ServeJobs) {
         let (serve, jobs) = mpsc::unbounded_channel();
-        (Self { open: BTreeMap::new(), addresses: Arc::new(addresses), serve }, jobs)
+        (Self { open: BTreeMap::new(), addresses: Arc::new(addresses), serve, offline: false }, jobs)
+    }
+
+    /// A set that never binds: the runtime of the command line's offline
+    /// changes, whose Sets check and store settings for the next start.
+    pub fn offline() -> Self {
+        let (mut set, _jobs) = Self::new(Vec::new());
+        set.offline = true;
+        set
     }
 
     /// The listeners open now.
@@ -126,6 +137,9 @@ impl ListenerSet {
     /// cannot be opened refuses the change before anything else changes.
     pub fn prepare(&self, wanted: &[ListenerSpec]) -> Result<Prepared, BindError> {
         let mut bound = Vec::new();
+        if self.offline {
+            return Ok(Prepared { bound, remove: Vec::new() });
+        }
         for spec in wanted {
             if self.open.contains_key(spec) {
                 continue;
@@ -153,6 +167,9 @@ impl ListenerSet {
         wanted: &[ListenerSpec],
         keep_old: bool,
     ) -> Result<(), BindError> {
+        if self.offline {
+            return Ok(());
+        }
         for spec in prepared.remove {
             let port_needed = wanted.iter().any(|w| w.port == spec.port);
             if keep_old && !port_needed {

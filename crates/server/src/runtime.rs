@@ -77,6 +77,9 @@ pub enum ApplyError {
         "these rules deny your own address {0}: you would be locked out. Send them with ?force=true to apply them provisionally: they are then rolled back by themselves unless confirmed (POST /api/v1/config/confirm) from an address they allow"
     )]
     WouldLockOut(IpAddr),
+    /// No setting has the key given (`config set KEY`).
+    #[error("{0}")]
+    UnknownSetting(String),
     /// The confirmation came through a listener the change removes.
     #[error("confirm through the new configuration: connect to one of the ports {}", .0.iter().map(|l| format!("{} ({})", l.port, if l.tls { "HTTPS" } else { "HTTP" })).collect::<Vec<_>>().join(", "))]
     ConfirmFromNew(Vec<ListenerSpec>),
@@ -656,6 +659,84 @@ impl Runtime {
     ) -> Result<Arc<Config>, ApplyError> {
         self.set_plain(actor, "CrowdSec settings set", |c| c.crowdsec = settings).await?;
         Ok(self.running())
+    }
+
+    /// Set for one setting named by its path in the API's JSON
+    /// (`intrusion_detection.notification_threshold`, `access_control.enabled`;
+    /// see [`portcullis_core::setting_key`]): the section with that setting
+    /// changed goes through its section's Set, parsed and checked exactly as
+    /// the API's body would be. The command line's `config set`, offline.
+    pub async fn set_setting(
+        self: &Arc<Self>,
+        key: &str,
+        value: serde_json::Value,
+        actor: &Actor,
+    ) -> Result<Arc<Config>, ApplyError> {
+        use portcullis_core::setting_key::{SettingError, SettingKey};
+        let refused = |e: SettingError| match e {
+            SettingError::Invalid(v) => ApplyError::Invalid(v),
+            other => ApplyError::UnknownSetting(other.to_string()),
+        };
+        let key = SettingKey::parse(key).map_err(refused)?;
+        let old = self.running();
+        let new = key.set(&old, value).map_err(refused)?;
+        let not_built = |field: &str, feature: &str| {
+            ApplyError::Invalid(ValidationError::new(
+                field,
+                portcullis_core::ErrorCode::FeatureNotBuilt,
+                format!("this build of portcullis does not include the \"{feature}\" feature"),
+            ))
+        };
+        match key.section {
+            "webserver" => Ok(self.set_webserver(new.webserver, actor, None).await?.0),
+            "access_control" => Ok(self.set_access_control(new.access_control, actor, false).await?.0),
+            "profiles" => {
+                // As the API's profile PUT: a channel this build left out
+                // could never send, and an omitted password keeps the stored one.
+                fn changed<P: PartialEq>(
+                    old: &std::collections::BTreeMap<String, P>,
+                    new: &std::collections::BTreeMap<String, P>,
+                ) -> bool {
+                    new.iter().any(|(name, p)| old.get(name) != Some(p))
+                }
+                let (o, n) = (&old.profiles, &new.profiles);
+                for (kind, feature, touched) in [
+                    ("email", "email", changed(&o.email, &n.email)),
+                    ("ip_notify", "ip-notify", changed(&o.ip_notify, &n.ip_notify)),
+                    ("phone", "sip", changed(&o.phone, &n.phone)),
+                ] {
+                    if touched && !crate::build_info::built(feature) {
+                        return Err(not_built(&format!("profiles.{kind}"), feature));
+                    }
+                }
+                let profiles = portcullis_core::profiles::merge_secrets(new.profiles, &old.profiles);
+                self.set_profiles(profiles, actor).await
+            }
+            "authentication" => {
+                if new.authentication.digest && !crate::build_info::built("digest") {
+                    return Err(not_built("authentication.digest", "digest"));
+                }
+                self.set_authentication(new.authentication, actor).await
+            }
+            "syslog" => {
+                if !crate::build_info::built("syslog") {
+                    return Err(not_built("syslog", "syslog"));
+                }
+                self.set_syslog(new.syslog.merge_secrets(&old.syslog), actor).await
+            }
+            "crowdsec" => {
+                if !crate::build_info::built("crowdsec") {
+                    return Err(not_built("crowdsec", "crowdsec"));
+                }
+                self.set_crowdsec(new.crowdsec.merge_secrets(&old.crowdsec), actor).await
+            }
+            _ => {
+                if !crate::build_info::built("webroot") {
+                    return Err(not_built("webroot", "webroot"));
+                }
+                self.set_webroot(new.webroot, actor).await
+            }
+        }
     }
 
     /// Set for the static content settings.

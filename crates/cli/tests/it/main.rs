@@ -10,6 +10,7 @@ mod caching;
 mod certificate;
 mod cli;
 mod clock;
+mod config_cli;
 #[cfg(feature = "digest")]
 mod digest;
 mod features;

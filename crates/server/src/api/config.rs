@@ -27,6 +27,9 @@ impl From<ApplyError> for ApiError {
             // A full data folder is the operator's to know (507), not a server fault.
             ApplyError::Store(s) => s.into(),
             e @ ApplyError::Unconfirmed(_) => ApiError::conflict(ErrorCode::ChangeUnconfirmed, e.to_string()),
+            ApplyError::UnknownSetting(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::UnknownField, message)
+            }
             e @ ApplyError::NothingPending => ApiError::conflict(ErrorCode::NothingPending, e.to_string()),
             e @ ApplyError::ConfirmFromNew(_) => {
                 ApiError::conflict(ErrorCode::ConfirmFromNewAddress, e.to_string())
