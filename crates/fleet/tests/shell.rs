@@ -122,7 +122,13 @@ async fn a_collector_that_appears_late_gets_what_was_queued_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_never_waits_for_a_collector_that_stops_reading() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // A small, fixed receive buffer (no autotuning, which may grow to
+    // tcp_rmem's maximum: 32 MiB on some machines, where every message fitted
+    // and none was dropped): only the sender's buffer is left to fill.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+    let listener = socket.listen(1).expect("listen");
     let port = listener.local_addr().expect("addr").port();
     // Accepts, then never reads: the socket buffers fill and writes block.
     let held = tokio::spawn(async move {
@@ -138,9 +144,10 @@ async fn sending_never_waits_for_a_collector_that_stops_reading() {
         Arc::new(Failures::default()),
     )
     .expect("starts");
-    // 20,000 messages of about 250 bytes (5 MB): far more than the socket
-    // buffers take. Every send returns; the queue stays within its bound.
-    for i in 0..20_000 {
+    // 40,000 messages of about 250 bytes (10 MB): far more than the socket
+    // buffers take (the sender's grows to tcp_wmem's maximum, 4 MiB by
+    // default). Every send returns; the queue stays within its bound.
+    for i in 0..40_000 {
         exporter.send_event(&event(i));
         // The queue's 100, and the one taken out of it on its way.
         let queued = exporter.stats()[0].queued;
@@ -151,7 +158,7 @@ async fn sending_never_waits_for_a_collector_that_stops_reading() {
     // one on its way included); the figures are read one after another
     // while the task runs, so one may be in between.
     let accounted = stats.sent + stats.dropped + stats.queued as u64;
-    assert!((19_999..=20_000).contains(&accounted), "{stats:?}");
+    assert!((39_999..=40_000).contains(&accounted), "{stats:?}");
     assert!(stats.dropped > 0, "{stats:?}");
     held.abort();
 }
