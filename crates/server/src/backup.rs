@@ -200,17 +200,18 @@ pub fn open(file: &[u8], passphrase: &str) -> Result<Backup, BackupError> {
     }
     let mut identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(passphrase.to_owned()));
     identity.set_max_work_factor(MAX_WORK_FACTOR);
-    let mut reader = decryptor.decrypt(std::iter::once(&identity as &dyn age::Identity)).map_err(|e| match e {
-        // The header's file key did not decrypt: with a passphrase
-        // recipient, that is the passphrase (a changed stanza reads the same).
-        age::DecryptError::DecryptionFailed
-        | age::DecryptError::KeyDecryptionFailed
-        | age::DecryptError::NoMatchingKeys => BackupError::WrongPassphrase,
-        age::DecryptError::ExcessiveWork { required, .. } => BackupError::Damaged(format!(
-            "its passphrase work factor 2^{required} is above the 2^{MAX_WORK_FACTOR} this device accepts"
-        )),
-        other => damaged(&other),
-    })?;
+    let mut reader =
+        decryptor.decrypt(std::iter::once(&identity as &dyn age::Identity)).map_err(|e| match e {
+            // The header's file key did not decrypt: with a passphrase
+            // recipient, that is the passphrase (a changed stanza reads the same).
+            age::DecryptError::DecryptionFailed
+            | age::DecryptError::KeyDecryptionFailed
+            | age::DecryptError::NoMatchingKeys => BackupError::WrongPassphrase,
+            age::DecryptError::ExcessiveWork { required, .. } => BackupError::Damaged(format!(
+                "its passphrase work factor 2^{required} is above the 2^{MAX_WORK_FACTOR} this device accepts"
+            )),
+            other => damaged(&other),
+        })?;
     let mut plain = Vec::new();
     // The payload's chunks are authenticated as they are read: a changed or
     // cut file fails here.
@@ -316,7 +317,8 @@ fn check_users(users: &UsersFile) -> Result<(), BackupError> {
         BackupError::Invalid(ValidationError::new(field, code, message))
     };
     for (key, user) in &users.users {
-        crate::auth::validate_user_name(key).map_err(|e| invalid(format!("users.{key}"), e.code, e.message))?;
+        crate::auth::validate_user_name(key)
+            .map_err(|e| invalid(format!("users.{key}"), e.code, e.message))?;
         if &user.name != key {
             return Err(invalid(
                 format!("users.{key}"),
@@ -384,7 +386,11 @@ mod tests {
     fn sample() -> Backup {
         let mut users = UsersFile::default();
         users
-            .upsert("admin", Some(Group::Admins), Some(crate::auth::hash_password("secret-pass").expect("hash")))
+            .upsert(
+                "admin",
+                Some(Group::Admins),
+                Some(crate::auth::hash_password("secret-pass").expect("hash")),
+            )
             .expect("user");
         Backup {
             info: BackupInfo {

@@ -34,6 +34,11 @@ impl From<BackupError> for ApiError {
     }
 }
 
+/// The backup file as the OpenAPI document shows it: binary, age format.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct BackupFile(pub Vec<u8>);
+
 /// What to export.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +61,7 @@ pub struct ExportRequest {
 /// with its key if asked for. Recorded in the event log (`config_exported`).
 #[utoipa::path(post, path = "/api/v1/config/export", tag = "config", request_body = ExportRequest,
     responses((status = 200, description = "the backup file (age format, binary), as an attachment",
-            content_type = "application/octet-stream", body = Vec<u8>),
+            content_type = "application/octet-stream", body = BackupFile),
         (status = 400, description = "the passphrase is shorter than 12 characters (passphrase_too_short)", body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 pub async fn export(
@@ -126,11 +131,13 @@ pub async fn import(
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let mut f =
-        super::certificate::fields(multipart, &["file", "passphrase", "include_certificate", "force"]).await?;
+        super::certificate::fields(multipart, &["file", "passphrase", "include_certificate", "force"])
+            .await?;
     let file = f.remove("file").filter(|b| !b.is_empty()).ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Required, "choose the backup file").field("file")
     })?;
-    let passphrase = f.remove("passphrase").map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default();
+    let passphrase =
+        f.remove("passphrase").map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default();
     if passphrase.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -46,8 +46,8 @@ use crate::error::ErrorBody;
     feature = "crowdsec"
 ))]
 use super::{
-    authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, security, session,
-    syslog, users, webroot, webserver,
+    authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, security,
+    session, syslog, users, webroot, webserver,
 };
 
 /// The OpenAPI document of the full build (see the module docs).
