@@ -1109,10 +1109,14 @@ impl Runtime {
         // change must be its own.
         self.ensure_nothing_pending()?;
         let old = self.running();
-        let changed_sections = old.changed_sections(&backup.config);
+        // What a Reboot would make of the backup's configuration here: the
+        // ports given on this device's command line still win over the
+        // configured ones (unless they no longer fit it).
+        let with_overrides = self.overrides.apply(&backup.config);
+        let config = if with_overrides.validate().is_ok() { with_overrides } else { backup.config.clone() };
+        let changed_sections = old.changed_sections(&config);
         if !changed_sections.is_empty() {
-            self.apply_guarded(&old, backup.config.clone(), actor, via, force, "configuration from a backup")
-                .await?;
+            self.apply_guarded(&old, config, actor, via, force, "configuration from a backup").await?;
         }
         // The accounts: a record that differs from the device's gets a
         // generation above both, so cached logins and sessions made with

@@ -199,7 +199,7 @@ fn a_wrong_passphrase_a_damaged_file_and_a_newer_version_change_nothing() {
     let (_, mut ws) = server.admin("GET", "/api/v1/webserver", None);
     ws["intrusion_detection"]["notification_threshold"] = json!(9);
     assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(ws)).0, 200);
-    assert_eq!(server.admin("DELETE", "/api/v1/users/operator", None).0, 200);
+    assert_eq!(server.admin("DELETE", "/api/v1/users/operator", None).0, 204);
     let before =
         (server.admin("GET", "/api/v1/webserver", None).1, server.admin("GET", "/api/v1/users", None).1);
 
@@ -313,39 +313,74 @@ fn the_certificate_is_carried_only_when_asked_and_installed_only_with_the_flag()
     assert_eq!(answer["certificate"], json!("unchanged"), "{answer}");
 }
 
+/// Imports from the loopback address `source` with curl; status and JSON answer.
+fn import_from(server: &TestServer, source: &str, file: &Path, extra: &[&str]) -> (u16, Value) {
+    let mut args = vec![
+        "-sk".to_string(),
+        "--interface".into(),
+        source.into(),
+        "--max-time".into(),
+        "60".into(),
+        "-u".into(),
+        format!("admin:{ADMIN_PASSWORD}"),
+        "-F".into(),
+        format!("file=@{}", file.display()),
+        "-F".into(),
+        format!("passphrase={PASSPHRASE}"),
+    ];
+    for e in extra {
+        args.push("-F".into());
+        args.push((*e).to_string());
+    }
+    args.extend(["-w".into(), "\n%{http_code}".into(), server.url("/api/v1/config/import")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, out, err) = run("curl", &args);
+    let (body, status) = out.rsplit_once('\n').unwrap_or_else(|| panic!("curl: {out} {err}"));
+    (status.trim().parse().expect("status"), serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 #[test]
-fn a_clone_that_moves_the_ports_is_provisional_until_confirmed_through_them() {
+fn a_backup_whose_rules_deny_the_requester_is_refused_or_forced_provisionally_as_a_set_is() {
     let source = TestServer::start(&bin()).expect("start");
     configured(&source);
+    let (status, body) = source.admin(
+        "PUT",
+        "/api/v1/access-control",
+        Some(json!({"enabled": true, "rules": [{"source": "10.9.0.0/16", "kind": "deny"}, {"source": "127.0.0.2/32", "kind": "deny"}]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(source.admin("POST", "/api/v1/config/store", None).0, 200);
     let out = source.dir.path().join("clone.age");
     export(&source, json!({"passphrase": PASSPHRASE}), &out);
-    let source_port = source.http_ports[0];
-    drop(source);
 
-    // Another device: its stored ports are the source's, so the import
-    // closes the port it came through.
+    // Another device, the import sent from the address the backup's rules deny.
     let target = TestServer::start(&bin()).expect("start");
-    let (status, answer) = import(&target, &out, PASSPHRASE, &[]);
+    let users_before = target.admin("GET", "/api/v1/users", None).1;
+    let (status, answer) = import_from(&target, "127.0.0.2", &out, &[]);
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], json!("would_lock_out"), "{answer}");
+    assert_eq!(
+        target.admin("GET", "/api/v1/access-control", None).1["enabled"],
+        json!(false),
+        "nothing changed"
+    );
+    assert_eq!(target.admin("GET", "/api/v1/users", None).1, users_before, "nothing changed");
+
+    let (status, answer) = import_from(&target, "127.0.0.2", &out, &["force=true"]);
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["provisional"], json!(true), "{answer}");
     assert_eq!(answer["confirm"], json!("POST /api/v1/config/confirm"));
     assert_eq!(answer["settings"]["certificate"], json!("none"), "{answer}");
-    let confirm = target
-        .client()
-        .post(format!("http://127.0.0.1:{source_port}/api/v1/config/confirm"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .expect("confirm");
-    assert_eq!(confirm.status().as_u16(), 200, "{}", confirm.text().unwrap_or_default());
-    let ws: Value = target
-        .client()
-        .get(format!("http://127.0.0.1:{source_port}/api/v1/webserver"))
-        .basic_auth("operator", Some(OPERATOR_PASSWORD))
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
-    assert_eq!(ws["intrusion_detection"]["notification_threshold"], json!(7), "{ws}");
+    assert!(answer["settings"]["changed_sections"].to_string().contains("access_control"), "{answer}");
+    // Store refuses a change still waiting; confirmed from an allowed address, it stays.
+    assert_eq!(target.admin("POST", "/api/v1/config/store", None).0, 409);
+    let (status, body) = target.admin("POST", "/api/v1/config/confirm", None);
+    assert_eq!(status, 200, "{body}");
+    assert_configured(&target);
+    assert_eq!(
+        target.admin("GET", "/api/v1/access-control", None).1["rules"][1]["source"],
+        json!("127.0.0.2/32")
+    );
 }
 
 #[test]
