@@ -379,7 +379,7 @@ fn a_backup_whose_rules_deny_the_requester_is_refused_or_forced_provisionally_as
     assert_configured(&target);
     assert_eq!(
         target.admin("GET", "/api/v1/access-control", None).1["rules"][1]["source"],
-        json!("127.0.0.2/32")
+        json!("127.0.0.2")
     );
 }
 
