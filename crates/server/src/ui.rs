@@ -225,7 +225,9 @@ mod tests {
         let (plain, gzip) = embedded_bytes();
         assert!(plain + gzip < 520 * 1024, "UI assets weigh {plain} + {gzip} bytes");
         for lang in Lang::ALL {
-            assert!(page_bytes(lang) < 140 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
+            // 150 KiB: the backup section (issue 21) took Russian, the
+            // largest, from about 136 to 143 KiB.
+            assert!(page_bytes(lang) < 150 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
         }
         for (i, a) in ASSETS.iter().enumerate() {
             assert!(!ASSETS[i + 1..].iter().any(|b| b.name == a.name), "{} twice", a.name);
