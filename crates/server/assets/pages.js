@@ -33,7 +33,7 @@ export async function renderMenu(root) {
     section(t("menu.dialogs"), h("ul", { class: "menu" }, items.map(([p, k, d]) =>
       h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
     section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))),
-    session.group === "admins" ? backupSection(() => lastStatus) : null);
+    session.group === "admins" ? backupSection(() => lastStatus, () => load()) : null);
   let lastStatus = null;
   function showStatus(s) {
     lastStatus = s;
@@ -55,7 +55,8 @@ export async function renderMenu(root) {
 // Export (the passphrase twice, the certificate if chosen) downloads the
 // file; import (file and passphrase) shows the answer, which is a Set's:
 // 202 when provisional (the banner then asks for the confirmation).
-function backupSection(status) {
+// `status()` is the configuration status last shown, `reload()` shows it anew.
+function backupSection(status, reload) {
   const exportForm = h("form", { id: "backup-export", novalidate: true });
   const p1 = field({ label: t("backup.passphrase"), path: "passphrase", type: "password", hint: t("backup.passphrase.hint"), attrs: { autocomplete: "new-password", minlength: 12 } });
   const p2 = field({ label: t("backup.passphrase2"), path: "passphrase2", type: "password", attrs: { autocomplete: "new-password" } });
@@ -115,6 +116,8 @@ function backupSection(status) {
     if (outcome.certificate === "skipped") lines.push(warning(t("backup.cert.skipped")));
     result.replaceChildren(...lines);
     announce(lines[0].textContent);
+    // The imported settings are running, not stored: the status above says so.
+    await reload();
     await refreshPending();
   });
   return section(t("backup.title"), note(t("backup.note")), exportForm, importForm);
