@@ -29,7 +29,8 @@ export async function renderMenu(root) {
     ["blocked", "nav.blocked", "menu.blocked"],
     ["users", "nav.users", "menu.users"],
   ].filter(([p]) => (p !== "profiles" || anyChannel()) && (p !== "fleet" || ["metrics", "syslog", "crowdsec"].some(built)));
-  root.replaceChildren(
+  // setChildren: a viewer has no backup section, and null must not show.
+  setChildren(root,
     section(t("menu.dialogs"), h("ul", { class: "menu" }, items.map(([p, k, d]) =>
       h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
     section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))),
