@@ -10,7 +10,7 @@
 //! fingerprint of the certificate it served. Opening a file checks all of it
 //! ([`Backup::checked`]: every section through the core's validation, the
 //! accounts, the certificate) before anything is changed; applying it is the
-//! runtime's ([`crate::runtime::Runtime::import_backup`]).
+//! runtime's (`Runtime::import_backup`).
 
 use std::io::Read as _;
 
