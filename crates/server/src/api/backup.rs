@@ -40,7 +40,7 @@ impl From<BackupError> for ApiError {
 pub struct BackupFile(pub Vec<u8>);
 
 /// What to export.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     /// The passphrase the file is encrypted with: at least 12 characters.
@@ -52,6 +52,16 @@ pub struct ExportRequest {
     /// this one's identity, and a key is best kept in one place).
     #[serde(default)]
     pub include_certificate: bool,
+}
+
+impl std::fmt::Debug for ExportRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The passphrase never reaches a log.
+        f.debug_struct("ExportRequest")
+            .field("passphrase", &"(hidden)")
+            .field("include_certificate", &self.include_certificate)
+            .finish()
+    }
 }
 
 /// Export: a backup of the device as one file, encrypted with the
