@@ -332,6 +332,7 @@ struct BackupPassphrase {
     passphrase_file: Option<PathBuf>,
 }
 
+#[cfg(feature = "backup")]
 impl BackupPassphrase {
     fn read(&self) -> Result<String> {
         match &self.passphrase_file {
@@ -627,11 +628,19 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
         }
         ConfigCommand::Get { key, data } => config_get(&key, &data)?,
         ConfigCommand::Set { key, value, data } => config_set(key, &value, &data)?,
+        #[cfg(feature = "backup")]
         ConfigCommand::Export { output, include_certificate, passphrase, data } => {
             config_export(&output, include_certificate, &passphrase, &data)?
         }
+        #[cfg(feature = "backup")]
         ConfigCommand::Import { file, include_certificate, passphrase, data } => {
             config_import(&file, include_certificate, &passphrase, &data)?
+        }
+        // The commands stay in the help of every build, so that a script
+        // that runs them learns why they cannot work here.
+        #[cfg(not(feature = "backup"))]
+        ConfigCommand::Export { .. } | ConfigCommand::Import { .. } => {
+            bail!("this build of portcullis does not include the \"backup\" feature")
         }
         ConfigCommand::FactoryReset { data } => {
             offline(&data, |rt| async move {
@@ -705,6 +714,7 @@ fn config_set(key: String, value: &str, data: &DataDir) -> Result<()> {
 }
 
 /// A refused backup, on one line with its code (as the API answers it).
+#[cfg(feature = "backup")]
 fn backup_error(e: portcullis::backup::BackupError) -> anyhow::Error {
     match e {
         portcullis::backup::BackupError::Invalid(v) => {
@@ -716,6 +726,7 @@ fn backup_error(e: portcullis::backup::BackupError) -> anyhow::Error {
 }
 
 /// `config export`: the folder's backup, encrypted, written mode 0600.
+#[cfg(feature = "backup")]
 fn config_export(
     output: &Path,
     include_certificate: bool,
@@ -745,6 +756,7 @@ fn config_export(
 
 /// `config import FILE`: the backup checked whole, applied through the
 /// runtime's import, then stored (offline nothing runs to keep apart).
+#[cfg(feature = "backup")]
 fn config_import(
     file: &Path,
     include_certificate: bool,
@@ -794,6 +806,7 @@ fn config_import(
 }
 
 /// Writes a secret file (mode 0600) with `bytes`.
+#[cfg(feature = "backup")]
 fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

@@ -29,12 +29,13 @@ export async function renderMenu(root) {
     ["blocked", "nav.blocked", "menu.blocked"],
     ["users", "nav.users", "menu.users"],
   ].filter(([p]) => (p !== "profiles" || anyChannel()) && (p !== "fleet" || ["metrics", "syslog", "crowdsec"].some(built)));
-  // setChildren: a viewer has no backup section, and null must not show.
+  // setChildren: a viewer, or a build without the `backup` feature, has no
+  // backup section, and null must not show.
   setChildren(root,
     section(t("menu.dialogs"), h("ul", { class: "menu" }, items.map(([p, k, d]) =>
       h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
     section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))),
-    session.group === "admins" ? backupSection(() => lastStatus, () => load()) : null);
+    session.group === "admins" && built("backup") ? backupSection(() => lastStatus, () => load()) : null);
   let lastStatus = null;
   function showStatus(s) {
     lastStatus = s;

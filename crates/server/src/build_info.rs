@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use portcullis_core::ErrorCode;
 
 /// Every optional feature, by its cargo feature name, in a fixed order.
-pub const OPTIONAL_FEATURES: [&str; 12] = [
+pub const OPTIONAL_FEATURES: [&str; 13] = [
     "ui",
     "acme",
     "email",
@@ -24,6 +24,7 @@ pub const OPTIONAL_FEATURES: [&str; 12] = [
     "metrics",
     "syslog",
     "crowdsec",
+    "backup",
 ];
 
 /// Whether the optional feature `name` is built in (unknown names: false).
@@ -47,6 +48,7 @@ pub const fn built(name: &str) -> bool {
         || is!("metrics", "metrics")
         || is!("syslog", "syslog")
         || is!("crowdsec", "crowdsec")
+        || is!("backup", "backup")
 }
 
 const fn const_eq(a: &[u8], b: &[u8]) -> bool {
@@ -91,7 +93,8 @@ pub struct BuildInfo {
     /// Version of portcullis.
     pub version: &'static str,
     /// Optional features built in (`ui`, `acme`, `email`, `ip-notify`, `sip`,
-    /// `digest`, `http2`, `openapi`, `webroot`).
+    /// `digest`, `http2`, `openapi`, `webroot`, `metrics`, `syslog`,
+    /// `crowdsec`, `backup`).
     pub features: Vec<&'static str>,
     /// Optional features left out; requests for them answer 501 `feature_not_built`.
     pub absent_features: Vec<&'static str>,

@@ -1037,6 +1037,7 @@ impl Runtime {
     /// (what a start or Reboot loads: unsaved Sets are not in it), the
     /// accounts with their password hashes and, with `include_certificate`,
     /// the individual certificate with its key.
+    #[cfg(feature = "backup")]
     pub fn backup(&self, include_certificate: bool) -> Result<crate::backup::Backup, CertStoreError> {
         let now = self.now();
         let view = self.certs.files.view(now, Vec::new())?;
@@ -1060,6 +1061,7 @@ impl Runtime {
     /// Export: the [backup](Self::backup) encrypted with `passphrase`
     /// (scrypt, off the async threads), with its event: secrets leave the
     /// device, encrypted, and the log says who took them.
+    #[cfg(feature = "backup")]
     pub async fn export_backup(
         &self,
         passphrase: String,
@@ -1095,6 +1097,7 @@ impl Runtime {
     /// whose password or group differs loses its sessions); its certificate
     /// is installed only with `install_certificate`, else the device keeps
     /// its own. One `config_imported` event says what was done.
+    #[cfg(feature = "backup")]
     pub async fn import_backup(
         self: &Arc<Self>,
         backup: crate::backup::CheckedBackup,

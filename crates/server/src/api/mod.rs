@@ -2,6 +2,7 @@
 //! module, and here only the routes that join them.
 
 pub mod authentication;
+#[cfg(feature = "backup")]
 pub mod backup;
 pub mod build;
 pub mod certificate;
@@ -39,11 +40,6 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/config/store", post(config::config_store))
         .route("/api/v1/config/restore", post(config::config_restore))
         .route("/api/v1/config/confirm", post(config::config_confirm))
-        .route("/api/v1/config/export", post(backup::export))
-        .route(
-            "/api/v1/config/import",
-            post(backup::import).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
-        )
         .route("/api/v1/reboot", post(config::reboot))
         .route("/api/v1/listeners", get(webserver::listeners))
         .route(
@@ -92,6 +88,15 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
     let router = router.route("/api/v1/crowdsec", get(crowdsec::get_crowdsec).put(crowdsec::put_crowdsec));
     #[cfg(not(feature = "crowdsec"))]
     let router = router.route("/api/v1/crowdsec", crate::build_info::not_built_route("crowdsec"));
+    #[cfg(feature = "backup")]
+    let router = router.route("/api/v1/config/export", post(backup::export)).route(
+        "/api/v1/config/import",
+        post(backup::import).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+    );
+    #[cfg(not(feature = "backup"))]
+    let router = router
+        .route("/api/v1/config/export", crate::build_info::not_built_route("backup"))
+        .route("/api/v1/config/import", crate::build_info::not_built_route("backup"));
     #[cfg(feature = "acme")]
     let router = router
         .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))

@@ -17,7 +17,8 @@ use http::header;
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 use utoipa::OpenApi;
 
@@ -26,7 +27,8 @@ use utoipa::OpenApi;
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 use crate::auth;
 #[cfg(all(
@@ -34,7 +36,8 @@ use crate::auth;
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 use crate::error::ErrorBody;
 
@@ -43,7 +46,8 @@ use crate::error::ErrorBody;
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 use super::{
     authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, security,
@@ -55,12 +59,14 @@ use super::{
 const OPENAPI_FULL: &str = include_str!("../../openapi.json");
 
 /// Paths of the document that belong to an optional feature.
-const OPENAPI_FEATURE_PATHS: [(&str, &str); 5] = [
+const OPENAPI_FEATURE_PATHS: [(&str, &str); 7] = [
     ("/api/v1/certificate/acme", "acme"),
     ("/api/v1/webroot", "webroot"),
     ("/metrics", "metrics"),
     ("/api/v1/syslog", "syslog"),
     ("/api/v1/crowdsec", "crowdsec"),
+    ("/api/v1/config/export", "backup"),
+    ("/api/v1/config/import", "backup"),
 ];
 
 /// The OpenAPI document of this build: what a left-out feature serves is removed.
@@ -134,7 +140,8 @@ fn prune_schemas(doc: &mut serde_json::Value) {
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 struct SecurityAddon;
 
@@ -143,7 +150,8 @@ struct SecurityAddon;
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -172,7 +180,8 @@ impl utoipa::Modify for SecurityAddon {
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 struct CommonResponses;
 
@@ -181,7 +190,8 @@ struct CommonResponses;
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -233,7 +243,8 @@ impl utoipa::Modify for CommonResponses {
     feature = "webroot",
     feature = "metrics",
     feature = "syslog",
-    feature = "crowdsec"
+    feature = "crowdsec",
+    feature = "backup"
 ))]
 #[derive(OpenApi)]
 #[openapi(
@@ -267,7 +278,8 @@ mod tests {
         feature = "webroot",
         feature = "metrics",
         feature = "syslog",
-        feature = "crowdsec"
+        feature = "crowdsec",
+        feature = "backup"
     ))]
     #[test]
     fn openapi_document_is_current() {
@@ -314,7 +326,8 @@ mod tests {
         feature = "webroot",
         feature = "metrics",
         feature = "syslog",
-        feature = "crowdsec"
+        feature = "crowdsec",
+        feature = "backup"
     ))]
     #[test]
     fn the_document_lists_every_error_code() {
