@@ -11,7 +11,7 @@ use crate::bin;
 
 /// The optional features and whether this test build has them (the binary's
 /// features are the test crate's).
-const FEATURES: [(&str, bool); 12] = [
+const FEATURES: [(&str, bool); 13] = [
     ("ui", cfg!(feature = "ui")),
     ("acme", cfg!(feature = "acme")),
     ("email", cfg!(feature = "email")),
@@ -24,6 +24,7 @@ const FEATURES: [(&str, bool); 12] = [
     ("metrics", cfg!(feature = "metrics")),
     ("syslog", cfg!(feature = "syslog")),
     ("crowdsec", cfg!(feature = "crowdsec")),
+    ("backup", cfg!(feature = "backup")),
 ];
 
 const PROVIDER: &str = if cfg!(feature = "ring") { "ring" } else { "aws-lc-rs" };
@@ -99,6 +100,8 @@ fn what_is_not_built_answers_feature_not_built_and_what_is_built_works() {
         assert_eq!(paths.contains_key("/metrics"), built("metrics"));
         assert_eq!(paths.contains_key("/api/v1/syslog"), built("syslog"));
         assert_eq!(paths.contains_key("/api/v1/crowdsec"), built("crowdsec"));
+        assert_eq!(paths.contains_key("/api/v1/config/export"), built("backup"));
+        assert_eq!(paths.contains_key("/api/v1/config/import"), built("backup"));
         assert!(paths.contains_key("/api/v1/build"));
     } else {
         assert_not_built("GET /api/v1/openapi.json", status, &body, "openapi");
@@ -148,6 +151,18 @@ fn what_is_not_built_answers_feature_not_built_and_what_is_built_works() {
             assert_not_built(path, status, &body, feature);
             assert_not_built(path, put, &put_body, feature);
         }
+    }
+
+    // Configuration backups: export (import is a multipart upload, and the
+    // refusal comes before its body is read either way).
+    let (status, body) =
+        server.admin("POST", "/api/v1/config/export", Some(json!({"passphrase": "correct horse battery"})));
+    if built("backup") {
+        assert_eq!(status, 200, "{body}");
+    } else {
+        assert_not_built("POST /api/v1/config/export", status, &body, "backup");
+        let (status, body) = server.admin("POST", "/api/v1/config/import", None);
+        assert_not_built("POST /api/v1/config/import", status, &body, "backup");
     }
 
     // Digest: switching it on.
@@ -240,4 +255,28 @@ fn the_acme_command_needs_the_acme_feature() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("does not include the \"acme\" feature"), "{err}");
+}
+
+/// `config export|import` in a build without backups: exit 1, the feature
+/// named on one line, and no file written.
+#[cfg(not(feature = "backup"))]
+#[test]
+fn the_backup_commands_need_the_backup_feature() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = dir.path().join("backup.age");
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").expect("write");
+    let (data, out, pass) =
+        (data.to_str().expect("utf8"), out.to_str().expect("utf8"), pass.to_str().expect("utf8"));
+    for args in [
+        vec!["config", "export", "--output", out, "--passphrase-file", pass, "--data-dir", data],
+        vec!["config", "import", out, "--passphrase-file", pass, "--data-dir", data],
+    ] {
+        let (code, _, err) = run(bin().to_str().expect("utf8"), &args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("does not include the \"backup\" feature"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    assert!(!dir.path().join("backup.age").exists());
 }

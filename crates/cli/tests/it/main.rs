@@ -6,6 +6,7 @@
 // `features` checks what every build carries and what it answers for the rest.
 #[cfg(feature = "acme")]
 mod acme;
+#[cfg(feature = "backup")]
 mod backup;
 mod caching;
 mod certificate;
