@@ -1197,6 +1197,7 @@ impl Runtime {
 
     /// Puts the configuration back after an import failed half way (its
     /// accounts could not be written): nothing of it stays.
+    #[cfg(feature = "backup")]
     async fn undo_import(&self, old: &Config) {
         if *self.running() == *old {
             return;
