@@ -319,6 +319,14 @@ mod tests {
         assert!(
             schemas(&small).contains_key("ErrorBody") && schemas(&small).contains_key("WebServerSettings")
         );
+        // Without backups: export and import go, the rest of config/ stays.
+        let no_backup = doc(&["backup"]);
+        let kept = paths(&no_backup);
+        assert_eq!(kept.len(), paths(&all).len() - 2, "exactly export and import go");
+        assert!(!kept.contains_key("/api/v1/config/export") && !kept.contains_key("/api/v1/config/import"));
+        assert!(kept.contains_key("/api/v1/config/store") && kept.contains_key("/api/v1/config/status"));
+        assert!(!schemas(&no_backup).contains_key("ImportOutcome") && !schemas(&no_backup).contains_key("BackupInfo"));
+        assert!(schemas(&no_backup).contains_key("ProvisionalChange"));
     }
 
     #[cfg(all(
