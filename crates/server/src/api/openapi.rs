@@ -325,7 +325,10 @@ mod tests {
         assert_eq!(kept.len(), paths(&all).len() - 2, "exactly export and import go");
         assert!(!kept.contains_key("/api/v1/config/export") && !kept.contains_key("/api/v1/config/import"));
         assert!(kept.contains_key("/api/v1/config/store") && kept.contains_key("/api/v1/config/status"));
-        assert!(!schemas(&no_backup).contains_key("ImportOutcome") && !schemas(&no_backup).contains_key("BackupInfo"));
+        assert!(
+            !schemas(&no_backup).contains_key("ImportOutcome")
+                && !schemas(&no_backup).contains_key("BackupInfo")
+        );
         assert!(schemas(&no_backup).contains_key("ProvisionalChange"));
     }
 
