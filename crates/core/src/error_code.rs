@@ -106,7 +106,7 @@ error_codes! {
     InvalidUri = "invalid_uri",
     /// A phone profile's audio is not base64 of a usable WAV file.
     InvalidAudio = "invalid_audio",
-    /// A profile name with characters other than letters, digits, `.`, `_`, `-`.
+    /// A profile or API token name with characters other than letters, digits, `.`, `_`, `-`.
     InvalidName = "invalid_name",
     /// A profile whose CA certificate or audio its sender cannot use.
     InvalidProfile = "invalid_profile",
@@ -130,6 +130,8 @@ error_codes! {
     LastAdmin = "last_admin",
     /// The current password given to change one's own password is wrong.
     CurrentPasswordWrong = "current_password_wrong",
+    /// An API token's scope is wider than its account's own rights.
+    ScopeExceedsAccount = "scope_exceeds_account",
 
     // ---- Configuration life cycle ----
     /// A port of the new settings cannot be opened.

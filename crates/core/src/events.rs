@@ -62,6 +62,10 @@ pub enum EventKind {
     NotificationFailed,
     /// A user was added, changed or removed.
     UserChanged,
+    /// An API token was made (its name, account and scope; never its secret).
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
     /// The individual certificate and its private key were downloaded.
     CertificateDownloaded,
     /// The certificate in use expires soon, or has expired.

@@ -26,6 +26,7 @@ pub mod setting_key;
 pub mod settings;
 pub mod syslog;
 pub mod throttle;
+pub mod tokens;
 pub mod trust;
 
 pub use clock::{Clock, ManualClock, Monotonic, SystemClock, Timestamp};

@@ -226,7 +226,9 @@ impl Severity {
             | EventKind::ConfigRestored
             | EventKind::ConfigConfirmed
             | EventKind::CertificateChanged
-            | EventKind::UserChanged => Self::Notice,
+            | EventKind::UserChanged
+            | EventKind::TokenCreated
+            | EventKind::TokenRevoked => Self::Notice,
             EventKind::Startup | EventKind::NotificationSent | EventKind::Other => Self::Informational,
         }
     }

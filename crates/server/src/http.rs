@@ -117,6 +117,9 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
         if value.len() > 6 && value[..6].eq_ignore_ascii_case("digest") {
             return identify_digest(rt, req, value);
         }
+        if let Some(secret) = crate::tokens::bearer(value) {
+            return identify_token(rt, req, secret);
+        }
         let Some((user, password)) = parse_basic(value) else {
             return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Basic", false));
         };
@@ -153,6 +156,57 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
         return Ok(id);
     }
     Err(unauthorized(rt, headers, "log in to use this resource", false))
+}
+
+/// The name a presented-and-unknown API token is counted under in the
+/// logfile and the intrusion detection (no account's: names have no parentheses).
+pub const UNKNOWN_TOKEN_USER: &str = "(token)";
+
+/// Checks an API token, at every request (so a revoked or expired one is
+/// refused at once, on open connections too), guarded per client like a
+/// password: a client held back is refused before the check, and a
+/// presented-and-wrong token (unknown, or used from an address it does not
+/// list) is a failed attempt. The check is a keyed hash: no turn is waited for.
+// The error is the finished answer (see `identify_digest`).
+#[allow(clippy::result_large_err)]
+fn identify_token(rt: &Runtime, req: &Parts, secret: &str) -> Result<Identity, Response> {
+    use crate::auth::TokenVerdict;
+    let headers = &req.headers;
+    let ip = client_ip(&req.extensions);
+    if let Some(ip) = ip {
+        rt.security().may_attempt(ip, rt.clock().monotonic()).map_err(attempt_refused)?;
+    }
+    let now = rt.now();
+    match rt.auth().verify_token(secret, now, ip) {
+        TokenVerdict::Valid(id) => {
+            if let AuthMethod::Token { name, scope } = &id.via {
+                rt.auth().token_used(name, now);
+                if !scope.permits(&req.method, req.uri.path()) {
+                    log_access(rt, req, Some(&id.user), true);
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        ErrorCode::Forbidden,
+                        format!("the token \"{name}\" has the scope \"{}\", which does not allow this request", scope.as_str()),
+                    )
+                    .into_response());
+                }
+            }
+            Ok(id)
+        }
+        TokenVerdict::Invalid => {
+            wrong_credentials(rt, &req.extensions, UNKNOWN_TOKEN_USER, req.uri.path());
+            Err(unauthorized(rt, headers, "the bearer token is not valid", false))
+        }
+        TokenVerdict::WrongSource { account, name } => {
+            wrong_credentials(rt, &req.extensions, &account, req.uri.path());
+            Err(unauthorized(rt, headers, &format!("the token \"{name}\" may not be used from this address"), false))
+        }
+        TokenVerdict::Expired { account, name } => {
+            // The right secret, only late: logged, not counted as a guess.
+            log_access(rt, req, Some(&account), false);
+            Err(unauthorized(rt, headers, &format!("the token \"{name}\" has expired"), false))
+        }
+    }
 }
 
 /// Seconds on the monotonic clock (Digest nonces are dated with it).

@@ -47,6 +47,7 @@ pub mod service;
 mod storage;
 pub mod store;
 pub mod tls;
+pub mod tokens;
 #[cfg(feature = "ui")]
 pub mod ui;
 #[cfg(feature = "webroot")]
@@ -259,6 +260,7 @@ impl ServerBuilder {
             tracing::warn!(key = %key, "unknown key in the stored configuration; ignored");
         }
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
+        let token_key = tokens::TokenKey::load_or_create(&store, now.unix_timestamp())?;
         let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
         let fleet = Arc::new(fleet::Fleet::new(
@@ -294,7 +296,7 @@ impl ServerBuilder {
             store,
             clock: self.clock,
             limits: limits.clone(),
-            auth: Authenticator::new(users),
+            auth: Authenticator::new(users, token_key),
             certs,
             security: security.clone(),
             webroot,
@@ -525,6 +527,7 @@ impl RunningServer {
         if !self.tracker.wait_empty(grace).await {
             tracing::warn!(open = self.tracker.len(), "shutdown grace over; closing remaining connections");
         }
+        self.runtime.flush_token_use().await;
         let security = self.runtime.security().clone();
         let _ = tokio::task::spawn_blocking(move || security.flush()).await;
     }
@@ -607,6 +610,7 @@ impl OfflineDevice {
             None => UsersFile::default(),
         };
         let (certs, _) = Certificates::load(store.clone(), now)?;
+        let token_key = tokens::TokenKey::load_or_create(&store, now.unix_timestamp())?;
         let fleet =
             Arc::new(fleet::Fleet::new(clock.clone(), env!("CARGO_PKG_VERSION"), &build_info::features()));
         let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now, fleet));
@@ -620,7 +624,7 @@ impl OfflineDevice {
             store,
             clock,
             limits: Arc::new(Limits::default()),
-            auth: Authenticator::new(users),
+            auth: Authenticator::new(users, token_key),
             certs,
             security,
             webroot: None,

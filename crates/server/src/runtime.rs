@@ -817,6 +817,76 @@ impl Runtime {
         Ok(())
     }
 
+    /// Makes an API token for `input.account` (default: `creator`, the
+    /// administrator making it): the core's rules, then the accounts' (the
+    /// account exists, the scope is within its rights, the name unused),
+    /// written with the accounts, then in force, with its event (never the
+    /// secret). Returns the secret, the only time it is ever shown.
+    pub async fn create_token(
+        &self,
+        input: crate::tokens::NewToken,
+        creator: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(String, crate::tokens::TokenView), ApplyError> {
+        use portcullis_core::tokens;
+        tokens::validate_name(&input.name)?;
+        let sources = tokens::parse_sources(&input.allowed_sources)?;
+        let now = self.now();
+        let expires_at = tokens::expiry(now, input.expires_at.as_deref(), input.expires_in_days)?;
+        let Some(account) = input.account.clone().or_else(|| creator.map(str::to_string)) else {
+            return Err(ValidationError::new(
+                "account",
+                portcullis_core::ErrorCode::Required,
+                "name the account the token belongs to",
+            )
+            .into());
+        };
+        crate::auth::validate_user_name(&account).map_err(|e| ValidationError { field: "account".into(), ..e })?;
+        let secret = crate::tokens::new_secret();
+        let record = crate::tokens::TokenRecord {
+            name: input.name.clone(),
+            account: account.clone(),
+            scope: input.scope,
+            hash: self.auth.token_hash(&secret),
+            created: now,
+            expires_at,
+            allowed_sources: sources,
+            last_used: None,
+        };
+        let view = record.view(None);
+        self.update_users(|users| users.add_token(record)).await??;
+        self.event_with(
+            EventKind::TokenCreated,
+            actor,
+            &format!("API token \"{}\" made for \"{account}\" ({})", input.name, input.scope.as_str()),
+            serde_json::json!({"name": input.name, "account": account, "scope": input.scope}),
+        );
+        Ok((secret, view))
+    }
+
+    /// Revokes the API token `name`: written at once, refused from the
+    /// next request on (open connections too: tokens are checked per
+    /// request), with its event.
+    pub async fn revoke_token(&self, name: &str, actor: &Actor) -> Result<(), ApplyError> {
+        let gone = self.update_users(|users| users.revoke_token(name)).await??;
+        self.event_with(
+            EventKind::TokenRevoked,
+            actor,
+            &format!("API token \"{name}\" of \"{}\" revoked", gone.account),
+            serde_json::json!({"name": name, "account": gone.account}),
+        );
+        Ok(())
+    }
+
+    /// Writes the tokens' last uses kept in memory, if any is newer than
+    /// the file's (at Store, Reboot and a graceful stop; any other write of
+    /// the accounts takes them along too).
+    pub(crate) async fn flush_token_use(&self) {
+        if let Err(e) = self.update_users(|users| self.auth.merge_token_use(users)).await {
+            tracing::warn!(error = %e, "the API tokens' last uses could not be written");
+        }
+    }
+
     /// Changes the accounts with `change` (which says whether it changed
     /// anything), writes them crash-safely, then puts them in force.
     async fn update_users<T>(
@@ -830,6 +900,7 @@ impl Runtime {
         let mut users = self.auth.users();
         let result = change(&mut users);
         if result.changed() {
+            self.auth.merge_token_use(&mut users);
             let store = self.store.clone();
             let to_write = users.clone();
             tokio::task::spawn_blocking(move || {
@@ -1045,6 +1116,8 @@ impl Runtime {
         *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = (*running).clone();
         self.stored_since_load.store(true, std::sync::atomic::Ordering::SeqCst);
         self.event(EventKind::ConfigStored, actor, "running configuration stored permanently");
+        drop(_guard);
+        self.flush_token_use().await;
         Ok(())
     }
 
@@ -1111,6 +1184,8 @@ impl Runtime {
             };
         }
         self.event(EventKind::Reboot, actor, message);
+        drop(_guard);
+        self.flush_token_use().await;
         Ok(())
     }
 
