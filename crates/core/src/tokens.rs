@@ -111,7 +111,11 @@ pub fn validate_name(name: &str) -> Result<(), ValidationError> {
 }
 
 /// Checks that `scope` is within what an account (an administrator or not) may give.
-pub fn validate_scope(scope: TokenScope, account: &str, account_is_admin: bool) -> Result<(), ValidationError> {
+pub fn validate_scope(
+    scope: TokenScope,
+    account: &str,
+    account_is_admin: bool,
+) -> Result<(), ValidationError> {
     let widest = TokenScope::widest_for(account_is_admin);
     if scope > widest {
         return Err(ValidationError::new(
@@ -288,10 +292,16 @@ mod tests {
         assert_eq!(expiry(now, None, None).ok(), Some(None));
         assert_eq!(expiry(now, None, Some(2)).ok(), Some(Some(now + time::Duration::days(2))));
         assert_eq!(expiry(now, None, Some(0)).expect_err("0").code, ErrorCode::OutOfRange);
-        assert_eq!(expiry(now, None, Some(MAX_EXPIRY_DAYS + 1)).expect_err("long").code, ErrorCode::OutOfRange);
+        assert_eq!(
+            expiry(now, None, Some(MAX_EXPIRY_DAYS + 1)).expect_err("long").code,
+            ErrorCode::OutOfRange
+        );
         let at = expiry(now, Some("2030-01-31T12:00:00+01:00"), None).expect("valid").expect("some");
         assert_eq!(at.offset(), time::UtcOffset::UTC);
-        assert_eq!(expiry(now, Some("2020-01-01T00:00:00Z"), None).expect_err("past").code, ErrorCode::OutOfRange);
+        assert_eq!(
+            expiry(now, Some("2020-01-01T00:00:00Z"), None).expect_err("past").code,
+            ErrorCode::OutOfRange
+        );
         assert_eq!(expiry(now, Some("tomorrow"), None).expect_err("form").field, "expires_at");
         assert!(expiry(now, Some("2030-01-31T12:00:00Z"), Some(1)).is_err(), "not both");
         let end = now + time::Duration::days(1);

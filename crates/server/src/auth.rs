@@ -778,6 +778,83 @@ mod tests {
         f
     }
 
+    fn token(
+        auth: &Authenticator,
+        name: &str,
+        account: &str,
+        scope: TokenScope,
+        secret: &str,
+    ) -> TokenRecord {
+        TokenRecord {
+            name: name.into(),
+            account: account.into(),
+            scope,
+            hash: auth.token_hash(secret),
+            created: OffsetDateTime::UNIX_EPOCH,
+            expires_at: None,
+            allowed_sources: Vec::new(),
+            last_used: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_checked_by_keyed_hash_expiry_source_and_the_accounts_rights() {
+        let mut users = users_with("admin", "password1", Group::Admins);
+        users.users.insert(
+            "viewer".into(),
+            UserRecord { name: "viewer".into(), group: Group::Users, ..users.users["admin"].clone() },
+        );
+        let auth = Authenticator::new(users.clone(), key());
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(100);
+        let mut ci = token(&auth, "ci", "admin", TokenScope::Operator, "pcl_ci");
+        ci.expires_at = Some(now + time::Duration::days(1));
+        ci.allowed_sources = vec!["127.0.0.2".parse().expect("net")];
+        users.add_token(ci).expect("added");
+        assert_eq!(
+            users.add_token(token(&auth, "ci", "admin", TokenScope::ReadOnly, "x")).expect_err("dup").code,
+            ErrorCode::Duplicate
+        );
+        let e = users.add_token(token(&auth, "v", "viewer", TokenScope::Operator, "x")).expect_err("wide");
+        assert_eq!((e.field.as_str(), e.code), ("scope", ErrorCode::ScopeExceedsAccount));
+        users.add_token(token(&auth, "v", "viewer", TokenScope::ReadOnly, "pcl_v")).expect("read-only");
+        assert_eq!(
+            users.add_token(token(&auth, "n", "nobody", TokenScope::ReadOnly, "x")).expect_err("no").field,
+            "account"
+        );
+        auth.replace_users(users.clone());
+        let from = |ip: &str| Some(ip.parse::<IpAddr>().expect("ip"));
+        let TokenVerdict::Valid(id) = auth.verify_token("pcl_ci", now, from("127.0.0.2")) else {
+            panic!("valid")
+        };
+        assert_eq!((id.user.as_str(), id.group), ("admin", Group::Admins));
+        assert_eq!(id.via, AuthMethod::Token { name: "ci".into(), scope: TokenScope::Operator });
+        assert_eq!(auth.verify_token("pcl_cj", now, from("127.0.0.2")), TokenVerdict::Invalid);
+        assert!(matches!(
+            auth.verify_token("pcl_ci", now, from("127.0.0.1")),
+            TokenVerdict::WrongSource { .. }
+        ));
+        let later = now + time::Duration::days(1);
+        assert!(matches!(
+            auth.verify_token("pcl_ci", later, from("127.0.0.2")),
+            TokenVerdict::Expired { .. }
+        ));
+        // Last use: in memory, merged into the file's records when written.
+        auth.token_used("ci", now);
+        assert_eq!(auth.tokens().iter().find(|t| t.name == "ci").and_then(|t| t.last_used), Some(now));
+        assert!(auth.merge_token_use(&mut users));
+        assert!(!auth.merge_token_use(&mut users), "nothing newer the second time");
+        // A token goes with its account, and never outlives a demotion.
+        users.users.get_mut("admin").expect("admin").group = Group::Users;
+        auth.replace_users(users.clone());
+        assert_eq!(auth.verify_token("pcl_ci", now, from("127.0.0.2")), TokenVerdict::Invalid);
+        assert!(matches!(auth.verify_token("pcl_v", now, None), TokenVerdict::Valid(_)));
+        users.users.get_mut("admin").expect("admin").group = Group::Admins;
+        users.delete("viewer").expect("deleted");
+        assert!(!users.tokens.contains_key("v"));
+        assert_eq!(users.revoke_token("v").expect_err("gone").code, ErrorCode::NotFound);
+        assert!(users.revoke_token("ci").is_ok());
+    }
+
     #[test]
     fn the_dummy_hash_costs_what_a_real_one_costs() {
         let real = hash_password("x").expect("hash");

@@ -186,7 +186,10 @@ fn identify_token(rt: &Runtime, req: &Parts, secret: &str) -> Result<Identity, R
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
                         ErrorCode::Forbidden,
-                        format!("the token \"{name}\" has the scope \"{}\", which does not allow this request", scope.as_str()),
+                        format!(
+                            "the token \"{name}\" has the scope \"{}\", which does not allow this request",
+                            scope.as_str()
+                        ),
                     )
                     .into_response());
                 }
@@ -199,7 +202,12 @@ fn identify_token(rt: &Runtime, req: &Parts, secret: &str) -> Result<Identity, R
         }
         TokenVerdict::WrongSource { account, name } => {
             wrong_credentials(rt, &req.extensions, &account, req.uri.path());
-            Err(unauthorized(rt, headers, &format!("the token \"{name}\" may not be used from this address"), false))
+            Err(unauthorized(
+                rt,
+                headers,
+                &format!("the token \"{name}\" may not be used from this address"),
+                false,
+            ))
         }
         TokenVerdict::Expired { account, name } => {
             // The right secret, only late: logged, not counted as a guess.

@@ -841,7 +841,8 @@ impl Runtime {
             )
             .into());
         };
-        crate::auth::validate_user_name(&account).map_err(|e| ValidationError { field: "account".into(), ..e })?;
+        crate::auth::validate_user_name(&account)
+            .map_err(|e| ValidationError { field: "account".into(), ..e })?;
         let secret = crate::tokens::new_secret();
         let record = crate::tokens::TokenRecord {
             name: input.name.clone(),
