@@ -31,6 +31,7 @@ mod reliability;
 mod service;
 mod session;
 mod startup_lock;
+mod tokens;
 #[cfg(feature = "webroot")]
 mod webroot;
 
