@@ -1,5 +1,6 @@
 // The pages the Web Server dialog leads to: the admin menu, IP-level access
-// control, the web server logfile, the event log, blocked addresses, users.
+// control, the web server logfile, the event log, blocked addresses, users
+// (with their API tokens).
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
   refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel, setChildren,
@@ -166,7 +167,7 @@ export async function renderLogfile(root) {
 export async function renderEvents(root) {
   const body = h("tbody", {});
   const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
-    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
   let events = [];
   inputOf(kindSel).addEventListener("change", show);
   root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
@@ -243,9 +244,11 @@ export async function renderUsers(root) {
   });
 
   const authBox = h("div", {});
+  const tokensBox = h("div", { id: "tokens" });
   setChildren(root,
     section(t("us.accounts"), table([t("us.name"), t("us.group"), t("actions")], body, t("us.caption"))),
     admin ? section(t("us.new"), addForm) : null,
+    admin ? tokensBox : null,
     admin ? authBox : null);
 
   async function changePassword(u) {
@@ -299,7 +302,79 @@ export async function renderUsers(root) {
         } }, t("us.delete")) : null))));
   }
   await load();
+  if (admin) await renderTokens(tokensBox);
   if (admin) await renderAuth(authBox);
+}
+
+// API tokens: credentials for machines. The secret is in the creation's
+// answer only, so it is shown once, in a dialog, with a hint to copy it.
+async function renderTokens(box) {
+  const body = h("tbody", {});
+  const scopes = ["read-only", "operator", "administrator"].map((s) => [s, t("tk.scope." + s)]);
+  const accounts = await api("GET", "/api/v1/users");
+  const accountOptions = accounts.ok ? accounts.data.map((u) => [u.name, u.name]) : [[session.user, session.user]];
+  const f = h("form", { id: "token-add", novalidate: true, class: "grid" },
+    field({ label: t("tk.name"), path: "name", id: "tk-name", attrs: { autocomplete: "off", required: true } }),
+    field({ label: t("tk.scope"), path: "scope", id: "tk-scope", type: "select", value: "read-only", options: scopes, hint: t("tk.scope.hint") }),
+    field({ label: t("tk.account"), path: "account", id: "tk-account", type: "select", value: session.user, options: accountOptions }),
+    field({ label: t("tk.days"), path: "expires_in_days", id: "tk-days", type: "number", attrs: { min: 1, max: 3650 } }),
+    field({ label: t("tk.sources"), path: "allowed_sources", id: "tk-sources", hint: t("tk.sources.hint"), wide: true }),
+    h("div", { class: "wide" }, formAlert(), h("button", { type: "submit", class: "primary" }, t("tk.create"))));
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(f);
+    const name = f.querySelector("#tk-name").value.trim();
+    if (!name) { showError(f, { field: "name", message: t("tk.namerequired") }); return; }
+    const json = { name, scope: f.querySelector("#tk-scope").value, account: f.querySelector("#tk-account").value };
+    const days = f.querySelector("#tk-days").value.trim();
+    if (days) json.expires_in_days = Number(days);
+    const sources = f.querySelector("#tk-sources").value.split(",").map((x) => x.trim()).filter(Boolean);
+    if (sources.length) json.allowed_sources = sources;
+    const x = await api("POST", "/api/v1/tokens", { json });
+    if (!x.ok) { showError(f, x.error); return; }
+    f.reset();
+    showSecret(name, x.data.token);
+    await load();
+  });
+  box.replaceChildren(section(t("tk.title"), note(t("tk.text")),
+    h("div", { class: "scroll" }, table([t("tk.name"), t("tk.account"), t("tk.scope"), t("tk.created"), t("tk.lastused"), t("tk.expires"), t("tk.sources"), t("actions")], body, t("tk.caption"))),
+    h("h3", { text: t("tk.new") }), f));
+
+  function showSecret(name, secret) {
+    const out = h("input", { type: "text", id: "tk-secret", readonly: true, value: secret, "aria-describedby": "tk-secret-hint", class: "secret" });
+    const copy = h("button", { type: "button", onclick: async () => {
+      out.select();
+      try { await navigator.clipboard.writeText(secret); announce(t("tk.copied")); } catch { /* the text stays selected for a manual copy */ }
+    } }, t("tk.copy"));
+    const d = h("dialog", { "aria-label": t("tk.secret.title", { name }) }, h("h2", { text: t("tk.secret.title", { name }) }),
+      h("p", { id: "tk-secret-hint", class: "warning", text: t("tk.secret.text") }), out,
+      h("div", { class: "buttons" }, copy, h("button", { type: "button", class: "primary", onclick: () => d.close() }, t("btn.close"))));
+    // Removed when closed: the secret stays nowhere in the page.
+    d.addEventListener("close", () => d.remove());
+    document.body.append(d);
+    d.showModal();
+    out.select();
+  }
+
+  async function load() {
+    const r = await api("GET", "/api/v1/tokens");
+    if (!r.ok) { pageAlert(r.error.message); return; }
+    body.replaceChildren(...(r.data.length ? r.data.map((tk) => h("tr", {},
+      h("td", { text: tk.name }), h("td", { text: tk.account }), h("td", { text: t("tk.scope." + tk.scope) }),
+      h("td", { text: fmtTime(tk.created) }), h("td", { text: tk.last_used ? fmtTime(tk.last_used) : "–" }),
+      h("td", { text: tk.expires_at ? fmtTime(tk.expires_at) : t("tk.never") }),
+      h("td", { text: tk.allowed_sources.length ? tk.allowed_sources.join(", ") : t("tk.any") }),
+      h("td", {}, h("button", { type: "button", class: "small danger", "aria-label": t("tk.revoken", { name: tk.name }), onclick: async () => {
+        const v = await ask(t("tk.revoke.title"), t("tk.revoke.text", { name: tk.name }), [{ label: t("tk.revoke"), value: "revoke", danger: true }, { label: t("btn.cancel"), value: "cancel" }]);
+        if (v !== "revoke") return;
+        const x = await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(tk.name));
+        if (!x.ok) { pageAlert(x.error.message); return; }
+        announce(t("tk.revoked", { name: tk.name }));
+        await load();
+      } }, t("tk.revoke")))))
+      : [h("tr", {}, h("td", { colspan: 8, text: t("tk.empty") }))]));
+  }
+  await load();
 }
 
 // Authentication schemes and the static content's login.
