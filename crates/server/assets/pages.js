@@ -306,72 +306,54 @@ export async function renderUsers(root) {
   if (admin) await renderAuth(authBox);
 }
 
-// API tokens: credentials for machines. The secret is in the creation's
-// answer only, so it is shown once, in a dialog, with a hint to copy it.
+// API tokens: the secret is in the creation's answer only, shown once.
 async function renderTokens(box) {
   const body = h("tbody", {});
   const scopes = ["read-only", "operator", "administrator"].map((s) => [s, t("tk.scope." + s)]);
-  const accounts = await api("GET", "/api/v1/users");
-  const accountOptions = accounts.ok ? accounts.data.map((u) => [u.name, u.name]) : [[session.user, session.user]];
+  const us = await api("GET", "/api/v1/users");
   const f = h("form", { id: "token-add", novalidate: true, class: "grid" },
-    field({ label: t("tk.name"), path: "name", id: "tk-name", attrs: { autocomplete: "off", required: true } }),
-    field({ label: t("tk.scope"), path: "scope", id: "tk-scope", type: "select", value: "read-only", options: scopes, hint: t("tk.scope.hint") }),
-    field({ label: t("tk.account"), path: "account", id: "tk-account", type: "select", value: session.user, options: accountOptions }),
-    field({ label: t("tk.days"), path: "expires_in_days", id: "tk-days", type: "number", attrs: { min: 1, max: 3650 } }),
+    field({ label: t("tk.name"), path: "name", id: "tk-name", attrs: { autocomplete: "off" } }),
+    field({ label: t("tk.scope"), path: "scope", id: "tk-scope", type: "select", value: "read-only", options: scopes }),
+    field({ label: t("tk.account"), path: "account", id: "tk-account", type: "select", value: session.user, options: (us.ok ? us.data : []).map((u) => [u.name, u.name]) }),
+    field({ label: t("tk.days"), path: "expires_in_days", id: "tk-days", type: "number" }),
     field({ label: t("tk.sources"), path: "allowed_sources", id: "tk-sources", hint: t("tk.sources.hint"), wide: true }),
     h("div", { class: "wide" }, formAlert(), h("button", { type: "submit", class: "primary" }, t("tk.create"))));
+  const val = (id) => f.querySelector(id).value.trim();
   f.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     clearErrors(f);
-    const name = f.querySelector("#tk-name").value.trim();
-    if (!name) { showError(f, { field: "name", message: t("tk.namerequired") }); return; }
-    const json = { name, scope: f.querySelector("#tk-scope").value, account: f.querySelector("#tk-account").value };
-    const days = f.querySelector("#tk-days").value.trim();
-    if (days) json.expires_in_days = Number(days);
-    const sources = f.querySelector("#tk-sources").value.split(",").map((x) => x.trim()).filter(Boolean);
-    if (sources.length) json.allowed_sources = sources;
+    const json = { name: val("#tk-name"), scope: val("#tk-scope"), account: val("#tk-account") };
+    if (val("#tk-days")) json.expires_in_days = Number(val("#tk-days"));
+    json.allowed_sources = val("#tk-sources").split(",").map((x) => x.trim()).filter(Boolean);
     const x = await api("POST", "/api/v1/tokens", { json });
     if (!x.ok) { showError(f, x.error); return; }
     f.reset();
-    showSecret(name, x.data.token);
-    await load();
-  });
-  box.replaceChildren(section(t("tk.title"), note(t("tk.text")),
-    h("div", { class: "scroll" }, table([t("tk.name"), t("tk.account"), t("tk.scope"), t("tk.created"), t("tk.lastused"), t("tk.expires"), t("tk.sources"), t("actions")], body, t("tk.caption"))),
-    h("h3", { text: t("tk.new") }), f));
-
-  function showSecret(name, secret) {
-    const out = h("input", { type: "text", id: "tk-secret", readonly: true, value: secret, "aria-describedby": "tk-secret-hint", class: "secret" });
-    const copy = h("button", { type: "button", onclick: async () => {
-      out.select();
-      try { await navigator.clipboard.writeText(secret); announce(t("tk.copied")); } catch { /* the text stays selected for a manual copy */ }
-    } }, t("tk.copy"));
-    const d = h("dialog", { "aria-label": t("tk.secret.title", { name }) }, h("h2", { text: t("tk.secret.title", { name }) }),
-      h("p", { id: "tk-secret-hint", class: "warning", text: t("tk.secret.text") }), out,
-      h("div", { class: "buttons" }, copy, h("button", { type: "button", class: "primary", onclick: () => d.close() }, t("btn.close"))));
-    // Removed when closed: the secret stays nowhere in the page.
+    const out = h("input", { id: "tk-secret", readonly: true, value: x.data.token });
+    const d = h("dialog", { "aria-label": t("tk.secret.title", { name: json.name }) }, h("h2", { text: t("tk.secret.title", { name: json.name }) }),
+      warning(t("tk.secret.text")), out, h("div", { class: "buttons" },
+        h("button", { type: "button", onclick: () => { out.select(); navigator.clipboard?.writeText(out.value).then(() => announce(t("tk.copied")), () => {}); } }, t("tk.copy")),
+        h("button", { type: "button", class: "primary", onclick: () => d.close() }, t("btn.close"))));
+    // Gone from the page once closed.
     d.addEventListener("close", () => d.remove());
     document.body.append(d);
     d.showModal();
     out.select();
-  }
-
+    await load();
+  });
+  box.replaceChildren(section(t("tk.title"), note(t("tk.text")),
+    h("div", { class: "scroll" }, table(["tk.name", "tk.account", "tk.scope", "tk.created", "tk.lastused", "tk.expires", "tk.sources", "actions"].map((k) => t(k)), body, t("tk.title"))), f));
   async function load() {
     const r = await api("GET", "/api/v1/tokens");
     if (!r.ok) { pageAlert(r.error.message); return; }
-    body.replaceChildren(...(r.data.length ? r.data.map((tk) => h("tr", {},
-      h("td", { text: tk.name }), h("td", { text: tk.account }), h("td", { text: t("tk.scope." + tk.scope) }),
-      h("td", { text: fmtTime(tk.created) }), h("td", { text: tk.last_used ? fmtTime(tk.last_used) : "–" }),
-      h("td", { text: tk.expires_at ? fmtTime(tk.expires_at) : t("tk.never") }),
-      h("td", { text: tk.allowed_sources.length ? tk.allowed_sources.join(", ") : t("tk.any") }),
-      h("td", {}, h("button", { type: "button", class: "small danger", "aria-label": t("tk.revoken", { name: tk.name }), onclick: async () => {
-        const v = await ask(t("tk.revoke.title"), t("tk.revoke.text", { name: tk.name }), [{ label: t("tk.revoke"), value: "revoke", danger: true }, { label: t("btn.cancel"), value: "cancel" }]);
-        if (v !== "revoke") return;
-        const x = await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(tk.name));
-        if (!x.ok) { pageAlert(x.error.message); return; }
-        announce(t("tk.revoked", { name: tk.name }));
-        await load();
-      } }, t("tk.revoke")))))
+    body.replaceChildren(...(r.data.length ? r.data.map((k) => h("tr", {}, ...[k.name, k.account, t("tk.scope." + k.scope), fmtTime(k.created),
+      k.last_used ? fmtTime(k.last_used) : "–", k.expires_at ? fmtTime(k.expires_at) : t("tk.never"), k.allowed_sources.join(", ") || t("tk.any")].map((v) => h("td", { text: v })),
+    h("td", {}, h("button", { type: "button", class: "small danger", "aria-label": t("tk.revoken", { name: k.name }), onclick: async () => {
+      if (await ask(t("tk.revoke"), t("tk.revoke.text", { name: k.name }), [{ label: t("tk.revoke"), value: "y", danger: true }, { label: t("btn.cancel"), value: "n" }]) !== "y") return;
+      const x = await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(k.name));
+      if (!x.ok) { pageAlert(x.error.message); return; }
+      announce(t("tk.revoked", { name: k.name }));
+      await load();
+    } }, t("tk.revoke")))))
       : [h("tr", {}, h("td", { colspan: 8, text: t("tk.empty") }))]));
   }
   await load();

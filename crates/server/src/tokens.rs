@@ -98,7 +98,7 @@ pub struct TokenRecord {
     /// The addresses it may be used from; empty: any.
     #[serde(default)]
     pub allowed_sources: Vec<IpNetwork>,
-    /// When it was last used (as last written: see [`crate::auth::Authenticator::tokens`]).
+    /// When it was last used, as last written (the running server keeps newer uses in memory).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_used: Option<OffsetDateTime>,
 }

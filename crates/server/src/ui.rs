@@ -221,11 +221,13 @@ mod tests {
 
     #[test]
     fn assets_are_small_and_named_once() {
-        // Eight languages, each page loading only its own.
+        // Eight languages, each page loading only its own. 144 KiB a page
+        // since the API tokens' section (issue 22: ~5.5 KiB in Russian, the
+        // heaviest language; it was 140 KiB, and pages were at 136 KiB).
         let (plain, gzip) = embedded_bytes();
         assert!(plain + gzip < 520 * 1024, "UI assets weigh {plain} + {gzip} bytes");
         for lang in Lang::ALL {
-            assert!(page_bytes(lang) < 140 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
+            assert!(page_bytes(lang) < 144 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
         }
         for (i, a) in ASSETS.iter().enumerate() {
             assert!(!ASSETS[i + 1..].iter().any(|b| b.name == a.name), "{} twice", a.name);
