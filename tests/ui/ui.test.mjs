@@ -399,3 +399,43 @@ test("fleet: a bad syslog address is refused at its field and changes nothing; C
     assert.equal(await page.getByLabel("Bouncer key").inputValue(), "", "nor shown");
     await shot(page, "13-fleet");
   }));
+
+test("API tokens: made on the users page, the secret shown once, refused at its field, used by a client, revoked", () =>
+  withUi("15-tokens", async (server, { page }) => {
+    await server.api("PUT", "/api/v1/users/viewer", { group: "users", password: "viewer-password-1" });
+    await login(page, server, "/admin/users");
+    const form = page.locator("#token-add");
+    // A scope wider than the account's rights is refused at its field; nothing made.
+    await form.getByLabel("Name").fill("too-wide");
+    await form.getByLabel("Scope").selectOption("operator");
+    await form.getByLabel("Account").selectOption("viewer");
+    await form.getByRole("button", { name: "Create token" }).click();
+    await page.waitForSelector("#tk-scope[aria-invalid=true]");
+    assert.match(await page.locator("#tk-scope-err").innerText(), /"read-only" at most/);
+    assert.deepEqual((await server.api("GET", "/api/v1/tokens")).json, []);
+    await form.getByLabel("Name").fill("scraper");
+    await form.getByLabel("Scope").selectOption("read-only");
+    await form.getByLabel("Account").selectOption("admin");
+    await form.getByLabel("Allowed sources").fill("127.0.0.1, 10.0.0.0/8");
+    await form.getByRole("button", { name: "Create token" }).click();
+    const dialog = page.locator("dialog[open]");
+    await dialog.waitFor();
+    const secret = await dialog.locator("#tk-secret").inputValue();
+    assert.match(secret, /^pcl_[A-Za-z0-9_-]{43}$/);
+    assert.match(await dialog.innerText(), /shown only once/);
+    await shot(page, "15-token-secret");
+    await dialog.getByRole("button", { name: "Close" }).click();
+    assert.equal(await page.locator("#tk-secret").count(), 0, "the secret is gone from the page");
+    assert.doesNotMatch(await page.content(), new RegExp(secret.slice(4)));
+    const row = page.locator("#tokens tbody tr", { hasText: "scraper" });
+    assert.match(await row.innerText(), /read-only[\s\S]*127\.0\.0\.1, 10\.0\.0\.0\/8/);
+    const used = await fetch(server.base + "/api/v1/webserver", { headers: { authorization: "Bearer " + secret } });
+    assert.equal(used.status, 200);
+    await shot(page, "15-tokens");
+    await row.getByRole("button", { name: "Revoke the token scraper" }).click();
+    await page.locator("dialog[open]").getByRole("button", { name: "Revoke" }).click();
+    await page.waitForFunction(() => /revoked/.test(document.getElementById("page-status").textContent));
+    assert.deepEqual((await server.api("GET", "/api/v1/tokens")).json, []);
+    const refused = await fetch(server.base + "/api/v1/webserver", { headers: { authorization: "Bearer " + secret } });
+    assert.equal(refused.status, 401);
+  }));
