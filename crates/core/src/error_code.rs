@@ -287,6 +287,9 @@ error_codes! {
     Busy = "busy",
     /// Too many failed logins from the client's address; retry after `Retry-After`.
     TooManyAttempts = "too_many_attempts",
+    /// The account's password logins are locked after too many failed
+    /// logins (from any addresses); retry after `Retry-After`, or use an API token.
+    AccountLocked = "account_locked",
     /// No valid credentials (or the session has ended).
     Unauthorized = "unauthorized",
     /// The user's group may not do this.

@@ -66,6 +66,9 @@ pub enum EventKind {
     TokenCreated,
     /// An API token was revoked.
     TokenRevoked,
+    /// An account's password logins were locked after too many failures
+    /// (from any addresses); its tokens and the console still work.
+    AccountLocked,
     /// The individual certificate and its private key were downloaded.
     CertificateDownloaded,
     /// The certificate in use expires soon, or has expired.

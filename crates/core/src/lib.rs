@@ -5,6 +5,7 @@
 //! an argument (see [`clock`]), so every rule is tested in microseconds.
 
 pub mod access_control;
+pub mod account_lockout;
 pub mod acme;
 pub mod alert;
 pub mod audio;

@@ -104,6 +104,12 @@ pub struct IntrusionDetectionSettings {
     pub phone_profile: Option<String>,
     /// Name of the IP Notify profile alerted, if any.
     pub ip_notify_profile: Option<String>,
+    /// Failed logins of one account (from any addresses) within
+    /// `account_lockout_minutes` that lock its password logins for that
+    /// long (its API tokens and the console keep working); 0: off.
+    pub account_lockout_threshold: u32,
+    /// Minutes a failure counts towards the account's lockout, and the lockout lasts.
+    pub account_lockout_minutes: u32,
 }
 
 impl Default for IntrusionDetectionSettings {
@@ -118,6 +124,10 @@ impl Default for IntrusionDetectionSettings {
             email_profile: None,
             phone_profile: None,
             ip_notify_profile: None,
+            // On by default, above the per-client threshold: guesses spread
+            // over many addresses are slowed without locking out someone who mistypes.
+            account_lockout_threshold: crate::account_lockout::DEFAULT_THRESHOLD,
+            account_lockout_minutes: crate::account_lockout::DEFAULT_MINUTES,
         }
     }
 }
@@ -312,6 +322,22 @@ impl IntrusionDetectionSettings {
                 format!("the timeout must be between 1 and {MAX_MINUTES} minutes"),
             ));
         }
+        use crate::account_lockout::{MAX_THRESHOLD, MIN_THRESHOLD};
+        let t = self.account_lockout_threshold;
+        if t != 0 && !(MIN_THRESHOLD..=MAX_THRESHOLD).contains(&t) {
+            return Err(ValidationError::new(
+                field("account_lockout_threshold"),
+                ErrorCode::OutOfRange,
+                format!("the account lockout threshold is 0 (off) or {MIN_THRESHOLD} to {MAX_THRESHOLD}"),
+            ));
+        }
+        if self.account_lockout_minutes == 0 || self.account_lockout_minutes > MAX_MINUTES {
+            return Err(ValidationError::new(
+                field("account_lockout_minutes"),
+                ErrorCode::OutOfRange,
+                format!("the account lockout lasts between 1 and {MAX_MINUTES} minutes"),
+            ));
+        }
         if self.deadtime_minutes > MAX_MINUTES {
             return Err(ValidationError::new(
                 field("deadtime_minutes"),
@@ -360,6 +386,10 @@ mod tests {
         );
         assert_eq!(s.intrusion_detection.notification_threshold, 10);
         assert!(s.intrusion_detection.enabled);
+        assert_eq!(
+            (s.intrusion_detection.account_lockout_threshold, s.intrusion_detection.account_lockout_minutes),
+            (20, 15)
+        );
     }
 
     #[test]
@@ -387,6 +417,19 @@ mod tests {
         let mut low = WebServerSettings::default();
         low.intrusion_detection.notification_threshold = 4;
         assert_eq!(refused(&low).field, "intrusion_detection.notification_threshold");
+        for (threshold, minutes, field) in [
+            (4, 15, "intrusion_detection.account_lockout_threshold"),
+            (100_001, 15, "intrusion_detection.account_lockout_threshold"),
+            (20, 0, "intrusion_detection.account_lockout_minutes"),
+        ] {
+            let mut c = WebServerSettings::default();
+            c.intrusion_detection.account_lockout_threshold = threshold;
+            c.intrusion_detection.account_lockout_minutes = minutes;
+            assert_eq!(refused(&c).field, field);
+        }
+        let mut off = WebServerSettings::default();
+        off.intrusion_detection.account_lockout_threshold = 0;
+        assert!(off.validate(&ProfileNames::default()).is_ok(), "0 switches it off");
         let mut unknown = WebServerSettings::default();
         unknown.intrusion_detection.email_profile = Some("ops".into());
         assert_eq!(refused(&unknown).code, "unknown_profile");

@@ -218,7 +218,8 @@ impl Severity {
             | EventKind::ClientBlocked
             | EventKind::ConfigRolledBack
             | EventKind::CertificateExpiring
-            | EventKind::CertificateDownloaded => Self::Warning,
+            | EventKind::CertificateDownloaded
+            | EventKind::AccountLocked => Self::Warning,
             EventKind::Reboot
             | EventKind::ClientUnblocked
             | EventKind::ConfigChanged

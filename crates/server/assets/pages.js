@@ -167,7 +167,7 @@ export async function renderLogfile(root) {
 export async function renderEvents(root) {
   const body = h("tbody", {});
   const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
-    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "account_locked", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
   let events = [];
   inputOf(kindSel).addEventListener("change", show);
   root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),

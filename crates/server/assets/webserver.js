@@ -365,6 +365,8 @@ export async function renderWebServer(root) {
   const threshold = F({ label: t("id.threshold"), path: "intrusion_detection.notification_threshold", type: "number", id: "id-threshold", hint: t("id.threshold.hint"), attrs: { min: 5 } });
   const timeout = F({ label: t("id.timeout"), path: "intrusion_detection.timeout_minutes", type: "number", hint: t("id.timeout.hint"), attrs: { min: 1, max: 10080 } });
   const deadtime = F({ label: t("id.deadtime"), path: "intrusion_detection.deadtime_minutes", type: "number", hint: t("id.deadtime.hint"), attrs: { min: 0, max: 10080 } });
+  const lockT = F({ label: t("id.lock"), path: "intrusion_detection.account_lockout_threshold", type: "number", hint: t("id.lock.hint"), attrs: { min: 0 } });
+  const lockM = F({ label: t("id.lockmin"), path: "intrusion_detection.account_lockout_minutes", type: "number", attrs: { min: 1, max: 10080 } });
   const blockIp = F({ label: t("id.block"), path: "intrusion_detection.block_ip", type: "checkbox", hint: t("id.block.hint") });
   const blockWarn = h("p", { class: "warning live", role: "status", id: "block-warning" });
   const emailP = F({ label: t("id.email"), path: "intrusion_detection.email_profile", type: "select", options: profileOptions("email", id.email_profile), hint: t("id.email.hint") });
@@ -373,7 +375,7 @@ export async function renderWebServer(root) {
   emailP.hidden = !built("email");
   phoneP.hidden = !built("sip");
   ipP.hidden = !built("ip-notify");
-  const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, blockIp, blockWarn,
+  const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, lockT, lockM, blockIp, blockWarn,
     emailP, phoneP, ipP,
     profiles ? null : note(t("id.noprofiles")),
     note(t("id.remark")),
@@ -421,6 +423,8 @@ export async function renderWebServer(root) {
     inputOf(threshold).value = i.notification_threshold ?? "";
     inputOf(timeout).value = i.timeout_minutes ?? "";
     inputOf(deadtime).value = i.deadtime_minutes ?? "";
+    inputOf(lockT).value = i.account_lockout_threshold ?? "";
+    inputOf(lockM).value = i.account_lockout_minutes ?? "";
     inputOf(blockIp).checked = !!i.block_ip;
     inputOf(emailP).value = i.email_profile || "";
     inputOf(phoneP).value = i.phone_profile || "";
@@ -449,6 +453,8 @@ export async function renderWebServer(root) {
         notification_threshold: num(inputOf(threshold).value),
         timeout_minutes: num(inputOf(timeout).value),
         deadtime_minutes: num(inputOf(deadtime).value),
+        account_lockout_threshold: num(inputOf(lockT).value),
+        account_lockout_minutes: num(inputOf(lockM).value),
         block_ip: inputOf(blockIp).checked,
         email_profile: inputOf(emailP).value || null,
         phone_profile: inputOf(phoneP).value || null,

@@ -461,6 +461,8 @@ pub struct Authenticator {
     /// When each token was last used, kept here (not written per request)
     /// and merged into the accounts file at its next write.
     token_use: std::sync::Mutex<HashMap<String, OffsetDateTime>>,
+    /// Failed logins per account, and the accounts whose password logins are locked.
+    lockout: std::sync::Mutex<portcullis_core::account_lockout::AccountLockout>,
 }
 
 impl Authenticator {
@@ -477,7 +479,27 @@ impl Authenticator {
             verifications: AtomicU64::new(0),
             token_key,
             token_use: std::sync::Mutex::new(HashMap::new()),
+            lockout: std::sync::Mutex::new(Default::default()),
         }
+    }
+
+    /// How long `user`'s password logins stay locked at `now`, if they are.
+    pub fn account_locked(&self, user: &str, now: Monotonic) -> Option<Duration> {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner()).locked(user, now)
+    }
+
+    /// Counts a failed login of `user` if it is an account (an unknown name
+    /// locks nothing, and so cannot grow the table); true when it locks it.
+    pub fn account_failure(&self, user: &str, now: Monotonic, threshold: u32, minutes: u32) -> bool {
+        if !self.users.read().unwrap_or_else(|e| e.into_inner()).users.contains_key(user) {
+            return false;
+        }
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner()).record_failure(user, now, threshold, minutes)
+    }
+
+    /// Lifts every account's lockout (Reboot).
+    pub fn clear_lockouts(&self) {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The keyed hash a token's secret is stored as.

@@ -259,6 +259,20 @@ pub(crate) fn attempt_refused(refusal: AttemptRefusal) -> Response {
     }
 }
 
+/// The answer to a password login of an account whose password logins are
+/// locked ([`portcullis_core::account_lockout`]), for `left` more.
+fn account_locked(user: &str, left: std::time::Duration) -> Response {
+    let seconds = left.as_secs().max(1);
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::AccountLocked,
+        format!("too many failed logins of the account \"{user}\": its password logins are locked for {seconds} s more (its API tokens still work)"),
+    )
+    .into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    resp
+}
+
 fn busy() -> Response {
     let mut resp = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -292,6 +306,9 @@ pub(crate) async fn check_password(
     password: &str,
     path: &str,
 ) -> Result<Identity, PasswordRefusal> {
+    if let Some(left) = rt.auth().account_locked(user, rt.clock().monotonic()) {
+        return Err(PasswordRefusal::Refused(account_locked(user, left)));
+    }
     let Some(ip) = client_ip(ext) else {
         // Not from the network (an embedder calling the router itself): nothing to guard per client.
         return match rt.auth().verify(user, password).await {
@@ -343,6 +360,9 @@ fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, R
     // check is a few hashes, done at once, so no turn is waited for.
     if let Some(ip) = client_ip(&req.extensions) {
         rt.security().may_attempt(ip, rt.clock().monotonic()).map_err(attempt_refused)?;
+    }
+    if let Some(left) = rt.auth().account_locked(&resp.username, rt.clock().monotonic()) {
+        return Err(account_locked(&resp.username, left));
     }
     let now = monotonic_seconds(rt);
     match rt.auth().verify_digest(&resp, req.method.as_str(), target, now) {

@@ -341,6 +341,31 @@ impl Runtime {
                 },
             );
         }
+        let (threshold, minutes) = (id.account_lockout_threshold, id.account_lockout_minutes);
+        if self.auth.account_failure(user, now.monotonic, threshold, minutes) {
+            let message = format!(
+                "password logins of the account \"{user}\" locked for {minutes} minutes after {threshold} failed logins (the last from {ip}); its API tokens still work"
+            );
+            self.security.event(
+                now.utc,
+                EventKind::AccountLocked,
+                Some(Actor { user: None, client_ip: Some(ip) }),
+                message.clone(),
+                serde_json::json!({"account": user, "failures": threshold, "minutes": minutes}),
+            );
+            self.notifier.alert(
+                &running,
+                portcullis_core::alert::AlertContext {
+                    device: crate::notifications::device_name(),
+                    event: "account_locked".into(),
+                    message,
+                    client_ip: Some(ip),
+                    user: Some(user.to_string()),
+                    count: threshold,
+                    time: now.utc,
+                },
+            );
+        }
     }
 
     /// Set for the notification profiles.
@@ -1175,6 +1200,7 @@ impl Runtime {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
         self.security.clear_blocks();
+        self.auth.clear_lockouts();
         // What was stored since the last load is what this one loaded: a
         // valid `config.json` written by this server.
         if self.stored_since_load.swap(false, std::sync::atomic::Ordering::SeqCst) {
