@@ -4,6 +4,7 @@
 // Modules that need an optional feature are built only with it (the build's
 // features are the binary's: `cargo test -p portcullis-cli --features ...`);
 // `features` checks what every build carries and what it answers for the rest.
+mod account_lockout;
 #[cfg(feature = "acme")]
 mod acme;
 mod caching;
