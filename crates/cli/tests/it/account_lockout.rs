@@ -23,7 +23,7 @@ fn curl_json(source: &str, url: &str, extra: &[&str]) -> (u16, Value, String) {
 fn guesses_spread_over_addresses_lock_the_accounts_password_logins_not_its_tokens() {
     let server = TestServer::start(&bin()).expect("start");
     let (_, mut ws) = server.admin("GET", "/api/v1/webserver", None);
-    assert_eq!(ws["intrusion_detection"]["account_lockout_threshold"], 20, "factory default");
+    assert_eq!(ws["intrusion_detection"]["account_lockout_threshold"], 0, "factory default: off");
     assert_eq!(ws["intrusion_detection"]["account_lockout_minutes"], 15);
     // The same validation as the rest: refused at its field, nothing changed.
     ws["intrusion_detection"]["account_lockout_threshold"] = json!(3);
