@@ -1,6 +1,6 @@
 //! Failed logins counted per account (issue 22): an attacker spreading
 //! guesses at one account over many addresses stays under the per-client
-//! threshold ([`crate::intrusion`]) however many addresses it has, so the
+//! threshold of the intrusion detection however many addresses it has, so the
 //! account's password logins are locked for a while once it has failed
 //! `account_lockout_threshold` times within `account_lockout_minutes`.
 //!
