@@ -404,6 +404,12 @@ export async function renderWebServer(root) {
   setChildren(root, general, https, certInUse, replace, generate, intrusion, built("acme") ? acme : null, form, note(t("ws.storenote")));
   // Whatever gets the focus scrolls into view above the bar, not behind it.
   const keepClear = () => { document.documentElement.style.scrollPaddingBottom = form.offsetHeight + 8 + "px"; };
+  // A tall field (a textarea) partly behind the bar counts as in view for
+  // the browser, which then does not scroll: lift it clear.
+  root.addEventListener("focusin", (e) => {
+    const below = e.target.getBoundingClientRect().bottom - form.getBoundingClientRect().top;
+    if (!form.contains(e.target) && below > 0) scrollBy(0, below + 8);
+  });
   new ResizeObserver(keepClear).observe(form);
   keepClear();
 
