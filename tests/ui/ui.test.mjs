@@ -440,3 +440,21 @@ test("API tokens: made on the users page, the secret shown once, refused at its 
     const refused = await fetch(server.base + "/api/v1/webserver", { headers: { authorization: "Bearer " + secret } });
     assert.equal(refused.status, 401);
   }));
+
+test("account lockout: off by default, a threshold below 5 refused at its field, a valid one set", () =>
+  withUi("16-account-lockout", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const threshold = page.getByLabel("Account lockout after failed logins");
+    assert.equal(await threshold.inputValue(), "0", "off by factory default");
+    assert.equal(await page.getByLabel("Account lockout (minutes)").inputValue(), "15");
+    await threshold.fill("3");
+    await page.locator("#set").click();
+    await page.waitForSelector("[data-field='intrusion_detection.account_lockout_threshold'][aria-invalid=true]");
+    assert.equal((await server.api("GET", "/api/v1/webserver")).json.intrusion_detection.account_lockout_threshold, 0, "nothing changed");
+    await threshold.fill("20");
+    await page.getByLabel("Account lockout (minutes)").fill("30");
+    await page.locator("#set").click();
+    await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+    const id = (await server.api("GET", "/api/v1/webserver")).json.intrusion_detection;
+    assert.deepEqual([id.account_lockout_threshold, id.account_lockout_minutes], [20, 30]);
+  }));
