@@ -177,7 +177,8 @@ struct ServeArgs {
     /// Folder to serve at `/` (the UI and API keep /admin/ and /api/).
     #[arg(long, value_name = "DIR")]
     webroot: Option<PathBuf>,
-    /// Address to listen on (repeatable; default: every IPv6 and IPv4 address).
+    /// Address to listen on (repeatable; default: every IPv6 and IPv4 address),
+    /// for the ports whose settings name no address: a port's own addresses win.
     #[arg(long = "listen", value_name = "ADDRESS")]
     listen: Vec<IpAddr>,
     /// First delay before a failed notification is tried again, in milliseconds (then ×4 each time).

@@ -65,6 +65,8 @@ error_codes! {
     NoListener = "no_listener",
     /// A setting needs HTTPS switched on (e.g. redirecting HTTP to it).
     NeedsHttps = "needs_https",
+    /// No open port would allow the admin UI and API: the operator would be locked out.
+    NoAdminPort = "no_admin_port",
     /// The intrusion detection settings select a profile that does not exist.
     UnknownProfile = "unknown_profile",
     /// HSTS switched on while the certificate in use could lock browsers out
@@ -293,6 +295,8 @@ error_codes! {
     CsrfTokenInvalid = "csrf_token_invalid",
     /// The client's address is denied by access control.
     AccessDenied = "access_denied",
+    /// The admin UI and API are not allowed on the port the request came through.
+    AdminNotAllowed = "admin_not_allowed",
     /// A request another web site made a browser send.
     CrossOriginRefused = "cross_origin_refused",
     /// The request's `Host` is not one of the device's names (DNS rebinding).

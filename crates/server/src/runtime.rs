@@ -22,7 +22,7 @@ use crate::notifications::Notifier;
 use crate::ports::{BindError, ListenerSet};
 use crate::security::Security;
 use crate::store::{ConfigLoadReport, Store, StoreError};
-use portcullis_core::settings::ListenerSpec;
+use portcullis_core::settings::{HttpPort, ListenerSpec, Via};
 
 /// Ports given on the command line; they replace the configured ones whenever
 /// the running configuration is loaded from the stored one (start, Reboot, Restore).
@@ -41,7 +41,7 @@ impl PortOverrides {
         if let Some(ports) = &self.http_ports
             && !ports.is_empty()
         {
-            c.webserver.http_ports = ports.clone();
+            c.webserver.http_ports = ports.iter().copied().map(HttpPort::from).collect();
             c.webserver.http_enabled = true;
         }
         if let Some(port) = self.https_port {
@@ -438,7 +438,7 @@ impl Runtime {
     }
 
     async fn open_listeners_for(&self, config: &Config, keep_old: bool) -> Result<(), ApplyError> {
-        let wanted = config.webserver.listeners();
+        let wanted = config.webserver.bindings();
         let mut set = self.listeners.lock().await;
         let prepared = set.prepare(&wanted)?;
         set.commit(prepared, &wanted, keep_old).await?;
@@ -491,16 +491,18 @@ impl Runtime {
 
     /// Confirms a provisional change; it must come through the new
     /// configuration (a listener it keeps, and past its access rules).
-    pub async fn confirm(&self, actor: &Actor, via: Option<ListenerSpec>) -> Result<(), ApplyError> {
+    pub async fn confirm(&self, actor: &Actor, via: Option<Via>) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         if self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
             return Err(ApplyError::NothingPending);
         }
-        let wanted = self.running().webserver.listeners();
+        let running = self.running();
+        let wanted = running.webserver.listeners();
         if let Some(v) = via
-            && !wanted.contains(&v)
+            && !running.webserver.keeps_admin(v)
         {
-            return Err(ApplyError::ConfirmFromNew(wanted));
+            let admin = wanted.iter().copied().filter(|l| running.webserver.port_policy(*l).admin).collect();
+            return Err(ApplyError::ConfirmFromNew(admin));
         }
         self.listeners.lock().await.close_unwanted(&wanted);
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -534,7 +536,7 @@ impl Runtime {
         self: &Arc<Self>,
         webserver: portcullis_core::settings::WebServerSettings,
         actor: &Actor,
-        via: Option<ListenerSpec>,
+        via: Option<Via>,
     ) -> Result<(Arc<Config>, Option<PendingView>), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let old = self.running();
@@ -545,11 +547,12 @@ impl Runtime {
         self.ensure_nothing_pending()?;
         new.webserver = webserver;
         match via {
-            Some(v) if !new.webserver.listeners().contains(&v) => {
+            Some(v) if !new.webserver.keeps_admin(v) => {
                 let reason = format!(
-                    "the {} port {} this change was made through is closed by it",
-                    if v.tls { "HTTPS" } else { "HTTP" },
-                    v.port
+                    "the {} port {} (address {}) this change was made through is closed by it or no longer allows admin",
+                    if v.spec.tls { "HTTPS" } else { "HTTP" },
+                    v.spec.port,
+                    v.local
                 );
                 self.apply_provisional(new, reason).await?;
                 self.config_changed(
