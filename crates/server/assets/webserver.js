@@ -118,7 +118,9 @@ export async function renderWebServer(root) {
       options: [["", t("ws.port.redirect.default")], ["yes", t("yes")], ["no", t("no")]], attrs: { class: "port-redirect" } });
     const admin = F({ label: t("ws.port.admin"), path: "http_ports[].admin", type: "checkbox", value: e.admin !== false, attrs: { class: "port-admin" } });
     const remove = h("button", { type: "button", class: "small", onclick: () => { row.remove(); renumber(); portsBox.querySelector("input")?.focus(); } }, t("ws.removeport"));
-    row.append(f, addrs, redir, admin, remove);
+    // The port and its Remove button on the first line, its addresses and
+    // policy below.
+    row.append(f, remove, h("div", { class: "port-options" }, addrs, redir, admin));
     row.renumber = () => {
       const i = idx();
       const input = inputOf(f);
