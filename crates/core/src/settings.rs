@@ -344,11 +344,15 @@ fn validate_addresses(field: &str, addresses: &[String]) -> Result<Vec<IpAddr>, 
         if out.contains(&ip) {
             return Err(ValidationError::new(&at, ErrorCode::Duplicate, format!("{ip} is listed twice")));
         }
-        if let Some(other) = out.iter().find(|o| o.is_ipv4() == ip.is_ipv4() && (o.is_unspecified() || ip.is_unspecified())) {
+        if let Some(other) =
+            out.iter().find(|o| o.is_ipv4() == ip.is_ipv4() && (o.is_unspecified() || ip.is_unspecified()))
+        {
             return Err(ValidationError::new(
                 &at,
                 ErrorCode::Duplicate,
-                format!("{ip} and {other} overlap: an unspecified address already means every address of its family"),
+                format!(
+                    "{ip} and {other} overlap: an unspecified address already means every address of its family"
+                ),
             ));
         }
         out.push(ip);
@@ -371,7 +375,11 @@ impl WebServerSettings {
 
     /// The HTTP port entries in effect (`[80]` when the list is empty).
     pub fn effective_http_entries(&self) -> Vec<HttpPort> {
-        if self.http_ports.is_empty() { vec![HttpPort::from(DEFAULT_HTTP_PORT)] } else { self.http_ports.clone() }
+        if self.http_ports.is_empty() {
+            vec![HttpPort::from(DEFAULT_HTTP_PORT)]
+        } else {
+            self.http_ports.clone()
+        }
     }
 
     /// The listeners these settings open with the addresses each binds
@@ -390,7 +398,10 @@ impl WebServerSettings {
             );
         }
         if self.https_enabled {
-            out.push((ListenerSpec { port: self.effective_https_port(), tls: true }, parse(&self.https_addresses)));
+            out.push((
+                ListenerSpec { port: self.effective_https_port(), tls: true },
+                parse(&self.https_addresses),
+            ));
         }
         out.sort();
         out
@@ -549,9 +560,10 @@ impl WebServerSettings {
     fn validate_admin_reachable(&self) -> Result<(), ValidationError> {
         let https_admin = self.https_enabled && self.https_admin;
         let http_admin = self.http_enabled
-            && self.effective_http_entries().iter().any(|p| {
-                p.admin && !p.redirect_to_https.unwrap_or(self.http_redirect_to_https)
-            });
+            && self
+                .effective_http_entries()
+                .iter()
+                .any(|p| p.admin && !p.redirect_to_https.unwrap_or(self.http_redirect_to_https));
         if https_admin || http_admin {
             return Ok(());
         }
@@ -659,7 +671,8 @@ mod tests {
     fn refusals() {
         let both_off = WebServerSettings { http_enabled: false, https_enabled: false, ..Default::default() };
         assert_eq!(refused(&both_off).code, "no_listener");
-        let dup = WebServerSettings { http_ports: vec![80.into(), 8080.into(), 80.into()], ..Default::default() };
+        let dup =
+            WebServerSettings { http_ports: vec![80.into(), 8080.into(), 80.into()], ..Default::default() };
         assert_eq!(refused(&dup).field, "http_ports[2]");
         let conflict =
             WebServerSettings { http_ports: vec![8443.into()], https_port: Some(8443), ..Default::default() };
@@ -686,7 +699,8 @@ mod tests {
 
     #[test]
     fn https_port_may_equal_an_http_port_only_while_one_is_off() {
-        let s = WebServerSettings { http_ports: vec![443.into()], https_enabled: false, ..Default::default() };
+        let s =
+            WebServerSettings { http_ports: vec![443.into()], https_enabled: false, ..Default::default() };
         assert!(s.validate(&ProfileNames::default()).is_ok());
     }
 
@@ -745,18 +759,50 @@ mod tests {
     #[test]
     fn bad_entries_are_refused_with_their_path() {
         let cases = [
-            (r#"{"http_ports": [80, {"port": 81, "addresses": ["nope"]}]}"#, "http_ports[1].addresses[0]", "invalid_address"),
-            (r#"{"http_ports": [{"port": 81, "addresses": ["10.0.0.1", "10.0.0.1"]}]}"#, "http_ports[0].addresses[1]", "duplicate"),
-            (r#"{"http_ports": [{"port": 81, "addresses": ["0.0.0.0", "10.0.0.1"]}]}"#, "http_ports[0].addresses[1]", "duplicate"),
-            (r#"{"http_ports": [{"port": 81, "addresses": ["224.0.0.1"]}]}"#, "http_ports[0].addresses[0]", "invalid_address"),
-            (r#"{"http_ports": [81, {"port": 81, "addresses": ["10.0.0.1"]}]}"#, "http_ports[1]", "duplicate"),
-            (r#"{"http_ports": [{"port": 443, "addresses": ["10.0.0.1"]}]}"#, "http_ports[0]", "port_conflict"),
+            (
+                r#"{"http_ports": [80, {"port": 81, "addresses": ["nope"]}]}"#,
+                "http_ports[1].addresses[0]",
+                "invalid_address",
+            ),
+            (
+                r#"{"http_ports": [{"port": 81, "addresses": ["10.0.0.1", "10.0.0.1"]}]}"#,
+                "http_ports[0].addresses[1]",
+                "duplicate",
+            ),
+            (
+                r#"{"http_ports": [{"port": 81, "addresses": ["0.0.0.0", "10.0.0.1"]}]}"#,
+                "http_ports[0].addresses[1]",
+                "duplicate",
+            ),
+            (
+                r#"{"http_ports": [{"port": 81, "addresses": ["224.0.0.1"]}]}"#,
+                "http_ports[0].addresses[0]",
+                "invalid_address",
+            ),
+            (
+                r#"{"http_ports": [81, {"port": 81, "addresses": ["10.0.0.1"]}]}"#,
+                "http_ports[1]",
+                "duplicate",
+            ),
+            (
+                r#"{"http_ports": [{"port": 443, "addresses": ["10.0.0.1"]}]}"#,
+                "http_ports[0]",
+                "port_conflict",
+            ),
             (r#"{"http_ports": [{"port": 70000}]}"#, "http_ports[0].port", "invalid_value"),
             (r#"{"http_ports": [{"addresses": []}]}"#, "http_ports[0].port", "required"),
             (r#"{"http_ports": [{"port": 81, "colour": "red"}]}"#, "http_ports.0.colour", "unknown_field"),
             (r#"{"https_addresses": ["::1", "::1"]}"#, "https_addresses[1]", "duplicate"),
-            (r#"{"https_enabled": false, "http_ports": [{"port": 81, "redirect_to_https": true}]}"#, "http_ports[0].redirect_to_https", "needs_https"),
-            (r#"{"https_admin": false, "http_ports": [{"port": 81, "admin": false}]}"#, "https_admin", "no_admin_port"),
+            (
+                r#"{"https_enabled": false, "http_ports": [{"port": 81, "redirect_to_https": true}]}"#,
+                "http_ports[0].redirect_to_https",
+                "needs_https",
+            ),
+            (
+                r#"{"https_admin": false, "http_ports": [{"port": 81, "admin": false}]}"#,
+                "https_admin",
+                "no_admin_port",
+            ),
             (r#"{"https_admin": false, "http_redirect_to_https": true}"#, "https_admin", "no_admin_port"),
         ];
         for (json, field, code) in cases {
@@ -770,8 +816,10 @@ mod tests {
         let lan: IpAddr = "127.0.0.2".parse().expect("ip");
         let wan: IpAddr = "127.0.0.3".parse().expect("ip");
         let via = |port, local| Via { spec: ListenerSpec { port, tls: false }, local };
-        let s = parse(r#"{"http_ports": [{"port": 8080, "addresses": ["127.0.0.2"]}, {"port": 8081, "admin": false}]}"#)
-            .expect("valid");
+        let s = parse(
+            r#"{"http_ports": [{"port": 8080, "addresses": ["127.0.0.2"]}, {"port": 8081, "admin": false}]}"#,
+        )
+        .expect("valid");
         assert!(s.keeps_admin(via(8080, lan)));
         assert!(!s.keeps_admin(via(8080, wan)), "8080 no longer binds 127.0.0.3");
         assert!(!s.keeps_admin(via(8081, lan)), "8081 refuses admin");

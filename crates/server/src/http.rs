@@ -575,7 +575,8 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     // ACME validators must get their http-01 answer over plain HTTP.
     let running = f.rt.running();
     let ws = &running.webserver;
-    let port_policy = ws.port_policy(portcullis_core::settings::ListenerSpec { port: info.local_port, tls: info.tls });
+    let port_policy =
+        ws.port_policy(portcullis_core::settings::ListenerSpec { port: info.local_port, tls: info.tls });
     if !info.tls
         && req.uri.path() != "/healthz"
         && !req.uri.path().starts_with("/.well-known/acme-challenge/")

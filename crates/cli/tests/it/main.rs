@@ -23,11 +23,11 @@ mod i18n;
 mod input;
 mod intrusion;
 mod live_apply;
-mod port_policy;
 mod log_flood;
 mod memory;
 #[cfg(all(feature = "email", feature = "ip-notify", feature = "sip"))]
 mod notify;
+mod port_policy;
 mod reliability;
 mod service;
 mod session;

@@ -37,9 +37,13 @@ fn body(answer: &str) -> Value {
 
 /// A request as admin to `address:port`.
 fn admin_at(address: &str, port: u16, method: &str, path: &str, json: Option<Value>) -> (u16, Value) {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let client =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let mut req = client
-        .request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), format!("http://{address}:{port}{path}"))
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            format!("http://{address}:{port}{path}"),
+        )
         .basic_auth("admin", Some(ADMIN_PASSWORD));
     if let Some(b) = json {
         req = req.json(&b);
@@ -65,8 +69,10 @@ fn distinct_ports(n: usize, taken: &[u16]) -> Vec<u16> {
 fn a_lan_port_with_the_admin_ui_and_an_internet_port_with_the_web_content_only() {
     let www = tempfile::tempdir().expect("tempdir");
     std::fs::write(www.path().join("index.html"), "<h1>public</h1>").expect("write");
-    let options =
-        Options { extra_args: vec!["--webroot".into(), www.path().display().to_string()], ..Default::default() };
+    let options = Options {
+        extra_args: vec!["--webroot".into(), www.path().display().to_string()],
+        ..Default::default()
+    };
     let server = TestServer::start_with(&bin(), options).expect("start");
     let main = server.http_ports[0];
     let ports = distinct_ports(3, &[main, server.https_port]);
@@ -82,17 +88,27 @@ fn a_lan_port_with_the_admin_ui_and_an_internet_port_with_the_web_content_only()
     // Made through `main`, which stays as it was: applied at once.
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["http_ports"][0], json!(main), "a plain port stays a bare number");
-    assert_eq!(answer["http_ports"][1], json!({"port": lan, "addresses": ["127.0.0.2"], "redirect_to_https": null, "admin": true}));
+    assert_eq!(
+        answer["http_ports"][1],
+        json!({"port": lan, "addresses": ["127.0.0.2"], "redirect_to_https": null, "admin": true})
+    );
 
     // The LAN port answers on 127.0.0.2 only; the Internet port on every address.
-    assert!(get_at("127.0.0.2", lan, "/healthz", false).expect("lan port on 127.0.0.2").starts_with("HTTP/1.1 200"));
+    assert!(
+        get_at("127.0.0.2", lan, "/healthz", false)
+            .expect("lan port on 127.0.0.2")
+            .starts_with("HTTP/1.1 200")
+    );
     assert!(get_at("127.0.0.1", lan, "/healthz", false).is_none(), "the LAN port is not bound on 127.0.0.1");
     for address in ["127.0.0.1", "127.0.0.2"] {
         let a = get_at(address, internet, "/healthz", false).expect("internet port on every address");
         assert!(a.starts_with("HTTP/1.1 200"), "{address}: {a}");
     }
     // The same through curl, as an operator would try it.
-    let (_, code, _) = run("curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{lan}/healthz")]);
+    let (_, code, _) = run(
+        "curl",
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{lan}/healthz")],
+    );
     assert_ne!(code, "200", "curl reached the LAN port on 127.0.0.1");
 
     // The Internet port: the web content, and a clear 403 for the admin UI and API.
@@ -129,18 +145,38 @@ fn bad_entries_are_refused_with_their_field_and_nothing_changes() {
     let port = distinct_ports(1, &[server.http_ports[0], server.https_port])[0];
     let main = server.http_ports[0];
     let cases = [
-        (json!([main, {"port": port, "addresses": ["192.168.1.300"]}]), "http_ports[1].addresses[0]", "invalid_address"),
-        (json!([main, {"port": port, "addresses": ["127.0.0.2", "127.0.0.2"]}]), "http_ports[1].addresses[1]", "duplicate"),
+        (
+            json!([main, {"port": port, "addresses": ["192.168.1.300"]}]),
+            "http_ports[1].addresses[0]",
+            "invalid_address",
+        ),
+        (
+            json!([main, {"port": port, "addresses": ["127.0.0.2", "127.0.0.2"]}]),
+            "http_ports[1].addresses[1]",
+            "duplicate",
+        ),
         (json!([main, {"port": main, "addresses": ["127.0.0.2"]}]), "http_ports[1]", "duplicate"),
-        (json!([main, {"port": server.https_port, "addresses": ["127.0.0.2"]}]), "http_ports[1]", "port_conflict"),
-        (json!([main, {"port": port, "addresses": ["127.0.0.2"], "colour": "red"}]), "http_ports.1.colour", "unknown_field"),
+        (
+            json!([main, {"port": server.https_port, "addresses": ["127.0.0.2"]}]),
+            "http_ports[1]",
+            "port_conflict",
+        ),
+        (
+            json!([main, {"port": port, "addresses": ["127.0.0.2"], "colour": "red"}]),
+            "http_ports.1.colour",
+            "unknown_field",
+        ),
     ];
     for (ports, field, code) in cases {
         let mut s = before.clone();
         s["http_ports"] = ports.clone();
         let (status, err) = server.admin("PUT", "/api/v1/webserver", Some(s));
         assert_eq!(status, 400, "{ports}: {err}");
-        assert_eq!((err["error"]["field"].as_str(), err["error"]["code"].as_str()), (Some(field), Some(code)), "{err}");
+        assert_eq!(
+            (err["error"]["field"].as_str(), err["error"]["code"].as_str()),
+            (Some(field), Some(code)),
+            "{err}"
+        );
     }
     // No port would answer the admin UI: refused too.
     let mut s = before.clone();
@@ -182,14 +218,21 @@ fn taking_the_admin_ui_off_the_port_in_use_is_provisional() {
     // Moving the LAN port to another address it was not reached on is
     // provisional as well (the operator's address would no longer be bound).
     let (_, mut s) = server.admin("GET", "/api/v1/webserver", None);
-    s["http_ports"] = json!([{"port": main, "addresses": ["127.0.0.3"]}, {"port": lan, "addresses": ["127.0.0.2"]}]);
+    s["http_ports"] =
+        json!([{"port": main, "addresses": ["127.0.0.3"]}, {"port": lan, "addresses": ["127.0.0.2"]}]);
     let (status, answer) = server.admin("PUT", "/api/v1/webserver", Some(s));
     assert_eq!(status, 202, "{answer}");
     assert!(get_at("127.0.0.3", main, "/healthz", false).expect("new address").starts_with("HTTP/1.1 200"));
     let (code, _) = admin_at("127.0.0.2", lan, "POST", "/api/v1/config/confirm", None);
     assert_eq!(code, 200);
     assert!(
-        portcullis_testkit::wait_until(Duration::from_secs(15), || get_at("127.0.0.1", main, "/healthz", false).is_none()),
+        portcullis_testkit::wait_until(Duration::from_secs(15), || get_at(
+            "127.0.0.1",
+            main,
+            "/healthz",
+            false
+        )
+        .is_none()),
         "after the confirmation the port is bound to 127.0.0.3 only"
     );
 }
@@ -207,14 +250,28 @@ fn config_set_takes_port_objects_with_their_field_paths() {
     let (code, out, err) = run(bin, &["config", "get", "http_ports", "--data-dir", data]);
     assert_eq!(code, 0, "{err}");
     let got: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(got, json!([8080, {"port": 8081, "addresses": ["192.168.1.1", "fd00::1"], "redirect_to_https": null, "admin": false}]));
+    assert_eq!(
+        got,
+        json!([8080, {"port": 8081, "addresses": ["192.168.1.1", "fd00::1"], "redirect_to_https": null, "admin": false}])
+    );
     let (code, out, _) = run(bin, &["config", "get", "http_ports[1].addresses[1]", "--data-dir", data]);
     assert_eq!((code, out.trim()), (0, "\"fd00::1\""));
-    let (code, _, err) = run(bin, &["config", "set", "https_addresses", r#"["10.0.0.1"]"#, "--data-dir", data]);
+    let (code, _, err) =
+        run(bin, &["config", "set", "https_addresses", r#"["10.0.0.1"]"#, "--data-dir", data]);
     assert_eq!(code, 0, "{err}");
     // A refused value: one line naming the field, nothing written.
     let before = std::fs::read(dir.path().join("d/config.json")).expect("stored");
-    let (code, _, err) = run(bin, &["config", "set", "http_ports", r#"[{"port": 8081, "addresses": ["10.0.0.x"]}]"#, "--data-dir", data]);
+    let (code, _, err) = run(
+        bin,
+        &[
+            "config",
+            "set",
+            "http_ports",
+            r#"[{"port": 8081, "addresses": ["10.0.0.x"]}]"#,
+            "--data-dir",
+            data,
+        ],
+    );
     assert_ne!(code, 0);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("portcullis: http_ports[0].addresses[0]: invalid_address: "), "{err}");
