@@ -202,7 +202,7 @@ impl From<u16> for HttpPort {
 /// Lets tests and callers compare the ports with plain numbers.
 impl PartialEq<u16> for HttpPort {
     fn eq(&self, other: &u16) -> bool {
-        *self == HttpPort::from(*other)
+        self.port == *other && self.is_plain()
     }
 }
 
