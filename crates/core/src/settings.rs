@@ -33,6 +33,8 @@ pub const BROWSER_UNSAFE_PORTS: &[u16] = &[
     526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049,
     3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
 ];
+/// Longest block accepted, in seconds (one year).
+pub const MAX_BLOCK_SECONDS: u32 = 365 * 24 * 3600;
 /// Longest timeout and deadtime accepted, in minutes (one week).
 pub const MAX_MINUTES: u32 = 7 * 24 * 60;
 
@@ -112,6 +114,17 @@ pub struct IntrusionDetectionSettings {
     pub deadtime_minutes: u32,
     /// Whether an attacker past the threshold is blocked by a temporary deny rule.
     pub block_ip: bool,
+    /// Length of a block, in seconds; 0 blocks until the next reboot (the seed's way).
+    pub block_duration_seconds: u32,
+    /// Each repeat offence of a client the detector still remembers doubles
+    /// its block (fail2ban's `bantime.increment`), up to `block_duration_max_seconds`.
+    pub block_duration_increment: bool,
+    /// Upper bound of a block grown by repeat offences, in seconds; 0 means
+    /// [`MAX_BLOCK_SECONDS`] (one year).
+    pub block_duration_max_seconds: u32,
+    /// Blocks outlive a Reboot and a restart of the server (stored in the
+    /// data folder), with their remaining time.
+    pub blocks_survive_reboot: bool,
     /// Name of the e-mail profile alerted, if any.
     pub email_profile: Option<String>,
     /// Name of the phone profile alerted, if any.
@@ -129,6 +142,10 @@ impl Default for IntrusionDetectionSettings {
             timeout_minutes: 60,
             deadtime_minutes: 60,
             block_ip: false,
+            block_duration_seconds: 0,
+            block_duration_increment: false,
+            block_duration_max_seconds: 0,
+            blocks_survive_reboot: false,
             email_profile: None,
             phone_profile: None,
             ip_notify_profile: None,
@@ -593,6 +610,23 @@ impl WebServerSettings {
 }
 
 impl IntrusionDetectionSettings {
+    /// How long the `offence`-th block of one client lasts (1 = its first),
+    /// or `None` for a block until reboot.
+    pub fn block_length(&self, offence: u32) -> Option<std::time::Duration> {
+        if self.block_duration_seconds == 0 {
+            return None;
+        }
+        let max = if self.block_duration_max_seconds == 0 { MAX_BLOCK_SECONDS } else { self.block_duration_max_seconds };
+        let base = u64::from(self.block_duration_seconds);
+        let seconds = if self.block_duration_increment {
+            let doublings = offence.saturating_sub(1).min(40);
+            base.saturating_mul(1u64 << doublings)
+        } else {
+            base
+        };
+        Some(std::time::Duration::from_secs(seconds.min(u64::from(max.max(self.block_duration_seconds)))))
+    }
+
     /// Checks the intrusion detection rules of SPEC §1.
     pub fn validate(&self, profiles: &ProfileNames) -> Result<(), ValidationError> {
         let field = |name: &str| format!("intrusion_detection.{name}");
@@ -615,6 +649,25 @@ impl IntrusionDetectionSettings {
                 field("deadtime_minutes"),
                 ErrorCode::OutOfRange,
                 format!("the deadtime must be between 0 and {MAX_MINUTES} minutes"),
+            ));
+        }
+        if self.block_duration_seconds > MAX_BLOCK_SECONDS {
+            return Err(ValidationError::new(
+                field("block_duration_seconds"),
+                ErrorCode::OutOfRange,
+                format!("a block lasts at most {MAX_BLOCK_SECONDS} seconds (one year); 0 blocks until reboot"),
+            ));
+        }
+        if self.block_duration_max_seconds > MAX_BLOCK_SECONDS
+            || (self.block_duration_max_seconds != 0
+                && self.block_duration_max_seconds < self.block_duration_seconds)
+        {
+            return Err(ValidationError::new(
+                field("block_duration_max_seconds"),
+                ErrorCode::OutOfRange,
+                format!(
+                    "the upper bound must be 0 (one year) or between block_duration_seconds and {MAX_BLOCK_SECONDS} seconds"
+                ),
             ));
         }
         let refs = [
