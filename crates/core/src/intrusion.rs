@@ -300,7 +300,11 @@ impl IntrusionDetector {
 
     /// When the next block ends by itself, if any does.
     pub fn next_expiry(&self) -> Option<crate::clock::Monotonic> {
-        self.blocked.values().filter_map(|key| self.entries.get(key)?.blocked_until).map(|u| u.monotonic).min()
+        self.blocked
+            .values()
+            .filter_map(|key| self.entries.get(key)?.blocked_until)
+            .map(|u| u.monotonic)
+            .min()
     }
 
     /// Puts back blocks stored before a restart: each keeps its remaining
@@ -830,14 +834,21 @@ mod tests {
         let mut s = settings(5, 600, 0);
         assert_eq!(s.block_length(1), None, "factory: until reboot");
         s.block_duration_seconds = 600;
-        assert_eq!(s.block_length(3), Some(std::time::Duration::from_secs(600)), "no increment: always the same");
+        assert_eq!(
+            s.block_length(3),
+            Some(std::time::Duration::from_secs(600)),
+            "no increment: always the same"
+        );
         s.block_duration_increment = true;
         s.block_duration_max_seconds = 3000;
         let lengths: Vec<u64> = (1..=5).map(|n| s.block_length(n).expect("timed").as_secs()).collect();
         assert_eq!(lengths, [600, 1200, 2400, 3000, 3000]);
         assert_eq!(s.block_length(u32::MAX).expect("timed").as_secs(), 3000, "no overflow");
         s.block_duration_max_seconds = 0;
-        assert_eq!(s.block_length(60).expect("timed").as_secs(), u64::from(crate::settings::MAX_BLOCK_SECONDS));
+        assert_eq!(
+            s.block_length(60).expect("timed").as_secs(),
+            u64::from(crate::settings::MAX_BLOCK_SECONDS)
+        );
     }
 
     #[test]
@@ -894,7 +905,11 @@ mod tests {
         assert_eq!(after_restart.restore(&stored, now), 2);
         assert_eq!(after_restart.blocked(), d.blocked());
         let left = after_restart.next_expiry().expect("one timed block").since_origin();
-        assert_eq!(left, std::time::Duration::from_secs(6 * 60), "10 minutes from minute 5, restored at minute 9");
+        assert_eq!(
+            left,
+            std::time::Duration::from_secs(6 * 60),
+            "10 minutes from minute 5, restored at minute 9"
+        );
         // Restored after its end: dropped; the block until reboot stays.
         let mut late = IntrusionDetector::new(100);
         let now = Timestamp { utc: at(16).utc, monotonic: crate::clock::Monotonic::ZERO };

@@ -616,7 +616,11 @@ impl IntrusionDetectionSettings {
         if self.block_duration_seconds == 0 {
             return None;
         }
-        let max = if self.block_duration_max_seconds == 0 { MAX_BLOCK_SECONDS } else { self.block_duration_max_seconds };
+        let max = if self.block_duration_max_seconds == 0 {
+            MAX_BLOCK_SECONDS
+        } else {
+            self.block_duration_max_seconds
+        };
         let base = u64::from(self.block_duration_seconds);
         let seconds = if self.block_duration_increment {
             let doublings = offence.saturating_sub(1).min(40);
@@ -655,7 +659,9 @@ impl IntrusionDetectionSettings {
             return Err(ValidationError::new(
                 field("block_duration_seconds"),
                 ErrorCode::OutOfRange,
-                format!("a block lasts at most {MAX_BLOCK_SECONDS} seconds (one year); 0 blocks until reboot"),
+                format!(
+                    "a block lasts at most {MAX_BLOCK_SECONDS} seconds (one year); 0 blocks until reboot"
+                ),
             ));
         }
         if self.block_duration_max_seconds > MAX_BLOCK_SECONDS

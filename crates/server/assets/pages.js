@@ -201,7 +201,7 @@ export async function renderEvents(root) {
 export async function renderBlocked(root) {
   const body = h("tbody", {});
   root.replaceChildren(note(t("bl.text")), h("div", { class: "buttons" }, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
-    table([t("bl.address"), t("bl.since"), t("bl.last"), t("actions")], body, t("bl.caption")));
+    table([t("bl.address"), t("bl.since"), t("bl.last"), t("bl.until"), t("actions")], body, t("bl.caption")));
   async function load() {
     const r = await api("GET", "/api/v1/blocked");
     if (!r.ok) { pageAlert(r.error.message); return; }
@@ -212,9 +212,11 @@ export async function renderBlocked(root) {
         announce(t("bl.done", { address: x.data.address }));
         await load();
       } }, t("bl.unblock"));
-      if (b.origin === "crowdsec") return h("tr", { class: "crowdsec" }, h("td", { text: b.address }), h("td", { text: t("bl.crowdsec", { by: b.decided_by || "", until: fmtTime(b.until) }) }), h("td", { text: "" }), h("td", {}));
-      return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", {}, btn));
-    }) : [h("tr", {}, h("td", { colspan: 4, text: t("bl.empty") }))]));
+      if (b.origin === "crowdsec") return h("tr", { class: "crowdsec" }, h("td", { text: b.address }), h("td", { text: t("bl.crowdsec", { by: b.decided_by || "", until: fmtTime(b.until) }) }), h("td", { text: "" }), h("td", { text: fmtTime(b.until) }), h("td", {}));
+      // A block without an end lasts until the next reboot (the factory way).
+      const until = b.until ? fmtTime(b.until) : t("bl.untilreboot");
+      return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", { class: "until", text: until }), h("td", {}, btn));
+    }) : [h("tr", {}, h("td", { colspan: 5, text: t("bl.empty") }))]));
   }
   await load();
 }

@@ -395,6 +395,10 @@ export async function renderWebServer(root) {
   const timeout = F({ label: t("id.timeout"), path: "intrusion_detection.timeout_minutes", type: "number", hint: t("id.timeout.hint"), attrs: { min: 1, max: 10080 } });
   const deadtime = F({ label: t("id.deadtime"), path: "intrusion_detection.deadtime_minutes", type: "number", hint: t("id.deadtime.hint"), attrs: { min: 0, max: 10080 } });
   const blockIp = F({ label: t("id.block"), path: "intrusion_detection.block_ip", type: "checkbox", hint: t("id.block.hint") });
+  const blockFor = F({ label: t("id.block_duration"), path: "intrusion_detection.block_duration_seconds", type: "number", hint: t("id.block_duration.hint"), attrs: { min: 0 } });
+  const blockGrow = F({ label: t("id.block_increment"), path: "intrusion_detection.block_duration_increment", type: "checkbox", hint: t("id.block_increment.hint") });
+  const blockMax = F({ label: t("id.block_max"), path: "intrusion_detection.block_duration_max_seconds", type: "number", hint: t("id.block_max.hint"), attrs: { min: 0 } });
+  const blockKeep = F({ label: t("id.block_survive"), path: "intrusion_detection.blocks_survive_reboot", type: "checkbox", hint: t("id.block_survive.hint") });
   const blockWarn = h("p", { class: "warning live", role: "status", id: "block-warning" });
   const emailP = F({ label: t("id.email"), path: "intrusion_detection.email_profile", type: "select", options: profileOptions("email", id.email_profile), hint: t("id.email.hint") });
   const phoneP = F({ label: t("id.phone"), path: "intrusion_detection.phone_profile", type: "select", options: profileOptions("phone", id.phone_profile), hint: t("id.phone.hint") });
@@ -402,7 +406,7 @@ export async function renderWebServer(root) {
   emailP.hidden = !built("email");
   phoneP.hidden = !built("sip");
   ipP.hidden = !built("ip-notify");
-  const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, blockIp, blockWarn,
+  const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, blockIp, blockWarn, blockFor, blockGrow, blockMax, blockKeep,
     emailP, phoneP, ipP,
     profiles ? null : note(t("id.noprofiles")),
     note(t("id.remark")),
@@ -453,6 +457,10 @@ export async function renderWebServer(root) {
     inputOf(timeout).value = i.timeout_minutes ?? "";
     inputOf(deadtime).value = i.deadtime_minutes ?? "";
     inputOf(blockIp).checked = !!i.block_ip;
+    inputOf(blockFor).value = i.block_duration_seconds ?? 0;
+    inputOf(blockGrow).checked = !!i.block_duration_increment;
+    inputOf(blockMax).value = i.block_duration_max_seconds ?? 0;
+    inputOf(blockKeep).checked = !!i.blocks_survive_reboot;
     inputOf(emailP).value = i.email_profile || "";
     inputOf(phoneP).value = i.phone_profile || "";
     inputOf(ipP).value = i.ip_notify_profile || "";
@@ -483,6 +491,10 @@ export async function renderWebServer(root) {
         timeout_minutes: num(inputOf(timeout).value),
         deadtime_minutes: num(inputOf(deadtime).value),
         block_ip: inputOf(blockIp).checked,
+        block_duration_seconds: num(inputOf(blockFor).value),
+        block_duration_increment: inputOf(blockGrow).checked,
+        block_duration_max_seconds: num(inputOf(blockMax).value),
+        blocks_survive_reboot: inputOf(blockKeep).checked,
         email_profile: inputOf(emailP).value || null,
         phone_profile: inputOf(phoneP).value || null,
         ip_notify_profile: inputOf(ipP).value || null,

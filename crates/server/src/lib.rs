@@ -332,6 +332,8 @@ impl ServerBuilder {
             },
             serve_jobs,
         );
+        // Stored blocks are back before the first connection is accepted.
+        rt.spawn_block_watch();
         rt.start_listeners().await?;
         // What waited for the listeners: aws-lc's one-time seeding.
         tls::warm_up(tls.http());

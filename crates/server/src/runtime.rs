@@ -994,6 +994,35 @@ impl Runtime {
         });
     }
 
+    /// Ends timed blocks when their time is up (checked every second, so
+    /// the connection guard lets the client in within a second of the
+    /// end), and keeps the stored blocks in step when they survive a
+    /// reboot; the task ends when the runtime is gone. At start, the blocks
+    /// stored before are put back first when they are to survive.
+    pub fn spawn_block_watch(self: &Arc<Self>) {
+        let mut survive = self.running().webserver.intrusion_detection.blocks_survive_reboot;
+        if survive {
+            self.security.restore_blocks(self.timestamp());
+        }
+        self.security.store_blocks(survive, true);
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(rt) = weak.upgrade() else { break };
+                rt.security.expire_blocks(rt.timestamp());
+                let now = rt.running().webserver.intrusion_detection.blocks_survive_reboot;
+                let security = rt.security.clone();
+                let switched = now != survive;
+                survive = now;
+                drop(rt);
+                let _ = tokio::task::spawn_blocking(move || security.store_blocks(now, switched)).await;
+            }
+        });
+    }
+
     /// Lifts the block that covers `ip` (intrusion detection), with its
     /// event; the blocked address or network, or `None` if none covers it.
     pub fn unblock(&self, ip: IpAddr, actor: &Actor) -> Option<portcullis_core::access_control::IpNetwork> {
@@ -1103,7 +1132,10 @@ impl Runtime {
         if let Err(e) = reloaded {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
-        self.security.clear_blocks();
+        // Blocks chosen to survive a reboot stay, with their remaining time.
+        if !self.running().webserver.intrusion_detection.blocks_survive_reboot {
+            self.security.clear_blocks();
+        }
         // What was stored since the last load is what this one loaded: a
         // valid `config.json` written by this server.
         if self.stored_since_load.swap(false, std::sync::atomic::Ordering::SeqCst) {
