@@ -352,9 +352,26 @@ test("access control, blocked addresses (unblock), logfile, event log and users 
     await shot(page, "11-access-control-refused");
     await page.goto(server.base + "/admin/blocked");
     await ready(page);
+    // The factory block has no end: until the next reboot, and the page says so.
+    assert.equal(await page.locator("tbody td.until").first().innerText(), "next reboot");
     await page.getByRole("button", { name: "Unblock 198.51.100.7" }).click();
     await page.waitForFunction(() => /no longer blocked/.test(document.getElementById("page-status").textContent));
     assert.deepEqual((await server.api("GET", "/api/v1/blocked")).json, []);
+    // A block with a length shows until when it lasts.
+    const ws2 = await server.api("GET", "/api/v1/webserver");
+    await server.api("PUT", "/api/v1/webserver", { ...ws2.json, intrusion_detection: { ...ws2.json.intrusion_detection, block_duration_seconds: 3600 } });
+    for (let i = 0; i < 6; i++) {
+      await fetch(`${server.base}/api/v1/webserver`, { headers: { "x-forwarded-for": "198.51.100.8", authorization: "Basic " + Buffer.from("admin:wrong").toString("base64") } });
+    }
+    const timed = (await server.api("GET", "/api/v1/blocked")).json;
+    assert.equal(timed.length, 1);
+    assert.equal(Date.parse(timed[0].until) - Date.parse(timed[0].since), 3600 * 1000);
+    await page.reload();
+    await ready(page);
+    const until = await page.locator("tbody td.until").first().innerText();
+    assert.ok(until !== "" && until !== "next reboot", until);
+    await page.getByRole("button", { name: "Unblock 198.51.100.8" }).click();
+    await page.waitForFunction(() => /198\.51\.100\.8 is no longer blocked/.test(document.getElementById("page-status").textContent));
     await page.goto(server.base + "/admin/logfile");
     await ready(page);
     assert.match(await page.locator("table").innerText(), /198\.51\.100\.7/);
