@@ -41,7 +41,15 @@ impl PortOverrides {
         if let Some(ports) = &self.http_ports
             && !ports.is_empty()
         {
-            c.webserver.http_ports = ports.iter().copied().map(HttpPort::from).collect();
+            // A port the settings also list keeps its addresses and policy
+            // there: the command line picks ports, the settings say how each serves.
+            let configured = c.webserver.effective_http_entries();
+            c.webserver.http_ports = ports
+                .iter()
+                .map(|p| {
+                    configured.iter().find(|e| e.port == *p).cloned().unwrap_or_else(|| HttpPort::from(*p))
+                })
+                .collect();
             c.webserver.http_enabled = true;
         }
         if let Some(port) = self.https_port {

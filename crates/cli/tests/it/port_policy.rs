@@ -277,3 +277,25 @@ fn config_set_takes_port_objects_with_their_field_paths() {
     assert!(err.starts_with("portcullis: http_ports[0].addresses[0]: invalid_address: "), "{err}");
     assert_eq!(std::fs::read(dir.path().join("d/config.json")).expect("stored"), before);
 }
+
+#[test]
+fn ports_given_on_the_command_line_keep_their_policy_from_the_settings() {
+    let options = Options { http_ports: 2, ..Default::default() };
+    let mut server = TestServer::start_with(&bin(), options).expect("start");
+    let (main, internet) = (server.http_ports[0], server.http_ports[1]);
+    let (_, mut s) = server.admin("GET", "/api/v1/webserver", None);
+    s["http_ports"] = json!([main, {"port": internet, "admin": false}]);
+    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(s)).0, 200);
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200);
+    // `--http-port` names both ports at every start: the stored policy of each still applies.
+    for step in ["reboot", "restart"] {
+        if step == "reboot" {
+            assert_eq!(server.admin("POST", "/api/v1/reboot", None).0, 200);
+        } else {
+            server.restart().expect("restart");
+        }
+        let refused = get_at("127.0.0.1", internet, "/api/v1/webserver", true).expect("answer");
+        assert!(refused.starts_with("HTTP/1.1 403"), "after {step}: {refused}");
+        assert_eq!(admin_at("127.0.0.1", main, "GET", "/api/v1/webserver", None).0, 200, "after {step}");
+    }
+}
