@@ -431,8 +431,9 @@ impl WebServerSettings {
             let admin = self.https_admin || spec.port != self.effective_https_port();
             return PortPolicy { admin, redirect_to_https: false };
         }
-        let entry = self.effective_http_entries().into_iter().find(|p| p.port == spec.port);
-        match entry {
+        // Looked up on every request: no copy of the list (an empty list's
+        // port 80 has the default policy, as an unknown port).
+        match self.http_ports.iter().find(|p| p.port == spec.port) {
             Some(p) => PortPolicy {
                 admin: p.admin,
                 redirect_to_https: p.redirect_to_https.unwrap_or(self.http_redirect_to_https),
