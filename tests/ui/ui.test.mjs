@@ -61,6 +61,11 @@ test("a port of its own for the LAN (addresses) and one for the Internet (no adm
     await rows.nth(1).locator("input.port-addresses").fill("127.0.0.2");
     await rows.nth(2).locator("input.port").fill(String(internet));
     await rows.nth(2).locator("input.port-admin").uncheck();
+    // Taking the admin UI off the port in use is warned about as it is changed.
+    await rows.nth(0).locator("input.port-admin").uncheck();
+    assert.match(await page.locator("#proto-warning").innerText(), new RegExp(`\\(${server.http}\\) would no longer allow the admin UI`));
+    await rows.nth(0).locator("input.port-admin").check();
+    assert.equal(await page.locator("#proto-warning").innerText(), "");
     await shot(page, "02b-port-policy");
     await page.locator("#set").click();
     await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));

@@ -515,6 +515,8 @@ export async function renderWebServer(root) {
     else if (tls && !httpsOn) w = t("warn.httpsoff");
     else if (!tls && ![...portsBox.querySelectorAll("input.port")].some((i) => Number(i.value) === port)) w = t("warn.portgone", { port });
     else if (tls && Number(inputOf(httpsPort).value || 443) !== port) w = t("warn.portgone", { port });
+    else if (!tls && [...portsBox.children].some((r) => Number(r.querySelector("input.port").value) === port && !r.querySelector("input.port-admin").checked)) w = t("warn.adminoff", { port });
+    else if (tls && !inputOf(httpsAdmin).checked) w = t("warn.adminoff", { port });
     protoWarn.textContent = w;
     blockWarn.textContent = inputOf(blockIp).checked && accessControl && !accessControl.enabled ? t("warn.blocknoac") : "";
   }
