@@ -104,6 +104,9 @@ fn a_lan_port_with_the_admin_ui_and_an_internet_port_with_the_web_content_only()
         let a = get_at(address, internet, "/healthz", false).expect("internet port on every address");
         assert!(a.starts_with("HTTP/1.1 200"), "{address}: {a}");
     }
+    // `--listen 127.0.0.1` (the test server's) is the default of the ports that
+    // name no address: the bare port is not on 127.0.0.2, the LAN port's own address wins.
+    assert!(get_at("127.0.0.2", main, "/healthz", false).is_none(), "the bare port follows --listen");
     // The same through curl, as an operator would try it.
     let (_, code, _) = run(
         "curl",
