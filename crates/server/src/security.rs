@@ -398,6 +398,10 @@ impl Security {
                 EventKind::ClientBlocked,
                 actor.clone(),
                 match outcome.until {
+                    None if settings.blocks_survive_reboot => format!(
+                        "{} blocked after {} failed logins (until an administrator lifts the block)",
+                        outcome.key, outcome.count
+                    ),
                     None => format!(
                         "{} blocked after {} failed logins (temporary deny until reboot)",
                         outcome.key, outcome.count

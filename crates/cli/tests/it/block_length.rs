@@ -142,3 +142,22 @@ fn block_lengths_out_of_range_are_refused_with_their_field() {
     }
     assert_eq!(server.admin("GET", "/api/v1/webserver", None).1, before);
 }
+
+#[test]
+fn a_stored_block_whose_time_ran_out_while_the_server_was_down_is_dropped() {
+    let mut server = guarded(json!({"block_duration_seconds": 2, "blocks_survive_reboot": true}));
+    assert_eq!(server.admin("POST", "/api/v1/config/store", None).0, 200);
+    guess(&server, "127.0.0.2");
+    let until = time_of(&blocked(&server)[0]["until"]);
+    let file = server.data_dir().join("blocks.json");
+    let stored = || std::fs::read_to_string(&file).unwrap_or_default().contains("127.0.0.2");
+    assert!(wait_until(Duration::from_secs(5), stored), "the block is stored");
+    // Down while the block ends (killed: nothing lifts it in the file).
+    server.kill();
+    assert!(wait_until(Duration::from_secs(10), || OffsetDateTime::now_utc() > until));
+    assert!(stored(), "still in the file while the server is down");
+    server.restart().expect("restart");
+    assert!(reachable(&server, "127.0.0.2"), "not restored: its time is up");
+    assert!(blocked(&server).is_empty());
+    assert!(wait_until(Duration::from_secs(5), || !stored()), "and gone from the file");
+}
