@@ -144,6 +144,13 @@ error_codes! {
     ConfirmFromNewAddress = "confirm_from_new_address",
     /// Access rules that deny the requester's own address, sent without `?force=true`.
     WouldLockOut = "would_lock_out",
+    /// A backup's passphrase shorter than 12 characters.
+    PassphraseTooShort = "passphrase_too_short",
+    /// A backup file that is not an age file of a portcullis backup, is cut
+    /// short or was changed.
+    BackupDamaged = "backup_damaged",
+    /// A backup made by a newer version (its format or its configuration).
+    BackupNewerVersion = "backup_newer_version",
 
     // ---- Certificates: uploads, generation, state ----
     /// An uploaded file is empty.

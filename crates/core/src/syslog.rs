@@ -218,13 +218,15 @@ impl Severity {
             | EventKind::ClientBlocked
             | EventKind::ConfigRolledBack
             | EventKind::CertificateExpiring
-            | EventKind::CertificateDownloaded => Self::Warning,
+            | EventKind::CertificateDownloaded
+            | EventKind::ConfigExported => Self::Warning,
             EventKind::Reboot
             | EventKind::ClientUnblocked
             | EventKind::ConfigChanged
             | EventKind::ConfigStored
             | EventKind::ConfigRestored
             | EventKind::ConfigConfirmed
+            | EventKind::ConfigImported
             | EventKind::CertificateChanged
             | EventKind::UserChanged => Self::Notice,
             EventKind::Startup | EventKind::NotificationSent | EventKind::Other => Self::Informational,

@@ -35,7 +35,11 @@ export async function api(method, path, opts = {}) {
   if (opts.blob && r.ok) data = await r.blob();
   else if (type.includes("json")) data = await r.json().catch(() => null);
   else data = await r.text().catch(() => "");
-  if (r.ok) return { ok: true, status: r.status, data, error: null };
+  if (r.ok) {
+    // An attachment's name, as the server chose it (a backup's carries the host and time).
+    const m = /filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "");
+    return { ok: true, status: r.status, data, error: null, filename: m ? m[1] : null };
+  }
   const error = data && data.error ? data.error : { code: "http_" + r.status, message: t("err.http", { status: r.status }), field: null };
   return { ok: false, status: r.status, data, error };
 }

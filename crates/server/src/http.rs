@@ -521,8 +521,13 @@ fn finish(mut resp: Response, api: bool) -> Response {
 /// is the refusal.
 fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     // 1. Declared body length.
-    let limit =
-        if req.uri.path().starts_with("/api/v1/certificate/upload") { f.upload_limit } else { f.body_limit };
+    let limit = if req.uri.path().starts_with("/api/v1/certificate/upload")
+        || req.uri.path() == "/api/v1/config/import"
+    {
+        f.upload_limit
+    } else {
+        f.body_limit
+    };
     let declared = req
         .headers
         .get(header::CONTENT_LENGTH)

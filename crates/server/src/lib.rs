@@ -26,6 +26,7 @@
 pub mod acme;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod build_info;
 pub mod certs;
 #[cfg(any(feature = "ui", feature = "webroot"))]

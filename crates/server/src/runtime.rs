@@ -74,6 +74,9 @@ pub enum ApplyError {
     /// Writing the data folder failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A certificate could not be installed (a backup's).
+    #[error(transparent)]
+    Certificate(#[from] CertStoreError),
     /// Another change is still waiting for confirmation.
     #[error("a change is waiting for confirmation until {} (POST /api/v1/config/confirm through the new configuration); confirm it or let it roll back first", .0.deadline)]
     Unconfirmed(PendingView),
@@ -552,28 +555,8 @@ impl Runtime {
         if new.webserver == webserver {
             return Ok((self.running(), None));
         }
-        self.ensure_nothing_pending()?;
         new.webserver = webserver;
-        match via {
-            Some(v) if !new.webserver.keeps_admin(v) => {
-                let reason = format!(
-                    "the {} port {} (address {}) this change was made through is closed by it or no longer allows admin",
-                    if v.spec.tls { "HTTPS" } else { "HTTP" },
-                    v.spec.port,
-                    v.local
-                );
-                self.apply_provisional(new, reason).await?;
-                self.config_changed(
-                    actor,
-                    "web server settings set provisionally: confirm through the new configuration",
-                    &old,
-                );
-            }
-            _ => {
-                self.apply(new).await?;
-                self.config_changed(actor, "web server settings set", &old);
-            }
-        }
+        self.apply_guarded(&old, new, actor, via, false, "web server settings").await?;
         for w in self.running().webserver.warnings() {
             tracing::warn!("{w}");
         }
@@ -599,32 +582,62 @@ impl Runtime {
         if new.access_control == settings {
             return Ok((self.running(), None));
         }
-        self.ensure_nothing_pending()?;
         new.access_control = settings;
-        new.validate()?;
-        let denied_requester = actor
-            .client_ip
-            .filter(|ip| self.security.policy_for(&new.access_control).decide(*ip) == Decision::Deny);
-        match denied_requester {
-            Some(ip) if !force => return Err(ApplyError::WouldLockOut(ip)),
-            Some(ip) => {
-                self.apply_provisional(
-                    new,
-                    format!("these rules deny the address {ip} this change was made from"),
-                )
-                .await?;
-                self.config_changed(
-                    actor,
-                    "access control set provisionally (forced although it denies the requester): confirm from an allowed address",
-                    &old,
-                );
-            }
-            None => {
-                self.apply(new).await?;
-                self.config_changed(actor, "access control set", &old);
-            }
-        }
+        self.apply_guarded(&old, new, actor, None, force, "access control").await?;
         Ok((self.running(), self.pending()))
+    }
+
+    /// The one path of the changes that could cut the operator off (the web
+    /// server's and access control's Sets, a backup's import); the caller
+    /// holds the apply lock. A change that closes the listener it came
+    /// through (`via`), or whose access rules deny the requester's address
+    /// (refused unless `force`), is applied provisionally: rolled back by
+    /// itself unless confirmed through the new configuration in time.
+    /// Anything else is applied at once. Either way with its
+    /// `config_changed` event, `what` naming what was set.
+    async fn apply_guarded(
+        self: &Arc<Self>,
+        old: &Config,
+        new: Config,
+        actor: &Actor,
+        via: Option<Via>,
+        force: bool,
+        what: &str,
+    ) -> Result<(), ApplyError> {
+        self.ensure_nothing_pending()?;
+        new.validate()?;
+        let mut reasons = Vec::new();
+        let mut how = Vec::new();
+        if let Some(v) = via
+            && !new.webserver.keeps_admin(v)
+        {
+            reasons.push(format!(
+                "the {} port {} (address {}) this change was made through is closed by it or no longer allows admin",
+                if v.spec.tls { "HTTPS" } else { "HTTP" },
+                v.spec.port,
+                v.local
+            ));
+            how.push(": confirm through the new configuration");
+        }
+        let denied_requester = actor.client_ip.filter(|ip| {
+            new.access_control != old.access_control
+                && self.security.policy_for(&new.access_control).decide(*ip) == Decision::Deny
+        });
+        if let Some(ip) = denied_requester {
+            if !force {
+                return Err(ApplyError::WouldLockOut(ip));
+            }
+            reasons.push(format!("these rules deny the address {ip} this change was made from"));
+            how.push(" (forced although it denies the requester): confirm from an allowed address");
+        }
+        if reasons.is_empty() {
+            self.apply(new).await?;
+            self.config_changed(actor, &format!("{what} set"), old);
+        } else {
+            self.apply_provisional(new, reasons.join("; ")).await?;
+            self.config_changed(actor, &format!("{what} set provisionally{}", how.join(";")), old);
+        }
+        Ok(())
     }
 
     /// Set for a section that needs nothing beyond validation and apply:
@@ -1060,6 +1073,181 @@ impl Runtime {
         }
     }
 
+    /// A backup of the device, not yet encrypted: the STORED configuration
+    /// (what a start or Reboot loads: unsaved Sets are not in it), the
+    /// accounts with their password hashes and, with `include_certificate`,
+    /// the individual certificate with its key.
+    pub fn backup(&self, include_certificate: bool) -> Result<crate::backup::Backup, CertStoreError> {
+        let now = self.now();
+        let view = self.certs.files.view(now, Vec::new())?;
+        let certificate = if include_certificate { self.certs.files.state()?.individual } else { None };
+        Ok(crate::backup::Backup {
+            info: crate::backup::BackupInfo {
+                format: crate::backup::FORMAT.into(),
+                format_version: crate::backup::FORMAT_VERSION,
+                product_version: env!("CARGO_PKG_VERSION").into(),
+                created: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                host_name: crate::notifications::device_name(),
+                certificate_fingerprint_sha256: view.certificate.fingerprint_sha256,
+                includes_certificate: certificate.is_some(),
+            },
+            configuration: serde_json::to_value(self.stored()).unwrap_or_default(),
+            users: self.auth.users(),
+            certificate,
+        })
+    }
+
+    /// Export: the [backup](Self::backup) encrypted with `passphrase`
+    /// (scrypt, off the async threads), with its event: secrets leave the
+    /// device, encrypted, and the log says who took them.
+    pub async fn export_backup(
+        &self,
+        passphrase: String,
+        include_certificate: bool,
+        actor: &Actor,
+    ) -> Result<(Vec<u8>, crate::backup::BackupInfo), crate::backup::BackupError> {
+        use crate::backup::BackupError;
+        crate::backup::check_passphrase(&passphrase)?;
+        let backup = self.backup(include_certificate).map_err(|e| BackupError::Failed(e.to_string()))?;
+        let info = backup.info.clone();
+        let file = tokio::task::spawn_blocking(move || crate::backup::seal(&backup, &passphrase))
+            .await
+            .map_err(|e| BackupError::Failed(e.to_string()))??;
+        self.event_with(
+            EventKind::ConfigExported,
+            actor,
+            if info.includes_certificate {
+                "configuration backup exported, with the certificate and its private key"
+            } else {
+                "configuration backup exported"
+            },
+            serde_json::json!({"includes_certificate": info.includes_certificate}),
+        );
+        Ok((file, info))
+    }
+
+    /// Import: makes a checked backup the device's, or changes nothing if a
+    /// step is refused. Its configuration becomes running through the path
+    /// of the Sets that could cut the operator off (provisional when it
+    /// closes the port `via` or its rules deny the requester, the latter
+    /// only with `force`), and is stored by Store as every Set is; its
+    /// accounts are written at once, as account changes are (an account
+    /// whose password or group differs loses its sessions); its certificate
+    /// is installed only with `install_certificate`, else the device keeps
+    /// its own. One `config_imported` event says what was done.
+    pub async fn import_backup(
+        self: &Arc<Self>,
+        backup: crate::backup::CheckedBackup,
+        install_certificate: bool,
+        force: bool,
+        actor: &Actor,
+        via: Option<Via>,
+    ) -> Result<crate::backup::ImportOutcome, ApplyError> {
+        use crate::backup::CertificateImport;
+        let _guard = self.apply_lock.lock().await;
+        // Even an import that changes no setting: its answer's pending
+        // change must be its own.
+        self.ensure_nothing_pending()?;
+        let old = self.running();
+        // What a Reboot would make of the backup's configuration here: the
+        // ports given on this device's command line still win over the
+        // configured ones (unless they no longer fit it).
+        let with_overrides = self.overrides.apply(&backup.config);
+        let config = if with_overrides.validate().is_ok() { with_overrides } else { backup.config.clone() };
+        let changed_sections = old.changed_sections(&config);
+        if !changed_sections.is_empty() {
+            self.apply_guarded(&old, config, actor, via, force, "configuration from a backup").await?;
+        }
+        // The accounts: a record that differs from the device's gets a
+        // generation above both, so cached logins and sessions made with
+        // the device's record end (the file's counters are another device's).
+        let current = self.auth.users();
+        let mut users = backup.users.clone();
+        for (name, record) in &mut users.users {
+            match current.users.get(name) {
+                Some(c) if c.password_hash == record.password_hash && c.group == record.group => {
+                    record.generation = c.generation;
+                }
+                Some(c) => record.generation = record.generation.max(c.generation) + 1,
+                None => {}
+            }
+        }
+        if let Err(e) = self
+            .update_users(|u| {
+                *u = users;
+                true
+            })
+            .await
+        {
+            self.undo_import(&old).await;
+            return Err(e.into());
+        }
+        if let Err(e) = self.after_authentication_change().await {
+            tracing::error!(error = %e, "cannot remove the Digest secrets after an import");
+        }
+        let now = self.now();
+        let in_use = self.certs.files.view(now, Vec::new())?.certificate.fingerprint_sha256;
+        let certificate = match backup.certificate {
+            None => CertificateImport::None,
+            Some((_, fingerprint)) if fingerprint == in_use => CertificateImport::Unchanged,
+            Some(_) if !install_certificate => CertificateImport::Skipped,
+            Some((pair, _)) => {
+                let change = CertificateChange::Issued {
+                    chain_pem: pair.chain_pem,
+                    key_pem: pair.key_pem,
+                    what: format!("certificate restored from a backup of {}", backup.info.host_name),
+                };
+                self.change_certificate(change, actor).await?;
+                CertificateImport::Installed
+            }
+        };
+        let outcome = crate::backup::ImportOutcome {
+            backup: backup.info,
+            configuration: serde_json::to_value(self.running().redacted()).unwrap_or_default(),
+            changed_sections,
+            users: self.auth.users().users.into_keys().collect(),
+            certificate,
+            unknown_keys: backup.unknown_keys,
+        };
+        self.event_with(
+            EventKind::ConfigImported,
+            actor,
+            &format!(
+                "configuration backup of {} made {} imported: {} account(s), certificate {}",
+                outcome.backup.host_name,
+                outcome.backup.created,
+                outcome.users.len(),
+                serde_json::to_value(certificate).unwrap_or_default().as_str().unwrap_or_default()
+            ),
+            serde_json::json!({
+                "host_name": outcome.backup.host_name,
+                "created": outcome.backup.created,
+                "product_version": outcome.backup.product_version,
+                "changed_sections": outcome.changed_sections,
+                "users": outcome.users,
+                "certificate": certificate,
+                "provisional": self.pending().is_some(),
+            }),
+        );
+        Ok(outcome)
+    }
+
+    /// Puts the configuration back after an import failed half way (its
+    /// accounts could not be written): nothing of it stays.
+    async fn undo_import(&self, old: &Config) {
+        if *self.running() == *old {
+            return;
+        }
+        match self.apply(old.clone()).await {
+            Ok(()) => self.event(
+                EventKind::ConfigRolledBack,
+                &Actor::default(),
+                "the import could not write the accounts; its settings were undone",
+            ),
+            Err(e) => tracing::error!(error = %e, "undoing a failed import's settings failed"),
+        }
+    }
+
     /// Restore: running goes back to the stored configuration.
     pub async fn restore(&self, actor: &Actor) -> Result<Arc<Config>, ApplyError> {
         let _guard = self.apply_lock.lock().await;
@@ -1206,7 +1394,7 @@ pub enum CertificateChange {
     UploadCertificate(Vec<u8>),
     /// Back to the factory certificate (a pending request goes too).
     Delete,
-    /// A chain and key issued by ACME.
+    /// A chain and key issued by ACME, or restored from a backup.
     Issued {
         /// The chain (PEM).
         chain_pem: String,

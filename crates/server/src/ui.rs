@@ -225,10 +225,11 @@ mod tests {
         let (plain, gzip) = embedded_bytes();
         assert!(plain + gzip < 520 * 1024, "UI assets weigh {plain} + {gzip} bytes");
         for lang in Lang::ALL {
-            // 150 KiB: Russian (two bytes a letter) is the heaviest; the
-            // per-port addresses and policy and the block lengths (issue 21)
-            // took it past the former 140 KiB.
-            assert!(page_bytes(lang) < 150 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
+            // 160 KiB: Russian (two bytes a letter) is the heaviest; the
+            // backup section, the per-port addresses and policy and the
+            // block lengths (issue 21) took it from 136 to 151 KiB (about
+            // 45 KB gzipped, as it is sent).
+            assert!(page_bytes(lang) < 160 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
         }
         for (i, a) in ASSETS.iter().enumerate() {
             assert!(!ASSETS[i + 1..].iter().any(|b| b.name == a.name), "{} twice", a.name);

@@ -6,6 +6,7 @@
 // `features` checks what every build carries and what it answers for the rest.
 #[cfg(feature = "acme")]
 mod acme;
+mod backup;
 mod block_length;
 mod caching;
 mod certificate;

@@ -26,6 +26,7 @@ impl From<ApplyError> for ApiError {
             }
             // A full data folder is the operator's to know (507), not a server fault.
             ApplyError::Store(s) => s.into(),
+            ApplyError::Certificate(c) => c.into(),
             e @ ApplyError::Unconfirmed(_) => ApiError::conflict(ErrorCode::ChangeUnconfirmed, e.to_string()),
             ApplyError::UnknownSetting(message) => {
                 ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::UnknownField, message)
