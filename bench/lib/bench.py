@@ -13,8 +13,9 @@ Sub-commands:
   prio    [--nice N] -- CMD...           exec CMD in a session (autogroup) of its own at nice N
   timed   -- CMD...                      run CMD (bench priority), print its wall time in ms
   flood   ...                            password-guessing flood + legitimate client (see --help)
-  idleconns --port P [--tls] [--count N] [--path U] PID...
+  idleconns --port P [--tls|--h2] [--count N] [--steps N,...] [--path U] PID...
           memory per idle keep-alive connection (PSS before / with N idle / after they closed), JSON
+  h2json  STDOUT LOGFILE                 h2load's summary and per-request log into JSON (req/s, p50, p99)
   wrkjson FILE                           extract the JSON line our wrk script prints
   abjson  FILE                           parse ab's output into JSON
   report  RAW.jsonl OUT.json OUT.md      aggregate the raw records into the tables
@@ -240,6 +241,56 @@ def _fetch_once(sock, host, port, path):
         raise ConnectionError(f"status {status}, keep-alive {keep}, {len(rest)} extra bytes")
 
 
+
+def _h2_fetch_once(sock, host, path):
+    """One HTTP/2 GET on a fresh connection (ALPN h2): the preface, an empty
+    SETTINGS, a HEADERS frame (HPACK: indexed :method GET and :scheme https,
+    :path and :authority as literals), then frames until stream 1 ends; the
+    server's SETTINGS are acknowledged. The connection then stays open."""
+    import struct
+
+    def frame(ftype, flags, stream, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+    def lit(index, value):
+        v = value.encode()
+        if len(v) >= 127:
+            raise ValueError("value too long for this small encoder")
+        return bytes([index, len(v)]) + v
+
+    block = b"\x82\x87" + lit(4, path) + lit(1, host)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(1, 0x5, 1, block))
+    buf, got_headers, data = b"", False, 0
+    while True:
+        while len(buf) < 9:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("h2: closed before the answer ended")
+            buf += chunk
+        length = int.from_bytes(buf[:3], "big")
+        ftype, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        while len(buf) < 9 + length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("h2: closed inside a frame")
+            buf += chunk
+        payload, buf = buf[9:9 + length], buf[9 + length:]
+        if ftype == 4 and not flags & 1:
+            sock.sendall(frame(4, 1, 0))
+        elif ftype in (3, 7):
+            raise ConnectionError(f"h2: {'RST_STREAM' if ftype == 3 else 'GOAWAY'} {payload[:8].hex()}")
+        elif stream == 1 and ftype == 1:
+            got_headers = True
+        elif stream == 1 and ftype == 0:
+            data += length
+        if stream == 1 and ftype in (0, 1) and flags & 1:
+            if not got_headers:
+                raise ConnectionError("h2: stream ended without headers")
+            if buf:
+                raise ConnectionError(f"h2: {len(buf)} bytes after the answer")
+            return data
+
+
 def cmd_idleconns(a):
     """PSS of the server's processes before, with --count keep-alive
     connections that each fetched --path once and then sat idle (--settle s),
@@ -252,18 +303,23 @@ def cmd_idleconns(a):
     if soft < a.count + 256:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, a.count + 256), hard))
     ctx = None
-    if a.tls:
+    if a.tls or a.h2:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.set_alpn_protocols(["h2"] if a.h2 else ["http/1.1"])
 
     def connect():
         s = socket.create_connection((a.host, a.port), timeout=10)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ctx:
             s = ctx.wrap_socket(s, server_hostname="localhost")
-        _fetch_once(s, a.host, a.port, a.path)
+        if a.h2:
+            if s.selected_alpn_protocol() != "h2":
+                raise ConnectionError(f"ALPN chose {s.selected_alpn_protocol()!r}, not h2")
+            _h2_fetch_once(s, "localhost", a.path)
+        else:
+            _fetch_once(s, a.host, a.port, a.path)
         return s
 
     # Warm-up: what the first connections of a fresh server allocate once
@@ -272,12 +328,18 @@ def cmd_idleconns(a):
         s.close()
     time.sleep(a.settle)
     before = pss_kib(a.pids)
-    conns, t0 = [], time.time()
-    for _ in range(a.count):
-        conns.append(connect())
-    opened_s = time.time() - t0
-    time.sleep(a.settle)
-    idle = pss_kib(a.pids)
+    steps = sorted({int(x) for x in a.steps.split(",") if x} - {a.count} - {0})
+    steps = [n for n in steps if n < a.count]
+    conns, t0, at = [], time.time(), {}
+    opened_s = 0.0
+    for n in steps + [a.count]:
+        t1 = time.time()
+        while len(conns) < n:
+            conns.append(connect())
+        opened_s += time.time() - t1
+        time.sleep(a.settle)
+        at[n] = pss_kib(a.pids)
+    idle = at[a.count]
     # Still open: the server closed none of them (an idle one it closed would be readable, at EOF).
     readable, _, _ = select.select([c.fileno() for c in conns], [], [], 0)
     still_open = a.count - len(readable)
@@ -286,12 +348,53 @@ def cmd_idleconns(a):
     time.sleep(a.settle)
     after = pss_kib(a.pids)
     print(json.dumps({
-        "count": a.count, "tls": a.tls, "still_open": still_open, "opened_s": round(opened_s, 2),
+        "count": a.count, "tls": a.tls or a.h2, "h2": a.h2, "still_open": still_open, "opened_s": round(opened_s, 2),
+        "steps": {str(n): {"pss_kib": at[n], "per_conn_kib": round((at[n] - before) / n, 2)} for n in steps},
         "pss_before_kib": before, "pss_idle_kib": idle, "pss_after_close_kib": after,
         "per_conn_kib": round((idle - before) / a.count, 2),
         "kept_after_close_kib": after - before,
     }))
     return 0 if still_open == a.count else 1
+
+
+# ------------------------------------------------------------------ h2load
+
+def cmd_h2json(a):
+    """h2load's printed summary and its per-request log (--log-file: start
+    time in µs, status, µs until the response ended) into one JSON line."""
+    import re
+    text = open(a.stdout, errors="replace").read()
+    r = {}
+    m = re.search(r"finished in ([0-9.]+)(us|ms|s),", text)
+    if m:
+        r["seconds"] = float(m.group(1)) / {"us": 1e6, "ms": 1e3, "s": 1.0}[m.group(2)]
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text)
+    if m:
+        r.update(zip(("total", "started", "done", "succeeded", "failed", "errored", "timeout"), map(int, m.groups())))
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m:
+        r["non2xx"] = sum(map(int, m.groups()[1:]))
+    m = re.search(r"Application protocol: (\S+)", text)
+    r["proto"] = m.group(1) if m else None
+    m = re.search(r"traffic: .*?\((\d+)\) total", text)
+    if m:
+        r["bytes"] = int(m.group(1))
+    lat = []
+    try:
+        with open(a.logfile) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1].startswith("2"):
+                    lat.append(int(parts[2]))
+    except OSError:
+        pass
+    lat.sort()
+    if lat:
+        r["p50_us"] = lat[len(lat) // 2]
+        r["p99_us"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    print(json.dumps(r))
+    return 0 if r.get("seconds") and r.get("succeeded") else 1
 
 
 # -------------------------------------------------------------------- flood
@@ -847,6 +950,9 @@ def main():
     p.add_argument("file")
     p = sub.add_parser("abjson")
     p.add_argument("file")
+    p = sub.add_parser("h2json")
+    p.add_argument("stdout")
+    p.add_argument("logfile")
     p = sub.add_parser("flood")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
@@ -863,7 +969,9 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--tls", action="store_true")
+    p.add_argument("--h2", action="store_true", help="TLS with ALPN h2, one HTTP/2 GET per connection")
     p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--steps", default="", help="also measure at these counts on the way (e.g. 100)")
     p.add_argument("--path", default="/1k.bin")
     p.add_argument("--settle", type=float, default=3.0)
     p.add_argument("pids", nargs="+", type=int)
@@ -885,7 +993,7 @@ def main():
     if a.cmd == "pss":
         print(pss_kib(a.pids))
         return 0
-    return {"wait": cmd_wait, "sample": cmd_sample, "wrkjson": cmd_wrkjson, "abjson": cmd_abjson,
+    return {"wait": cmd_wait, "sample": cmd_sample, "wrkjson": cmd_wrkjson, "abjson": cmd_abjson, "h2json": cmd_h2json,
             "flood": cmd_flood, "idleconns": cmd_idleconns, "report": cmd_report}[a.cmd](a)
 
 

@@ -37,7 +37,7 @@ test("add an HTTP port and Set: the new port answers", () =>
     await login(page, server, "/admin/webserver");
     const port = await freePort();
     await page.locator("#add-port").click();
-    const inputs = page.locator(".ports input");
+    const inputs = page.locator(".ports input.port");
     assert.equal(await inputs.count(), 2);
     await inputs.nth(1).fill(String(port));
     assert.equal(await inputs.nth(1).getAttribute("aria-label"), "HTTP port 2");
@@ -50,12 +50,52 @@ test("add an HTTP port and Set: the new port answers", () =>
     assert.deepEqual(ws.json.http_ports, [server.http, port]);
   }));
 
+test("a port of its own for the LAN (addresses) and one for the Internet (no admin UI): Set, the API shows both", () =>
+  withUi("02b-port-policy", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const [lan, internet] = [await freePort(), await freePort()];
+    await page.locator("#add-port").click();
+    await page.locator("#add-port").click();
+    const rows = page.locator(".port-row");
+    await rows.nth(1).locator("input.port").fill(String(lan));
+    await rows.nth(1).locator("input.port-addresses").fill("127.0.0.2");
+    await rows.nth(2).locator("input.port").fill(String(internet));
+    await rows.nth(2).locator("input.port-admin").uncheck();
+    // Taking the admin UI off the port in use is warned about as it is changed.
+    await rows.nth(0).locator("input.port-admin").uncheck();
+    assert.match(await page.locator("#proto-warning").innerText(), new RegExp(`\\(${server.http}\\) would no longer allow the admin UI`));
+    await rows.nth(0).locator("input.port-admin").check();
+    assert.equal(await page.locator("#proto-warning").innerText(), "");
+    await shot(page, "02b-port-policy");
+    await page.locator("#set").click();
+    await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+    const ws = await server.api("GET", "/api/v1/webserver");
+    assert.deepEqual(ws.json.http_ports, [
+      server.http,
+      { port: lan, addresses: ["127.0.0.2"], redirect_to_https: null, admin: true },
+      { port: internet, addresses: [], redirect_to_https: null, admin: false },
+    ]);
+    // The Internet port is not offered as a place to go on to.
+    const links = await page.locator("#new-addresses").innerText();
+    assert.match(links, new RegExp(`:${lan}/admin/webserver`));
+    assert.doesNotMatch(links, new RegExp(`:${internet}/`));
+    // A bad address: the message sits under the row's address field.
+    await rows.nth(1).locator("input.port-addresses").fill("127.0.0.x");
+    await page.locator("#set").click();
+    await page.waitForSelector("input.port-addresses[aria-invalid=true]");
+    const err = await rows.nth(1).locator(".port-options .field:first-child .err").innerText();
+    assert.match(err, /IP address|not valid/);
+    const r = await fetch(`http://127.0.0.1:${internet}/api/v1/webserver`);
+    assert.equal(r.status, 403);
+    assert.equal((await r.json()).error.code, "admin_not_allowed");
+  }));
+
 test("Close offers to store; store it, reboot, the port is still there", () =>
   withUi("03-close-store-reboot", async (server, { page }) => {
     await login(page, server, "/admin/webserver");
     const port = await freePort();
     await page.locator("#add-port").click();
-    await page.locator(".ports input").nth(1).fill(String(port));
+    await page.locator(".ports input.port").nth(1).fill(String(port));
     await page.locator("#set").click();
     await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
     await page.locator("#close").click();
@@ -79,7 +119,7 @@ test("Close offers to store; store it, reboot, the port is still there", () =>
     assert.ok(events.json.events.some((e) => e.kind === "reboot"), "a reboot event");
     await page.reload();
     await ready(page);
-    const values = await page.locator(".ports input").evaluateAll((els) => els.map((e) => e.value));
+    const values = await page.locator(".ports input.port").evaluateAll((els) => els.map((e) => e.value));
     assert.deepEqual(values, [String(server.http), String(port)]);
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
   }));
@@ -234,7 +274,7 @@ test("a Set that closes the port in use is provisional: banner with deadline and
   withUi("09-confirm", async (server, { page }) => {
     await login(page, server, "/admin/webserver");
     const port = await freePort();
-    await page.locator(".ports input").first().fill(String(port));
+    await page.locator(".ports input.port").first().fill(String(port));
     assert.match(await page.locator("#proto-warning").innerText(), new RegExp(`\\(${server.http}\\) is no longer in the list`));
     await page.locator("#set").click();
     await page.waitForSelector("#pending:not([hidden]) #pending-confirm");
@@ -317,9 +357,26 @@ test("access control, blocked addresses (unblock), logfile, event log and users 
     await shot(page, "11-access-control-refused");
     await page.goto(server.base + "/admin/blocked");
     await ready(page);
+    // The factory block has no end: until the next reboot, and the page says so.
+    assert.equal(await page.locator("tbody td.until").first().innerText(), "next reboot");
     await page.getByRole("button", { name: "Unblock 198.51.100.7" }).click();
     await page.waitForFunction(() => /no longer blocked/.test(document.getElementById("page-status").textContent));
     assert.deepEqual((await server.api("GET", "/api/v1/blocked")).json, []);
+    // A block with a length shows until when it lasts.
+    const ws2 = await server.api("GET", "/api/v1/webserver");
+    await server.api("PUT", "/api/v1/webserver", { ...ws2.json, intrusion_detection: { ...ws2.json.intrusion_detection, block_duration_seconds: 3600 } });
+    for (let i = 0; i < 6; i++) {
+      await fetch(`${server.base}/api/v1/webserver`, { headers: { "x-forwarded-for": "198.51.100.8", authorization: "Basic " + Buffer.from("admin:wrong").toString("base64") } });
+    }
+    const timed = (await server.api("GET", "/api/v1/blocked")).json;
+    assert.equal(timed.length, 1);
+    assert.equal(Date.parse(timed[0].until) - Date.parse(timed[0].since), 3600 * 1000);
+    await page.reload();
+    await ready(page);
+    const until = await page.locator("tbody td.until").first().innerText();
+    assert.ok(until !== "" && until !== "next reboot", until);
+    await page.getByRole("button", { name: "Unblock 198.51.100.8" }).click();
+    await page.waitForFunction(() => /198\.51\.100\.8 is no longer blocked/.test(document.getElementById("page-status").textContent));
     await page.goto(server.base + "/admin/logfile");
     await ready(page);
     assert.match(await page.locator("table").innerText(), /198\.51\.100\.7/);

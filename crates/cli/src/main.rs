@@ -180,7 +180,8 @@ struct ServeArgs {
     /// Folder to serve at `/` (the UI and API keep /admin/ and /api/).
     #[arg(long, value_name = "DIR")]
     webroot: Option<PathBuf>,
-    /// Address to listen on (repeatable; default: every IPv6 and IPv4 address).
+    /// Address to listen on (repeatable; default: every IPv6 and IPv4 address),
+    /// for the ports whose settings name no address: a port's own addresses win.
     #[arg(long = "listen", value_name = "ADDRESS")]
     listen: Vec<IpAddr>,
     /// First delay before a failed notification is tried again, in milliseconds (then ×4 each time).
@@ -329,6 +330,59 @@ enum ConfigCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Write a backup: the stored configuration with its secrets, the
+    /// accounts with their password hashes and, if asked for, the individual
+    /// certificate with its key, encrypted with a passphrase (age, scrypt).
+    Export {
+        /// File to write (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        /// Include the individual certificate and its private key (only to
+        /// restore this device: another must not take its identity).
+        #[arg(long)]
+        include_certificate: bool,
+        #[command(flatten)]
+        passphrase: BackupPassphrase,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Import a backup and store it: checked whole first (a wrong
+    /// passphrase, a damaged or newer file change nothing); the server must
+    /// not be running on the folder.
+    Import {
+        /// The backup file.
+        file: PathBuf,
+        /// Install the backup's certificate and key (else the device keeps its own).
+        #[arg(long)]
+        include_certificate: bool,
+        #[command(flatten)]
+        passphrase: BackupPassphrase,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// Where a backup's passphrase comes from: never the command line itself,
+/// which other users of the machine can read in the process list.
+#[derive(Args)]
+struct BackupPassphrase {
+    /// File holding the passphrase (first line); else PORTCULLIS_BACKUP_PASSPHRASE.
+    #[arg(long, value_name = "PATH")]
+    passphrase_file: Option<PathBuf>,
+}
+
+impl BackupPassphrase {
+    fn read(&self) -> Result<String> {
+        match &self.passphrase_file {
+            Some(f) => read_secret_file(f),
+            None => match std::env::var("PORTCULLIS_BACKUP_PASSPHRASE") {
+                Ok(p) if !p.is_empty() => Ok(p),
+                _ => bail!(
+                    "give the backup's passphrase with --passphrase-file PATH or PORTCULLIS_BACKUP_PASSPHRASE"
+                ),
+            },
+        }
+    }
 }
 
 /// A command line that names something that does not exist (exit status 2,
@@ -680,6 +734,12 @@ fn config(cmd: ConfigCommand) -> Result<ExitCode> {
         }
         ConfigCommand::Get { key, data } => config_get(&key, &data)?,
         ConfigCommand::Set { key, value, data } => config_set(key, &value, &data)?,
+        ConfigCommand::Export { output, include_certificate, passphrase, data } => {
+            config_export(&output, include_certificate, &passphrase, &data)?
+        }
+        ConfigCommand::Import { file, include_certificate, passphrase, data } => {
+            config_import(&file, include_certificate, &passphrase, &data)?
+        }
         ConfigCommand::FactoryReset { data } => {
             offline(&data, |rt| async move {
                 rt.store_factory_settings(&Actor::default()).await.map_err(apply_error)?;
@@ -749,6 +809,110 @@ fn config_set(key: String, value: &str, data: &DataDir) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// A refused backup, on one line with its code (as the API answers it).
+fn backup_error(e: portcullis::backup::BackupError) -> anyhow::Error {
+    match e {
+        portcullis::backup::BackupError::Invalid(v) => {
+            let words = portcullis_core::config::for_people(&v.message).unwrap_or(v.message);
+            anyhow::anyhow!("{}: {}: {words}; nothing was changed", v.field, v.code)
+        }
+        other => anyhow::anyhow!("{}: {other}", other.code()),
+    }
+}
+
+/// `config export`: the folder's backup, encrypted, written mode 0600.
+fn config_export(
+    output: &Path,
+    include_certificate: bool,
+    passphrase: &BackupPassphrase,
+    data: &DataDir,
+) -> Result<()> {
+    let passphrase = passphrase.read()?;
+    portcullis::backup::check_passphrase(&passphrase).map_err(backup_error)?;
+    let (file, info) = offline(data, |rt| async move {
+        rt.export_backup(passphrase, include_certificate, &Actor::default()).await.map_err(backup_error)
+    })?;
+    write_bytes(output, &file)?;
+    eprintln!(
+        "backup of {} written to {}{}",
+        info.host_name,
+        output.display(),
+        if info.includes_certificate {
+            " (with the certificate and its private key)"
+        } else if include_certificate {
+            " (no individual certificate to include: the factory certificate's key never leaves the device)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// `config import FILE`: the backup checked whole, applied through the
+/// runtime's import, then stored (offline nothing runs to keep apart).
+fn config_import(
+    file: &Path,
+    include_certificate: bool,
+    passphrase: &BackupPassphrase,
+    data: &DataDir,
+) -> Result<()> {
+    use std::io::Read as _;
+    let passphrase = passphrase.read()?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(portcullis::backup::MAX_BACKUP_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let checked = portcullis::backup::open(&bytes, &passphrase)
+        .and_then(|b| b.checked(time_now()))
+        .map_err(backup_error)?;
+    offline(data, |rt| async move {
+        let actor = Actor::default();
+        let outcome =
+            rt.import_backup(checked, include_certificate, false, &actor, None).await.map_err(apply_error)?;
+        if rt.status().unsaved_changes {
+            rt.store(&actor).await.map_err(apply_error)?;
+        }
+        for key in &outcome.unknown_keys {
+            eprintln!("warning: unknown key \"{key}\" of the backup is ignored");
+        }
+        let certificate = match outcome.certificate {
+            portcullis::backup::CertificateImport::None => "none in the backup",
+            portcullis::backup::CertificateImport::Unchanged => "unchanged",
+            portcullis::backup::CertificateImport::Installed => "installed",
+            portcullis::backup::CertificateImport::Skipped => {
+                "skipped (the device keeps its own; --include-certificate installs the backup's)"
+            }
+        };
+        eprintln!(
+            "imported the backup of {} made {}: settings {}, {} account(s), certificate {certificate}; stored",
+            outcome.backup.host_name,
+            outcome.backup.created,
+            if outcome.changed_sections.is_empty() {
+                "unchanged".to_string()
+            } else {
+                format!("changed ({})", outcome.changed_sections.join(", "))
+            },
+            outcome.users.len(),
+        );
+        Ok(())
+    })
+}
+
+/// Writes a secret file (mode 0600) with `bytes`.
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 fn write_out(out: Option<&Path>, text: &str, secret: bool) -> Result<()> {

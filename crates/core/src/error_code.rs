@@ -65,6 +65,8 @@ error_codes! {
     NoListener = "no_listener",
     /// A setting needs HTTPS switched on (e.g. redirecting HTTP to it).
     NeedsHttps = "needs_https",
+    /// No open port would allow the admin UI and API: the operator would be locked out.
+    NoAdminPort = "no_admin_port",
     /// The intrusion detection settings select a profile that does not exist.
     UnknownProfile = "unknown_profile",
     /// HSTS switched on while the certificate in use could lock browsers out
@@ -144,6 +146,13 @@ error_codes! {
     ConfirmFromNewAddress = "confirm_from_new_address",
     /// Access rules that deny the requester's own address, sent without `?force=true`.
     WouldLockOut = "would_lock_out",
+    /// A backup's passphrase shorter than 12 characters.
+    PassphraseTooShort = "passphrase_too_short",
+    /// A backup file that is not an age file of a portcullis backup, is cut
+    /// short or was changed.
+    BackupDamaged = "backup_damaged",
+    /// A backup made by a newer version (its format or its configuration).
+    BackupNewerVersion = "backup_newer_version",
 
     // ---- Certificates: uploads, generation, state ----
     /// An uploaded file is empty.
@@ -298,6 +307,8 @@ error_codes! {
     CsrfTokenInvalid = "csrf_token_invalid",
     /// The client's address is denied by access control.
     AccessDenied = "access_denied",
+    /// The admin UI and API are not allowed on the port the request came through.
+    AdminNotAllowed = "admin_not_allowed",
     /// A request another web site made a browser send.
     CrossOriginRefused = "cross_origin_refused",
     /// The request's `Host` is not one of the device's names (DNS rebinding).

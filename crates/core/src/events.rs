@@ -54,6 +54,11 @@ pub enum EventKind {
     ConfigRolledBack,
     /// The stored configuration could not be read at start.
     ConfigLoadProblem,
+    /// A configuration backup was downloaded (it holds every secret, encrypted).
+    ConfigExported,
+    /// A configuration backup was imported: settings, accounts, and the
+    /// certificate if asked for.
+    ConfigImported,
     /// The certificate was generated, uploaded or deleted.
     CertificateChanged,
     /// A notification was delivered.
@@ -389,6 +394,8 @@ mod tests {
             (EventKind::ConfigStored, "config_stored"),
             (EventKind::ConfigRestored, "config_restored"),
             (EventKind::ConfigLoadProblem, "config_load_problem"),
+            (EventKind::ConfigExported, "config_exported"),
+            (EventKind::ConfigImported, "config_imported"),
             (EventKind::CertificateChanged, "certificate_changed"),
             (EventKind::NotificationSent, "notification_sent"),
             (EventKind::NotificationFailed, "notification_failed"),

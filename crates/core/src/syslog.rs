@@ -219,6 +219,7 @@ impl Severity {
             | EventKind::ConfigRolledBack
             | EventKind::CertificateExpiring
             | EventKind::CertificateDownloaded
+            | EventKind::ConfigExported
             | EventKind::AccountLocked => Self::Warning,
             EventKind::Reboot
             | EventKind::ClientUnblocked
@@ -226,6 +227,7 @@ impl Severity {
             | EventKind::ConfigStored
             | EventKind::ConfigRestored
             | EventKind::ConfigConfirmed
+            | EventKind::ConfigImported
             | EventKind::CertificateChanged
             | EventKind::UserChanged
             | EventKind::TokenCreated

@@ -35,7 +35,11 @@ export async function api(method, path, opts = {}) {
   if (opts.blob && r.ok) data = await r.blob();
   else if (type.includes("json")) data = await r.json().catch(() => null);
   else data = await r.text().catch(() => "");
-  if (r.ok) return { ok: true, status: r.status, data, error: null };
+  if (r.ok) {
+    // An attachment's name, as the server chose it (a backup's carries the host and time).
+    const m = /filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "");
+    return { ok: true, status: r.status, data, error: null, filename: m ? m[1] : null };
+  }
   const error = data && data.error ? data.error : { code: "http_" + r.status, message: t("err.http", { status: r.status }), field: null };
   return { ok: false, status: r.status, data, error };
 }
@@ -214,8 +218,13 @@ export async function busy(button, label, work) {
 export function addressesFor(ws) {
   const host = location.hostname.includes(":") && !location.hostname.startsWith("[") ? "[" + location.hostname + "]" : location.hostname;
   const out = [];
-  if (ws.http_enabled) for (const p of ws.http_ports && ws.http_ports.length ? ws.http_ports : [80]) out.push(`http://${host}:${p}${location.pathname}`);
-  if (ws.https_enabled) out.push(`https://${host}:${ws.https_port || 443}${location.pathname}`);
+  // An entry is a port number or an object naming its addresses and policy;
+  // ports that refuse the admin UI are no place to go on to.
+  for (const e of ws.http_enabled ? (ws.http_ports && ws.http_ports.length ? ws.http_ports : [80]) : []) {
+    const p = typeof e === "object" && e !== null ? e : { port: e };
+    if (p.admin !== false) out.push(`http://${host}:${p.port}${location.pathname}`);
+  }
+  if (ws.https_enabled && ws.https_admin !== false) out.push(`https://${host}:${ws.https_port || 443}${location.pathname}`);
   return out;
 }
 

@@ -30,11 +30,15 @@ export async function renderMenu(root) {
     ["blocked", "nav.blocked", "menu.blocked"],
     ["users", "nav.users", "menu.users"],
   ].filter(([p]) => (p !== "profiles" || anyChannel()) && (p !== "fleet" || ["metrics", "syslog", "crowdsec"].some(built)));
-  root.replaceChildren(
+  // setChildren: a viewer has no backup section, and null must not show.
+  setChildren(root,
     section(t("menu.dialogs"), h("ul", { class: "menu" }, items.map(([p, k, d]) =>
       h("li", {}, h("a", { href: "/admin/" + p, text: t(k) }), h("span", { text: " – " + t(d) }))))),
-    section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))));
+    section(t("menu.config"), statusBox, h("div", { class: "buttons" }, storeBtn, rebootButton(load)), note(t("menu.config.note"))),
+    session.group === "admins" ? backupSection(() => lastStatus, () => load()) : null);
+  let lastStatus = null;
   function showStatus(s) {
+    lastStatus = s;
     const lines = [h("p", { id: "unsaved", text: s.unsaved_changes ? t("menu.unsaved", { sections: sectionNames(s.changed_sections) }) : t("menu.saved") })];
     if (s.load && s.load.source !== "stored") lines.push(warning(t("menu.loadsource", { source: has("menu.source." + s.load.source) ? t("menu.source." + s.load.source) : s.load.source })));
     for (const p of (s.load && s.load.problems) || []) lines.push(warning(p));
@@ -46,6 +50,79 @@ export async function renderMenu(root) {
     if (r.ok) showStatus(r.data); else pageAlert(r.error.message);
   }
   await load();
+}
+
+// ---- backup and restore ---------------------------------------------------------
+
+// Export (the passphrase twice, the certificate if chosen) downloads the
+// file; import (file and passphrase) shows the answer, which is a Set's:
+// 202 when provisional (the banner then asks for the confirmation).
+// `status()` is the configuration status last shown, `reload()` shows it anew.
+function backupSection(status, reload) {
+  const exportForm = h("form", { id: "backup-export", novalidate: true });
+  const p1 = field({ label: t("backup.passphrase"), path: "passphrase", type: "password", hint: t("backup.passphrase.hint"), attrs: { autocomplete: "new-password", minlength: 12 } });
+  const p2 = field({ label: t("backup.passphrase2"), path: "passphrase2", type: "password", attrs: { autocomplete: "new-password" } });
+  const withCert = field({ label: t("backup.includecert"), path: "include_certificate", type: "checkbox", hint: t("backup.includecert.hint") });
+  const exportAlert = formAlert();
+  const unsaved = h("div", {});
+  const exportBtn = h("button", { type: "submit", id: "backup-export-btn", class: "primary" }, t("backup.export"));
+  setChildren(exportForm, h("h3", { text: t("backup.export.title") }), unsaved, p1, p2, withCert, exportAlert, h("div", { class: "buttons" }, exportBtn));
+  exportForm.addEventListener("focusin", () => {
+    const s = status();
+    setChildren(unsaved, s && s.unsaved_changes ? warning(t("backup.unsaved")) : null);
+  });
+  exportForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(exportForm);
+    const passphrase = inputOf(p1).value;
+    if (passphrase !== inputOf(p2).value) {
+      showError(exportForm, { code: "mismatch", message: t("backup.mismatch"), field: "passphrase2" });
+      return;
+    }
+    const r = await busy(exportBtn, t("working"), () => api("POST", "/api/v1/config/export", { json: { passphrase, include_certificate: inputOf(withCert).checked }, blob: true }));
+    if (!r.ok) { showError(exportForm, r.error); return; }
+    saveBlob(r.data, r.filename || "portcullis-backup.age");
+    inputOf(p1).value = ""; inputOf(p2).value = "";
+    announce(t("backup.exported"));
+  });
+
+  const importForm = h("form", { id: "backup-import", novalidate: true });
+  const file = field({ label: t("backup.file"), path: "file", type: "file", attrs: { accept: ".age,application/octet-stream" } });
+  const ip = field({ label: t("backup.passphrase"), path: "passphrase", type: "password", attrs: { autocomplete: "off" } });
+  const installCert = field({ label: t("backup.installcert"), path: "include_certificate", type: "checkbox", hint: t("backup.installcert.hint") });
+  const importAlert = formAlert();
+  const result = h("div", { id: "backup-result", "aria-live": "polite" });
+  const importBtn = h("button", { type: "submit", id: "backup-import-btn", class: "primary" }, t("backup.import"));
+  setChildren(importForm, h("h3", { text: t("backup.import.title") }), file, ip, installCert, importAlert, h("div", { class: "buttons" }, importBtn), result);
+  importForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(importForm);
+    result.replaceChildren();
+    const chosen = inputOf(file).files[0];
+    // Without a file the server's refusal names the field, in the UI's language.
+    if (chosen) {
+      const go = await ask(t("backup.ask.title"), t("backup.ask.body"), [
+        { value: "import", label: t("backup.import"), primary: true }, { value: "cancel", label: t("btn.cancel") }]);
+      if (go !== "import") return;
+    }
+    const fd = new FormData();
+    if (chosen) fd.append("file", chosen);
+    fd.append("passphrase", inputOf(ip).value);
+    fd.append("include_certificate", inputOf(installCert).checked ? "true" : "false");
+    const r = await busy(importBtn, t("working"), () => api("POST", "/api/v1/config/import", { form: fd }));
+    if (!r.ok) { showError(importForm, r.error); return; }
+    inputOf(ip).value = "";
+    const outcome = r.status === 202 ? r.data.settings : r.data;
+    const lines = [h("p", { id: "backup-imported", text: t("backup.imported", { host: outcome.backup.host_name, created: fmtTime(outcome.backup.created) }) })];
+    if (outcome.certificate === "installed") lines.push(h("p", { id: "backup-cert", text: t("backup.cert.installed") }));
+    if (outcome.certificate === "skipped") lines.push(warning(t("backup.cert.skipped")));
+    result.replaceChildren(...lines);
+    announce(lines[0].textContent);
+    // The imported settings are running, not stored: the status above says so.
+    await reload();
+    await refreshPending();
+  });
+  return section(t("backup.title"), note(t("backup.note")), exportForm, importForm);
 }
 
 // ---- IP-level access control ----------------------------------------------------
@@ -167,7 +244,7 @@ export async function renderLogfile(root) {
 export async function renderEvents(root) {
   const body = h("tbody", {});
   const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
-    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "account_locked", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "config_exported", "config_imported", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "account_locked", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
   let events = [];
   inputOf(kindSel).addEventListener("change", show);
   root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
@@ -202,7 +279,7 @@ export async function renderEvents(root) {
 export async function renderBlocked(root) {
   const body = h("tbody", {});
   root.replaceChildren(note(t("bl.text")), h("div", { class: "buttons" }, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
-    table([t("bl.address"), t("bl.since"), t("bl.last"), t("actions")], body, t("bl.caption")));
+    table([t("bl.address"), t("bl.since"), t("bl.last"), t("bl.until"), t("actions")], body, t("bl.caption")));
   async function load() {
     const r = await api("GET", "/api/v1/blocked");
     if (!r.ok) { pageAlert(r.error.message); return; }
@@ -213,9 +290,11 @@ export async function renderBlocked(root) {
         announce(t("bl.done", { address: x.data.address }));
         await load();
       } }, t("bl.unblock"));
-      if (b.origin === "crowdsec") return h("tr", { class: "crowdsec" }, h("td", { text: b.address }), h("td", { text: t("bl.crowdsec", { by: b.decided_by || "", until: fmtTime(b.until) }) }), h("td", { text: "" }), h("td", {}));
-      return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", {}, btn));
-    }) : [h("tr", {}, h("td", { colspan: 4, text: t("bl.empty") }))]));
+      if (b.origin === "crowdsec") return h("tr", { class: "crowdsec" }, h("td", { text: b.address }), h("td", { text: t("bl.crowdsec", { by: b.decided_by || "", until: fmtTime(b.until) }) }), h("td", { text: "" }), h("td", { text: fmtTime(b.until) }), h("td", {}));
+      // A block without an end lasts until the next reboot (the factory way).
+      const until = b.until ? fmtTime(b.until) : t("bl.untilreboot");
+      return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", { class: "until", text: until }), h("td", {}, btn));
+    }) : [h("tr", {}, h("td", { colspan: 5, text: t("bl.empty") }))]));
   }
   await load();
 }

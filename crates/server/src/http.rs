@@ -421,8 +421,9 @@ const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
 ///    connection opened before a block must not go on guessing;
 /// 3. a request naming a host that is not the device's is refused (DNS
 ///    rebinding; [`portcullis_core::hosts`]);
-/// 4. plain HTTP is redirected to HTTPS when the settings say so;
-/// 5. unsafe requests sent by a browser on behalf of another site are refused.
+/// 4. plain HTTP is redirected to HTTPS when the port's policy says so;
+/// 5. the admin UI and API are refused on a port whose policy does not allow them;
+/// 6. unsafe requests sent by a browser on behalf of another site are refused.
 ///
 /// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
 /// gets the JSON error body, worded in the language of `Accept-Language`
@@ -602,8 +603,13 @@ fn finish(mut resp: Response, api: bool) -> Response {
 /// is the refusal.
 fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     // 1. Declared body length.
-    let limit =
-        if req.uri.path().starts_with("/api/v1/certificate/upload") { f.upload_limit } else { f.body_limit };
+    let limit = if req.uri.path().starts_with("/api/v1/certificate/upload")
+        || req.uri.path() == "/api/v1/config/import"
+    {
+        f.upload_limit
+    } else {
+        f.body_limit
+    };
     let declared = req
         .headers
         .get(header::CONTENT_LENGTH)
@@ -652,23 +658,30 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     if let Some(refusal) = foreign_host(f, req) {
         return Some(refusal);
     }
-    // 4. Redirect to HTTPS.
+    // 4. Redirect to HTTPS, as the port's policy says.
     // ACME validators must get their http-01 answer over plain HTTP.
+    let running = f.rt.running();
+    let ws = &running.webserver;
+    let port_policy =
+        ws.port_policy(portcullis_core::settings::ListenerSpec { port: info.local_port, tls: info.tls });
     if !info.tls
         && req.uri.path() != "/healthz"
         && !req.uri.path().starts_with("/.well-known/acme-challenge/")
+        && port_policy.redirect_to_https
+        && let Some(location) = https_location(req, ws.effective_https_port())
     {
-        let running = f.rt.running();
-        let ws = &running.webserver;
-        if ws.http_redirect_to_https
-            && let Some(location) = https_location(req, ws.effective_https_port())
-        {
-            let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
-            resp.headers_mut().insert(header::LOCATION, location);
-            return Some(resp);
-        }
+        let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
+        resp.headers_mut().insert(header::LOCATION, location);
+        return Some(resp);
     }
-    // 5. Cross-site requests.
+    // 5. The admin UI and API, on a port whose policy refuses them (one
+    // facing the Internet, say): a clear 403, not a 404 that would look like
+    // a device without a UI.
+    if !port_policy.admin && reserved_for_api_and_ui(req.uri.path()) {
+        return Some(admin_not_allowed(info));
+    }
+    drop(running);
+    // 6. Cross-site requests.
     if !is_safe(&req.method) && cross_site(req) {
         return Some(
             ApiError::new(
@@ -680,6 +693,22 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         );
     }
     None
+}
+
+/// The answer on a port that does not allow the admin UI and API: the JSON
+/// error, for the UI's pages too (every error answer here is JSON, its
+/// message in the language of `Accept-Language`).
+fn admin_not_allowed(info: &ConnInfo) -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::AdminNotAllowed,
+        format!(
+            "the admin UI and API are not allowed on {} port {}; use a port whose settings allow admin",
+            if info.tls { "HTTPS" } else { "HTTP" },
+            info.local_port
+        ),
+    )
+    .into_response()
 }
 
 /// The refusal of a request whose `Host` (or `:authority`) is not one of the

@@ -26,6 +26,7 @@
 pub mod acme;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod build_info;
 pub mod certs;
 #[cfg(any(feature = "ui", feature = "webroot"))]
@@ -334,6 +335,8 @@ impl ServerBuilder {
             },
             serve_jobs,
         );
+        // Stored blocks are back before the first connection is accepted.
+        rt.spawn_block_watch();
         rt.start_listeners().await?;
         // What waited for the listeners: aws-lc's one-time seeding.
         tls::warm_up(tls.http());

@@ -22,7 +22,7 @@ use crate::notifications::Notifier;
 use crate::ports::{BindError, ListenerSet};
 use crate::security::Security;
 use crate::store::{ConfigLoadReport, Store, StoreError};
-use portcullis_core::settings::ListenerSpec;
+use portcullis_core::settings::{HttpPort, ListenerSpec, Via};
 
 /// Ports given on the command line; they replace the configured ones whenever
 /// the running configuration is loaded from the stored one (start, Reboot, Restore).
@@ -41,7 +41,15 @@ impl PortOverrides {
         if let Some(ports) = &self.http_ports
             && !ports.is_empty()
         {
-            c.webserver.http_ports = ports.clone();
+            // A port the settings also list keeps its addresses and policy
+            // there: the command line picks ports, the settings say how each serves.
+            let configured = c.webserver.effective_http_entries();
+            c.webserver.http_ports = ports
+                .iter()
+                .map(|p| {
+                    configured.iter().find(|e| e.port == *p).cloned().unwrap_or_else(|| HttpPort::from(*p))
+                })
+                .collect();
             c.webserver.http_enabled = true;
         }
         if let Some(port) = self.https_port {
@@ -66,6 +74,9 @@ pub enum ApplyError {
     /// Writing the data folder failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A certificate could not be installed (a backup's).
+    #[error(transparent)]
+    Certificate(#[from] CertStoreError),
     /// Another change is still waiting for confirmation.
     #[error("a change is waiting for confirmation until {} (POST /api/v1/config/confirm through the new configuration); confirm it or let it roll back first", .0.deadline)]
     Unconfirmed(PendingView),
@@ -463,7 +474,7 @@ impl Runtime {
     }
 
     async fn open_listeners_for(&self, config: &Config, keep_old: bool) -> Result<(), ApplyError> {
-        let wanted = config.webserver.listeners();
+        let wanted = config.webserver.bindings();
         let mut set = self.listeners.lock().await;
         let prepared = set.prepare(&wanted)?;
         set.commit(prepared, &wanted, keep_old).await?;
@@ -516,16 +527,18 @@ impl Runtime {
 
     /// Confirms a provisional change; it must come through the new
     /// configuration (a listener it keeps, and past its access rules).
-    pub async fn confirm(&self, actor: &Actor, via: Option<ListenerSpec>) -> Result<(), ApplyError> {
+    pub async fn confirm(&self, actor: &Actor, via: Option<Via>) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         if self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
             return Err(ApplyError::NothingPending);
         }
-        let wanted = self.running().webserver.listeners();
+        let running = self.running();
+        let wanted = running.webserver.listeners();
         if let Some(v) = via
-            && !wanted.contains(&v)
+            && !running.webserver.keeps_admin(v)
         {
-            return Err(ApplyError::ConfirmFromNew(wanted));
+            let admin = wanted.iter().copied().filter(|l| running.webserver.port_policy(*l).admin).collect();
+            return Err(ApplyError::ConfirmFromNew(admin));
         }
         self.listeners.lock().await.close_unwanted(&wanted);
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -559,7 +572,7 @@ impl Runtime {
         self: &Arc<Self>,
         webserver: portcullis_core::settings::WebServerSettings,
         actor: &Actor,
-        via: Option<ListenerSpec>,
+        via: Option<Via>,
     ) -> Result<(Arc<Config>, Option<PendingView>), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let old = self.running();
@@ -567,27 +580,8 @@ impl Runtime {
         if new.webserver == webserver {
             return Ok((self.running(), None));
         }
-        self.ensure_nothing_pending()?;
         new.webserver = webserver;
-        match via {
-            Some(v) if !new.webserver.listeners().contains(&v) => {
-                let reason = format!(
-                    "the {} port {} this change was made through is closed by it",
-                    if v.tls { "HTTPS" } else { "HTTP" },
-                    v.port
-                );
-                self.apply_provisional(new, reason).await?;
-                self.config_changed(
-                    actor,
-                    "web server settings set provisionally: confirm through the new configuration",
-                    &old,
-                );
-            }
-            _ => {
-                self.apply(new).await?;
-                self.config_changed(actor, "web server settings set", &old);
-            }
-        }
+        self.apply_guarded(&old, new, actor, via, false, "web server settings").await?;
         for w in self.running().webserver.warnings() {
             tracing::warn!("{w}");
         }
@@ -613,32 +607,62 @@ impl Runtime {
         if new.access_control == settings {
             return Ok((self.running(), None));
         }
-        self.ensure_nothing_pending()?;
         new.access_control = settings;
-        new.validate()?;
-        let denied_requester = actor
-            .client_ip
-            .filter(|ip| self.security.policy_for(&new.access_control).decide(*ip) == Decision::Deny);
-        match denied_requester {
-            Some(ip) if !force => return Err(ApplyError::WouldLockOut(ip)),
-            Some(ip) => {
-                self.apply_provisional(
-                    new,
-                    format!("these rules deny the address {ip} this change was made from"),
-                )
-                .await?;
-                self.config_changed(
-                    actor,
-                    "access control set provisionally (forced although it denies the requester): confirm from an allowed address",
-                    &old,
-                );
-            }
-            None => {
-                self.apply(new).await?;
-                self.config_changed(actor, "access control set", &old);
-            }
-        }
+        self.apply_guarded(&old, new, actor, None, force, "access control").await?;
         Ok((self.running(), self.pending()))
+    }
+
+    /// The one path of the changes that could cut the operator off (the web
+    /// server's and access control's Sets, a backup's import); the caller
+    /// holds the apply lock. A change that closes the listener it came
+    /// through (`via`), or whose access rules deny the requester's address
+    /// (refused unless `force`), is applied provisionally: rolled back by
+    /// itself unless confirmed through the new configuration in time.
+    /// Anything else is applied at once. Either way with its
+    /// `config_changed` event, `what` naming what was set.
+    async fn apply_guarded(
+        self: &Arc<Self>,
+        old: &Config,
+        new: Config,
+        actor: &Actor,
+        via: Option<Via>,
+        force: bool,
+        what: &str,
+    ) -> Result<(), ApplyError> {
+        self.ensure_nothing_pending()?;
+        new.validate()?;
+        let mut reasons = Vec::new();
+        let mut how = Vec::new();
+        if let Some(v) = via
+            && !new.webserver.keeps_admin(v)
+        {
+            reasons.push(format!(
+                "the {} port {} (address {}) this change was made through is closed by it or no longer allows admin",
+                if v.spec.tls { "HTTPS" } else { "HTTP" },
+                v.spec.port,
+                v.local
+            ));
+            how.push(": confirm through the new configuration");
+        }
+        let denied_requester = actor.client_ip.filter(|ip| {
+            new.access_control != old.access_control
+                && self.security.policy_for(&new.access_control).decide(*ip) == Decision::Deny
+        });
+        if let Some(ip) = denied_requester {
+            if !force {
+                return Err(ApplyError::WouldLockOut(ip));
+            }
+            reasons.push(format!("these rules deny the address {ip} this change was made from"));
+            how.push(" (forced although it denies the requester): confirm from an allowed address");
+        }
+        if reasons.is_empty() {
+            self.apply(new).await?;
+            self.config_changed(actor, &format!("{what} set"), old);
+        } else {
+            self.apply_provisional(new, reasons.join("; ")).await?;
+            self.config_changed(actor, &format!("{what} set provisionally{}", how.join(";")), old);
+        }
+        Ok(())
     }
 
     /// Set for a section that needs nothing beyond validation and apply:
@@ -1088,6 +1112,35 @@ impl Runtime {
         });
     }
 
+    /// Ends timed blocks when their time is up (checked every second, so
+    /// the connection guard lets the client in within a second of the
+    /// end), and keeps the stored blocks in step when they survive a
+    /// reboot; the task ends when the runtime is gone. At start, the blocks
+    /// stored before are put back first when they are to survive.
+    pub fn spawn_block_watch(self: &Arc<Self>) {
+        let mut survive = self.running().webserver.intrusion_detection.blocks_survive_reboot;
+        if survive {
+            self.security.restore_blocks(self.timestamp());
+        }
+        self.security.store_blocks(survive, true);
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(rt) = weak.upgrade() else { break };
+                rt.security.expire_blocks(rt.timestamp());
+                let now = rt.running().webserver.intrusion_detection.blocks_survive_reboot;
+                let security = rt.security.clone();
+                let switched = now != survive;
+                survive = now;
+                drop(rt);
+                let _ = tokio::task::spawn_blocking(move || security.store_blocks(now, switched)).await;
+            }
+        });
+    }
+
     /// Lifts the block that covers `ip` (intrusion detection), with its
     /// event; the blocked address or network, or `None` if none covers it.
     pub fn unblock(&self, ip: IpAddr, actor: &Actor) -> Option<portcullis_core::access_control::IpNetwork> {
@@ -1114,6 +1167,181 @@ impl Runtime {
             {
                 tracing::error!(error = %e, "cannot store Digest secrets");
             }
+        }
+    }
+
+    /// A backup of the device, not yet encrypted: the STORED configuration
+    /// (what a start or Reboot loads: unsaved Sets are not in it), the
+    /// accounts with their password hashes and, with `include_certificate`,
+    /// the individual certificate with its key.
+    pub fn backup(&self, include_certificate: bool) -> Result<crate::backup::Backup, CertStoreError> {
+        let now = self.now();
+        let view = self.certs.files.view(now, Vec::new())?;
+        let certificate = if include_certificate { self.certs.files.state()?.individual } else { None };
+        Ok(crate::backup::Backup {
+            info: crate::backup::BackupInfo {
+                format: crate::backup::FORMAT.into(),
+                format_version: crate::backup::FORMAT_VERSION,
+                product_version: env!("CARGO_PKG_VERSION").into(),
+                created: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                host_name: crate::notifications::device_name(),
+                certificate_fingerprint_sha256: view.certificate.fingerprint_sha256,
+                includes_certificate: certificate.is_some(),
+            },
+            configuration: serde_json::to_value(self.stored()).unwrap_or_default(),
+            users: self.auth.users(),
+            certificate,
+        })
+    }
+
+    /// Export: the [backup](Self::backup) encrypted with `passphrase`
+    /// (scrypt, off the async threads), with its event: secrets leave the
+    /// device, encrypted, and the log says who took them.
+    pub async fn export_backup(
+        &self,
+        passphrase: String,
+        include_certificate: bool,
+        actor: &Actor,
+    ) -> Result<(Vec<u8>, crate::backup::BackupInfo), crate::backup::BackupError> {
+        use crate::backup::BackupError;
+        crate::backup::check_passphrase(&passphrase)?;
+        let backup = self.backup(include_certificate).map_err(|e| BackupError::Failed(e.to_string()))?;
+        let info = backup.info.clone();
+        let file = tokio::task::spawn_blocking(move || crate::backup::seal(&backup, &passphrase))
+            .await
+            .map_err(|e| BackupError::Failed(e.to_string()))??;
+        self.event_with(
+            EventKind::ConfigExported,
+            actor,
+            if info.includes_certificate {
+                "configuration backup exported, with the certificate and its private key"
+            } else {
+                "configuration backup exported"
+            },
+            serde_json::json!({"includes_certificate": info.includes_certificate}),
+        );
+        Ok((file, info))
+    }
+
+    /// Import: makes a checked backup the device's, or changes nothing if a
+    /// step is refused. Its configuration becomes running through the path
+    /// of the Sets that could cut the operator off (provisional when it
+    /// closes the port `via` or its rules deny the requester, the latter
+    /// only with `force`), and is stored by Store as every Set is; its
+    /// accounts are written at once, as account changes are (an account
+    /// whose password or group differs loses its sessions); its certificate
+    /// is installed only with `install_certificate`, else the device keeps
+    /// its own. One `config_imported` event says what was done.
+    pub async fn import_backup(
+        self: &Arc<Self>,
+        backup: crate::backup::CheckedBackup,
+        install_certificate: bool,
+        force: bool,
+        actor: &Actor,
+        via: Option<Via>,
+    ) -> Result<crate::backup::ImportOutcome, ApplyError> {
+        use crate::backup::CertificateImport;
+        let _guard = self.apply_lock.lock().await;
+        // Even an import that changes no setting: its answer's pending
+        // change must be its own.
+        self.ensure_nothing_pending()?;
+        let old = self.running();
+        // What a Reboot would make of the backup's configuration here: the
+        // ports given on this device's command line still win over the
+        // configured ones (unless they no longer fit it).
+        let with_overrides = self.overrides.apply(&backup.config);
+        let config = if with_overrides.validate().is_ok() { with_overrides } else { backup.config.clone() };
+        let changed_sections = old.changed_sections(&config);
+        if !changed_sections.is_empty() {
+            self.apply_guarded(&old, config, actor, via, force, "configuration from a backup").await?;
+        }
+        // The accounts: a record that differs from the device's gets a
+        // generation above both, so cached logins and sessions made with
+        // the device's record end (the file's counters are another device's).
+        let current = self.auth.users();
+        let mut users = backup.users.clone();
+        for (name, record) in &mut users.users {
+            match current.users.get(name) {
+                Some(c) if c.password_hash == record.password_hash && c.group == record.group => {
+                    record.generation = c.generation;
+                }
+                Some(c) => record.generation = record.generation.max(c.generation) + 1,
+                None => {}
+            }
+        }
+        if let Err(e) = self
+            .update_users(|u| {
+                *u = users;
+                true
+            })
+            .await
+        {
+            self.undo_import(&old).await;
+            return Err(e.into());
+        }
+        if let Err(e) = self.after_authentication_change().await {
+            tracing::error!(error = %e, "cannot remove the Digest secrets after an import");
+        }
+        let now = self.now();
+        let in_use = self.certs.files.view(now, Vec::new())?.certificate.fingerprint_sha256;
+        let certificate = match backup.certificate {
+            None => CertificateImport::None,
+            Some((_, fingerprint)) if fingerprint == in_use => CertificateImport::Unchanged,
+            Some(_) if !install_certificate => CertificateImport::Skipped,
+            Some((pair, _)) => {
+                let change = CertificateChange::Issued {
+                    chain_pem: pair.chain_pem,
+                    key_pem: pair.key_pem,
+                    what: format!("certificate restored from a backup of {}", backup.info.host_name),
+                };
+                self.change_certificate(change, actor).await?;
+                CertificateImport::Installed
+            }
+        };
+        let outcome = crate::backup::ImportOutcome {
+            backup: backup.info,
+            configuration: serde_json::to_value(self.running().redacted()).unwrap_or_default(),
+            changed_sections,
+            users: self.auth.users().users.into_keys().collect(),
+            certificate,
+            unknown_keys: backup.unknown_keys,
+        };
+        self.event_with(
+            EventKind::ConfigImported,
+            actor,
+            &format!(
+                "configuration backup of {} made {} imported: {} account(s), certificate {}",
+                outcome.backup.host_name,
+                outcome.backup.created,
+                outcome.users.len(),
+                serde_json::to_value(certificate).unwrap_or_default().as_str().unwrap_or_default()
+            ),
+            serde_json::json!({
+                "host_name": outcome.backup.host_name,
+                "created": outcome.backup.created,
+                "product_version": outcome.backup.product_version,
+                "changed_sections": outcome.changed_sections,
+                "users": outcome.users,
+                "certificate": certificate,
+                "provisional": self.pending().is_some(),
+            }),
+        );
+        Ok(outcome)
+    }
+
+    /// Puts the configuration back after an import failed half way (its
+    /// accounts could not be written): nothing of it stays.
+    async fn undo_import(&self, old: &Config) {
+        if *self.running() == *old {
+            return;
+        }
+        match self.apply(old.clone()).await {
+            Ok(()) => self.event(
+                EventKind::ConfigRolledBack,
+                &Actor::default(),
+                "the import could not write the accounts; its settings were undone",
+            ),
+            Err(e) => tracing::error!(error = %e, "undoing a failed import's settings failed"),
         }
     }
 
@@ -1199,7 +1427,10 @@ impl Runtime {
         if let Err(e) = reloaded {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
-        self.security.clear_blocks();
+        // Blocks chosen to survive a reboot stay, with their remaining time.
+        if !self.running().webserver.intrusion_detection.blocks_survive_reboot {
+            self.security.clear_blocks();
+        }
         self.auth.clear_lockouts();
         // What was stored since the last load is what this one loaded: a
         // valid `config.json` written by this server.
@@ -1265,7 +1496,7 @@ pub enum CertificateChange {
     UploadCertificate(Vec<u8>),
     /// Back to the factory certificate (a pending request goes too).
     Delete,
-    /// A chain and key issued by ACME.
+    /// A chain and key issued by ACME, or restored from a backup.
     Issued {
         /// The chain (PEM).
         chain_pem: String,

@@ -221,14 +221,15 @@ mod tests {
 
     #[test]
     fn assets_are_small_and_named_once() {
-        // Eight languages, each page loading only its own. 144 KiB a page
-        // since issue 22 (the API tokens' section and the account lockout
-        // fields: ~7 KiB in Russian, the heaviest language; it was 140 KiB,
-        // and pages were at 136 KiB).
+        // Eight languages, each page loading only its own. Issue 21's backup
+        // section, per-port addresses and block lengths and issue 22's API
+        // tokens and account lockout took the heaviest page (Russian, two
+        // bytes a letter) from 136 to about 158 KiB (about 46 KB gzipped, as
+        // it is sent) and all assets from 500 to 522 KiB.
         let (plain, gzip) = embedded_bytes();
-        assert!(plain + gzip < 520 * 1024, "UI assets weigh {plain} + {gzip} bytes");
+        assert!(plain + gzip < 560 * 1024, "UI assets weigh {plain} + {gzip} bytes");
         for lang in Lang::ALL {
-            assert!(page_bytes(lang) < 144 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
+            assert!(page_bytes(lang) < 170 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
         }
         for (i, a) in ASSETS.iter().enumerate() {
             assert!(!ASSETS[i + 1..].iter().any(|b| b.name == a.name), "{} twice", a.name);

@@ -7,6 +7,8 @@
 mod account_lockout;
 #[cfg(feature = "acme")]
 mod acme;
+mod backup;
+mod block_length;
 mod caching;
 mod certificate;
 mod cli;
@@ -28,6 +30,7 @@ mod log_flood;
 mod memory;
 #[cfg(all(feature = "email", feature = "ip-notify", feature = "sip"))]
 mod notify;
+mod port_policy;
 mod reliability;
 mod service;
 mod session;

@@ -26,6 +26,7 @@ impl From<ApplyError> for ApiError {
             }
             // A full data folder is the operator's to know (507), not a server fault.
             ApplyError::Store(s) => s.into(),
+            ApplyError::Certificate(c) => c.into(),
             e @ ApplyError::Unconfirmed(_) => ApiError::conflict(ErrorCode::ChangeUnconfirmed, e.to_string()),
             ApplyError::UnknownSetting(message) => {
                 ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::UnknownField, message)
@@ -115,7 +116,7 @@ pub async fn config_confirm(
     admin: Admin,
     info: Option<axum::Extension<crate::conn::ConnInfo>>,
 ) -> Result<Json<ConfigStatus>, ApiError> {
-    let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
+    let via = info.map(|i| i.via());
     rt.confirm(&admin.actor, via).await?;
     Ok(Json(rt.status()))
 }

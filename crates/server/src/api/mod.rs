@@ -2,6 +2,7 @@
 //! module, and here only the routes that join them.
 
 pub mod authentication;
+pub mod backup;
 pub mod build;
 pub mod certificate;
 pub mod config;
@@ -39,6 +40,11 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/config/store", post(config::config_store))
         .route("/api/v1/config/restore", post(config::config_restore))
         .route("/api/v1/config/confirm", post(config::config_confirm))
+        .route("/api/v1/config/export", post(backup::export))
+        .route(
+            "/api/v1/config/import",
+            post(backup::import).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/api/v1/reboot", post(config::reboot))
         .route("/api/v1/listeners", get(webserver::listeners))
         .route(

@@ -46,8 +46,8 @@ use crate::error::ErrorBody;
     feature = "crowdsec"
 ))]
 use super::{
-    authentication, build, certificate, config, crowdsec, health, metrics, profiles, security, session,
-    syslog, tokens, users, webroot, webserver,
+    authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, security,
+    session, syslog, tokens, users, webroot, webserver,
 };
 
 /// The OpenAPI document of the full build (see the module docs).
@@ -253,6 +253,7 @@ impl utoipa::Modify for CommonResponses {
     info(title = "portcullis", description = "Web server of a network device: settings, certificates, users."),
     paths(health::healthz, build::get_build, webserver::get_webserver, webserver::put_webserver, webserver::get_factory,
         config::config_status, config::config_store, config::config_restore, config::config_confirm, config::reboot,
+        backup::export, backup::import,
         webserver::listeners, certificate::show, certificate::delete, certificate::generate, certificate::upload,
         certificate::upload_certificate, certificate::download, certificate::request, certificate::get_acme,
         certificate::put_acme, certificate::enrol_acme,
