@@ -73,6 +73,10 @@ pub struct FailureOutcome {
     pub lifted: Option<ClientKey>,
     /// When the block set now ends (None: until reboot).
     pub until: Option<OffsetDateTime>,
+    /// The first failure of the run this one belongs to (the run starts
+    /// afresh after a timeout's gap or an alert's reset): where an alert
+    /// about the client's attack begins.
+    pub first_failure: OffsetDateTime,
 }
 
 /// A client the detector has blocked (also the form a block is stored in
@@ -106,6 +110,8 @@ fn one() -> u32 {
 #[derive(Debug, Clone)]
 struct Entry {
     count: u32,
+    /// The first failure counted in `count` (wall clock: it is reported).
+    first_failure: OffsetDateTime,
     last_failure: Timestamp,
     /// Position in `idle` or `blocked`: the recording order of the last failure.
     seq: u64,
@@ -184,6 +190,7 @@ impl IntrusionDetector {
         let timeout = minutes(settings.timeout_minutes);
         let entry = self.entries.entry(key).or_insert(Entry {
             count: 0,
+            first_failure: now.utc,
             last_failure: now,
             seq,
             blocked_since: None,
@@ -195,7 +202,11 @@ impl IntrusionDetector {
         if now.monotonic.since(entry.last_failure.monotonic) >= timeout {
             entry.count = 0;
         }
+        if entry.count == 0 {
+            entry.first_failure = now.utc;
+        }
         entry.count = entry.count.saturating_add(1);
+        let first_failure = entry.first_failure;
         entry.last_failure = now;
         let old_seq = std::mem::replace(&mut entry.seq, seq);
         let count = entry.count;
@@ -231,7 +242,7 @@ impl IntrusionDetector {
         } else {
             self.idle.insert(seq, key);
         }
-        Some(FailureOutcome { key, count, alert, block, lifted, until })
+        Some(FailureOutcome { key, count, alert, block, lifted, until, first_failure })
     }
 
     /// Evicts one entry if the table is full (see the module docs); returns
@@ -330,6 +341,7 @@ impl IntrusionDetector {
                 b.address,
                 Entry {
                     count: 0,
+                    first_failure: b.last_failure,
                     last_failure: Timestamp { utc: b.last_failure, monotonic: now.monotonic },
                     seq,
                     blocked_since: Some(b.since),
@@ -571,6 +583,7 @@ mod tests {
             .collect();
         let blocks: Vec<_> = outcomes.iter().map(|o| o.block).collect();
         assert_eq!(blocks, [false, false, false, false, false, true, false, false, false, false]);
+        assert_eq!(outcomes[5].first_failure, at(10).utc, "the block's run began with the first guess");
         assert!(outcomes.iter().all(|o| !o.alert), "the deadtime suppressed the alert, not the block");
         let key = d.key_for(ip("198.51.100.1"));
         assert!(d.is_blocked(&key));

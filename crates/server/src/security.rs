@@ -383,9 +383,7 @@ impl Security {
             self.fleet.block(portcullis_core::crowdsec::BlockFacts {
                 network: outcome.key,
                 failures: outcome.count,
-                // The detector keeps no first failure time: the block's time
-                // stands for both ends of the alert's range.
-                first_failure: now,
+                first_failure: outcome.first_failure,
                 blocked_at: now,
                 ban: outcome
                     .until
