@@ -184,12 +184,12 @@ test("every main page in every language: no overflowing or cut texts (screenshot
           if (path === "webserver") {
             // A refused port: the message sits under its field, the row's
             // Remove button stays level with the field.
-            await page.locator(".ports input").first().fill("70000");
+            await page.locator(".ports input.port").first().fill("70000");
             await page.locator("#set").click();
-            await page.waitForSelector(".ports input[aria-invalid=true]");
+            await page.waitForSelector(".ports input.port[aria-invalid=true]");
             const [input, button] = await page.$$eval(".port-row:first-child input, .port-row:first-child button", (els) => els.map((e) => e.getBoundingClientRect().top));
             assert.ok(Math.abs(input - button) < 6, `${lang}: Remove button ${button} level with the port field ${input}`);
-            assert.equal(await page.locator(".port-row:first-child .err").innerText(), lang === "en" ? "70000 is out of range: give a whole number from 0 to 65535" : texts(lang).errors.invalid_value);
+            assert.equal(await page.locator(".port-row:first-child > .field > .err").innerText(), lang === "en" ? "70000 is out of range: give a whole number from 0 to 65535" : texts(lang).errors.invalid_value);
           }
           all.push(...(await page.evaluate(layoutProblems)).map((p) => `${lang} /admin/${path}: ${p}`));
           await shot(page, `i18n-${lang}-${path || "menu"}`);

@@ -37,7 +37,7 @@ test("add an HTTP port and Set: the new port answers", () =>
     await login(page, server, "/admin/webserver");
     const port = await freePort();
     await page.locator("#add-port").click();
-    const inputs = page.locator(".ports input");
+    const inputs = page.locator(".ports input.port");
     assert.equal(await inputs.count(), 2);
     await inputs.nth(1).fill(String(port));
     assert.equal(await inputs.nth(1).getAttribute("aria-label"), "HTTP port 2");
@@ -50,12 +50,52 @@ test("add an HTTP port and Set: the new port answers", () =>
     assert.deepEqual(ws.json.http_ports, [server.http, port]);
   }));
 
+test("a port of its own for the LAN (addresses) and one for the Internet (no admin UI): Set, the API shows both", () =>
+  withUi("02b-port-policy", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const [lan, internet] = [await freePort(), await freePort()];
+    await page.locator("#add-port").click();
+    await page.locator("#add-port").click();
+    const rows = page.locator(".port-row");
+    await rows.nth(1).locator("input.port").fill(String(lan));
+    await rows.nth(1).locator("input.port-addresses").fill("127.0.0.2");
+    await rows.nth(2).locator("input.port").fill(String(internet));
+    await rows.nth(2).locator("input.port-admin").uncheck();
+    // Taking the admin UI off the port in use is warned about as it is changed.
+    await rows.nth(0).locator("input.port-admin").uncheck();
+    assert.match(await page.locator("#proto-warning").innerText(), new RegExp(`\\(${server.http}\\) would no longer allow the admin UI`));
+    await rows.nth(0).locator("input.port-admin").check();
+    assert.equal(await page.locator("#proto-warning").innerText(), "");
+    await shot(page, "02b-port-policy");
+    await page.locator("#set").click();
+    await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+    const ws = await server.api("GET", "/api/v1/webserver");
+    assert.deepEqual(ws.json.http_ports, [
+      server.http,
+      { port: lan, addresses: ["127.0.0.2"], redirect_to_https: null, admin: true },
+      { port: internet, addresses: [], redirect_to_https: null, admin: false },
+    ]);
+    // The Internet port is not offered as a place to go on to.
+    const links = await page.locator("#new-addresses").innerText();
+    assert.match(links, new RegExp(`:${lan}/admin/webserver`));
+    assert.doesNotMatch(links, new RegExp(`:${internet}/`));
+    // A bad address: the message sits under the row's address field.
+    await rows.nth(1).locator("input.port-addresses").fill("127.0.0.x");
+    await page.locator("#set").click();
+    await page.waitForSelector("input.port-addresses[aria-invalid=true]");
+    const err = await rows.nth(1).locator(".port-options .field:first-child .err").innerText();
+    assert.match(err, /IP address|not valid/);
+    const r = await fetch(`http://127.0.0.1:${internet}/api/v1/webserver`);
+    assert.equal(r.status, 403);
+    assert.equal((await r.json()).error.code, "admin_not_allowed");
+  }));
+
 test("Close offers to store; store it, reboot, the port is still there", () =>
   withUi("03-close-store-reboot", async (server, { page }) => {
     await login(page, server, "/admin/webserver");
     const port = await freePort();
     await page.locator("#add-port").click();
-    await page.locator(".ports input").nth(1).fill(String(port));
+    await page.locator(".ports input.port").nth(1).fill(String(port));
     await page.locator("#set").click();
     await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
     await page.locator("#close").click();
@@ -79,7 +119,7 @@ test("Close offers to store; store it, reboot, the port is still there", () =>
     assert.ok(events.json.events.some((e) => e.kind === "reboot"), "a reboot event");
     await page.reload();
     await ready(page);
-    const values = await page.locator(".ports input").evaluateAll((els) => els.map((e) => e.value));
+    const values = await page.locator(".ports input.port").evaluateAll((els) => els.map((e) => e.value));
     assert.deepEqual(values, [String(server.http), String(port)]);
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
   }));
@@ -234,7 +274,7 @@ test("a Set that closes the port in use is provisional: banner with deadline and
   withUi("09-confirm", async (server, { page }) => {
     await login(page, server, "/admin/webserver");
     const port = await freePort();
-    await page.locator(".ports input").first().fill(String(port));
+    await page.locator(".ports input.port").first().fill(String(port));
     assert.match(await page.locator("#proto-warning").innerText(), new RegExp(`\\(${server.http}\\) is no longer in the list`));
     await page.locator("#set").click();
     await page.waitForSelector("#pending:not([hidden]) #pending-confirm");
@@ -317,9 +357,26 @@ test("access control, blocked addresses (unblock), logfile, event log and users 
     await shot(page, "11-access-control-refused");
     await page.goto(server.base + "/admin/blocked");
     await ready(page);
+    // The factory block has no end: until the next reboot, and the page says so.
+    assert.equal(await page.locator("tbody td.until").first().innerText(), "next reboot");
     await page.getByRole("button", { name: "Unblock 198.51.100.7" }).click();
     await page.waitForFunction(() => /no longer blocked/.test(document.getElementById("page-status").textContent));
     assert.deepEqual((await server.api("GET", "/api/v1/blocked")).json, []);
+    // A block with a length shows until when it lasts.
+    const ws2 = await server.api("GET", "/api/v1/webserver");
+    await server.api("PUT", "/api/v1/webserver", { ...ws2.json, intrusion_detection: { ...ws2.json.intrusion_detection, block_duration_seconds: 3600 } });
+    for (let i = 0; i < 6; i++) {
+      await fetch(`${server.base}/api/v1/webserver`, { headers: { "x-forwarded-for": "198.51.100.8", authorization: "Basic " + Buffer.from("admin:wrong").toString("base64") } });
+    }
+    const timed = (await server.api("GET", "/api/v1/blocked")).json;
+    assert.equal(timed.length, 1);
+    assert.equal(Date.parse(timed[0].until) - Date.parse(timed[0].since), 3600 * 1000);
+    await page.reload();
+    await ready(page);
+    const until = await page.locator("tbody td.until").first().innerText();
+    assert.ok(until !== "" && until !== "next reboot", until);
+    await page.getByRole("button", { name: "Unblock 198.51.100.8" }).click();
+    await page.waitForFunction(() => /198\.51\.100\.8 is no longer blocked/.test(document.getElementById("page-status").textContent));
     await page.goto(server.base + "/admin/logfile");
     await ready(page);
     assert.match(await page.locator("table").innerText(), /198\.51\.100\.7/);
@@ -398,4 +455,63 @@ test("fleet: a bad syslog address is refused at its field and changes nothing; C
     assert.equal(c.json.bouncer_key ?? null, null, "the key is never read back");
     assert.equal(await page.getByLabel("Bouncer key").inputValue(), "", "nor shown");
     await shot(page, "13-fleet");
+  }));
+
+test("API tokens: made on the users page, the secret shown once, refused at its field, used by a client, revoked", () =>
+  withUi("15-tokens", async (server, { page }) => {
+    await server.api("PUT", "/api/v1/users/viewer", { group: "users", password: "viewer-password-1" });
+    await login(page, server, "/admin/users");
+    const form = page.locator("#token-add");
+    // A scope wider than the account's rights is refused at its field; nothing made.
+    await form.getByLabel("Name").fill("too-wide");
+    await form.getByLabel("Scope").selectOption("operator");
+    await form.getByLabel("Account").selectOption("viewer");
+    await form.getByRole("button", { name: "Create token" }).click();
+    await page.waitForSelector("#tk-scope[aria-invalid=true]");
+    assert.match(await page.locator("#tk-scope-err").innerText(), /"read-only" at most/);
+    assert.deepEqual((await server.api("GET", "/api/v1/tokens")).json, []);
+    await form.getByLabel("Name").fill("scraper");
+    await form.getByLabel("Scope").selectOption("read-only");
+    await form.getByLabel("Account").selectOption("admin");
+    await form.getByLabel("Allowed sources").fill("127.0.0.1, 10.0.0.0/8");
+    await form.getByRole("button", { name: "Create token" }).click();
+    const dialog = page.locator("dialog[open]");
+    await dialog.waitFor();
+    const secret = await dialog.locator("#tk-secret").inputValue();
+    assert.match(secret, /^pcl_[A-Za-z0-9_-]{43}$/);
+    assert.match(await dialog.innerText(), /shown only once/);
+    await shot(page, "15-token-secret");
+    await dialog.getByRole("button", { name: "Close" }).click();
+    // The dialog is removed on its "close" event: gone from the page, not just hidden.
+    await page.locator("#tk-secret").waitFor({ state: "detached" });
+    assert.doesNotMatch(await page.content(), new RegExp(secret.slice(4)));
+    const row = page.locator("#tokens tbody tr", { hasText: "scraper" });
+    assert.match(await row.innerText(), /read-only[\s\S]*127\.0\.0\.1, 10\.0\.0\.0\/8/);
+    const used = await fetch(server.base + "/api/v1/webserver", { headers: { authorization: "Bearer " + secret } });
+    assert.equal(used.status, 200);
+    await shot(page, "15-tokens");
+    await row.getByRole("button", { name: "Revoke the token scraper" }).click();
+    await page.locator("dialog[open]").getByRole("button", { name: "Revoke" }).click();
+    await page.waitForFunction(() => /revoked/.test(document.getElementById("page-status").textContent));
+    assert.deepEqual((await server.api("GET", "/api/v1/tokens")).json, []);
+    const refused = await fetch(server.base + "/api/v1/webserver", { headers: { authorization: "Bearer " + secret } });
+    assert.equal(refused.status, 401);
+  }));
+
+test("account lockout: off by default, a threshold below 5 refused at its field, a valid one set", () =>
+  withUi("16-account-lockout", async (server, { page }) => {
+    await login(page, server, "/admin/webserver");
+    const threshold = page.getByLabel("Account lockout after failed logins");
+    assert.equal(await threshold.inputValue(), "0", "off by factory default");
+    assert.equal(await page.getByLabel("Account lockout (minutes)").inputValue(), "15");
+    await threshold.fill("3");
+    await page.locator("#set").click();
+    await page.waitForSelector("[data-field='intrusion_detection.account_lockout_threshold'][aria-invalid=true]");
+    assert.equal((await server.api("GET", "/api/v1/webserver")).json.intrusion_detection.account_lockout_threshold, 0, "nothing changed");
+    await threshold.fill("20");
+    await page.getByLabel("Account lockout (minutes)").fill("30");
+    await page.locator("#set").click();
+    await page.waitForFunction(() => /running now/.test(document.getElementById("page-status").textContent));
+    const id = (await server.api("GET", "/api/v1/webserver")).json.intrusion_detection;
+    assert.deepEqual([id.account_lockout_threshold, id.account_lockout_minutes], [20, 30]);
   }));

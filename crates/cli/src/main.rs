@@ -39,6 +39,9 @@ enum Command {
     /// Manage accounts offline (the server must not be running on the folder).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage API tokens offline (the server must not be running on the folder, except to list).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Show, check or reset the stored configuration offline.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -177,7 +180,8 @@ struct ServeArgs {
     /// Folder to serve at `/` (the UI and API keep /admin/ and /api/).
     #[arg(long, value_name = "DIR")]
     webroot: Option<PathBuf>,
-    /// Address to listen on (repeatable; default: every IPv6 and IPv4 address).
+    /// Address to listen on (repeatable; default: every IPv6 and IPv4 address),
+    /// for the ports whose settings name no address: a port's own addresses win.
     #[arg(long = "listen", value_name = "ADDRESS")]
     listen: Vec<IpAddr>,
     /// First delay before a failed notification is tried again, in milliseconds (then ×4 each time).
@@ -236,6 +240,41 @@ enum UserCommand {
     },
     /// List the accounts.
     List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token; its secret is printed once (standard output) and never again.
+    Create {
+        /// Token name: 1-64 letters, digits, '.', '_' or '-'.
+        name: String,
+        /// `read-only`, `operator` or `administrator` (never wider than the account's rights).
+        #[arg(long)]
+        scope: String,
+        /// The account it belongs to; default: the only member of `admins`.
+        #[arg(long)]
+        account: Option<String>,
+        /// Days until it expires by itself (1-3650); default: never.
+        #[arg(long, value_name = "N")]
+        expires_in_days: Option<u32>,
+        /// An address or network it may be used from (repeatable); default: any.
+        #[arg(long = "allowed-source", value_name = "ADDRESS")]
+        allowed_sources: Vec<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List the tokens (never a secret).
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// Token name.
+        name: String,
         #[command(flatten)]
         data: DataDir,
     },
@@ -371,6 +410,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::User(cmd) => user(cmd),
+        Command::Token(cmd) => token(cmd),
         Command::Config(cmd) => config(cmd),
         Command::Cert(cmd) => cert(cmd),
     };
@@ -585,6 +625,73 @@ fn user(cmd: UserCommand) -> Result<ExitCode> {
                 let group = if u.group == Group::Admins { "admins" } else { "users" };
                 println!("{}\t{group}", u.name);
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(cmd: TokenCommand) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create { name, scope, account, expires_in_days, allowed_sources, data } => {
+            let scope: portcullis_core::tokens::TokenScope = scope
+                .parse()
+                .map_err(|e: portcullis_core::ValidationError| anyhow::anyhow!("{}", e.message))?;
+            offline(&data, |rt| async move {
+                let account = match account {
+                    Some(a) => a,
+                    None => {
+                        let users = rt.auth().users();
+                        let mut admins = users.users.values().filter(|u| u.group == Group::Admins);
+                        match (admins.next(), admins.next()) {
+                            (Some(only), None) => only.name.clone(),
+                            _ => bail!("name the account the token belongs to with --account"),
+                        }
+                    }
+                };
+                let input = portcullis::tokens::NewToken {
+                    name: name.clone(),
+                    scope,
+                    account: Some(account.clone()),
+                    expires_at: None,
+                    expires_in_days,
+                    allowed_sources,
+                };
+                let (secret, _) =
+                    rt.create_token(input, None, &Actor::default()).await.map_err(apply_error)?;
+                println!("{secret}");
+                eprintln!(
+                    "made the token \"{name}\" for \"{account}\" ({}); its secret is shown this once",
+                    scope.as_str()
+                );
+                Ok(())
+            })?;
+        }
+        TokenCommand::List { data } => {
+            let store = Store::open(&data.data_dir)?;
+            let fmt = |t: Option<time::OffsetDateTime>| {
+                t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                    .unwrap_or_else(|| "-".into())
+            };
+            for t in load_users(&store)?.tokens.values() {
+                let sources = t.allowed_sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+                println!(
+                    "{}\t{}\t{}\tcreated {}\tlast used {}\texpires {}\tsources {}",
+                    t.name,
+                    t.account,
+                    t.scope.as_str(),
+                    fmt(Some(t.created)),
+                    fmt(t.last_used),
+                    fmt(t.expires_at),
+                    if sources.is_empty() { "any".to_string() } else { sources },
+                );
+            }
+        }
+        TokenCommand::Revoke { name, data } => {
+            offline(&data, |rt| async move {
+                rt.revoke_token(&name, &Actor::default()).await.map_err(apply_error)?;
+                eprintln!("revoked the token \"{name}\"");
+                Ok(())
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -580,7 +580,7 @@ mod tests {
         let a = Config::default();
         let mut b = a.clone();
         assert!(a.changed_sections(&b).is_empty());
-        b.webserver.http_ports = vec![8080];
+        b.webserver.http_ports = vec![8080.into()];
         assert_eq!(a.changed_sections(&b), vec!["webserver".to_string()]);
     }
 }

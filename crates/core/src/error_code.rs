@@ -65,6 +65,8 @@ error_codes! {
     NoListener = "no_listener",
     /// A setting needs HTTPS switched on (e.g. redirecting HTTP to it).
     NeedsHttps = "needs_https",
+    /// No open port would allow the admin UI and API: the operator would be locked out.
+    NoAdminPort = "no_admin_port",
     /// The intrusion detection settings select a profile that does not exist.
     UnknownProfile = "unknown_profile",
     /// HSTS switched on while the certificate in use could lock browsers out
@@ -106,7 +108,7 @@ error_codes! {
     InvalidUri = "invalid_uri",
     /// A phone profile's audio is not base64 of a usable WAV file.
     InvalidAudio = "invalid_audio",
-    /// A profile name with characters other than letters, digits, `.`, `_`, `-`.
+    /// A profile or API token name with characters other than letters, digits, `.`, `_`, `-`.
     InvalidName = "invalid_name",
     /// A profile whose CA certificate or audio its sender cannot use.
     InvalidProfile = "invalid_profile",
@@ -130,6 +132,8 @@ error_codes! {
     LastAdmin = "last_admin",
     /// The current password given to change one's own password is wrong.
     CurrentPasswordWrong = "current_password_wrong",
+    /// An API token's scope is wider than its account's own rights.
+    ScopeExceedsAccount = "scope_exceeds_account",
 
     // ---- Configuration life cycle ----
     /// A port of the new settings cannot be opened.
@@ -292,6 +296,9 @@ error_codes! {
     Busy = "busy",
     /// Too many failed logins from the client's address; retry after `Retry-After`.
     TooManyAttempts = "too_many_attempts",
+    /// The account's password logins are locked after too many failed
+    /// logins (from any addresses); retry after `Retry-After`, or use an API token.
+    AccountLocked = "account_locked",
     /// No valid credentials (or the session has ended).
     Unauthorized = "unauthorized",
     /// The user's group may not do this.
@@ -300,6 +307,8 @@ error_codes! {
     CsrfTokenInvalid = "csrf_token_invalid",
     /// The client's address is denied by access control.
     AccessDenied = "access_denied",
+    /// The admin UI and API are not allowed on the port the request came through.
+    AdminNotAllowed = "admin_not_allowed",
     /// A request another web site made a browser send.
     CrossOriginRefused = "cross_origin_refused",
     /// The request's `Host` is not one of the device's names (DNS rebinding).

@@ -67,6 +67,13 @@ pub enum EventKind {
     NotificationFailed,
     /// A user was added, changed or removed.
     UserChanged,
+    /// An API token was made (its name, account and scope; never its secret).
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
+    /// An account's password logins were locked after too many failures
+    /// (from any addresses); its tokens and the console still work.
+    AccountLocked,
     /// The individual certificate and its private key were downloaded.
     CertificateDownloaded,
     /// The certificate in use expires soon, or has expired.

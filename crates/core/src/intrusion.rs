@@ -32,13 +32,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::access_control::IpNetwork;
 use crate::clock::Timestamp;
 use crate::settings::IntrusionDetectionSettings;
+
+/// `now` moved on by `by`, on both clocks.
+fn later(now: Timestamp, by: std::time::Duration) -> Timestamp {
+    let utc = time::Duration::try_from(by).ok().and_then(|d| now.utc.checked_add(d)).unwrap_or(now.utc);
+    Timestamp { utc, monotonic: now.monotonic.after(by) }
+}
 
 /// Clients tracked by default (about 3 MB): far more than the addresses that
 /// legitimately fail a login between two count expiries.
@@ -65,10 +71,17 @@ pub struct FailureOutcome {
     pub block: bool,
     /// A blocked client evicted to make room; its block is lifted.
     pub lifted: Option<ClientKey>,
+    /// When the block set now ends (None: until reboot).
+    pub until: Option<OffsetDateTime>,
+    /// The first failure of the run this one belongs to (the run starts
+    /// afresh after a timeout's gap or an alert's reset): where an alert
+    /// about the client's attack begins.
+    pub first_failure: OffsetDateTime,
 }
 
-/// A client the detector has blocked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// A client the detector has blocked (also the form a block is stored in
+/// when blocks survive a reboot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BlockedClient {
     /// The blocked address or IPv6 network.
     pub address: ClientKey,
@@ -80,15 +93,35 @@ pub struct BlockedClient {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub last_failure: OffsetDateTime,
+    /// When the block ends by itself; null: at the next reboot.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<OffsetDateTime>,
+    /// How many times the client has been blocked while remembered (its
+    /// blocks double with each when `block_duration_increment` is on).
+    #[serde(default = "one")]
+    pub offences: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
     count: u32,
+    /// The first failure counted in `count` (wall clock: it is reported).
+    first_failure: OffsetDateTime,
     last_failure: Timestamp,
     /// Position in `idle` or `blocked`: the recording order of the last failure.
     seq: u64,
     blocked_since: Option<OffsetDateTime>,
+    /// When the block ends by itself (None while blocked: at reboot).
+    blocked_until: Option<Timestamp>,
+    /// Blocks this client has had while its entry was kept: a repeat
+    /// offender's next block is longer. Forgotten with the entry (eviction,
+    /// an administrator's unblock, a reboot's lift).
+    offences: u32,
 }
 
 /// Failure counts per client, the global alert deadtime, and the blocks.
@@ -157,22 +190,30 @@ impl IntrusionDetector {
         let timeout = minutes(settings.timeout_minutes);
         let entry = self.entries.entry(key).or_insert(Entry {
             count: 0,
+            first_failure: now.utc,
             last_failure: now,
             seq,
             blocked_since: None,
+            blocked_until: None,
+            offences: 0,
         });
         // Same rule as the logfile: "within" the timeout means strictly less
         // than it, so a failure exactly `timeout_minutes` later starts over.
         if now.monotonic.since(entry.last_failure.monotonic) >= timeout {
             entry.count = 0;
         }
+        if entry.count == 0 {
+            entry.first_failure = now.utc;
+        }
         entry.count = entry.count.saturating_add(1);
+        let first_failure = entry.first_failure;
         entry.last_failure = now;
         let old_seq = std::mem::replace(&mut entry.seq, seq);
         let count = entry.count;
 
         let mut alert = false;
         let mut block = false;
+        let mut until = None;
         if count > settings.notification_threshold {
             let deadtime = minutes(settings.deadtime_minutes);
             if self.last_alert.is_none_or(|last| now.monotonic.since(last.monotonic) >= deadtime) {
@@ -188,6 +229,9 @@ impl IntrusionDetector {
             if can_block && entry.blocked_since.is_none() {
                 block = true;
                 entry.blocked_since = Some(now.utc);
+                entry.offences = entry.offences.saturating_add(1);
+                entry.blocked_until = settings.block_length(entry.offences).map(|d| later(now, d));
+                until = entry.blocked_until.map(|t| t.utc);
             }
         }
         let is_blocked = entry.blocked_since.is_some();
@@ -198,7 +242,7 @@ impl IntrusionDetector {
         } else {
             self.idle.insert(seq, key);
         }
-        Some(FailureOutcome { key, count, alert, block, lifted })
+        Some(FailureOutcome { key, count, alert, block, lifted, until, first_failure })
     }
 
     /// Evicts one entry if the table is full (see the module docs); returns
@@ -238,6 +282,79 @@ impl IntrusionDetector {
         }
     }
 
+    /// Lifts the blocks whose time is up at `now`; returns their keys. The
+    /// clients stay remembered (their offences count for the next block)
+    /// with a fresh failure count.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<ClientKey> {
+        let due: Vec<(u64, ClientKey)> = self
+            .blocked
+            .iter()
+            .filter(|(_, key)| {
+                self.entries
+                    .get(key)
+                    .and_then(|e| e.blocked_until)
+                    .is_some_and(|u| u.monotonic <= now.monotonic)
+            })
+            .map(|(seq, key)| (*seq, *key))
+            .collect();
+        for (seq, key) in &due {
+            self.blocked.remove(seq);
+            if let Some(e) = self.entries.get_mut(key) {
+                e.blocked_since = None;
+                e.blocked_until = None;
+                e.count = 0;
+            }
+            self.idle.insert(*seq, *key);
+        }
+        due.into_iter().map(|(_, key)| key).collect()
+    }
+
+    /// When the next block ends by itself, if any does.
+    pub fn next_expiry(&self) -> Option<crate::clock::Monotonic> {
+        self.blocked
+            .values()
+            .filter_map(|key| self.entries.get(key)?.blocked_until)
+            .map(|u| u.monotonic)
+            .min()
+    }
+
+    /// Puts back blocks stored before a restart: each keeps its remaining
+    /// time (a block whose end has passed at `now` is dropped), blocks
+    /// until reboot stay until the next one. Returns how many were put back.
+    pub fn restore(&mut self, blocks: &[BlockedClient], now: Timestamp) -> usize {
+        let mut restored = 0;
+        for b in blocks {
+            let until = match b.until {
+                Some(u) if u <= now.utc => continue,
+                Some(u) => {
+                    let left = std::time::Duration::try_from(u - now.utc).unwrap_or_default();
+                    Some(Timestamp { utc: u, monotonic: now.monotonic.after(left) })
+                }
+                None => None,
+            };
+            if self.entries.contains_key(&b.address) || self.entries.len() >= self.capacity {
+                continue;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.entries.insert(
+                b.address,
+                Entry {
+                    count: 0,
+                    first_failure: b.last_failure,
+                    last_failure: Timestamp { utc: b.last_failure, monotonic: now.monotonic },
+                    seq,
+                    blocked_since: Some(b.since),
+                    blocked_until: until,
+                    offences: b.offences.max(1),
+                },
+            );
+            self.blocked.insert(seq, b.address);
+            restored += 1;
+        }
+        restored
+    }
+
     /// Whether `key` is blocked.
     pub fn is_blocked(&self, key: &ClientKey) -> bool {
         self.entries.get(key).is_some_and(|e| e.blocked_since.is_some())
@@ -253,6 +370,8 @@ impl IntrusionDetector {
                     address: *key,
                     since: e.blocked_since?,
                     last_failure: e.last_failure.utc,
+                    until: e.blocked_until.map(|u| u.utc),
+                    offences: e.offences,
                 })
             })
             .collect()
@@ -464,6 +583,7 @@ mod tests {
             .collect();
         let blocks: Vec<_> = outcomes.iter().map(|o| o.block).collect();
         assert_eq!(blocks, [false, false, false, false, false, true, false, false, false, false]);
+        assert_eq!(outcomes[5].first_failure, at(10).utc, "the block's run began with the first guess");
         assert!(outcomes.iter().all(|o| !o.alert), "the deadtime suppressed the alert, not the block");
         let key = d.key_for(ip("198.51.100.1"));
         assert!(d.is_blocked(&key));
@@ -720,5 +840,93 @@ mod tests {
                 Ok(())
             })
             .expect("invariants hold");
+    }
+
+    #[test]
+    fn block_lengths_double_for_repeat_offenders_up_to_the_bound() {
+        let mut s = settings(5, 600, 0);
+        assert_eq!(s.block_length(1), None, "factory: until reboot");
+        s.block_duration_seconds = 600;
+        assert_eq!(
+            s.block_length(3),
+            Some(std::time::Duration::from_secs(600)),
+            "no increment: always the same"
+        );
+        s.block_duration_increment = true;
+        s.block_duration_max_seconds = 3000;
+        let lengths: Vec<u64> = (1..=5).map(|n| s.block_length(n).expect("timed").as_secs()).collect();
+        assert_eq!(lengths, [600, 1200, 2400, 3000, 3000]);
+        assert_eq!(s.block_length(u32::MAX).expect("timed").as_secs(), 3000, "no overflow");
+        s.block_duration_max_seconds = 0;
+        assert_eq!(
+            s.block_length(60).expect("timed").as_secs(),
+            u64::from(crate::settings::MAX_BLOCK_SECONDS)
+        );
+    }
+
+    #[test]
+    fn a_block_with_a_length_lifts_itself_and_a_repeat_offence_lasts_longer() {
+        let mut s = settings(5, 600, 0);
+        s.block_duration_seconds = 600;
+        s.block_duration_increment = true;
+        s.block_duration_max_seconds = 1800;
+        let mut d = IntrusionDetector::new(100);
+        let who = ip("198.51.100.7");
+        let key = d.key_for(who);
+        let block = |d: &mut IntrusionDetector, from: i64| {
+            (from..from + 6).map(|m| d.record_failure(who, at(m), &s, true).expect("on")).find(|o| o.block)
+        };
+        let first = block(&mut d, 0).expect("blocked");
+        assert_eq!(first.until, Some(at(5).utc + Duration::minutes(10)));
+        assert_eq!(d.blocked()[0].until, first.until);
+        assert_eq!(d.next_expiry(), Some(at(15).monotonic));
+        assert!(d.expire(at(14)).is_empty(), "not before its end");
+        assert_eq!(d.expire(at(15)), vec![key]);
+        assert!(!d.is_blocked(&key) && d.blocked().is_empty() && d.blocked_networks().is_empty());
+        assert_eq!(d.count(&key), 0, "a fresh count after the block");
+        // Again: 20 minutes, then 30 (the bound), never more.
+        let second = block(&mut d, 20).expect("blocked again");
+        assert_eq!(second.until, Some(at(25).utc + Duration::minutes(20)));
+        assert_eq!(d.blocked()[0].offences, 2);
+        assert_eq!(d.expire(at(45)), vec![key]);
+        let third = block(&mut d, 50).expect("blocked a third time");
+        assert_eq!(third.until, Some(at(55).utc + Duration::minutes(30)));
+        // An administrator's unblock forgets the offences.
+        assert!(d.unblock(&key));
+        let fresh = block(&mut d, 100).expect("blocked");
+        assert_eq!(fresh.until, Some(at(105).utc + Duration::minutes(10)));
+    }
+
+    #[test]
+    fn stored_blocks_come_back_with_their_remaining_time_and_expired_ones_do_not() {
+        let mut s = settings(5, 600, 0);
+        s.block_duration_seconds = 600;
+        let mut d = IntrusionDetector::new(100);
+        for m in 0..6 {
+            d.record_failure(ip("198.51.100.7"), at(m), &s, true);
+        }
+        s.block_duration_seconds = 0;
+        for m in 0..6 {
+            d.record_failure(ip("198.51.100.8"), at(m), &s, true);
+        }
+        let stored = d.blocked();
+        let json = serde_json::to_string(&stored).expect("json");
+        let stored: Vec<BlockedClient> = serde_json::from_str(&json).expect("read back");
+        // A restart 4 minutes later (the monotonic clock starts over).
+        let mut after_restart = IntrusionDetector::new(100);
+        let now = Timestamp { utc: at(9).utc, monotonic: crate::clock::Monotonic::ZERO };
+        assert_eq!(after_restart.restore(&stored, now), 2);
+        assert_eq!(after_restart.blocked(), d.blocked());
+        let left = after_restart.next_expiry().expect("one timed block").since_origin();
+        assert_eq!(
+            left,
+            std::time::Duration::from_secs(6 * 60),
+            "10 minutes from minute 5, restored at minute 9"
+        );
+        // Restored after its end: dropped; the block until reboot stays.
+        let mut late = IntrusionDetector::new(100);
+        let now = Timestamp { utc: at(16).utc, monotonic: crate::clock::Monotonic::ZERO };
+        assert_eq!(late.restore(&stored, now), 1);
+        assert_eq!(late.blocked()[0].until, None);
     }
 }

@@ -5,6 +5,7 @@
 //! an argument (see [`clock`]), so every rule is tested in microseconds.
 
 pub mod access_control;
+pub mod account_lockout;
 pub mod acme;
 pub mod alert;
 pub mod audio;
@@ -26,6 +27,7 @@ pub mod setting_key;
 pub mod settings;
 pub mod syslog;
 pub mod throttle;
+pub mod tokens;
 pub mod trust;
 
 pub use clock::{Clock, ManualClock, Monotonic, SystemClock, Timestamp};

@@ -219,7 +219,8 @@ impl Severity {
             | EventKind::ConfigRolledBack
             | EventKind::CertificateExpiring
             | EventKind::CertificateDownloaded
-            | EventKind::ConfigExported => Self::Warning,
+            | EventKind::ConfigExported
+            | EventKind::AccountLocked => Self::Warning,
             EventKind::Reboot
             | EventKind::ClientUnblocked
             | EventKind::ConfigChanged
@@ -228,7 +229,9 @@ impl Severity {
             | EventKind::ConfigConfirmed
             | EventKind::ConfigImported
             | EventKind::CertificateChanged
-            | EventKind::UserChanged => Self::Notice,
+            | EventKind::UserChanged
+            | EventKind::TokenCreated
+            | EventKind::TokenRevoked => Self::Notice,
             EventKind::Startup | EventKind::NotificationSent | EventKind::Other => Self::Informational,
         }
     }

@@ -218,8 +218,13 @@ export async function busy(button, label, work) {
 export function addressesFor(ws) {
   const host = location.hostname.includes(":") && !location.hostname.startsWith("[") ? "[" + location.hostname + "]" : location.hostname;
   const out = [];
-  if (ws.http_enabled) for (const p of ws.http_ports && ws.http_ports.length ? ws.http_ports : [80]) out.push(`http://${host}:${p}${location.pathname}`);
-  if (ws.https_enabled) out.push(`https://${host}:${ws.https_port || 443}${location.pathname}`);
+  // An entry is a port number or an object naming its addresses and policy;
+  // ports that refuse the admin UI are no place to go on to.
+  for (const e of ws.http_enabled ? (ws.http_ports && ws.http_ports.length ? ws.http_ports : [80]) : []) {
+    const p = typeof e === "object" && e !== null ? e : { port: e };
+    if (p.admin !== false) out.push(`http://${host}:${p.port}${location.pathname}`);
+  }
+  if (ws.https_enabled && ws.https_admin !== false) out.push(`https://${host}:${ws.https_port || 443}${location.pathname}`);
   return out;
 }
 

@@ -1,5 +1,6 @@
 // The pages the Web Server dialog leads to: the admin menu, IP-level access
-// control, the web server logfile, the event log, blocked addresses, users.
+// control, the web server logfile, the event log, blocked addresses, users
+// (with their API tokens).
 import {
   api, h, field, inputOf, clearErrors, showError, formAlert, announce, pageAlert, ask, fmtTime, saveBlob, busy,
   refreshPending, section, note, warning, table, session, sectionNames, t, built, anyChannel, setChildren,
@@ -244,7 +245,7 @@ export async function renderLogfile(root) {
 export async function renderEvents(root) {
   const body = h("tbody", {});
   const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
-    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "config_exported", "config_imported", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "config_exported", "config_imported", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "account_locked", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
   let events = [];
   inputOf(kindSel).addEventListener("change", show);
   root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
@@ -279,7 +280,7 @@ export async function renderEvents(root) {
 export async function renderBlocked(root) {
   const body = h("tbody", {});
   root.replaceChildren(note(t("bl.text")), h("div", { class: "buttons" }, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
-    table([t("bl.address"), t("bl.since"), t("bl.last"), t("actions")], body, t("bl.caption")));
+    table([t("bl.address"), t("bl.since"), t("bl.last"), t("bl.until"), t("actions")], body, t("bl.caption")));
   async function load() {
     const r = await api("GET", "/api/v1/blocked");
     if (!r.ok) { pageAlert(r.error.message); return; }
@@ -290,9 +291,11 @@ export async function renderBlocked(root) {
         announce(t("bl.done", { address: x.data.address }));
         await load();
       } }, t("bl.unblock"));
-      if (b.origin === "crowdsec") return h("tr", { class: "crowdsec" }, h("td", { text: b.address }), h("td", { text: t("bl.crowdsec", { by: b.decided_by || "", until: fmtTime(b.until) }) }), h("td", { text: "" }), h("td", {}));
-      return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", {}, btn));
-    }) : [h("tr", {}, h("td", { colspan: 4, text: t("bl.empty") }))]));
+      if (b.origin === "crowdsec") return h("tr", { class: "crowdsec" }, h("td", { text: b.address }), h("td", { text: t("bl.crowdsec", { by: b.decided_by || "", until: fmtTime(b.until) }) }), h("td", { text: "" }), h("td", { text: fmtTime(b.until) }), h("td", {}));
+      // A block without an end lasts until the next reboot (the factory way).
+      const until = b.until ? fmtTime(b.until) : t("bl.untilreboot");
+      return h("tr", {}, h("td", { text: b.address }), h("td", { text: fmtTime(b.since) }), h("td", { text: fmtTime(b.last_failure) }), h("td", { class: "until", text: until }), h("td", {}, btn));
+    }) : [h("tr", {}, h("td", { colspan: 5, text: t("bl.empty") }))]));
   }
   await load();
 }
@@ -321,9 +324,11 @@ export async function renderUsers(root) {
   });
 
   const authBox = h("div", {});
+  const tokensBox = h("div", { id: "tokens" });
   setChildren(root,
     section(t("us.accounts"), table([t("us.name"), t("us.group"), t("actions")], body, t("us.caption"))),
     admin ? section(t("us.new"), addForm) : null,
+    admin ? tokensBox : null,
     admin ? authBox : null);
 
   async function changePassword(u) {
@@ -377,7 +382,61 @@ export async function renderUsers(root) {
         } }, t("us.delete")) : null))));
   }
   await load();
+  if (admin) await renderTokens(tokensBox);
   if (admin) await renderAuth(authBox);
+}
+
+// API tokens: the secret is in the creation's answer only, shown once.
+async function renderTokens(box) {
+  const body = h("tbody", {});
+  const scopes = ["read-only", "operator", "administrator"].map((s) => [s, t("tk.scope." + s)]);
+  const us = await api("GET", "/api/v1/users");
+  const f = h("form", { id: "token-add", novalidate: true, class: "grid" },
+    field({ label: t("tk.name"), path: "name", id: "tk-name", attrs: { autocomplete: "off" } }),
+    field({ label: t("tk.scope"), path: "scope", id: "tk-scope", type: "select", value: "read-only", options: scopes }),
+    field({ label: t("tk.account"), path: "account", id: "tk-account", type: "select", value: session.user, options: (us.ok ? us.data : []).map((u) => [u.name, u.name]) }),
+    field({ label: t("tk.days"), path: "expires_in_days", id: "tk-days", type: "number" }),
+    field({ label: t("tk.sources"), path: "allowed_sources", id: "tk-sources", hint: t("tk.sources.hint"), wide: true }),
+    h("div", { class: "wide" }, formAlert(), h("button", { type: "submit", class: "primary" }, t("tk.create"))));
+  const val = (id) => f.querySelector(id).value.trim();
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(f);
+    const json = { name: val("#tk-name"), scope: val("#tk-scope"), account: val("#tk-account") };
+    if (val("#tk-days")) json.expires_in_days = Number(val("#tk-days"));
+    json.allowed_sources = val("#tk-sources").split(",").map((x) => x.trim()).filter(Boolean);
+    const x = await api("POST", "/api/v1/tokens", { json });
+    if (!x.ok) { showError(f, x.error); return; }
+    f.reset();
+    const out = h("input", { id: "tk-secret", readonly: true, value: x.data.token });
+    const d = h("dialog", { "aria-label": t("tk.secret.title", { name: json.name }) }, h("h2", { text: t("tk.secret.title", { name: json.name }) }),
+      warning(t("tk.secret.text")), out, h("div", { class: "buttons" },
+        h("button", { type: "button", onclick: () => { out.select(); navigator.clipboard?.writeText(out.value).then(() => announce(t("tk.copied")), () => {}); } }, t("tk.copy")),
+        h("button", { type: "button", class: "primary", onclick: () => d.close() }, t("btn.close"))));
+    // Gone from the page once closed.
+    d.addEventListener("close", () => d.remove());
+    document.body.append(d);
+    d.showModal();
+    out.select();
+    await load();
+  });
+  box.replaceChildren(section(t("tk.title"), note(t("tk.text")),
+    h("div", { class: "scroll" }, table(["tk.name", "tk.account", "tk.scope", "tk.created", "tk.lastused", "tk.expires", "tk.sources", "actions"].map((k) => t(k)), body, t("tk.title"))), f));
+  async function load() {
+    const r = await api("GET", "/api/v1/tokens");
+    if (!r.ok) { pageAlert(r.error.message); return; }
+    body.replaceChildren(...(r.data.length ? r.data.map((k) => h("tr", {}, ...[k.name, k.account, t("tk.scope." + k.scope), fmtTime(k.created),
+      k.last_used ? fmtTime(k.last_used) : "–", k.expires_at ? fmtTime(k.expires_at) : t("tk.never"), k.allowed_sources.join(", ") || t("tk.any")].map((v) => h("td", { text: v })),
+    h("td", {}, h("button", { type: "button", class: "small danger", "aria-label": t("tk.revoken", { name: k.name }), onclick: async () => {
+      if (await ask(t("tk.revoke"), t("tk.revoke.text", { name: k.name }), [{ label: t("tk.revoke"), value: "y", danger: true }, { label: t("btn.cancel"), value: "n" }]) !== "y") return;
+      const x = await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(k.name));
+      if (!x.ok) { pageAlert(x.error.message); return; }
+      announce(t("tk.revoked", { name: k.name }));
+      await load();
+    } }, t("tk.revoke")))))
+      : [h("tr", {}, h("td", { colspan: 8, text: t("tk.empty") }))]));
+  }
+  await load();
 }
 
 // Authentication schemes and the static content's login.

@@ -102,25 +102,52 @@ export async function renderWebServer(root) {
 
   // General interface setup
   const portsBox = h("div", { class: "ports", role: "group", "aria-labelledby": "ports-label" });
-  const portRow = (value) => {
+  // One row per HTTP port: the number, the addresses it listens on (empty:
+  // every address), its redirect to HTTPS (default: the HTTPS section's
+  // switch) and whether the admin UI and API answer there.
+  const portRow = (entry) => {
+    const e = typeof entry === "object" && entry !== null ? entry : { port: entry };
     const row = h("div", { class: "port-row" });
     const idx = () => [...portsBox.children].indexOf(row);
-    const f = F({ label: "", path: "http_ports[]", type: "text", value, attrs: { inputmode: "numeric", autocomplete: "off", class: "port" } });
+    const f = F({ label: "", path: "http_ports[]", type: "text", value: e.port ?? "", attrs: { inputmode: "numeric", autocomplete: "off", class: "port" } });
     f.querySelector("label").remove();
+    const addrs = F({ label: t("ws.port.addresses"), path: "http_ports[].addresses", type: "text", value: (e.addresses || []).join(", "),
+      attrs: { autocomplete: "off", spellcheck: "false", placeholder: t("ws.port.alladdresses"), class: "port-addresses" } });
+    const redir = F({ label: t("ws.port.redirect"), path: "http_ports[].redirect_to_https", type: "select",
+      value: e.redirect_to_https === true ? "yes" : e.redirect_to_https === false ? "no" : "",
+      options: [["", t("ws.port.redirect.default")], ["yes", t("yes")], ["no", t("no")]], attrs: { class: "port-redirect" } });
+    const admin = F({ label: t("ws.port.admin"), path: "http_ports[].admin", type: "checkbox", value: e.admin !== false, attrs: { class: "port-admin" } });
     const remove = h("button", { type: "button", class: "small", onclick: () => { row.remove(); renumber(); portsBox.querySelector("input")?.focus(); } }, t("ws.removeport"));
-    row.append(f, remove);
+    // The port and its Remove button on the first line, its addresses and
+    // policy below.
+    row.append(f, remove, h("div", { class: "port-options" }, addrs, redir, admin));
     row.renumber = () => {
       const i = idx();
       const input = inputOf(f);
       input.dataset.field = "http_ports[" + i + "]";
+      inputOf(addrs).dataset.field = "http_ports[" + i + "].addresses";
+      inputOf(redir).dataset.field = "http_ports[" + i + "].redirect_to_https";
+      inputOf(admin).dataset.field = "http_ports[" + i + "].admin";
       input.setAttribute("aria-label", t("ws.portn", { n: i + 1 }));
       remove.setAttribute("aria-label", t("ws.removeportn", { n: i + 1 }));
+    };
+    // What collect() sends for this row: a bare number unless it names
+    // addresses or a policy of its own (the API's two forms of an entry).
+    row.entry = () => {
+      const port = num(inputOf(f).value);
+      if (port === "") return null;
+      const addresses = inputOf(addrs).value.split(/[\s,]+/).filter((v) => v !== "");
+      const r = inputOf(redir).value;
+      const redirect_to_https = r === "yes" ? true : r === "no" ? false : null;
+      const allowAdmin = inputOf(admin).checked;
+      if (!addresses.length && redirect_to_https === null && allowAdmin) return port;
+      return { port, addresses, redirect_to_https, admin: allowAdmin };
     };
     return row;
   };
   const renumber = () => [...portsBox.children].forEach((r) => r.renumber());
   const addPort = h("button", { type: "button", id: "add-port", class: "small", onclick: () => {
-    const r = portRow(""); portsBox.append(r); renumber(); inputOf(r).focus();
+    const r = portRow(""); portsBox.append(r); renumber(); r.querySelector("input").focus();
   } }, t("ws.addport"));
   const httpEnabled = F({ label: t("ws.http_enabled"), path: "http_enabled", type: "checkbox", hint: t("ws.http_enabled.hint") });
   const allowedHosts = F({ label: t("ws.allowed_hosts"), path: "allowed_hosts", type: "text", hint: t("ws.allowed_hosts.hint"), attrs: { autocomplete: "off", spellcheck: "false" } });
@@ -140,12 +167,14 @@ export async function renderWebServer(root) {
   // HTTPS
   const httpsEnabled = F({ label: t("ws.https_enabled"), path: "https_enabled", type: "checkbox", hint: t("ws.https_enabled.hint") });
   const httpsPort = F({ label: t("ws.https_port"), path: "https_port", type: "text", hint: t("ws.https_port.hint"), attrs: { inputmode: "numeric", placeholder: "443", autocomplete: "off" } });
+  const httpsAddresses = F({ label: t("ws.https_addresses"), path: "https_addresses", type: "text", hint: t("ws.https_addresses.hint"), attrs: { autocomplete: "off", spellcheck: "false", placeholder: t("ws.port.alladdresses") } });
+  const httpsAdmin = F({ label: t("ws.https_admin"), path: "https_admin", type: "checkbox", hint: t("ws.https_admin.hint") });
   const redirect = F({ label: t("ws.redirect"), path: "http_redirect_to_https", type: "checkbox", hint: t("ws.redirect.hint") });
   const hsts = F({ label: t("ws.hsts"), path: "hsts_enabled", type: "checkbox", hint: t("ws.hsts.hint") });
   const hstsAge = F({ label: t("ws.hsts_age"), path: "hsts_max_age_seconds", type: "number", attrs: { min: 0 } });
   const dlCert = h("button", { type: "button", id: "download-cert", onclick: () => download("/api/v1/certificate/download", "certificate-and-key.pem", dlCert) }, t("cert.download"));
   const dlReq = h("button", { type: "button", id: "download-request", onclick: () => download("/api/v1/certificate/request", "certificate-request.csr", dlReq) }, t("cert.downloadreq"));
-  const https = section(t("ws.https"), httpsEnabled, httpsPort, redirect, hsts, hstsAge,
+  const https = section(t("ws.https"), httpsEnabled, httpsPort, httpsAddresses, httpsAdmin, redirect, hsts, hstsAge,
     h("div", { class: "field" }, dlCert, h("p", { class: "hint", text: t("cert.download.hint") })),
     h("div", { class: "field" }, dlReq, h("p", { class: "hint", text: t("cert.downloadreq.hint") })));
 
@@ -365,7 +394,13 @@ export async function renderWebServer(root) {
   const threshold = F({ label: t("id.threshold"), path: "intrusion_detection.notification_threshold", type: "number", id: "id-threshold", hint: t("id.threshold.hint"), attrs: { min: 5 } });
   const timeout = F({ label: t("id.timeout"), path: "intrusion_detection.timeout_minutes", type: "number", hint: t("id.timeout.hint"), attrs: { min: 1, max: 10080 } });
   const deadtime = F({ label: t("id.deadtime"), path: "intrusion_detection.deadtime_minutes", type: "number", hint: t("id.deadtime.hint"), attrs: { min: 0, max: 10080 } });
+  const lockT = F({ label: t("id.lock"), path: "intrusion_detection.account_lockout_threshold", type: "number", hint: t("id.lock.hint"), attrs: { min: 0 } });
+  const lockM = F({ label: t("id.lockmin"), path: "intrusion_detection.account_lockout_minutes", type: "number", attrs: { min: 1, max: 10080 } });
   const blockIp = F({ label: t("id.block"), path: "intrusion_detection.block_ip", type: "checkbox", hint: t("id.block.hint") });
+  const blockFor = F({ label: t("id.block_duration"), path: "intrusion_detection.block_duration_seconds", type: "number", hint: t("id.block_duration.hint"), attrs: { min: 0 } });
+  const blockGrow = F({ label: t("id.block_increment"), path: "intrusion_detection.block_duration_increment", type: "checkbox", hint: t("id.block_increment.hint") });
+  const blockMax = F({ label: t("id.block_max"), path: "intrusion_detection.block_duration_max_seconds", type: "number", hint: t("id.block_max.hint"), attrs: { min: 0 } });
+  const blockKeep = F({ label: t("id.block_survive"), path: "intrusion_detection.blocks_survive_reboot", type: "checkbox", hint: t("id.block_survive.hint") });
   const blockWarn = h("p", { class: "warning live", role: "status", id: "block-warning" });
   const emailP = F({ label: t("id.email"), path: "intrusion_detection.email_profile", type: "select", options: profileOptions("email", id.email_profile), hint: t("id.email.hint") });
   const phoneP = F({ label: t("id.phone"), path: "intrusion_detection.phone_profile", type: "select", options: profileOptions("phone", id.phone_profile), hint: t("id.phone.hint") });
@@ -373,7 +408,7 @@ export async function renderWebServer(root) {
   emailP.hidden = !built("email");
   phoneP.hidden = !built("sip");
   ipP.hidden = !built("ip-notify");
-  const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, blockIp, blockWarn,
+  const intrusion = section(t("id.title"), idEnabled, threshold, note(t("id.attention")), timeout, deadtime, lockT, lockM, blockIp, blockWarn, blockFor, blockGrow, blockMax, blockKeep,
     emailP, phoneP, ipP,
     profiles ? null : note(t("id.noprofiles")),
     note(t("id.remark")),
@@ -402,17 +437,25 @@ export async function renderWebServer(root) {
   setChildren(root, general, https, certInUse, replace, generate, intrusion, built("acme") ? acme : null, form, note(t("ws.storenote")));
   // Whatever gets the focus scrolls into view above the bar, not behind it.
   const keepClear = () => { document.documentElement.style.scrollPaddingBottom = form.offsetHeight + 8 + "px"; };
+  // A tall field (a textarea) partly behind the bar counts as in view for
+  // the browser, which then does not scroll: lift it clear.
+  root.addEventListener("focusin", (e) => {
+    const below = e.target.getBoundingClientRect().bottom - form.getBoundingClientRect().top;
+    if (!form.contains(e.target) && below > 0) scrollBy(0, below + 8);
+  });
   new ResizeObserver(keepClear).observe(form);
   keepClear();
 
   function fill(ws) {
-    portsBox.replaceChildren(...(ws.http_ports || []).map((p) => portRow(String(p))));
+    portsBox.replaceChildren(...(ws.http_ports || []).map((p) => portRow(typeof p === "object" ? p : String(p))));
     renumber();
     inputOf(httpEnabled).checked = !!ws.http_enabled;
     inputOf(confirmTimeout).value = ws.confirm_timeout_seconds ?? "";
     inputOf(allowedHosts).value = (ws.allowed_hosts || []).join(", ");
     inputOf(httpsEnabled).checked = !!ws.https_enabled;
     inputOf(httpsPort).value = ws.https_port ?? "";
+    inputOf(httpsAddresses).value = (ws.https_addresses || []).join(", ");
+    inputOf(httpsAdmin).checked = ws.https_admin !== false;
     inputOf(redirect).checked = !!ws.http_redirect_to_https;
     inputOf(hsts).checked = !!ws.hsts_enabled;
     inputOf(hstsAge).value = ws.hsts_max_age_seconds ?? "";
@@ -421,7 +464,13 @@ export async function renderWebServer(root) {
     inputOf(threshold).value = i.notification_threshold ?? "";
     inputOf(timeout).value = i.timeout_minutes ?? "";
     inputOf(deadtime).value = i.deadtime_minutes ?? "";
+    inputOf(lockT).value = i.account_lockout_threshold ?? "";
+    inputOf(lockM).value = i.account_lockout_minutes ?? "";
     inputOf(blockIp).checked = !!i.block_ip;
+    inputOf(blockFor).value = i.block_duration_seconds ?? 0;
+    inputOf(blockGrow).checked = !!i.block_duration_increment;
+    inputOf(blockMax).value = i.block_duration_max_seconds ?? 0;
+    inputOf(blockKeep).checked = !!i.blocks_survive_reboot;
     inputOf(emailP).value = i.email_profile || "";
     inputOf(phoneP).value = i.phone_profile || "";
     inputOf(ipP).value = i.ip_notify_profile || "";
@@ -430,7 +479,7 @@ export async function renderWebServer(root) {
 
   const num = (s) => { s = String(s).trim(); return /^\d+$/.test(s) ? Number(s) : s; };
   function collect() {
-    const ports = [...portsBox.querySelectorAll("input")].map((i) => i.value.trim()).filter((v) => v !== "").map(num);
+    const ports = [...portsBox.children].map((r) => r.entry()).filter((v) => v !== null);
     const hp = inputOf(httpsPort).value.trim();
     return {
       ...loaded,
@@ -440,6 +489,8 @@ export async function renderWebServer(root) {
       allowed_hosts: inputOf(allowedHosts).value.split(/[\s,]+/).filter((v) => v !== ""),
       https_enabled: inputOf(httpsEnabled).checked,
       https_port: hp === "" ? null : num(hp),
+      https_addresses: inputOf(httpsAddresses).value.split(/[\s,]+/).filter((v) => v !== ""),
+      https_admin: inputOf(httpsAdmin).checked,
       http_redirect_to_https: inputOf(redirect).checked,
       hsts_enabled: inputOf(hsts).checked,
       hsts_max_age_seconds: num(inputOf(hstsAge).value),
@@ -449,7 +500,13 @@ export async function renderWebServer(root) {
         notification_threshold: num(inputOf(threshold).value),
         timeout_minutes: num(inputOf(timeout).value),
         deadtime_minutes: num(inputOf(deadtime).value),
+        account_lockout_threshold: num(inputOf(lockT).value),
+        account_lockout_minutes: num(inputOf(lockM).value),
         block_ip: inputOf(blockIp).checked,
+        block_duration_seconds: num(inputOf(blockFor).value),
+        block_duration_increment: inputOf(blockGrow).checked,
+        block_duration_max_seconds: num(inputOf(blockMax).value),
+        blocks_survive_reboot: inputOf(blockKeep).checked,
         email_profile: inputOf(emailP).value || null,
         phone_profile: inputOf(phoneP).value || null,
         ip_notify_profile: inputOf(ipP).value || null,
@@ -468,8 +525,10 @@ export async function renderWebServer(root) {
     if (!http && !httpsOn) w = t("warn.bothoff");
     else if (!tls && !http) w = t("warn.httpoff");
     else if (tls && !httpsOn) w = t("warn.httpsoff");
-    else if (!tls && ![...portsBox.querySelectorAll("input")].some((i) => Number(i.value) === port)) w = t("warn.portgone", { port });
+    else if (!tls && ![...portsBox.querySelectorAll("input.port")].some((i) => Number(i.value) === port)) w = t("warn.portgone", { port });
     else if (tls && Number(inputOf(httpsPort).value || 443) !== port) w = t("warn.portgone", { port });
+    else if (!tls && [...portsBox.children].some((r) => Number(r.querySelector("input.port").value) === port && !r.querySelector("input.port-admin").checked)) w = t("warn.adminoff", { port });
+    else if (tls && !inputOf(httpsAdmin).checked) w = t("warn.adminoff", { port });
     protoWarn.textContent = w;
     blockWarn.textContent = inputOf(blockIp).checked && accessControl && !accessControl.enabled ? t("warn.blocknoac") : "";
   }
@@ -486,8 +545,8 @@ export async function renderWebServer(root) {
     loaded = r.status === 202 ? r.data.settings : r.data;
     fill(loaded);
     const st = await refreshPending();
-    const portsChanged = JSON.stringify([before.http_ports, before.http_enabled, before.https_port, before.https_enabled]) !==
-      JSON.stringify([loaded.http_ports, loaded.http_enabled, loaded.https_port, loaded.https_enabled]);
+    const portsChanged = JSON.stringify([before.http_ports, before.http_enabled, before.https_port, before.https_enabled, before.https_addresses]) !==
+      JSON.stringify([loaded.http_ports, loaded.http_enabled, loaded.https_port, loaded.https_enabled, loaded.https_addresses]);
     if (portsChanged) {
       const links = addressesFor(loaded);
       addrBox.replaceChildren(h("p", { text: t("ws.nowat") }), h("ul", {}, links.map((u) => h("li", {}, h("a", { href: u, text: u })))));

@@ -28,6 +28,11 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use portcullis_core::ValidationError;
+use portcullis_core::tokens::TokenScope;
+use std::net::IpAddr;
+use time::OffsetDateTime;
+
+pub use crate::tokens::{TokenKey, TokenRecord, TokenView};
 
 /// An argon2id hash (same parameters as every account's) of a password no
 /// one knows: unknown user names are checked against it, so that a wrong
@@ -159,6 +164,9 @@ pub struct UserRecord {
 pub struct UsersFile {
     /// Accounts by name.
     pub users: BTreeMap<String, UserRecord>,
+    /// API tokens by name (their keyed hashes, never their secrets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, TokenRecord>,
 }
 
 impl UsersFile {
@@ -247,7 +255,46 @@ impl UsersFile {
             ));
         }
         self.users.remove(name);
+        // A token has no rights of its own: it goes with its account.
+        self.tokens.retain(|_, t| t.account != name);
         Ok(())
+    }
+
+    /// Adds a token, after the rules that need the accounts: its account
+    /// exists, its scope is within the account's rights, its name is
+    /// unused, and there is room ([`portcullis_core::tokens::MAX_TOKENS`]).
+    pub fn add_token(&mut self, token: TokenRecord) -> Result<(), ValidationError> {
+        let Some(account) = self.users.get(&token.account) else {
+            return Err(ValidationError::new(
+                "account",
+                ErrorCode::NotFound,
+                format!("there is no user \"{}\"", token.account),
+            ));
+        };
+        portcullis_core::tokens::validate_scope(token.scope, &account.name, account.group == Group::Admins)?;
+        if self.tokens.contains_key(&token.name) {
+            return Err(ValidationError::new(
+                "name",
+                ErrorCode::Duplicate,
+                format!("a token named \"{}\" exists already", token.name),
+            ));
+        }
+        if self.tokens.len() >= portcullis_core::tokens::MAX_TOKENS {
+            return Err(ValidationError::new(
+                "name",
+                ErrorCode::TooMany,
+                format!("the device holds at most {} tokens", portcullis_core::tokens::MAX_TOKENS),
+            ));
+        }
+        self.tokens.insert(token.name.clone(), token);
+        Ok(())
+    }
+
+    /// Removes the token `name`.
+    pub fn revoke_token(&mut self, name: &str) -> Result<TokenRecord, ValidationError> {
+        self.tokens.remove(name).ok_or_else(|| {
+            ValidationError::new("name", ErrorCode::NotFound, format!("there is no token \"{name}\""))
+        })
     }
 }
 
@@ -330,6 +377,37 @@ pub enum AuthMethod {
         /// Token that unsafe requests must echo in `X-CSRF-Token`.
         csrf: String,
     },
+    /// An API token (`Authorization: Bearer`).
+    Token {
+        /// The token's name.
+        name: String,
+        /// What it may do within its account's rights.
+        scope: TokenScope,
+    },
+}
+
+/// Outcome of checking a presented API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenVerdict {
+    /// A token of the device, usable now from this client.
+    Valid(Identity),
+    /// No token has this secret (or its account cannot give its scope any
+    /// more): a failed attempt.
+    Invalid,
+    /// The token has expired.
+    Expired {
+        /// Its account.
+        account: String,
+        /// Its name.
+        name: String,
+    },
+    /// The token may not be used from this client's address.
+    WrongSource {
+        /// Its account.
+        account: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// Outcome of checking a presented user name and password.
@@ -378,11 +456,18 @@ pub struct Authenticator {
     pub digest: crate::digest::DigestAuth,
     /// Argon2 verifications performed (for tests and metrics).
     pub verifications: AtomicU64,
+    /// Hashes tokens' secrets; kept in the data folder.
+    token_key: TokenKey,
+    /// When each token was last used, kept here (not written per request)
+    /// and merged into the accounts file at its next write.
+    token_use: std::sync::Mutex<HashMap<String, OffsetDateTime>>,
+    /// Failed logins per account, and the accounts whose password logins are locked.
+    lockout: std::sync::Mutex<portcullis_core::account_lockout::AccountLockout>,
 }
 
 impl Authenticator {
-    /// An authenticator over `users`.
-    pub fn new(users: UsersFile) -> Self {
+    /// An authenticator over `users`, hashing tokens with `token_key`.
+    pub fn new(users: UsersFile, token_key: TokenKey) -> Self {
         Self {
             users: std::sync::RwLock::new(users),
             key: rand::random(),
@@ -392,7 +477,96 @@ impl Authenticator {
             dummy_hash: DUMMY_HASH.to_string(),
             digest: crate::digest::DigestAuth::default(),
             verifications: AtomicU64::new(0),
+            token_key,
+            token_use: std::sync::Mutex::new(HashMap::new()),
+            lockout: std::sync::Mutex::new(Default::default()),
         }
+    }
+
+    /// How long `user`'s password logins stay locked at `now`, if they are.
+    pub fn account_locked(&self, user: &str, now: Monotonic) -> Option<Duration> {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner()).locked(user, now)
+    }
+
+    /// Counts a failed login of `user` if it is an account (an unknown name
+    /// locks nothing, and so cannot grow the table); true when it locks it.
+    pub fn account_failure(&self, user: &str, now: Monotonic, threshold: u32, minutes: u32) -> bool {
+        if !self.users.read().unwrap_or_else(|e| e.into_inner()).users.contains_key(user) {
+            return false;
+        }
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner()).record_failure(user, now, threshold, minutes)
+    }
+
+    /// Lifts every account's lockout (Reboot).
+    pub fn clear_lockouts(&self) {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The keyed hash a token's secret is stored as.
+    pub fn token_hash(&self, secret: &str) -> String {
+        self.token_key.hash(secret)
+    }
+
+    /// Checks a presented token's secret at `now` from `client`. The
+    /// secret's hash is compared with every token's in constant time (no
+    /// early exit, no lookup keyed by it), so timing tells nothing about
+    /// how close a guess came.
+    pub fn verify_token(&self, secret: &str, now: OffsetDateTime, client: Option<IpAddr>) -> TokenVerdict {
+        let presented = self.token_key.hash(secret);
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        let mut found: Option<&TokenRecord> = None;
+        for t in users.tokens.values() {
+            if bool::from(t.hash.as_bytes().ct_eq(presented.as_bytes())) {
+                found = Some(t);
+            }
+        }
+        let Some(t) = found else { return TokenVerdict::Invalid };
+        let Some(account) = users.users.get(&t.account) else { return TokenVerdict::Invalid };
+        // The account may have left `admins` since: the token never has more than it.
+        if t.scope > TokenScope::widest_for(account.group == Group::Admins) {
+            return TokenVerdict::Invalid;
+        }
+        let (account_name, name) = (account.name.clone(), t.name.clone());
+        if portcullis_core::tokens::expired(t.expires_at, now) {
+            return TokenVerdict::Expired { account: account_name, name };
+        }
+        if !portcullis_core::tokens::source_allowed(&t.allowed_sources, client) {
+            return TokenVerdict::WrongSource { account: account_name, name };
+        }
+        TokenVerdict::Valid(Identity {
+            user: account_name,
+            group: account.group,
+            via: AuthMethod::Token { name, scope: t.scope },
+        })
+    }
+
+    /// Notes that the token `name` was used at `now` (in memory).
+    pub fn token_used(&self, name: &str, now: OffsetDateTime) {
+        self.token_use.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), now);
+    }
+
+    /// Every token as listed, with its last use as known now (the memory's
+    /// when more recent than the file's).
+    pub fn tokens(&self) -> Vec<TokenView> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        let used = self.token_use.lock().unwrap_or_else(|e| e.into_inner());
+        users.tokens.values().map(|t| t.view(t.last_used.max(used.get(&t.name).copied()))).collect()
+    }
+
+    /// Writes the last uses kept in memory into `users`' records; whether
+    /// any changed (then the file is worth writing).
+    pub(crate) fn merge_token_use(&self, users: &mut UsersFile) -> bool {
+        let used = self.token_use.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for t in users.tokens.values_mut() {
+            if let Some(at) = used.get(&t.name).copied()
+                && t.last_used < Some(at)
+            {
+                t.last_used = Some(at);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// A copy of the accounts.
@@ -405,6 +579,10 @@ impl Authenticator {
     pub(crate) fn replace_users(&self, users: UsersFile) {
         *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
         let current = self.users();
+        self.token_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| current.tokens.contains_key(name));
         let still_valid =
             |user: &str, generation: u64| current.users.get(user).is_some_and(|u| u.generation == generation);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -603,6 +781,10 @@ pub fn parse_basic(value: &str) -> Option<(String, String)> {
 mod tests {
     use super::*;
 
+    fn key() -> TokenKey {
+        TokenKey::from_bytes([3; 32])
+    }
+
     fn users_with(name: &str, password: &str, group: Group) -> UsersFile {
         let mut f = UsersFile::default();
         f.users.insert(
@@ -616,6 +798,83 @@ mod tests {
             },
         );
         f
+    }
+
+    fn token(
+        auth: &Authenticator,
+        name: &str,
+        account: &str,
+        scope: TokenScope,
+        secret: &str,
+    ) -> TokenRecord {
+        TokenRecord {
+            name: name.into(),
+            account: account.into(),
+            scope,
+            hash: auth.token_hash(secret),
+            created: OffsetDateTime::UNIX_EPOCH,
+            expires_at: None,
+            allowed_sources: Vec::new(),
+            last_used: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_checked_by_keyed_hash_expiry_source_and_the_accounts_rights() {
+        let mut users = users_with("admin", "password1", Group::Admins);
+        users.users.insert(
+            "viewer".into(),
+            UserRecord { name: "viewer".into(), group: Group::Users, ..users.users["admin"].clone() },
+        );
+        let auth = Authenticator::new(users.clone(), key());
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(100);
+        let mut ci = token(&auth, "ci", "admin", TokenScope::Operator, "pcl_ci");
+        ci.expires_at = Some(now + time::Duration::days(1));
+        ci.allowed_sources = vec!["127.0.0.2".parse().expect("net")];
+        users.add_token(ci).expect("added");
+        assert_eq!(
+            users.add_token(token(&auth, "ci", "admin", TokenScope::ReadOnly, "x")).expect_err("dup").code,
+            ErrorCode::Duplicate
+        );
+        let e = users.add_token(token(&auth, "v", "viewer", TokenScope::Operator, "x")).expect_err("wide");
+        assert_eq!((e.field.as_str(), e.code), ("scope", ErrorCode::ScopeExceedsAccount));
+        users.add_token(token(&auth, "v", "viewer", TokenScope::ReadOnly, "pcl_v")).expect("read-only");
+        assert_eq!(
+            users.add_token(token(&auth, "n", "nobody", TokenScope::ReadOnly, "x")).expect_err("no").field,
+            "account"
+        );
+        auth.replace_users(users.clone());
+        let from = |ip: &str| Some(ip.parse::<IpAddr>().expect("ip"));
+        let TokenVerdict::Valid(id) = auth.verify_token("pcl_ci", now, from("127.0.0.2")) else {
+            panic!("valid")
+        };
+        assert_eq!((id.user.as_str(), id.group), ("admin", Group::Admins));
+        assert_eq!(id.via, AuthMethod::Token { name: "ci".into(), scope: TokenScope::Operator });
+        assert_eq!(auth.verify_token("pcl_cj", now, from("127.0.0.2")), TokenVerdict::Invalid);
+        assert!(matches!(
+            auth.verify_token("pcl_ci", now, from("127.0.0.1")),
+            TokenVerdict::WrongSource { .. }
+        ));
+        let later = now + time::Duration::days(1);
+        assert!(matches!(
+            auth.verify_token("pcl_ci", later, from("127.0.0.2")),
+            TokenVerdict::Expired { .. }
+        ));
+        // Last use: in memory, merged into the file's records when written.
+        auth.token_used("ci", now);
+        assert_eq!(auth.tokens().iter().find(|t| t.name == "ci").and_then(|t| t.last_used), Some(now));
+        assert!(auth.merge_token_use(&mut users));
+        assert!(!auth.merge_token_use(&mut users), "nothing newer the second time");
+        // A token goes with its account, and never outlives a demotion.
+        users.users.get_mut("admin").expect("admin").group = Group::Users;
+        auth.replace_users(users.clone());
+        assert_eq!(auth.verify_token("pcl_ci", now, from("127.0.0.2")), TokenVerdict::Invalid);
+        assert!(matches!(auth.verify_token("pcl_v", now, None), TokenVerdict::Valid(_)));
+        users.users.get_mut("admin").expect("admin").group = Group::Admins;
+        users.delete("viewer").expect("deleted");
+        assert!(!users.tokens.contains_key("v"));
+        assert_eq!(users.revoke_token("v").expect_err("gone").code, ErrorCode::NotFound);
+        assert!(users.revoke_token("ci").is_ok());
     }
 
     #[test]
@@ -637,7 +896,7 @@ mod tests {
 
     #[tokio::test]
     async fn verified_password_is_cached_until_it_changes() {
-        let auth = Authenticator::new(users_with("admin", "correct horse", Group::Admins));
+        let auth = Authenticator::new(users_with("admin", "correct horse", Group::Admins), key());
         assert!(matches!(auth.verify("admin", "correct horse").await, Verdict::Valid(_)));
         let after_first = auth.verifications.load(Ordering::Relaxed);
         assert!(matches!(auth.verify("admin", "correct horse").await, Verdict::Valid(_)));
@@ -656,7 +915,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_end_when_the_password_changes() {
-        let auth = Authenticator::new(users_with("op", "password1", Group::Users));
+        let auth = Authenticator::new(users_with("op", "password1", Group::Users), key());
         let Verdict::Valid(id) = auth.verify("op", "password1").await else { panic!("valid") };
         let now = Monotonic::from_origin(Duration::from_secs(60));
         let (cookie, csrf) = auth.open_session(&id, now);
@@ -675,7 +934,7 @@ mod tests {
     /// an ended session stays ended.
     #[tokio::test]
     async fn sessions_end_at_the_idle_and_absolute_limits_of_the_clock_given() {
-        let auth = Authenticator::new(users_with("op", "password1", Group::Users));
+        let auth = Authenticator::new(users_with("op", "password1", Group::Users), key());
         let Verdict::Valid(id) = auth.verify("op", "password1").await else { panic!("valid") };
         let second = Duration::from_secs(1);
         let start = Monotonic::from_origin(Duration::from_secs(10));

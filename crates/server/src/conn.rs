@@ -58,9 +58,22 @@ pub struct ConnInfo {
     pub local_port: u16,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The local address the client connected to (IPv4-mapped IPv6 turned
+    /// back into IPv4), for the policy and guard of per-address listeners.
+    pub local: IpAddr,
     /// The client: the peer, or what a trusted proxy says in
     /// `X-Forwarded-For` (set per request by the front layer).
     pub client: IpAddr,
+}
+
+impl ConnInfo {
+    /// The listener the connection came through, as the settings' rules take it.
+    pub fn via(&self) -> portcullis_core::settings::Via {
+        portcullis_core::settings::Via {
+            spec: portcullis_core::settings::ListenerSpec { port: self.local_port, tls: self.tls },
+            local: self.local,
+        }
+    }
 }
 
 /// Decides, before TLS and before any password work, whether a peer may connect.

@@ -117,6 +117,9 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
         if value.len() > 6 && value[..6].eq_ignore_ascii_case("digest") {
             return identify_digest(rt, req, value);
         }
+        if let Some(secret) = crate::tokens::bearer(value) {
+            return identify_token(rt, req, secret);
+        }
         let Some((user, password)) = parse_basic(value) else {
             return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Basic", false));
         };
@@ -153,6 +156,65 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
         return Ok(id);
     }
     Err(unauthorized(rt, headers, "log in to use this resource", false))
+}
+
+/// The name a presented-and-unknown API token is counted under in the
+/// logfile and the intrusion detection (no account's: names have no parentheses).
+pub const UNKNOWN_TOKEN_USER: &str = "(token)";
+
+/// Checks an API token, at every request (so a revoked or expired one is
+/// refused at once, on open connections too), guarded per client like a
+/// password: a client held back is refused before the check, and a
+/// presented-and-wrong token (unknown, or used from an address it does not
+/// list) is a failed attempt. The check is a keyed hash: no turn is waited for.
+// The error is the finished answer (see `identify_digest`).
+#[allow(clippy::result_large_err)]
+fn identify_token(rt: &Runtime, req: &Parts, secret: &str) -> Result<Identity, Response> {
+    use crate::auth::TokenVerdict;
+    let headers = &req.headers;
+    let ip = client_ip(&req.extensions);
+    if let Some(ip) = ip {
+        rt.security().may_attempt(ip, rt.clock().monotonic()).map_err(attempt_refused)?;
+    }
+    let now = rt.now();
+    match rt.auth().verify_token(secret, now, ip) {
+        TokenVerdict::Valid(id) => {
+            if let AuthMethod::Token { name, scope } = &id.via {
+                rt.auth().token_used(name, now);
+                if !scope.permits(&req.method, req.uri.path()) {
+                    log_access(rt, req, Some(&id.user), true);
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        ErrorCode::Forbidden,
+                        format!(
+                            "the token \"{name}\" has the scope \"{}\", which does not allow this request",
+                            scope.as_str()
+                        ),
+                    )
+                    .into_response());
+                }
+            }
+            Ok(id)
+        }
+        TokenVerdict::Invalid => {
+            wrong_credentials(rt, &req.extensions, UNKNOWN_TOKEN_USER, req.uri.path());
+            Err(unauthorized(rt, headers, "the bearer token is not valid", false))
+        }
+        TokenVerdict::WrongSource { account, name } => {
+            wrong_credentials(rt, &req.extensions, &account, req.uri.path());
+            Err(unauthorized(
+                rt,
+                headers,
+                &format!("the token \"{name}\" may not be used from this address"),
+                false,
+            ))
+        }
+        TokenVerdict::Expired { account, name } => {
+            // The right secret, only late: logged, not counted as a guess.
+            log_access(rt, req, Some(&account), false);
+            Err(unauthorized(rt, headers, &format!("the token \"{name}\" has expired"), false))
+        }
+    }
 }
 
 /// Seconds on the monotonic clock (Digest nonces are dated with it).
@@ -197,6 +259,20 @@ pub(crate) fn attempt_refused(refusal: AttemptRefusal) -> Response {
     }
 }
 
+/// The answer to a password login of an account whose password logins are
+/// locked ([`portcullis_core::account_lockout`]), for `left` more.
+fn account_locked(user: &str, left: std::time::Duration) -> Response {
+    let seconds = left.as_secs().max(1);
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::AccountLocked,
+        format!("too many failed logins of the account \"{user}\": its password logins are locked for {seconds} s more (its API tokens still work)"),
+    )
+    .into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    resp
+}
+
 fn busy() -> Response {
     let mut resp = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -230,6 +306,9 @@ pub(crate) async fn check_password(
     password: &str,
     path: &str,
 ) -> Result<Identity, PasswordRefusal> {
+    if let Some(left) = rt.auth().account_locked(user, rt.clock().monotonic()) {
+        return Err(PasswordRefusal::Refused(account_locked(user, left)));
+    }
     let Some(ip) = client_ip(ext) else {
         // Not from the network (an embedder calling the router itself): nothing to guard per client.
         return match rt.auth().verify(user, password).await {
@@ -281,6 +360,9 @@ fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, R
     // check is a few hashes, done at once, so no turn is waited for.
     if let Some(ip) = client_ip(&req.extensions) {
         rt.security().may_attempt(ip, rt.clock().monotonic()).map_err(attempt_refused)?;
+    }
+    if let Some(left) = rt.auth().account_locked(&resp.username, rt.clock().monotonic()) {
+        return Err(account_locked(&resp.username, left));
     }
     let now = monotonic_seconds(rt);
     match rt.auth().verify_digest(&resp, req.method.as_str(), target, now) {
@@ -339,8 +421,9 @@ const ROUTED_OUTSIDE_API_AND_UI: [&str; 2] = ["/healthz", "/.well-known/"];
 ///    connection opened before a block must not go on guessing;
 /// 3. a request naming a host that is not the device's is refused (DNS
 ///    rebinding; [`portcullis_core::hosts`]);
-/// 4. plain HTTP is redirected to HTTPS when the settings say so;
-/// 5. unsafe requests sent by a browser on behalf of another site are refused.
+/// 4. plain HTTP is redirected to HTTPS when the port's policy says so;
+/// 5. the admin UI and API are refused on a port whose policy does not allow them;
+/// 6. unsafe requests sent by a browser on behalf of another site are refused.
 ///
 /// Then, on the answer ([`FrontFuture`]): HSTS is added when due, every error
 /// gets the JSON error body, worded in the language of `Accept-Language`
@@ -575,23 +658,30 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
     if let Some(refusal) = foreign_host(f, req) {
         return Some(refusal);
     }
-    // 4. Redirect to HTTPS.
+    // 4. Redirect to HTTPS, as the port's policy says.
     // ACME validators must get their http-01 answer over plain HTTP.
+    let running = f.rt.running();
+    let ws = &running.webserver;
+    let port_policy =
+        ws.port_policy(portcullis_core::settings::ListenerSpec { port: info.local_port, tls: info.tls });
     if !info.tls
         && req.uri.path() != "/healthz"
         && !req.uri.path().starts_with("/.well-known/acme-challenge/")
+        && port_policy.redirect_to_https
+        && let Some(location) = https_location(req, ws.effective_https_port())
     {
-        let running = f.rt.running();
-        let ws = &running.webserver;
-        if ws.http_redirect_to_https
-            && let Some(location) = https_location(req, ws.effective_https_port())
-        {
-            let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
-            resp.headers_mut().insert(header::LOCATION, location);
-            return Some(resp);
-        }
+        let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
+        resp.headers_mut().insert(header::LOCATION, location);
+        return Some(resp);
     }
-    // 5. Cross-site requests.
+    // 5. The admin UI and API, on a port whose policy refuses them (one
+    // facing the Internet, say): a clear 403, not a 404 that would look like
+    // a device without a UI.
+    if !port_policy.admin && reserved_for_api_and_ui(req.uri.path()) {
+        return Some(admin_not_allowed(info));
+    }
+    drop(running);
+    // 6. Cross-site requests.
     if !is_safe(&req.method) && cross_site(req) {
         return Some(
             ApiError::new(
@@ -603,6 +693,22 @@ fn before(f: &Front, req: &Parts, info: &mut ConnInfo) -> Option<Response> {
         );
     }
     None
+}
+
+/// The answer on a port that does not allow the admin UI and API: the JSON
+/// error, for the UI's pages too (every error answer here is JSON, its
+/// message in the language of `Accept-Language`).
+fn admin_not_allowed(info: &ConnInfo) -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::AdminNotAllowed,
+        format!(
+            "the admin UI and API are not allowed on {} port {}; use a port whose settings allow admin",
+            if info.tls { "HTTPS" } else { "HTTP" },
+            info.local_port
+        ),
+    )
+    .into_response()
 }
 
 /// The refusal of a request whose `Host` (or `:authority`) is not one of the

@@ -49,6 +49,7 @@ pub mod service;
 mod storage;
 pub mod store;
 pub mod tls;
+pub mod tokens;
 #[cfg(feature = "ui")]
 pub mod ui;
 #[cfg(feature = "webroot")]
@@ -261,6 +262,7 @@ impl ServerBuilder {
             tracing::warn!(key = %key, "unknown key in the stored configuration; ignored");
         }
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
+        let token_key = tokens::TokenKey::load_or_create(&store, now.unix_timestamp())?;
         let (certs, info) = Certificates::load(store.clone(), now)?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
         let fleet = Arc::new(fleet::Fleet::new(
@@ -296,7 +298,7 @@ impl ServerBuilder {
             store,
             clock: self.clock,
             limits: limits.clone(),
-            auth: Authenticator::new(users),
+            auth: Authenticator::new(users, token_key),
             certs,
             security: security.clone(),
             webroot,
@@ -334,6 +336,8 @@ impl ServerBuilder {
             },
             serve_jobs,
         );
+        // Stored blocks are back before the first connection is accepted.
+        rt.spawn_block_watch();
         rt.start_listeners().await?;
         // What waited for the listeners: aws-lc's one-time seeding.
         tls::warm_up(tls.http());
@@ -527,6 +531,7 @@ impl RunningServer {
         if !self.tracker.wait_empty(grace).await {
             tracing::warn!(open = self.tracker.len(), "shutdown grace over; closing remaining connections");
         }
+        self.runtime.flush_token_use().await;
         let security = self.runtime.security().clone();
         let _ = tokio::task::spawn_blocking(move || security.flush()).await;
     }
@@ -609,6 +614,7 @@ impl OfflineDevice {
             None => UsersFile::default(),
         };
         let (certs, _) = Certificates::load(store.clone(), now)?;
+        let token_key = tokens::TokenKey::load_or_create(&store, now.unix_timestamp())?;
         let fleet =
             Arc::new(fleet::Fleet::new(clock.clone(), env!("CARGO_PKG_VERSION"), &build_info::features()));
         let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now, fleet));
@@ -622,7 +628,7 @@ impl OfflineDevice {
             store,
             clock,
             limits: Arc::new(Limits::default()),
-            auth: Authenticator::new(users),
+            auth: Authenticator::new(users, token_key),
             certs,
             security,
             webroot: None,

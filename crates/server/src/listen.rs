@@ -373,7 +373,12 @@ async fn accept_loop(
             continue;
         }
         let guard = ctx.tracker.register(ctx.limits.max_connections);
-        let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls, client: peer.ip() };
+        // Unknown only if the socket is already gone; unspecified then, which no policy check matches by address.
+        let local = stream
+            .local_addr()
+            .map(|a| a.ip().to_canonical())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let info = ConnInfo { peer, local_port: spec.port, tls: spec.tls, client: peer.ip(), local };
         // Chosen per connection: acme-tls/1 is offered only while a challenge is pending.
         let acceptor = spec.tls.then(|| TlsAcceptor::from(ctx.tls.for_handshake()));
         let task = serve_connection(stream, info, acceptor, ctx.clone(), stop.clone(), guard);

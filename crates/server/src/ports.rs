@@ -46,6 +46,7 @@ fn explain(e: &io::Error) -> String {
         io::ErrorKind::PermissionDenied => {
             "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability, which this server does not have".into()
         }
+        io::ErrorKind::AddrNotAvailable => "the device has no such address (see http_ports' and https_addresses' addresses)".into(),
         _ => e.to_string(),
     }
 }
@@ -86,7 +87,13 @@ fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 /// One open port: its accept loops stop when dropped or told to.
 struct Listener {
     stop: watch::Sender<bool>,
+    /// The addresses it is bound to (empty: every address).
+    addresses: Vec<IpAddr>,
 }
+
+/// A listener a configuration wants: its port and protocol, and the
+/// addresses it names (empty: the set's own, those of `--listen` or every address).
+pub type Wanted = (ListenerSpec, Vec<IpAddr>);
 
 /// The set of open listeners, keyed by port and protocol.
 pub struct ListenerSet {
@@ -108,7 +115,7 @@ impl std::fmt::Debug for ListenerSet {
 
 /// Listeners bound for a change, not yet serving; dropping it frees the ports.
 pub struct Prepared {
-    bound: Vec<(ListenerSpec, Vec<TcpListener>)>,
+    bound: Vec<(ListenerSpec, Vec<IpAddr>, Vec<TcpListener>)>,
     remove: Vec<ListenerSpec>,
 }
 
@@ -133,25 +140,42 @@ impl ListenerSet {
         self.open.keys().copied().collect()
     }
 
+    /// The addresses a wanted listener binds: its own, else the set's.
+    fn effective(&self, addresses: &[IpAddr]) -> Vec<IpAddr> {
+        if addresses.is_empty() { self.addresses.to_vec() } else { addresses.to_vec() }
+    }
+
+    /// Whether the listener `spec` is open on exactly `addresses` (as given in `wanted`).
+    fn is_open(&self, spec: &ListenerSpec, addresses: &[IpAddr]) -> bool {
+        self.open.get(spec).is_some_and(|l| l.addresses == self.effective(addresses))
+    }
+
     /// Binds every port `wanted` adds, without serving yet, so a port that
     /// cannot be opened refuses the change before anything else changes.
-    pub fn prepare(&self, wanted: &[ListenerSpec]) -> Result<Prepared, BindError> {
+    pub fn prepare(&self, wanted: &[Wanted]) -> Result<Prepared, BindError> {
         let mut bound = Vec::new();
         if self.offline {
             return Ok(Prepared { bound, remove: Vec::new() });
         }
-        for spec in wanted {
-            if self.open.contains_key(spec) {
+        for (spec, addresses) in wanted {
+            if self.is_open(spec, addresses) {
                 continue;
             }
-            // The same port moving between HTTP and HTTPS: it is still bound
-            // by the old listener, so it is rebound after that one closes.
+            // The same port moving between HTTP and HTTPS, or to other
+            // addresses: it is still bound by the old listener, so it is
+            // rebound after that one closes.
             if self.open.keys().any(|o| o.port == spec.port) {
                 continue;
             }
-            bound.push((*spec, bind(spec.port, spec.tls, &self.addresses)?));
+            let addresses = self.effective(addresses);
+            bound.push((*spec, addresses.clone(), bind(spec.port, spec.tls, &addresses)?));
         }
-        let remove = self.open.keys().filter(|s| !wanted.contains(s)).copied().collect();
+        let remove = self
+            .open
+            .iter()
+            .filter(|(s, l)| !wanted.iter().any(|(w, a)| w == *s && self.effective(a) == l.addresses))
+            .map(|(s, _)| *s)
+            .collect();
         Ok(Prepared { bound, remove })
     }
 
@@ -164,14 +188,14 @@ impl ListenerSet {
     pub async fn commit(
         &mut self,
         prepared: Prepared,
-        wanted: &[ListenerSpec],
+        wanted: &[Wanted],
         keep_old: bool,
     ) -> Result<(), BindError> {
         if self.offline {
             return Ok(());
         }
         for spec in prepared.remove {
-            let port_needed = wanted.iter().any(|w| w.port == spec.port);
+            let port_needed = wanted.iter().any(|(w, _)| w.port == spec.port);
             if keep_old && !port_needed {
                 continue;
             }
@@ -179,16 +203,17 @@ impl ListenerSet {
                 let _ = l.stop.send(true);
             }
         }
-        for (spec, listeners) in prepared.bound {
-            self.start(spec, listeners);
+        for (spec, addresses, listeners) in prepared.bound {
+            self.start(spec, addresses, listeners);
         }
-        // Ports that changed protocol are freed once their old accept loop
-        // has seen its stop signal and dropped the socket: retry briefly.
-        for spec in wanted {
-            if !self.open.contains_key(spec) {
+        // Ports that changed protocol or addresses are freed once their old
+        // accept loop has seen its stop signal and dropped the socket: retry briefly.
+        for (spec, addresses) in wanted {
+            if !self.is_open(spec, addresses) {
+                let addresses = self.effective(addresses);
                 let mut attempt = 0;
                 let listeners = loop {
-                    match bind(spec.port, spec.tls, &self.addresses) {
+                    match bind(spec.port, spec.tls, &addresses) {
                         Ok(l) => break l,
                         Err(e) if attempt >= 100 => return Err(e),
                         Err(_) => {
@@ -197,19 +222,24 @@ impl ListenerSet {
                         }
                     }
                 };
-                self.start(*spec, listeners);
+                self.start(*spec, addresses, listeners);
             }
         }
         Ok(())
     }
 
-    fn start(&mut self, spec: ListenerSpec, sockets: Vec<TcpListener>) {
+    fn start(&mut self, spec: ListenerSpec, addresses: Vec<IpAddr>, sockets: Vec<TcpListener>) {
         let (stop, stop_rx) = watch::channel(false);
         // Bound and listening already: connections wait in the backlog until
         // the serving side takes the sockets. Gone only at shutdown.
         let _ = self.serve.send(ServeJob { spec, sockets, stop: stop_rx });
-        tracing::info!(port = spec.port, tls = spec.tls, "listening");
-        self.open.insert(spec, Listener { stop });
+        let shown = if addresses.is_empty() {
+            "every address".to_string()
+        } else {
+            addresses.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ")
+        };
+        tracing::info!(port = spec.port, tls = spec.tls, addresses = %shown, "listening");
+        self.open.insert(spec, Listener { stop, addresses });
     }
 
     /// Closes the listeners that are not in `wanted` (their open requests finish).

@@ -22,7 +22,7 @@ use crate::notifications::Notifier;
 use crate::ports::{BindError, ListenerSet};
 use crate::security::Security;
 use crate::store::{ConfigLoadReport, Store, StoreError};
-use portcullis_core::settings::ListenerSpec;
+use portcullis_core::settings::{HttpPort, ListenerSpec, Via};
 
 /// Ports given on the command line; they replace the configured ones whenever
 /// the running configuration is loaded from the stored one (start, Reboot, Restore).
@@ -41,7 +41,15 @@ impl PortOverrides {
         if let Some(ports) = &self.http_ports
             && !ports.is_empty()
         {
-            c.webserver.http_ports = ports.clone();
+            // A port the settings also list keeps its addresses and policy
+            // there: the command line picks ports, the settings say how each serves.
+            let configured = c.webserver.effective_http_entries();
+            c.webserver.http_ports = ports
+                .iter()
+                .map(|p| {
+                    configured.iter().find(|e| e.port == *p).cloned().unwrap_or_else(|| HttpPort::from(*p))
+                })
+                .collect();
             c.webserver.http_enabled = true;
         }
         if let Some(port) = self.https_port {
@@ -344,6 +352,31 @@ impl Runtime {
                 },
             );
         }
+        let (threshold, minutes) = (id.account_lockout_threshold, id.account_lockout_minutes);
+        if self.auth.account_failure(user, now.monotonic, threshold, minutes) {
+            let message = format!(
+                "password logins of the account \"{user}\" locked for {minutes} minutes after {threshold} failed logins (the last from {ip}); its API tokens still work"
+            );
+            self.security.event(
+                now.utc,
+                EventKind::AccountLocked,
+                Some(Actor { user: None, client_ip: Some(ip) }),
+                message.clone(),
+                serde_json::json!({"account": user, "failures": threshold, "minutes": minutes}),
+            );
+            self.notifier.alert(
+                &running,
+                portcullis_core::alert::AlertContext {
+                    device: crate::notifications::device_name(),
+                    event: "account_locked".into(),
+                    message,
+                    client_ip: Some(ip),
+                    user: Some(user.to_string()),
+                    count: threshold,
+                    time: now.utc,
+                },
+            );
+        }
     }
 
     /// Set for the notification profiles.
@@ -441,7 +474,7 @@ impl Runtime {
     }
 
     async fn open_listeners_for(&self, config: &Config, keep_old: bool) -> Result<(), ApplyError> {
-        let wanted = config.webserver.listeners();
+        let wanted = config.webserver.bindings();
         let mut set = self.listeners.lock().await;
         let prepared = set.prepare(&wanted)?;
         set.commit(prepared, &wanted, keep_old).await?;
@@ -494,16 +527,18 @@ impl Runtime {
 
     /// Confirms a provisional change; it must come through the new
     /// configuration (a listener it keeps, and past its access rules).
-    pub async fn confirm(&self, actor: &Actor, via: Option<ListenerSpec>) -> Result<(), ApplyError> {
+    pub async fn confirm(&self, actor: &Actor, via: Option<Via>) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         if self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
             return Err(ApplyError::NothingPending);
         }
-        let wanted = self.running().webserver.listeners();
+        let running = self.running();
+        let wanted = running.webserver.listeners();
         if let Some(v) = via
-            && !wanted.contains(&v)
+            && !running.webserver.keeps_admin(v)
         {
-            return Err(ApplyError::ConfirmFromNew(wanted));
+            let admin = wanted.iter().copied().filter(|l| running.webserver.port_policy(*l).admin).collect();
+            return Err(ApplyError::ConfirmFromNew(admin));
         }
         self.listeners.lock().await.close_unwanted(&wanted);
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -537,7 +572,7 @@ impl Runtime {
         self: &Arc<Self>,
         webserver: portcullis_core::settings::WebServerSettings,
         actor: &Actor,
-        via: Option<ListenerSpec>,
+        via: Option<Via>,
     ) -> Result<(Arc<Config>, Option<PendingView>), ApplyError> {
         let _guard = self.apply_lock.lock().await;
         let old = self.running();
@@ -590,7 +625,7 @@ impl Runtime {
         old: &Config,
         new: Config,
         actor: &Actor,
-        via: Option<ListenerSpec>,
+        via: Option<Via>,
         force: bool,
         what: &str,
     ) -> Result<(), ApplyError> {
@@ -599,12 +634,13 @@ impl Runtime {
         let mut reasons = Vec::new();
         let mut how = Vec::new();
         if let Some(v) = via
-            && !new.webserver.listeners().contains(&v)
+            && !new.webserver.keeps_admin(v)
         {
             reasons.push(format!(
-                "the {} port {} this change was made through is closed by it",
-                if v.tls { "HTTPS" } else { "HTTP" },
-                v.port
+                "the {} port {} (address {}) this change was made through is closed by it or no longer allows admin",
+                if v.spec.tls { "HTTPS" } else { "HTTP" },
+                v.spec.port,
+                v.local
             ));
             how.push(": confirm through the new configuration");
         }
@@ -830,6 +866,77 @@ impl Runtime {
         Ok(())
     }
 
+    /// Makes an API token for `input.account` (default: `creator`, the
+    /// administrator making it): the core's rules, then the accounts' (the
+    /// account exists, the scope is within its rights, the name unused),
+    /// written with the accounts, then in force, with its event (never the
+    /// secret). Returns the secret, the only time it is ever shown.
+    pub async fn create_token(
+        &self,
+        input: crate::tokens::NewToken,
+        creator: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(String, crate::tokens::TokenView), ApplyError> {
+        use portcullis_core::tokens;
+        tokens::validate_name(&input.name)?;
+        let sources = tokens::parse_sources(&input.allowed_sources)?;
+        let now = self.now();
+        let expires_at = tokens::expiry(now, input.expires_at.as_deref(), input.expires_in_days)?;
+        let Some(account) = input.account.clone().or_else(|| creator.map(str::to_string)) else {
+            return Err(ValidationError::new(
+                "account",
+                portcullis_core::ErrorCode::Required,
+                "name the account the token belongs to",
+            )
+            .into());
+        };
+        crate::auth::validate_user_name(&account)
+            .map_err(|e| ValidationError { field: "account".into(), ..e })?;
+        let secret = crate::tokens::new_secret();
+        let record = crate::tokens::TokenRecord {
+            name: input.name.clone(),
+            account: account.clone(),
+            scope: input.scope,
+            hash: self.auth.token_hash(&secret),
+            created: now,
+            expires_at,
+            allowed_sources: sources,
+            last_used: None,
+        };
+        let view = record.view(None);
+        self.update_users(|users| users.add_token(record)).await??;
+        self.event_with(
+            EventKind::TokenCreated,
+            actor,
+            &format!("API token \"{}\" made for \"{account}\" ({})", input.name, input.scope.as_str()),
+            serde_json::json!({"name": input.name, "account": account, "scope": input.scope}),
+        );
+        Ok((secret, view))
+    }
+
+    /// Revokes the API token `name`: written at once, refused from the
+    /// next request on (open connections too: tokens are checked per
+    /// request), with its event.
+    pub async fn revoke_token(&self, name: &str, actor: &Actor) -> Result<(), ApplyError> {
+        let gone = self.update_users(|users| users.revoke_token(name)).await??;
+        self.event_with(
+            EventKind::TokenRevoked,
+            actor,
+            &format!("API token \"{name}\" of \"{}\" revoked", gone.account),
+            serde_json::json!({"name": name, "account": gone.account}),
+        );
+        Ok(())
+    }
+
+    /// Writes the tokens' last uses kept in memory, if any is newer than
+    /// the file's (at Store, Reboot and a graceful stop; any other write of
+    /// the accounts takes them along too).
+    pub(crate) async fn flush_token_use(&self) {
+        if let Err(e) = self.update_users(|users| self.auth.merge_token_use(users)).await {
+            tracing::warn!(error = %e, "the API tokens' last uses could not be written");
+        }
+    }
+
     /// Changes the accounts with `change` (which says whether it changed
     /// anything), writes them crash-safely, then puts them in force.
     async fn update_users<T>(
@@ -843,6 +950,7 @@ impl Runtime {
         let mut users = self.auth.users();
         let result = change(&mut users);
         if result.changed() {
+            self.auth.merge_token_use(&mut users);
             let store = self.store.clone();
             let to_write = users.clone();
             tokio::task::spawn_blocking(move || {
@@ -1004,6 +1112,35 @@ impl Runtime {
         });
     }
 
+    /// Ends timed blocks when their time is up (checked every second, so
+    /// the connection guard lets the client in within a second of the
+    /// end), and keeps the stored blocks in step when they survive a
+    /// reboot; the task ends when the runtime is gone. At start, the blocks
+    /// stored before are put back first when they are to survive.
+    pub fn spawn_block_watch(self: &Arc<Self>) {
+        let mut survive = self.running().webserver.intrusion_detection.blocks_survive_reboot;
+        if survive {
+            self.security.restore_blocks(self.timestamp());
+        }
+        self.security.store_blocks(survive, true);
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(rt) = weak.upgrade() else { break };
+                rt.security.expire_blocks(rt.timestamp());
+                let now = rt.running().webserver.intrusion_detection.blocks_survive_reboot;
+                let security = rt.security.clone();
+                let switched = now != survive;
+                survive = now;
+                drop(rt);
+                let _ = tokio::task::spawn_blocking(move || security.store_blocks(now, switched)).await;
+            }
+        });
+    }
+
     /// Lifts the block that covers `ip` (intrusion detection), with its
     /// event; the blocked address or network, or `None` if none covers it.
     pub fn unblock(&self, ip: IpAddr, actor: &Actor) -> Option<portcullis_core::access_control::IpNetwork> {
@@ -1104,7 +1241,7 @@ impl Runtime {
         install_certificate: bool,
         force: bool,
         actor: &Actor,
-        via: Option<ListenerSpec>,
+        via: Option<Via>,
     ) -> Result<crate::backup::ImportOutcome, ApplyError> {
         use crate::backup::CertificateImport;
         let _guard = self.apply_lock.lock().await;
@@ -1237,6 +1374,8 @@ impl Runtime {
         *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = (*running).clone();
         self.stored_since_load.store(true, std::sync::atomic::Ordering::SeqCst);
         self.event(EventKind::ConfigStored, actor, "running configuration stored permanently");
+        drop(_guard);
+        self.flush_token_use().await;
         Ok(())
     }
 
@@ -1292,7 +1431,11 @@ impl Runtime {
         if let Err(e) = reloaded {
             tracing::error!(error = %e, "certificate reload at reboot failed; the previous certificate stays in use");
         }
-        self.security.clear_blocks();
+        // Blocks chosen to survive a reboot stay, with their remaining time.
+        if !self.running().webserver.intrusion_detection.blocks_survive_reboot {
+            self.security.clear_blocks();
+        }
+        self.auth.clear_lockouts();
         // What was stored since the last load is what this one loaded: a
         // valid `config.json` written by this server.
         if self.stored_since_load.swap(false, std::sync::atomic::Ordering::SeqCst) {
@@ -1303,6 +1446,8 @@ impl Runtime {
             };
         }
         self.event(EventKind::Reboot, actor, message);
+        drop(_guard);
+        self.flush_token_use().await;
         Ok(())
     }
 

@@ -31,6 +31,8 @@ use crate::store::{SECRET_MODE, Store};
 pub const LOGFILE_FILE: &str = "logfile.json";
 /// File of the event log.
 pub const EVENTS_FILE: &str = "events.json";
+/// The blocks that survive a reboot (`blocks_survive_reboot`), in the data folder.
+pub const BLOCKS_FILE: &str = "blocks.json";
 /// Longest the logfile and event log stay unwritten after a change.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// Clients the intrusion detector tracks at once (blocked ones included):
@@ -95,6 +97,9 @@ pub struct Security {
     policy: ArcSwap<AccessPolicy>,
     settings: Mutex<AccessControlSettings>,
     detector: Mutex<IntrusionDetector>,
+    /// Whether the blocks changed since they were last stored (blocks that
+    /// survive a reboot are written by [`Security::store_blocks`]).
+    blocks_changed: AtomicBool,
     throttle: Mutex<FailureThrottle>,
     /// Per client with a password check in flight: its turns.
     slots: Mutex<HashMap<ClientKey, Arc<tokio::sync::Semaphore>>>,
@@ -160,6 +165,7 @@ impl Security {
             policy: ArcSwap::new(Arc::new(AccessPolicy::compile(settings, &[]))),
             settings: Mutex::new(settings.clone()),
             detector: Mutex::new(IntrusionDetector::new(TRACKED_CLIENTS)),
+            blocks_changed: AtomicBool::new(false),
             throttle: Mutex::new(FailureThrottle::default()),
             slots: Mutex::new(HashMap::new()),
             logfile: Mutex::new(logfile),
@@ -211,6 +217,73 @@ impl Security {
         let settings = self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let blocks = self.detector.lock().unwrap_or_else(|e| e.into_inner()).blocked_networks();
         self.policy.store(Arc::new(AccessPolicy::compile(&settings, &blocks)));
+        self.blocks_changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Lifts the blocks whose time is up at `now`, at once for new
+    /// connections and requests too, each with its event.
+    pub(crate) fn expire_blocks(&self, now: Timestamp) {
+        let lifted = {
+            let mut detector = self.detector.lock().unwrap_or_else(|e| e.into_inner());
+            if detector.next_expiry().is_none_or(|due| due > now.monotonic) {
+                return;
+            }
+            detector.expire(now)
+        };
+        if lifted.is_empty() {
+            return;
+        }
+        self.recompile();
+        for key in lifted {
+            self.event(
+                now.utc,
+                EventKind::ClientUnblocked,
+                None,
+                format!("block of {key} ended: its time is up"),
+                serde_json::json!({"address": key.to_string(), "reason": "expired"}),
+            );
+        }
+    }
+
+    /// Writes the blocks to the data folder when they changed and are to
+    /// survive a reboot; removes the file when they are not. Errors are logged:
+    /// the blocks in memory stay in force either way.
+    pub(crate) fn store_blocks(&self, survive: bool, force: bool) {
+        if !self.blocks_changed.swap(false, Ordering::Relaxed) && !force {
+            return;
+        }
+        let result = if survive {
+            self.store.write_json(BLOCKS_FILE, &self.blocked(), SECRET_MODE)
+        } else {
+            self.store.remove(BLOCKS_FILE)
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the blocks could not be stored");
+            self.blocks_changed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Puts back the blocks stored before a restart, with their remaining
+    /// time; those whose time is up are dropped (and from the file).
+    pub(crate) fn restore_blocks(&self, now: Timestamp) {
+        let stored = match self.store.read(BLOCKS_FILE) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "the stored blocks could not be read");
+                return;
+            }
+        };
+        let blocks: Vec<BlockedClient> = match serde_json::from_slice(&stored) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "the stored blocks are not readable; they are dropped");
+                Vec::new()
+            }
+        };
+        let restored = self.detector.lock().unwrap_or_else(|e| e.into_inner()).restore(&blocks, now);
+        tracing::info!(restored, stored = blocks.len(), "blocks restored from the data folder");
+        self.recompile();
     }
 
     /// The client address of a request from `peer`: `X-Forwarded-For` is
@@ -310,21 +383,34 @@ impl Security {
             self.fleet.block(portcullis_core::crowdsec::BlockFacts {
                 network: outcome.key,
                 failures: outcome.count,
-                // The detector keeps no first failure time: the block's time
-                // stands for both ends of the alert's range.
-                first_failure: now,
+                first_failure: outcome.first_failure,
                 blocked_at: now,
-                ban: std::time::Duration::ZERO,
+                ban: outcome
+                    .until
+                    .and_then(|u| std::time::Duration::try_from(u - now).ok())
+                    .unwrap_or(std::time::Duration::ZERO),
                 window: std::time::Duration::from_secs(u64::from(settings.timeout_minutes) * 60),
             });
             self.event(
                 now,
                 EventKind::ClientBlocked,
                 actor.clone(),
-                format!(
-                    "{} blocked after {} failed logins (temporary deny until reboot)",
-                    outcome.key, outcome.count
-                ),
+                match outcome.until {
+                    None if settings.blocks_survive_reboot => format!(
+                        "{} blocked after {} failed logins (until an administrator lifts the block)",
+                        outcome.key, outcome.count
+                    ),
+                    None => format!(
+                        "{} blocked after {} failed logins (temporary deny until reboot)",
+                        outcome.key, outcome.count
+                    ),
+                    Some(until) => format!(
+                        "{} blocked after {} failed logins (temporary deny until {})",
+                        outcome.key,
+                        outcome.count,
+                        until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+                    ),
+                },
                 serde_json::json!({"address": outcome.key.to_string(), "count": outcome.count, "attempted_user": user}),
             );
         }

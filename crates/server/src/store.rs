@@ -10,6 +10,7 @@
 //!   config.json.bak               the previous good stored configuration
 //!   config.json.broken-<time>     unreadable files moved aside, never deleted
 //!   users.json            (0600)  accounts: argon2id hashes
+//!   token.key             (0600)  key of the API tokens' keyed hashes (HMAC-SHA256)
 //!   admin-password.txt    (0600)  generated first admin password, if one was generated
 //!   certs/factory.pem     (0600)  this device's own factory certificate and key
 //! ```
@@ -338,7 +339,7 @@ mod tests {
         let (c, report) = store.load_config(0).expect("load");
         assert_eq!(report.source, ConfigSource::Factory);
         let mut changed = c.clone();
-        changed.webserver.http_ports = vec![8080, 8081];
+        changed.webserver.http_ports = vec![8080.into(), 8081.into()];
         store.store_config(&changed).expect("store");
         let (loaded, report) = store.load_config(0).expect("load");
         assert_eq!(loaded, changed);
@@ -350,10 +351,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let mut first = Config::default();
-        first.webserver.http_ports = vec![8001];
+        first.webserver.http_ports = vec![8001.into()];
         store.store_config(&first).expect("store");
         let mut second = first.clone();
-        second.webserver.http_ports = vec![8002];
+        second.webserver.http_ports = vec![8002.into()];
         store.store_config(&second).expect("store");
         fs::write(store.path(CONFIG_FILE), b"{\"version\":1,\"webs").expect("tear");
         let (loaded, report) = store.load_config(42).expect("load");

@@ -221,13 +221,15 @@ mod tests {
 
     #[test]
     fn assets_are_small_and_named_once() {
-        // Eight languages, each page loading only its own.
+        // Eight languages, each page loading only its own. Issue 21's backup
+        // section, per-port addresses and block lengths and issue 22's API
+        // tokens and account lockout took the heaviest page (Russian, two
+        // bytes a letter) from 136 to about 158 KiB (about 46 KB gzipped, as
+        // it is sent) and all assets from 500 to 522 KiB.
         let (plain, gzip) = embedded_bytes();
-        assert!(plain + gzip < 520 * 1024, "UI assets weigh {plain} + {gzip} bytes");
+        assert!(plain + gzip < 560 * 1024, "UI assets weigh {plain} + {gzip} bytes");
         for lang in Lang::ALL {
-            // 150 KiB: the backup section (issue 21) took Russian, the
-            // largest, from about 136 to 143 KiB.
-            assert!(page_bytes(lang) < 150 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
+            assert!(page_bytes(lang) < 170 * 1024, "a page in {lang:?} weighs {} bytes", page_bytes(lang));
         }
         for (i, a) in ASSETS.iter().enumerate() {
             assert!(!ASSETS[i + 1..].iter().any(|b| b.name == a.name), "{} twice", a.name);

@@ -126,7 +126,7 @@ fn prometheus_value(port: u16, query: &str) -> Option<String> {
 }
 
 #[test]
-fn prometheus_scrapes_the_binary_with_basic_credentials_and_sees_an_attacker_blocked() {
+fn prometheus_scrapes_the_binary_with_basic_credentials_and_a_token_and_sees_an_attacker_blocked() {
     need("prometheus").expect("prometheus");
     let server = TestServer::start(&bin()).expect("start");
     blocking(&server);
@@ -134,13 +134,23 @@ fn prometheus_scrapes_the_binary_with_basic_credentials_and_sees_an_attacker_blo
     let web = free_port();
     let password = dir.path().join("password");
     std::fs::write(&password, ADMIN_PASSWORD).expect("write");
+    // The second job scrapes with a read-only API token (Prometheus's `authorization`).
+    let (status, made) =
+        server.admin("POST", "/api/v1/tokens", Some(json!({"name": "prometheus", "scope": "read-only"})));
+    assert_eq!(status, 201, "{made}");
+    let token = dir.path().join("token");
+    std::fs::write(&token, made["token"].as_str().expect("secret")).expect("write");
     std::fs::write(
         dir.path().join("prometheus.yml"),
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: device\n    basic_auth:\n      username: admin\n      password_file: {}\n    \
+             static_configs:\n      - targets: ['127.0.0.1:{}']\n\
+             \x20 - job_name: device-token\n    authorization:\n      type: Bearer\n      credentials_file: {}\n    \
              static_configs:\n      - targets: ['127.0.0.1:{}']\n",
             password.display(),
+            server.http_ports[0],
+            token.display(),
             server.http_ports[0]
         ),
     )
@@ -162,6 +172,11 @@ fn prometheus_scrapes_the_binary_with_basic_credentials_and_sees_an_attacker_blo
         std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
     );
     assert_eq!(prometheus_value(web, "up%7Bjob%3D%22device%22%7D").as_deref(), Some("1"));
+    let token_job = "up%7Bjob%3D%22device-token%22%7D";
+    assert!(
+        wait_until(LIMIT, || prometheus_value(web, token_job).as_deref() == Some("1")),
+        "the token's scrape"
+    );
     attack(&server, "127.0.0.2");
     assert!(
         wait_until(LIMIT, || prometheus_value(web, query).as_deref() == Some("1")),

@@ -4,10 +4,12 @@
 // Modules that need an optional feature are built only with it (the build's
 // features are the binary's: `cargo test -p portcullis-cli --features ...`);
 // `features` checks what every build carries and what it answers for the rest.
+mod account_lockout;
 #[cfg(feature = "acme")]
 mod acme;
 #[cfg(feature = "backup")]
 mod backup;
+mod block_length;
 mod caching;
 mod certificate;
 mod cli;
@@ -29,10 +31,12 @@ mod log_flood;
 mod memory;
 #[cfg(all(feature = "email", feature = "ip-notify", feature = "sip"))]
 mod notify;
+mod port_policy;
 mod reliability;
 mod service;
 mod session;
 mod startup_lock;
+mod tokens;
 #[cfg(feature = "webroot")]
 mod webroot;
 

@@ -7,7 +7,6 @@ use axum::extract::{Multipart, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use portcullis_core::ErrorCode;
-use portcullis_core::settings::ListenerSpec;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -162,7 +161,7 @@ pub async fn import(
     let checked = tokio::task::spawn_blocking(move || crate::backup::open(&file, &passphrase)?.checked(now))
         .await
         .map_err(ApiError::internal)??;
-    let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
+    let via = info.map(|i| i.via());
     let outcome = rt.import_backup(checked, install_certificate, force, &admin.actor, via).await?;
     Ok(set_answer(&outcome, rt.pending()))
 }

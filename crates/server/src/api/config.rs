@@ -116,7 +116,7 @@ pub async fn config_confirm(
     admin: Admin,
     info: Option<axum::Extension<crate::conn::ConnInfo>>,
 ) -> Result<Json<ConfigStatus>, ApiError> {
-    let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
+    let via = info.map(|i| i.via());
     rt.confirm(&admin.actor, via).await?;
     Ok(Json(rt.status()))
 }

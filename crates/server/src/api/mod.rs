@@ -18,6 +18,7 @@ pub mod security;
 pub mod session;
 #[cfg(feature = "syslog")]
 pub mod syslog;
+pub mod tokens;
 pub mod users;
 #[cfg(feature = "webroot")]
 pub mod webroot;
@@ -54,6 +55,8 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
         .route("/api/v1/profiles/{kind}/{name}/test", post(profiles::test))
         .route("/api/v1/users", get(users::list_users))
         .route("/api/v1/users/{name}", get(users::get_user).put(users::put_user).delete(users::delete_user))
+        .route("/api/v1/tokens", get(tokens::list_tokens).post(tokens::create_token))
+        .route("/api/v1/tokens/{name}", axum::routing::delete(tokens::revoke_token))
         .route("/api/v1/certificate", get(certificate::show).delete(certificate::delete))
         .route("/api/v1/access-control", get(security::get_access_control).put(security::put_access_control))
         .route("/api/v1/blocked", get(security::blocked).delete(security::unblock))

@@ -51,7 +51,7 @@ use crate::error::ErrorBody;
 ))]
 use super::{
     authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, security,
-    session, syslog, users, webroot, webserver,
+    session, syslog, tokens, users, webroot, webserver,
 };
 
 /// The OpenAPI document of the full build (see the module docs).
@@ -165,6 +165,19 @@ impl utoipa::Modify for SecurityAddon {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(auth::SESSION_COOKIE))),
         );
+        // API tokens (`POST /api/v1/tokens`): `Authorization: Bearer pcl_…`.
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("pcl_ followed by 43 base64url characters")
+                    .description(Some(
+                        "An API token, made by an administrator for an account (POST /api/v1/tokens), with a scope: read-only (GET only), operator (no account or token changes) or administrator.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -260,10 +273,11 @@ impl utoipa::Modify for CommonResponses {
         webroot::get_webroot, webroot::put_webroot, profiles::list, profiles::get, profiles::put, profiles::delete,
         profiles::test, users::list_users, users::get_user, users::put_user, users::delete_user, session::login,
         session::logout, session::get_session, metrics::metrics, syslog::get_syslog, syslog::put_syslog,
-        crowdsec::get_crowdsec, crowdsec::put_crowdsec),
+        crowdsec::get_crowdsec, crowdsec::put_crowdsec, tokens::create_token, tokens::list_tokens,
+        tokens::revoke_token),
     components(schemas(ErrorBody, crate::error::ErrorDetail, portcullis_core::ErrorCode, config::ProvisionalChange)),
     modifiers(&SecurityAddon, &CommonResponses),
-    security(("basic" = []), ("session" = []))
+    security(("basic" = []), ("session" = []), ("bearer" = []))
 )]
 pub struct ApiDoc;
 

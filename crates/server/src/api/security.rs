@@ -84,7 +84,8 @@ pub struct BlockedEntry {
     /// Local: when the client last failed a login (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
-    /// CrowdSec: when the ban ends (RFC 3339).
+    /// When the block or ban ends by itself (RFC 3339); absent for a block
+    /// until reboot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// CrowdSec: who made the decision (`cscli`, `crowdsec`, `CAPI`, ...).
@@ -106,7 +107,7 @@ impl From<BlockedClient> for BlockedEntry {
             origin: "local",
             since: Some(rfc3339(b.since)),
             last_failure: Some(rfc3339(b.last_failure)),
-            until: None,
+            until: b.until.map(rfc3339),
             decided_by: None,
             scenario: None,
         }

@@ -103,7 +103,7 @@ pub async fn logout(State(rt): State<Arc<Runtime>>, headers: http::HeaderMap) ->
 pub async fn get_session(v: Viewer) -> Json<SessionView> {
     let csrf = match v.identity.via {
         auth::AuthMethod::Session { csrf } => Some(csrf),
-        auth::AuthMethod::Basic | auth::AuthMethod::Digest => None,
+        auth::AuthMethod::Basic | auth::AuthMethod::Digest | auth::AuthMethod::Token { .. } => None,
     };
     Json(SessionView { user: v.identity.user, group: v.identity.group, csrf_token: csrf })
 }

@@ -36,7 +36,7 @@ pub async fn put_webserver(
     info: Option<axum::Extension<crate::conn::ConnInfo>>,
     ApiJson(settings): ApiJson<WebServerSettings>,
 ) -> Result<Response, ApiError> {
-    let via = info.map(|i| ListenerSpec { port: i.local_port, tls: i.tls });
+    let via = info.map(|i| i.via());
     let (running, pending) = rt.set_webserver(settings, &admin.actor, via).await?;
     Ok(set_answer(&running.webserver, pending))
 }
