@@ -171,7 +171,14 @@ fn prometheus_scrapes_the_binary_with_basic_credentials_and_a_token_and_sees_an_
         "no scrape: {}",
         std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
     );
-    assert_eq!(prometheus_value(web, "up%7Bjob%3D%22device%22%7D").as_deref(), Some("1"));
+    // Two jobs scrape the device (Basic and the token), each on its own
+    // schedule: the series above may come from either, so each job's first
+    // scrape is awaited.
+    let basic_job = "up%7Bjob%3D%22device%22%7D";
+    assert!(
+        wait_until(LIMIT, || prometheus_value(web, basic_job).as_deref() == Some("1")),
+        "the Basic credentials' scrape"
+    );
     let token_job = "up%7Bjob%3D%22device-token%22%7D";
     assert!(
         wait_until(LIMIT, || prometheus_value(web, token_job).as_deref() == Some("1")),
