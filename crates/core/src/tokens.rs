@@ -94,12 +94,17 @@ fn manages_accounts(path: &str) -> bool {
         .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
 }
 
+/// Whether `name` follows the rule account and token names share: 1-64
+/// characters, letters, digits, `.`, `_`, `-`.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Checks a token name: 1-64 characters, letters, digits, `.`, `_`, `-`.
 pub fn validate_name(name: &str) -> Result<(), ValidationError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if is_plain_name(name) {
         Ok(())
     } else {
         Err(ValidationError::new(

@@ -300,10 +300,7 @@ impl UsersFile {
 
 /// Checks a user name: 1-64 characters, letters, digits, `.`, `_`, `-`.
 pub fn validate_user_name(name: &str) -> Result<(), ValidationError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if portcullis_core::tokens::is_plain_name(name) {
         Ok(())
     } else {
         Err(ValidationError::new(

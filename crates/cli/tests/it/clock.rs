@@ -28,7 +28,7 @@ fn libfaketime() -> PathBuf {
 /// Environment that fakes the wall clock to what `timestamp_file` says
 /// (re-read at every clock read, so a test steps the clock by rewriting it);
 /// the monotonic clock stays real.
-fn faked_wall_clock(timestamp_file: &Path) -> Vec<(String, String)> {
+pub(crate) fn faked_wall_clock(timestamp_file: &Path) -> Vec<(String, String)> {
     vec![
         ("LD_PRELOAD".into(), libfaketime().display().to_string()),
         ("FAKETIME_TIMESTAMP_FILE".into(), timestamp_file.display().to_string()),

@@ -12,6 +12,7 @@ use portcullis_testkit::{Options, TestServer, curl_status, run};
 use serde_json::{Value, json};
 
 use crate::bin;
+use crate::clock::faked_wall_clock;
 
 /// Makes a token as admin (Basic); status and answer.
 fn make(server: &TestServer, body: Value) -> (u16, Value) {
@@ -170,28 +171,6 @@ fn a_revoked_token_is_refused_on_the_next_request_of_an_open_connection() {
         .collect();
     assert_eq!(revoked.len(), 1, "{events}");
     assert_eq!(revoked[0]["details"]["name"], "kept-alive");
-}
-
-/// libfaketime's preload library.
-fn libfaketime() -> std::path::PathBuf {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
-        .find(|p| p.exists());
-    found.unwrap_or_else(|| panic!("libfaketime is not installed: run scripts/install-test-deps"))
-}
-
-/// Environment that fakes the server's wall clock to what `file` says
-/// (re-read at every reading); the monotonic clock stays real.
-fn faked_wall_clock(file: &Path) -> Vec<(String, String)> {
-    vec![
-        ("LD_PRELOAD".into(), libfaketime().display().to_string()),
-        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
-        ("FAKETIME_NO_CACHE".into(), "1".into()),
-        ("DONT_FAKE_MONOTONIC".into(), "1".into()),
-    ]
 }
 
 #[test]
