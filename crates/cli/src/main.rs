@@ -243,6 +243,15 @@ enum UserCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Remove an account's second factor (two-step verification), for an
+    /// owner who lost it and its recovery codes: its password alone logs in again.
+    #[command(name = "second-factor-reset")]
+    SecondFactorReset {
+        /// User name.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -618,6 +627,19 @@ fn user(cmd: UserCommand) -> Result<ExitCode> {
                 eprintln!("deleted user \"{name}\"");
                 Ok(())
             })?;
+        }
+        #[cfg(feature = "totp")]
+        UserCommand::SecondFactorReset { name, data } => {
+            offline(&data, |rt| async move {
+                rt.reset_second_factor(&name, &Actor::default()).await.map_err(apply_error)?;
+                eprintln!("second factor of \"{name}\" reset: its password alone logs in again");
+                Ok(())
+            })?;
+        }
+        // In the help of every build, so that a script learns why it cannot work here.
+        #[cfg(not(feature = "totp"))]
+        UserCommand::SecondFactorReset { .. } => {
+            bail!("this build of portcullis does not include the \"totp\" feature")
         }
         UserCommand::List { data } => {
             let store = Store::open(&data.data_dir)?;

@@ -299,6 +299,21 @@ error_codes! {
     /// The account's password logins are locked after too many failed
     /// logins (from any addresses); retry after `Retry-After`, or use an API token.
     AccountLocked = "account_locked",
+    /// The account signs in with a second factor: the login needs its code
+    /// (from the authenticator app) or a recovery code besides the password.
+    SecondFactorRequired = "second_factor_required",
+    /// The second factor's code (or recovery code) is wrong: a failed login.
+    SecondFactorWrong = "second_factor_wrong",
+    /// The second factor's code was used already (each works once): wait for the next one.
+    SecondFactorCodeUsed = "second_factor_code_used",
+    /// Basic or Digest for an account with a second factor: people sign in
+    /// through the web UI, machines use an API token.
+    SecondFactorAccount = "second_factor_account",
+    /// The account has a second factor already (reset it to enrol another).
+    SecondFactorExists = "second_factor_exists",
+    /// No enrolment of a second factor waits for its first code (none was
+    /// started, or it was started over ten minutes ago).
+    SecondFactorNotPending = "second_factor_not_pending",
     /// No valid credentials (or the session has ended).
     Unauthorized = "unauthorized",
     /// The user's group may not do this.

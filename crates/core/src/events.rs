@@ -71,6 +71,13 @@ pub enum EventKind {
     TokenCreated,
     /// An API token was revoked.
     TokenRevoked,
+    /// An account's second factor (TOTP) was enrolled and confirmed.
+    SecondFactorEnrolled,
+    /// An account's second factor was reset (by an administrator, its
+    /// person, or the command line).
+    SecondFactorReset,
+    /// A recovery code of an account's second factor was used (it works once).
+    RecoveryCodeUsed,
     /// An account's password logins were locked after too many failures
     /// (from any addresses); its tokens and the console still work.
     AccountLocked,

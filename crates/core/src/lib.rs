@@ -22,6 +22,7 @@ pub mod hsts;
 pub mod intrusion;
 pub mod logfile;
 pub mod profiles;
+pub mod second_factor;
 pub mod session;
 pub mod setting_key;
 pub mod settings;

@@ -220,7 +220,9 @@ impl Severity {
             | EventKind::CertificateExpiring
             | EventKind::CertificateDownloaded
             | EventKind::ConfigExported
-            | EventKind::AccountLocked => Self::Warning,
+            | EventKind::AccountLocked
+            | EventKind::SecondFactorReset
+            | EventKind::RecoveryCodeUsed => Self::Warning,
             EventKind::Reboot
             | EventKind::ClientUnblocked
             | EventKind::ConfigChanged
@@ -231,7 +233,8 @@ impl Severity {
             | EventKind::CertificateChanged
             | EventKind::UserChanged
             | EventKind::TokenCreated
-            | EventKind::TokenRevoked => Self::Notice,
+            | EventKind::TokenRevoked
+            | EventKind::SecondFactorEnrolled => Self::Notice,
             EventKind::Startup | EventKind::NotificationSent | EventKind::Other => Self::Informational,
         }
     }

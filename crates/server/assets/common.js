@@ -3,7 +3,7 @@
 // and the banner of a change waiting for confirmation.
 import { t, has, lang, locale, setLang, errorText, LANGUAGES } from "./i18n.js";
 
-export const session = { user: "", group: "", csrf: "" };
+export const session = { user: "", group: "", csrf: "", second_factor: false };
 // Every API call says it comes from the UI, and asks for the UI's language
 // (error messages follow it).
 const UI = { "x-portcullis-ui": "1", "accept-language": lang() };
@@ -283,6 +283,7 @@ export async function loadSession() {
   session.user = r.data.user;
   session.group = r.data.group;
   session.csrf = r.data.csrf_token || "";
+  session.second_factor = !!r.data.second_factor;
   // What this build carries: the pages hide what it left out.
   const b = await api("GET", "/api/v1/build");
   if (b.ok) build.features = b.data.features;

@@ -31,9 +31,13 @@ function fail(id, message, detail) {
 
 $("login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  for (const id of ["user", "password"]) { $(id).removeAttribute("aria-invalid"); $(id + "-err").textContent = ""; }
+  for (const id of ["user", "password", "code"]) { $(id).removeAttribute("aria-invalid"); $(id + "-err").textContent = ""; }
   const user = $("user").value.trim();
   const password = $("password").value;
+  // Asked for once the server says the account has two-step verification.
+  const askCode = !$("code-field").hidden;
+  const code = $("code").value.trim();
+  if (askCode && !code) return fail("code", t("login.second_factor_required"));
   if (!user) return fail("user", t("us.namerequired"));
   const button = $("login-submit");
   button.disabled = true;
@@ -42,7 +46,7 @@ $("login").addEventListener("submit", async (ev) => {
     const r = await fetch("/api/v1/session", {
       method: "POST",
       headers: { "content-type": "application/json", "x-portcullis-ui": "1", "accept-language": lang() },
-      body: JSON.stringify({ user, password }),
+      body: JSON.stringify(askCode ? { user, password, code } : { user, password }),
     });
     if (r.ok) {
       const next = new URLSearchParams(location.search).get("next");
@@ -51,8 +55,16 @@ $("login").addEventListener("submit", async (ev) => {
     }
     const e = await r.json().catch(() => null);
     const error = e && e.error ? e.error : null;
-    const code = error ? error.code : "";
-    fail("password", code === "wrong_credentials" || code === "busy" ? t("login." + code) : error ? error.message : t("login.failed", { status: r.status }), error && error.detail);
+    const why = error ? error.code : "";
+    if (why === "second_factor_required") {
+      $("code-field").hidden = false;
+      return fail("code", t("login.second_factor_required"));
+    }
+    if (why === "second_factor_wrong" || why === "second_factor_code_used") {
+      $("code").value = "";
+      return fail("code", t("login." + why), error.detail);
+    }
+    fail("password", why === "wrong_credentials" || why === "busy" ? t("login." + why) : error ? error.message : t("login.failed", { status: r.status }), error && error.detail);
   } catch (e) {
     fail("password", t("err.unreachable"));
   } finally {

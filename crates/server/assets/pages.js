@@ -245,7 +245,7 @@ export async function renderLogfile(root) {
 export async function renderEvents(root) {
   const body = h("tbody", {});
   const kindSel = field({ label: t("ev.filter"), path: "kind", type: "select", id: "ev-kind", value: "",
-    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "config_exported", "config_imported", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "account_locked", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
+    options: [["", t("ev.all")], ...["intrusion_alert", "client_blocked", "client_unblocked", "config_changed", "config_stored", "config_restored", "config_confirmed", "config_rolled_back", "config_exported", "config_imported", "certificate_changed", "certificate_downloaded", "notification_sent", "notification_failed", "user_changed", "token_created", "token_revoked", "account_locked", "second_factor_enrolled", "second_factor_reset", "recovery_code_used", "storage_full", "syslog_dropped", "crowdsec_unreachable", "crowdsec_alert_failed", "reboot", "startup"].map((k) => [k, t("ev." + k)])] });
   let events = [];
   inputOf(kindSel).addEventListener("change", show);
   root.replaceChildren(note(t("ev.text")), h("div", { class: "toolbar" }, kindSel, h("button", { type: "button", id: "refresh", onclick: load }, t("btn.refresh"))),
@@ -325,8 +325,11 @@ export async function renderUsers(root) {
 
   const authBox = h("div", {});
   const tokensBox = h("div", { id: "tokens" });
+  const factorBox = h("div", { id: "second-factor" });
+  const totp = built("totp");
   setChildren(root,
-    section(t("us.accounts"), table([t("us.name"), t("us.group"), t("actions")], body, t("us.caption"))),
+    section(t("us.accounts"), table([t("us.name"), t("us.group"), totp ? t("tf.column") : null, t("actions")].filter(Boolean), body, t("us.caption"))),
+    totp ? factorBox : null,
     admin ? section(t("us.new"), addForm) : null,
     admin ? tokensBox : null,
     admin ? authBox : null);
@@ -367,11 +370,20 @@ export async function renderUsers(root) {
       const r = await api("GET", "/api/v1/users");
       if (!r.ok) { pageAlert(r.error.message); return; }
       users = r.data;
-    } else users = [{ name: session.user, group: session.group }];
+    } else users = [{ name: session.user, group: session.group, second_factor: session.second_factor }];
     body.replaceChildren(...users.map((u) => h("tr", {},
       h("td", { text: u.name + (u.name === session.user ? " " + t("us.you") : "") }),
       h("td", { text: u.group === "admins" ? t("group.admins") : t("group.users") }),
+      totp ? h("td", { text: u.second_factor ? t("yes") : t("no") }) : null,
       h("td", {}, h("button", { type: "button", class: "small", "aria-label": t("us.editn", { name: u.name }), onclick: () => changePassword(u) }, t("us.change")), " ",
+        admin && totp && u.second_factor && u.name !== session.user ? h("button", { type: "button", class: "small danger", "aria-label": t("tf.resetn", { name: u.name }), onclick: async () => {
+          const v = await ask(t("tf.reset.title"), t("tf.reset.text", { name: u.name }), [{ label: t("tf.reset"), value: "reset", danger: true }, { label: t("btn.cancel"), value: "cancel" }]);
+          if (v !== "reset") return;
+          const x = await api("DELETE", "/api/v1/users/" + encodeURIComponent(u.name) + "/totp");
+          if (!x.ok) { pageAlert(x.error.message); return; }
+          announce(t("tf.wasreset", { name: u.name }));
+          await load();
+        } }, t("tf.reset")) : null, " ",
         admin ? h("button", { type: "button", class: "small danger", "aria-label": t("us.deleten", { name: u.name }), onclick: async () => {
           const v = await ask(t("us.delete.title"), t("us.delete.text", { name: u.name }), [{ label: t("us.delete"), value: "delete", danger: true }, { label: t("btn.cancel"), value: "cancel" }]);
           if (v !== "delete") return;
@@ -382,8 +394,69 @@ export async function renderUsers(root) {
         } }, t("us.delete")) : null))));
   }
   await load();
+  if (totp) renderSecondFactor(factorBox, load);
   if (admin) await renderTokens(tokensBox);
   if (admin) await renderAuth(authBox);
+}
+
+// Two-step verification of one's own account: start (the QR code and the
+// key), confirm with the app's first code (the recovery codes, shown once),
+// or turn it off with a current code.
+function renderSecondFactor(box, reload) {
+  const path = "/api/v1/users/" + encodeURIComponent(session.user) + "/totp";
+  const show = () => setChildren(box, section(t("tf.title"), session.second_factor ? on() : off()));
+  function off() {
+    const start = h("button", { type: "button", id: "tf-start", class: "primary", onclick: async () => {
+      const x = await busy(start, t("working"), () => api("POST", path));
+      if (!x.ok) { pageAlert(x.error.message); return; }
+      setChildren(box, section(t("tf.title"), enrol(x.data)));
+      box.querySelector("#tf-code").focus();
+    } }, t("tf.start"));
+    return [note(t("tf.off")), h("div", { class: "buttons" }, start)];
+  }
+  function enrol(data) {
+    const f = h("form", { id: "tf-confirm-form", novalidate: true },
+      field({ label: t("tf.code"), path: "code", id: "tf-code", attrs: { autocomplete: "one-time-code", inputmode: "numeric" } }),
+      formAlert(),
+      h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary", id: "tf-confirm" }, t("tf.confirm")),
+        h("button", { type: "button", onclick: show }, t("btn.cancel"))));
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      clearErrors(f);
+      const x = await api("POST", path + "/confirm", { json: { code: f.querySelector("#tf-code").value.trim() } });
+      if (!x.ok) { showError(f, x.error); return; }
+      session.second_factor = true;
+      const list = h("ol", { id: "tf-recovery", class: "codes" }, x.data.recovery_codes.map((c) => h("li", {}, h("code", { text: c }))));
+      const d = h("dialog", { "aria-label": t("tf.recovery.title") }, h("h2", { text: t("tf.recovery.title") }),
+        warning(t("tf.recovery.text")), list, h("div", { class: "buttons" }, h("button", { type: "button", class: "primary", onclick: () => d.close() }, t("btn.close"))));
+      d.addEventListener("close", () => d.remove());
+      document.body.append(d);
+      d.showModal();
+      announce(t("tf.enabled"));
+      show();
+      await reload();
+    });
+    const qr = h("img", { id: "tf-qr", class: "qr", alt: t("tf.qr"), width: 200, height: 200, src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(data.qr_svg) });
+    return [note(t("tf.scan")), qr, h("p", {}, t("tf.secret") + ": ", h("code", { id: "tf-secret", text: data.secret })), f];
+  }
+  function on() {
+    const f = h("form", { id: "tf-reset-form", novalidate: true },
+      field({ label: t("tf.reset.code"), path: "code", id: "tf-reset-code", attrs: { autocomplete: "one-time-code" } }),
+      formAlert(),
+      h("div", { class: "buttons" }, h("button", { type: "submit", class: "danger", id: "tf-reset" }, t("tf.reset"))));
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      clearErrors(f);
+      const x = await api("DELETE", path, { json: { code: f.querySelector("#tf-reset-code").value.trim() } });
+      if (!x.ok) { showError(f, x.error); return; }
+      session.second_factor = false;
+      announce(t("tf.disabled"));
+      show();
+      await reload();
+    });
+    return [note(t("tf.on")), f];
+  }
+  show();
 }
 
 // API tokens: the secret is in the creation's answer only, shown once.

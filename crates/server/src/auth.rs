@@ -32,7 +32,9 @@ use portcullis_core::tokens::TokenScope;
 use std::net::IpAddr;
 use time::OffsetDateTime;
 
+pub use crate::second_factor::{CodeUse, SecondFactor};
 pub use crate::tokens::{TokenKey, TokenRecord, TokenView};
+use portcullis_core::second_factor::CodeRefusal;
 
 /// An argon2id hash (same parameters as every account's) of a password no
 /// one knows: unknown user names are checked against it, so that a wrong
@@ -157,6 +159,9 @@ pub struct UserRecord {
     /// Digest HA1 values; present only while Digest authentication is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<crate::digest::DigestSecrets>,
+    /// The second factor (TOTP), once enrolled and confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<SecondFactor>,
 }
 
 /// The accounts file.
@@ -203,8 +208,10 @@ impl UsersFile {
                 name: name.into(),
                 group,
                 password_hash: hash,
-                generation: e.map_or(1, |e| e.generation + 1),
+                generation: e.as_ref().map_or(1, |e| e.generation + 1),
                 digest: None,
+                // A new password keeps the second factor: they are two factors.
+                second_factor: e.and_then(|e| e.second_factor),
             },
             (None, Some(e)) => {
                 let generation = if e.group != group { e.generation + 1 } else { e.generation };
@@ -258,6 +265,59 @@ impl UsersFile {
         // A token has no rights of its own: it goes with its account.
         self.tokens.retain(|_, t| t.account != name);
         Ok(())
+    }
+
+    /// Gives account `name` its confirmed second factor; refused if it has one.
+    pub fn enrol_second_factor(&mut self, name: &str, factor: SecondFactor) -> Result<(), ValidationError> {
+        let Some(u) = self.users.get_mut(name) else {
+            return Err(ValidationError::new(
+                "name",
+                ErrorCode::NotFound,
+                format!("there is no user \"{name}\""),
+            ));
+        };
+        if u.second_factor.is_some() {
+            return Err(ValidationError::new(
+                "name",
+                ErrorCode::SecondFactorExists,
+                format!("the account \"{name}\" has a second factor already; reset it to enrol another"),
+            ));
+        }
+        u.second_factor = Some(factor);
+        Ok(())
+    }
+
+    /// Removes the second factor of account `name` (its password alone logs in again).
+    pub fn reset_second_factor(&mut self, name: &str) -> Result<(), ValidationError> {
+        match self.users.get_mut(name) {
+            None => Err(ValidationError::new(
+                "name",
+                ErrorCode::NotFound,
+                format!("there is no user \"{name}\""),
+            )),
+            Some(u) if u.second_factor.take().is_none() => Err(ValidationError::new(
+                "name",
+                ErrorCode::NotFound,
+                format!("the account \"{name}\" has no second factor"),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Checks a code of account `name`'s second factor at `now_unix`, and
+    /// records its use (see [`SecondFactor::use_code`]); an account without
+    /// one has no right code.
+    pub fn use_second_factor(
+        &mut self,
+        name: &str,
+        code: &str,
+        now_unix: i64,
+        code_at: crate::second_factor::CodeAt,
+    ) -> Result<CodeUse, CodeRefusal> {
+        let Some(factor) = self.users.get_mut(name).and_then(|u| u.second_factor.as_mut()) else {
+            return Err(CodeRefusal::Wrong);
+        };
+        factor.use_code(code, now_unix, code_at)
     }
 
     /// Adds a token, after the rules that need the accounts: its account
@@ -460,6 +520,10 @@ pub struct Authenticator {
     token_use: std::sync::Mutex<HashMap<String, OffsetDateTime>>,
     /// Failed logins per account, and the accounts whose password logins are locked.
     lockout: std::sync::Mutex<portcullis_core::account_lockout::AccountLockout>,
+    /// Enrolments of a second factor waiting for their first code: the
+    /// secret and when it was made, in memory only (a restart drops them;
+    /// the person starts again).
+    enrolments: std::sync::Mutex<HashMap<String, (Vec<u8>, Monotonic)>>,
 }
 
 impl Authenticator {
@@ -477,7 +541,39 @@ impl Authenticator {
             token_key,
             token_use: std::sync::Mutex::new(HashMap::new()),
             lockout: std::sync::Mutex::new(Default::default()),
+            enrolments: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether account `user` has a second factor (and so logs in with its code).
+    pub fn has_second_factor(&self, user: &str) -> bool {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .users
+            .get(user)
+            .is_some_and(|u| u.second_factor.is_some())
+    }
+
+    /// Keeps `secret` as `user`'s enrolment waiting for its first code
+    /// (replacing one started before), started at `now`.
+    pub fn start_enrolment(&self, user: &str, secret: Vec<u8>, now: Monotonic) {
+        let mut e = self.enrolments.lock().unwrap_or_else(|e| e.into_inner());
+        e.retain(|_, (_, started)| portcullis_core::second_factor::enrolment_alive(*started, now));
+        e.insert(user.to_string(), (secret, now));
+    }
+
+    /// The secret of `user`'s enrolment, if one waits at `now`.
+    pub fn enrolment(&self, user: &str, now: Monotonic) -> Option<Vec<u8>> {
+        let e = self.enrolments.lock().unwrap_or_else(|e| e.into_inner());
+        e.get(user)
+            .filter(|(_, started)| portcullis_core::second_factor::enrolment_alive(*started, now))
+            .map(|(secret, _)| secret.clone())
+    }
+
+    /// Forgets `user`'s waiting enrolment.
+    pub fn end_enrolment(&self, user: &str) {
+        self.enrolments.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
     }
 
     /// How long `user`'s password logins stay locked at `now`, if they are.
@@ -792,6 +888,7 @@ mod tests {
                 password_hash: hash_password(password).expect("hash"),
                 generation: 1,
                 digest: None,
+                second_factor: None,
             },
         );
         f
@@ -872,6 +969,35 @@ mod tests {
         assert!(!users.tokens.contains_key("v"));
         assert_eq!(users.revoke_token("v").expect_err("gone").code, ErrorCode::NotFound);
         assert!(users.revoke_token("ci").is_ok());
+    }
+
+    #[test]
+    fn a_second_factor_is_enrolled_once_kept_across_a_new_password_and_reset() {
+        let mut users = users_with("alice", "password1", Group::Users);
+        let factor = SecondFactor {
+            secret: portcullis_core::second_factor::base32(&[5; 20]),
+            enrolled: OffsetDateTime::UNIX_EPOCH,
+            last_step: None,
+            recovery: Vec::new(),
+        };
+        users.enrol_second_factor("alice", factor.clone()).expect("enrolled");
+        let e = users.enrol_second_factor("alice", factor.clone()).expect_err("once");
+        assert_eq!(e.code, ErrorCode::SecondFactorExists);
+        assert_eq!(users.enrol_second_factor("bob", factor).expect_err("no one").code, ErrorCode::NotFound);
+        users.upsert("alice", None, Some(hash_password("password2").expect("hash"))).expect("new password");
+        assert!(users.users["alice"].second_factor.is_some(), "two factors: a new password keeps the other");
+        let auth = Authenticator::new(users.clone(), key());
+        assert!(auth.has_second_factor("alice") && !auth.has_second_factor("bob"));
+        assert_eq!(users.use_second_factor("bob", "123456", 0, |_, _| 123_456), Err(CodeRefusal::Wrong));
+        users.reset_second_factor("alice").expect("reset");
+        assert_eq!(users.reset_second_factor("alice").expect_err("none").code, ErrorCode::NotFound);
+        // A waiting enrolment lives ten minutes, in memory.
+        let now = Monotonic::from_origin(Duration::from_secs(5));
+        auth.start_enrolment("alice", vec![1; 20], now);
+        assert_eq!(auth.enrolment("alice", now.after(Duration::from_secs(599))), Some(vec![1; 20]));
+        assert_eq!(auth.enrolment("alice", now.after(Duration::from_secs(600))), None);
+        auth.end_enrolment("alice");
+        assert_eq!(auth.enrolment("alice", now), None);
     }
 
     #[test]

@@ -333,6 +333,24 @@ fn check_users(users: &UsersFile) -> Result<(), BackupError> {
                 format!("the password hash of \"{key}\" is not a PHC string"),
             ));
         }
+        if let Some(factor) = &user.second_factor {
+            // Its people could not log in where the codes cannot be checked.
+            if !crate::build_info::built("totp") {
+                return Err(invalid(
+                    format!("users.{key}.second_factor"),
+                    ErrorCode::FeatureNotBuilt,
+                    "the backup uses \"totp\", which this build of portcullis does not include".into(),
+                ));
+            }
+            let secret = portcullis_core::second_factor::base32_decode(&factor.secret);
+            if secret.is_none_or(|s| s.len() < 16) {
+                return Err(invalid(
+                    format!("users.{key}.second_factor.secret"),
+                    ErrorCode::InvalidValue,
+                    format!("the second factor of \"{key}\" has no valid secret"),
+                ));
+            }
+        }
     }
     if !users.users.values().any(|u| u.group == Group::Admins) {
         return Err(invalid(
@@ -435,6 +453,29 @@ mod tests {
         let sealed = seal(&b, "correct horse battery").expect("sealed");
         let e = open(&sealed, "correct horse battery").expect_err("newer");
         assert_eq!(e.code(), ErrorCode::BackupNewerVersion);
+    }
+
+    /// The second factor travels with its account (secret, last step,
+    /// recovery hashes), so a restored device keeps its people's.
+    #[cfg(feature = "totp")]
+    #[test]
+    fn a_second_factor_travels_with_its_account() {
+        let mut b = sample();
+        let factor = crate::second_factor::SecondFactor {
+            secret: portcullis_core::second_factor::base32(&[9; 20]),
+            enrolled: time::OffsetDateTime::UNIX_EPOCH,
+            last_step: Some(42),
+            recovery: vec![crate::second_factor::recovery_hash("0000-0000-0000-0000")],
+        };
+        b.users.users.get_mut("admin").expect("admin").second_factor = Some(factor.clone());
+        let opened = open(&seal(&b, "correct horse battery").expect("sealed"), "correct horse battery").expect("opened");
+        assert_eq!(opened.users.users["admin"].second_factor.as_ref(), Some(&factor));
+        opened.checked(time::OffsetDateTime::now_utc()).expect("valid");
+        let mut broken = sample();
+        broken.users.users.get_mut("admin").expect("admin").second_factor =
+            Some(crate::second_factor::SecondFactor { secret: "not base32!".into(), ..factor });
+        let e = broken.checked(time::OffsetDateTime::now_utc()).expect_err("no secret");
+        assert_eq!(e.code(), ErrorCode::InvalidValue);
     }
 
     #[test]

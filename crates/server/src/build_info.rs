@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use portcullis_core::ErrorCode;
 
 /// Every optional feature, by its cargo feature name, in a fixed order.
-pub const OPTIONAL_FEATURES: [&str; 13] = [
+pub const OPTIONAL_FEATURES: [&str; 14] = [
     "ui",
     "acme",
     "email",
@@ -25,6 +25,7 @@ pub const OPTIONAL_FEATURES: [&str; 13] = [
     "syslog",
     "crowdsec",
     "backup",
+    "totp",
 ];
 
 /// Whether the optional feature `name` is built in (unknown names: false).
@@ -49,6 +50,7 @@ pub const fn built(name: &str) -> bool {
         || is!("syslog", "syslog")
         || is!("crowdsec", "crowdsec")
         || is!("backup", "backup")
+        || is!("totp", "totp")
 }
 
 const fn const_eq(a: &[u8], b: &[u8]) -> bool {
@@ -94,7 +96,7 @@ pub struct BuildInfo {
     pub version: &'static str,
     /// Optional features built in (`ui`, `acme`, `email`, `ip-notify`, `sip`,
     /// `digest`, `http2`, `openapi`, `webroot`, `metrics`, `syslog`,
-    /// `crowdsec`, `backup`).
+    /// `crowdsec`, `backup`, `totp`).
     pub features: Vec<&'static str>,
     /// Optional features left out; requests for them answer 501 `feature_not_built`.
     pub absent_features: Vec<&'static str>,

@@ -124,6 +124,12 @@ pub(crate) async fn identify(rt: &Runtime, req: &Parts) -> Result<Identity, Resp
             return Err(unauthorized(rt, headers, "the Authorization header is not valid HTTP Basic", false));
         };
         return match check_password(rt, &req.extensions, &user, &password, req.uri.path()).await {
+            Ok(id) if rt.auth().has_second_factor(&id.user) => {
+                // The right password, but a person's account: logged, not
+                // counted (no guess was wrong), and said plainly.
+                log_access(rt, req, Some(&id.user), false);
+                Err(second_factor_account())
+            }
             Ok(id) => {
                 rt.capture_digest(&id.user, &password).await;
                 Ok(id)
@@ -171,7 +177,6 @@ pub const UNKNOWN_TOKEN_USER: &str = "(token)";
 #[allow(clippy::result_large_err)]
 fn identify_token(rt: &Runtime, req: &Parts, secret: &str) -> Result<Identity, Response> {
     use crate::auth::TokenVerdict;
-    let headers = &req.headers;
     let ip = client_ip(&req.extensions);
     if let Some(ip) = ip {
         rt.security().may_attempt(ip, rt.clock().monotonic()).map_err(attempt_refused)?;
@@ -198,22 +203,104 @@ fn identify_token(rt: &Runtime, req: &Parts, secret: &str) -> Result<Identity, R
         }
         TokenVerdict::Invalid => {
             wrong_credentials(rt, &req.extensions, UNKNOWN_TOKEN_USER, req.uri.path());
-            Err(unauthorized(rt, headers, "the bearer token is not valid", false))
+            Err(invalid_token("the bearer token is not valid"))
         }
         TokenVerdict::WrongSource { account, name } => {
             wrong_credentials(rt, &req.extensions, &account, req.uri.path());
-            Err(unauthorized(
-                rt,
-                headers,
-                &format!("the token \"{name}\" may not be used from this address"),
-                false,
-            ))
+            Err(invalid_token(&format!("the token \"{name}\" may not be used from this address")))
         }
         TokenVerdict::Expired { account, name } => {
             // The right secret, only late: logged, not counted as a guess.
             log_access(rt, req, Some(&account), false);
-            Err(unauthorized(rt, headers, &format!("the token \"{name}\" has expired"), false))
+            Err(invalid_token(&format!("the token \"{name}\" has expired")))
         }
+    }
+}
+
+/// The 401 of a request whose bearer token was refused: RFC 6750's
+/// challenge (`error="invalid_token"`), so a client knows its token, not
+/// the scheme, is the problem; no Basic or Digest challenge (a machine
+/// sending a token has no password to offer instead).
+fn invalid_token(message: &str) -> Response {
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message).into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"portcullis\", error=\"invalid_token\""),
+    );
+    resp
+}
+
+/// The 401 of Basic or Digest with the right password of an account with a
+/// second factor: people sign in through the web UI (password and code),
+/// machines use API tokens. The challenge names the scheme that works.
+fn second_factor_account() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::SecondFactorAccount,
+        "this account signs in with a second factor: use the web UI, or an API token for machines",
+    )
+    .into_response();
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+    resp
+}
+
+/// The error code and message of a refused second-factor code.
+pub(crate) fn second_factor_refusal(
+    refusal: portcullis_core::second_factor::CodeRefusal,
+) -> (ErrorCode, &'static str) {
+    use portcullis_core::second_factor::CodeRefusal;
+    match refusal {
+        CodeRefusal::Wrong => (ErrorCode::SecondFactorWrong, "the second factor's code is wrong"),
+        CodeRefusal::Used => (
+            ErrorCode::SecondFactorCodeUsed,
+            "this code has been used already (each works once): wait for the next one",
+        ),
+    }
+}
+
+/// After the right password of `user` at a login (`path`), its second
+/// factor, if it has one: no code asks for one (401 `second_factor_required`,
+/// not a failure: the UI then asks for the code); a wrong or used code is a
+/// failed login (counted per client and per account, logged). A code is an
+/// app's 6 digits or a recovery code.
+pub(crate) async fn check_second_factor(
+    rt: &Runtime,
+    ext: &http::Extensions,
+    user: &str,
+    code: Option<&str>,
+    path: &str,
+) -> Result<(), Response> {
+    if !rt.auth().has_second_factor(user) {
+        return Ok(());
+    }
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::SecondFactorRequired,
+            "this account has two-step verification: give the code its authenticator app shows, or one of its recovery codes",
+        )
+        .field("code")
+        .into_response());
+    };
+    #[cfg(feature = "totp")]
+    {
+        let actor = Actor { user: Some(user.to_string()), client_ip: client_ip(ext) };
+        match rt.use_second_factor(user, code, &actor).await {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                if let Some(ip) = client_ip(ext) {
+                    rt.failed_login(ip, user, path);
+                }
+                let (code, message) = second_factor_refusal(refusal);
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, code, message).field("code").into_response())
+            }
+        }
+    }
+    #[cfg(not(feature = "totp"))]
+    {
+        // Stored by a build with it: this one cannot check the codes.
+        let _ = (ext, code, path);
+        Err(crate::build_info::not_built_response("totp"))
     }
 }
 
@@ -366,6 +453,10 @@ fn identify_digest(rt: &Runtime, req: &Parts, value: &str) -> Result<Identity, R
     }
     let now = monotonic_seconds(rt);
     match rt.auth().verify_digest(&resp, req.method.as_str(), target, now) {
+        DigestVerdict::Valid(user) if rt.auth().has_second_factor(&user) => {
+            log_access(rt, req, Some(&user), false);
+            Err(second_factor_account())
+        }
         DigestVerdict::Valid(user) => rt
             .auth()
             .digest_identity(&user)

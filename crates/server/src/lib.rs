@@ -44,6 +44,7 @@ pub mod listen;
 pub mod notifications;
 pub mod ports;
 pub mod runtime;
+pub mod second_factor;
 pub mod security;
 pub mod service;
 mod storage;
@@ -429,6 +430,7 @@ fn load_or_create_users(
             password_hash: hash,
             generation: 1,
             digest: None,
+            second_factor: None,
         },
     );
     if generated {

@@ -928,6 +928,137 @@ impl Runtime {
         Ok(())
     }
 
+    /// Starts the enrolment of `name`'s second factor: a new secret, kept
+    /// in memory until its first code confirms it (ten minutes at most; a
+    /// new start replaces it). Nothing is written and the account logs in
+    /// as before until then. Who may do it is the caller's check.
+    #[cfg(feature = "totp")]
+    pub fn start_second_factor(&self, name: &str) -> Result<crate::api::second_factor::Enrolment, ApplyError> {
+        use portcullis_core::second_factor as rules;
+        let users = self.auth.users();
+        let Some(user) = users.users.get(name) else {
+            return Err(ValidationError::new(
+                "name",
+                portcullis_core::ErrorCode::NotFound,
+                format!("there is no user \"{name}\""),
+            )
+            .into());
+        };
+        if user.second_factor.is_some() {
+            return Err(ValidationError::new(
+                "name",
+                portcullis_core::ErrorCode::SecondFactorExists,
+                format!("the account \"{name}\" has a second factor already; reset it to enrol another"),
+            )
+            .into());
+        }
+        let secret = crate::second_factor::new_secret();
+        let encoded = rules::base32(&secret);
+        let uri = rules::otpauth_uri(rules::ISSUER, name, &encoded);
+        let qr_svg = crate::second_factor::qr_svg(&uri);
+        self.auth.start_enrolment(name, secret, self.clock.monotonic());
+        Ok(crate::api::second_factor::Enrolment {
+            secret: encoded,
+            otpauth_uri: uri,
+            qr_svg,
+            expires_in_seconds: rules::ENROLMENT_LIFETIME.as_secs(),
+        })
+    }
+
+    /// Confirms `name`'s waiting enrolment with its first `code`: the
+    /// second factor is written with the account (that code's step counts
+    /// as used), with its event; answers the recovery codes, the only time
+    /// they are ever shown.
+    #[cfg(feature = "totp")]
+    pub async fn confirm_second_factor(
+        &self,
+        name: &str,
+        code: &str,
+        actor: &Actor,
+    ) -> Result<Vec<String>, ApplyError> {
+        use portcullis_core::second_factor as rules;
+        let Some(secret) = self.auth.enrolment(name, self.clock.monotonic()) else {
+            return Err(ValidationError::new(
+                "code",
+                portcullis_core::ErrorCode::SecondFactorNotPending,
+                "no enrolment waits for its first code: start it again",
+            )
+            .into());
+        };
+        let now = self.now();
+        let step =
+            rules::check_code(code, now.unix_timestamp(), None, |s| crate::second_factor::code_at(&secret, s))
+                .map_err(|_| {
+                    ValidationError::new(
+                        "code",
+                        portcullis_core::ErrorCode::SecondFactorWrong,
+                        "the code is not the app's current one: check the device's and the phone's clocks, and try the next code",
+                    )
+                })?;
+        let (codes, hashes) = crate::second_factor::new_recovery_codes();
+        let factor = crate::second_factor::SecondFactor {
+            secret: rules::base32(&secret),
+            enrolled: now,
+            last_step: Some(step),
+            recovery: hashes,
+        };
+        self.update_users(|users| users.enrol_second_factor(name, factor)).await??;
+        self.auth.end_enrolment(name);
+        self.event_with(
+            EventKind::SecondFactorEnrolled,
+            actor,
+            &format!("second factor of \"{name}\" enrolled"),
+            serde_json::json!({"account": name, "recovery_codes": codes.len()}),
+        );
+        Ok(codes)
+    }
+
+    /// Checks a code of `name`'s second factor (an app's code or a recovery
+    /// code) and records its use, written at once: a code works once, a
+    /// restart included. A recovery code's use is an event. The caller
+    /// counts a refusal as a failed login.
+    #[cfg(feature = "totp")]
+    pub async fn use_second_factor(
+        &self,
+        name: &str,
+        code: &str,
+        actor: &Actor,
+    ) -> Result<crate::auth::CodeUse, portcullis_core::second_factor::CodeRefusal> {
+        use portcullis_core::second_factor::CodeRefusal;
+        let now = self.now().unix_timestamp();
+        let used = self
+            .update_users(|users| users.use_second_factor(name, code, now, crate::second_factor::code_at))
+            .await
+            .map_err(|e| {
+                // Unwritten, the use could be repeated: refused.
+                tracing::error!(error = %e, "the second factor's use could not be written");
+                CodeRefusal::Wrong
+            })??;
+        if let crate::auth::CodeUse::Recovery { left } = used {
+            self.event_with(
+                EventKind::RecoveryCodeUsed,
+                actor,
+                &format!("a recovery code of \"{name}\" was used; {left} left"),
+                serde_json::json!({"account": name, "left": left}),
+            );
+        }
+        Ok(used)
+    }
+
+    /// Removes `name`'s second factor (an administrator's reset, its
+    /// person's, or the command line's for a locked-out owner), with its event.
+    pub async fn reset_second_factor(&self, name: &str, actor: &Actor) -> Result<(), ApplyError> {
+        self.update_users(|users| users.reset_second_factor(name)).await??;
+        self.auth.end_enrolment(name);
+        self.event_with(
+            EventKind::SecondFactorReset,
+            actor,
+            &format!("second factor of \"{name}\" reset"),
+            serde_json::json!({"account": name}),
+        );
+        Ok(())
+    }
+
     /// Writes the tokens' last uses kept in memory, if any is newer than
     /// the file's (at Store, Reboot and a graceful stop; any other write of
     /// the accounts takes them along too).

@@ -9,7 +9,7 @@
 //!   config.json                   stored configuration
 //!   config.json.bak               the previous good stored configuration
 //!   config.json.broken-<time>     unreadable files moved aside, never deleted
-//!   users.json            (0600)  accounts: argon2id hashes
+//!   users.json            (0600)  accounts: argon2id hashes, second factors (TOTP secrets, recovery-code hashes)
 //!   token.key             (0600)  key of the API tokens' keyed hashes (HMAC-SHA256)
 //!   admin-password.txt    (0600)  generated first admin password, if one was generated
 //!   certs/factory.pem     (0600)  this device's own factory certificate and key

@@ -11,7 +11,7 @@ use crate::bin;
 
 /// The optional features and whether this test build has them (the binary's
 /// features are the test crate's).
-const FEATURES: [(&str, bool); 13] = [
+const FEATURES: [(&str, bool); 14] = [
     ("ui", cfg!(feature = "ui")),
     ("acme", cfg!(feature = "acme")),
     ("email", cfg!(feature = "email")),
@@ -25,6 +25,7 @@ const FEATURES: [(&str, bool); 13] = [
     ("syslog", cfg!(feature = "syslog")),
     ("crowdsec", cfg!(feature = "crowdsec")),
     ("backup", cfg!(feature = "backup")),
+    ("totp", cfg!(feature = "totp")),
 ];
 
 const PROVIDER: &str = if cfg!(feature = "ring") { "ring" } else { "aws-lc-rs" };
@@ -102,6 +103,7 @@ fn what_is_not_built_answers_feature_not_built_and_what_is_built_works() {
         assert_eq!(paths.contains_key("/api/v1/crowdsec"), built("crowdsec"));
         assert_eq!(paths.contains_key("/api/v1/config/export"), built("backup"));
         assert_eq!(paths.contains_key("/api/v1/config/import"), built("backup"));
+        assert_eq!(paths.contains_key("/api/v1/users/{name}/totp"), built("totp"));
         assert!(paths.contains_key("/api/v1/build"));
     } else {
         assert_not_built("GET /api/v1/openapi.json", status, &body, "openapi");
@@ -163,6 +165,16 @@ fn what_is_not_built_answers_feature_not_built_and_what_is_built_works() {
         assert_not_built("POST /api/v1/config/export", status, &body, "backup");
         let (status, body) = server.admin("POST", "/api/v1/config/import", None);
         assert_not_built("POST /api/v1/config/import", status, &body, "backup");
+    }
+
+    // Two-step verification: starting one's own enrolment.
+    let (status, body) = server.admin("POST", "/api/v1/users/admin/totp", None);
+    if built("totp") {
+        assert_eq!(status, 200, "{body}");
+    } else {
+        assert_not_built("POST /api/v1/users/admin/totp", status, &body, "totp");
+        let (status, body) = server.admin("POST", "/api/v1/users/admin/totp/confirm", Some(json!({"code": "123456"})));
+        assert_not_built("POST .../totp/confirm", status, &body, "totp");
     }
 
     // Digest: switching it on.
@@ -279,4 +291,18 @@ fn the_backup_commands_need_the_backup_feature() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
     assert!(!dir.path().join("backup.age").exists());
+}
+
+/// `user second-factor-reset` in a build without two-step verification:
+/// exit 1, the feature named, on one line.
+#[cfg(not(feature = "totp"))]
+#[test]
+fn the_second_factor_reset_needs_the_totp_feature() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run(
+        bin().to_str().expect("utf8"),
+        &["user", "second-factor-reset", "admin", "--data-dir", dir.path().to_str().expect("utf8")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not include the \"totp\" feature") && err.lines().count() == 1, "{err}");
 }

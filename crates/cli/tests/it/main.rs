@@ -37,6 +37,8 @@ mod service;
 mod session;
 mod startup_lock;
 mod tokens;
+#[cfg(feature = "totp")]
+mod totp;
 #[cfg(feature = "webroot")]
 mod webroot;
 

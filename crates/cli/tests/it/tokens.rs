@@ -384,3 +384,36 @@ fn curl_scrapes_the_metrics_with_a_read_only_token() {
         "the scrape is its last use"
     );
 }
+
+/// A refused bearer token is answered with RFC 6750's challenge
+/// (`error="invalid_token"`), not a password scheme's: the client learns
+/// that its token, not the way it authenticates, is the problem.
+#[test]
+fn a_refused_bearer_token_gets_the_rfc_6750_challenge() {
+    let server = TestServer::start(&bin()).expect("start");
+    let url = server.url("/api/v1/webserver");
+    let challenges = |args: &[&str]| -> (u16, Vec<String>) {
+        let mut all = vec!["-s", "-D", "-", "-o", "/dev/null"];
+        all.extend_from_slice(args);
+        all.push(&url);
+        let (_, out, _) = run("curl", &all);
+        let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let found = out
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("www-authenticate"))
+            .map(|(_, v)| v.trim().to_string())
+            .collect();
+        (status, found)
+    };
+    let wrong = format!("Authorization: Bearer pcl_{}", "B".repeat(43));
+    let (status, found) = challenges(&["-H", &wrong]);
+    assert_eq!(status, 401);
+    assert_eq!(found, ["Bearer realm=\"portcullis\", error=\"invalid_token\""], "{found:?}");
+    // Without credentials, or with a wrong password, the Basic challenge as before.
+    let (status, found) = challenges(&[]);
+    assert_eq!(status, 401);
+    assert!(found.first().is_some_and(|c| c.starts_with("Basic ")), "{found:?}");
+    let (_, found) = challenges(&["-u", "admin:wrong"]);
+    assert!(found.first().is_some_and(|c| c.starts_with("Basic ")), "{found:?}");
+}

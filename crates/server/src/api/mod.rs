@@ -14,6 +14,8 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod profiles;
+#[cfg(feature = "totp")]
+pub mod second_factor;
 pub mod security;
 pub mod session;
 #[cfg(feature = "syslog")]
@@ -100,6 +102,14 @@ pub fn protected_routes(upload_limit: usize) -> Router<Arc<Runtime>> {
     let router = router
         .route("/api/v1/config/export", crate::build_info::not_built_route("backup"))
         .route("/api/v1/config/import", crate::build_info::not_built_route("backup"));
+    #[cfg(feature = "totp")]
+    let router = router
+        .route("/api/v1/users/{name}/totp", post(second_factor::start).delete(second_factor::reset))
+        .route("/api/v1/users/{name}/totp/confirm", post(second_factor::confirm));
+    #[cfg(not(feature = "totp"))]
+    let router = router
+        .route("/api/v1/users/{name}/totp", crate::build_info::not_built_route("totp"))
+        .route("/api/v1/users/{name}/totp/confirm", crate::build_info::not_built_route("totp"));
     #[cfg(feature = "acme")]
     let router = router
         .route("/api/v1/certificate/acme", get(certificate::get_acme).put(certificate::put_acme))

@@ -18,7 +18,8 @@ use http::header;
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 use utoipa::OpenApi;
 
@@ -28,7 +29,8 @@ use utoipa::OpenApi;
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 use crate::auth;
 #[cfg(all(
@@ -37,7 +39,8 @@ use crate::auth;
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 use crate::error::ErrorBody;
 
@@ -47,11 +50,12 @@ use crate::error::ErrorBody;
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 use super::{
     authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, security,
-    session, syslog, tokens, users, webroot, webserver,
+    second_factor, session, syslog, tokens, users, webroot, webserver,
 };
 
 /// The OpenAPI document of the full build (see the module docs).
@@ -59,7 +63,7 @@ use super::{
 const OPENAPI_FULL: &str = include_str!("../../openapi.json");
 
 /// Paths of the document that belong to an optional feature.
-const OPENAPI_FEATURE_PATHS: [(&str, &str); 7] = [
+const OPENAPI_FEATURE_PATHS: [(&str, &str); 8] = [
     ("/api/v1/certificate/acme", "acme"),
     ("/api/v1/webroot", "webroot"),
     ("/metrics", "metrics"),
@@ -67,6 +71,7 @@ const OPENAPI_FEATURE_PATHS: [(&str, &str); 7] = [
     ("/api/v1/crowdsec", "crowdsec"),
     ("/api/v1/config/export", "backup"),
     ("/api/v1/config/import", "backup"),
+    ("/api/v1/users/{name}/totp", "totp"),
 ];
 
 /// The OpenAPI document of this build: what a left-out feature serves is removed.
@@ -141,7 +146,8 @@ fn prune_schemas(doc: &mut serde_json::Value) {
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 struct SecurityAddon;
 
@@ -151,7 +157,8 @@ struct SecurityAddon;
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -194,7 +201,8 @@ impl utoipa::Modify for SecurityAddon {
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 struct CommonResponses;
 
@@ -204,7 +212,8 @@ struct CommonResponses;
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -257,7 +266,8 @@ impl utoipa::Modify for CommonResponses {
     feature = "metrics",
     feature = "syslog",
     feature = "crowdsec",
-    feature = "backup"
+    feature = "backup",
+    feature = "totp"
 ))]
 #[derive(OpenApi)]
 #[openapi(
@@ -274,7 +284,7 @@ impl utoipa::Modify for CommonResponses {
         profiles::test, users::list_users, users::get_user, users::put_user, users::delete_user, session::login,
         session::logout, session::get_session, metrics::metrics, syslog::get_syslog, syslog::put_syslog,
         crowdsec::get_crowdsec, crowdsec::put_crowdsec, tokens::create_token, tokens::list_tokens,
-        tokens::revoke_token),
+        tokens::revoke_token, second_factor::start, second_factor::confirm, second_factor::reset),
     components(schemas(ErrorBody, crate::error::ErrorDetail, portcullis_core::ErrorCode, config::ProvisionalChange)),
     modifiers(&SecurityAddon, &CommonResponses),
     security(("basic" = []), ("session" = []), ("bearer" = []))
@@ -293,7 +303,8 @@ mod tests {
         feature = "metrics",
         feature = "syslog",
         feature = "crowdsec",
-        feature = "backup"
+        feature = "backup",
+        feature = "totp"
     ))]
     #[test]
     fn openapi_document_is_current() {
@@ -344,6 +355,12 @@ mod tests {
                 && !schemas(&no_backup).contains_key("BackupInfo")
         );
         assert!(schemas(&no_backup).contains_key("ProvisionalChange"));
+        // Without two-step verification: its two paths go, the accounts' stay.
+        let no_totp = doc(&["totp"]);
+        let kept = paths(&no_totp);
+        assert_eq!(kept.len(), paths(&all).len() - 2, "exactly the two totp paths go");
+        assert!(kept.contains_key("/api/v1/users/{name}") && !kept.keys().any(|p| p.contains("/totp")));
+        assert!(!schemas(&no_totp).contains_key("Enrolment") && !schemas(&no_totp).contains_key("RecoveryCodes"));
     }
 
     #[cfg(all(
@@ -352,7 +369,8 @@ mod tests {
         feature = "metrics",
         feature = "syslog",
         feature = "crowdsec",
-        feature = "backup"
+        feature = "backup",
+        feature = "totp"
     ))]
     #[test]
     fn the_document_lists_every_error_code() {

@@ -22,6 +22,11 @@ pub struct LoginInput {
     pub user: String,
     /// Password.
     pub password: String,
+    /// For an account with two-step verification: the code its
+    /// authenticator app shows, or one of its recovery codes. Without it,
+    /// such an account's right password answers 401 `second_factor_required`.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 /// The session of the caller.
@@ -33,12 +38,15 @@ pub struct SessionView {
     pub group: Group,
     /// Token to send as `X-CSRF-Token` on every unsafe request of this session.
     pub csrf_token: Option<String>,
+    /// Whether the account has a second factor (two-step verification).
+    pub second_factor: bool,
 }
 
 /// Opens a session: sets the `portcullis_session` cookie (HttpOnly,
 /// SameSite=Strict, Secure on HTTPS).
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginInput,
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody),
+    responses((status = 200, body = SessionView),
+        (status = 401, description = "wrong_credentials; for an account with a second factor, second_factor_required (no code given), second_factor_wrong or second_factor_code_used", body = ErrorBody),
         (status = 429, description = "too many failed logins from this address; retry after Retry-After", body = ErrorBody)))]
 pub async fn login(
     State(rt): State<Arc<Runtime>>,
@@ -52,6 +60,12 @@ pub async fn login(
     }
     match crate::http::check_password(&rt, &ext, &input.user, &input.password, "/api/v1/session").await {
         Ok(id) => {
+            let path = "/api/v1/session";
+            if let Err(resp) =
+                crate::http::check_second_factor(&rt, &ext, &id.user, input.code.as_deref(), path).await
+            {
+                return Ok(resp);
+            }
             if let Some(ip) = crate::http::client_ip(&ext) {
                 let timeout = rt.running().webserver.intrusion_detection.timeout_minutes;
                 rt.security().log_access(
@@ -66,7 +80,8 @@ pub async fn login(
             rt.capture_digest(&id.user, &input.password).await;
             let (token, csrf) = rt.auth().open_session(&id, rt.clock().monotonic());
             let cookie = session_cookie(&token, tls);
-            let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf) };
+            let second_factor = rt.auth().has_second_factor(&id.user);
+            let body = SessionView { user: id.user, group: id.group, csrf_token: Some(csrf), second_factor };
             Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
         }
         Err(PasswordRefusal::Wrong) => Ok(ApiError::new(
@@ -100,10 +115,11 @@ pub async fn logout(State(rt): State<Arc<Runtime>>, headers: http::HeaderMap) ->
 
 /// The caller's identity (and CSRF token when logged in by session).
 #[utoipa::path(get, path = "/api/v1/session", tag = "session", responses((status = 200, body = SessionView)))]
-pub async fn get_session(v: Viewer) -> Json<SessionView> {
+pub async fn get_session(State(rt): State<Arc<Runtime>>, v: Viewer) -> Json<SessionView> {
     let csrf = match v.identity.via {
         auth::AuthMethod::Session { csrf } => Some(csrf),
         auth::AuthMethod::Basic | auth::AuthMethod::Digest | auth::AuthMethod::Token { .. } => None,
     };
-    Json(SessionView { user: v.identity.user, group: v.identity.group, csrf_token: csrf })
+    let second_factor = rt.auth().has_second_factor(&v.identity.user);
+    Json(SessionView { user: v.identity.user, group: v.identity.group, csrf_token: csrf, second_factor })
 }

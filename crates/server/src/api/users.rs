@@ -23,6 +23,8 @@ pub struct UserView {
     pub name: String,
     /// Group.
     pub group: Group,
+    /// Whether it has a second factor (two-step verification); never its secret.
+    pub second_factor: bool,
 }
 
 /// Creating or changing an account.
@@ -45,7 +47,12 @@ pub struct UserInput {
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>)))]
 pub async fn list_users(State(rt): State<Arc<Runtime>>, _a: Admin) -> Json<Vec<UserView>> {
     Json(
-        rt.auth().users().users.values().map(|u| UserView { name: u.name.clone(), group: u.group }).collect(),
+        rt.auth()
+            .users()
+            .users
+            .values()
+            .map(|u| UserView { name: u.name.clone(), group: u.group, second_factor: u.second_factor.is_some() })
+            .collect(),
     )
 }
 
@@ -67,7 +74,7 @@ pub async fn get_user(
     let users = rt.auth().users();
     let u =
         users.users.get(&name).ok_or_else(|| ApiError::not_found(format!("there is no user \"{name}\"")))?;
-    Ok(Json(UserView { name: u.name.clone(), group: u.group }))
+    Ok(Json(UserView { name: u.name.clone(), group: u.group, second_factor: u.second_factor.is_some() }))
 }
 
 /// Creates or changes an account; written at once. A member of `users` may
@@ -119,7 +126,8 @@ pub async fn put_user(
         }
     }
     let group = rt.save_user(&name, input.group, input.password, &v.actor).await.map_err(user_error)?;
-    Ok(Json(UserView { name, group }).into_response())
+    let second_factor = rt.auth().has_second_factor(&name);
+    Ok(Json(UserView { name, group, second_factor }).into_response())
 }
 
 /// Deletes an account (never the last admin).
