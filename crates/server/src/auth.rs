@@ -289,19 +289,21 @@ impl UsersFile {
 
     /// Removes the second factor of account `name` (its password alone logs in again).
     pub fn reset_second_factor(&mut self, name: &str) -> Result<(), ValidationError> {
-        match self.users.get_mut(name) {
-            None => Err(ValidationError::new(
+        let Some(u) = self.users.get_mut(name) else {
+            return Err(ValidationError::new(
                 "name",
                 ErrorCode::NotFound,
                 format!("there is no user \"{name}\""),
-            )),
-            Some(u) if u.second_factor.take().is_none() => Err(ValidationError::new(
+            ));
+        };
+        if u.second_factor.take().is_none() {
+            return Err(ValidationError::new(
                 "name",
                 ErrorCode::NotFound,
                 format!("the account \"{name}\" has no second factor"),
-            )),
-            Some(_) => Ok(()),
+            ));
         }
+        Ok(())
     }
 
     /// Checks a code of account `name`'s second factor at `now_unix`, and

@@ -119,7 +119,7 @@ pub fn code_at(secret: &[u8], step: u64) -> u32 {
         .with_algorithm(totp_rs::Algorithm::SHA1)
         .with_digits(rules::DIGITS as u8)
         .with_skew(0)
-        .with_step(rules::STEP_SECONDS)
+        .with_step_duration(rules::STEP_SECONDS)
         .with_secret(totp_rs::Secret::from(secret.to_vec()))
         .build();
     match totp {
