@@ -261,7 +261,10 @@ mod tests {
         let code = recovery_code([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
         assert_eq!(code.len(), 19);
         assert_eq!(normalize_recovery_code(&code).as_deref(), Some(code.as_str()));
-        assert_eq!(normalize_recovery_code(&code.to_lowercase().replace('-', " ")).as_deref(), Some(code.as_str()));
+        assert_eq!(
+            normalize_recovery_code(&code.to_lowercase().replace('-', " ")).as_deref(),
+            Some(code.as_str())
+        );
         assert_eq!(normalize_recovery_code("o1il-0000-0000-0000").as_deref(), Some("0111-0000-0000-0000"));
         for bad in ["", "ZZZZ-ZZZZ-ZZZZ", "ZZZZ-ZZZZ-ZZZZ-ZZZZ-Z", "UUUU-ZZZZ-ZZZZ-ZZZZ", "123456"] {
             assert_eq!(normalize_recovery_code(bad), None, "{bad:?}");

@@ -468,7 +468,8 @@ mod tests {
             recovery: vec![crate::second_factor::recovery_hash("0000-0000-0000-0000")],
         };
         b.users.users.get_mut("admin").expect("admin").second_factor = Some(factor.clone());
-        let opened = open(&seal(&b, "correct horse battery").expect("sealed"), "correct horse battery").expect("opened");
+        let opened = open(&seal(&b, "correct horse battery").expect("sealed"), "correct horse battery")
+            .expect("opened");
         assert_eq!(opened.users.users["admin"].second_factor.as_ref(), Some(&factor));
         opened.checked(time::OffsetDateTime::now_utc()).expect("valid");
         let mut broken = sample();

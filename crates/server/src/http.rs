@@ -240,7 +240,8 @@ fn second_factor_account() -> Response {
         "this account signs in with a second factor: use the web UI, or an API token for machines",
     )
     .into_response();
-    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
     resp
 }
 

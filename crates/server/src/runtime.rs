@@ -933,7 +933,10 @@ impl Runtime {
     /// new start replaces it). Nothing is written and the account logs in
     /// as before until then. Who may do it is the caller's check.
     #[cfg(feature = "totp")]
-    pub fn start_second_factor(&self, name: &str) -> Result<crate::api::second_factor::Enrolment, ApplyError> {
+    pub fn start_second_factor(
+        &self,
+        name: &str,
+    ) -> Result<crate::api::second_factor::Enrolment, ApplyError> {
         use portcullis_core::second_factor as rules;
         let users = self.auth.users();
         let Some(user) = users.users.get(name) else {

@@ -123,7 +123,9 @@ pub fn code_at(secret: &[u8], step: u64) -> u32 {
         .with_secret(totp_rs::Secret::from(secret.to_vec()))
         .build();
     match totp {
-        Ok(totp) => totp.generate(step.saturating_mul(rules::STEP_SECONDS)).to_string().parse().unwrap_or(u32::MAX),
+        Ok(totp) => {
+            totp.generate(step.saturating_mul(rules::STEP_SECONDS)).to_string().parse().unwrap_or(u32::MAX)
+        }
         // Never for a secret of ours (160 bits); a code no input equals.
         Err(_) => u32::MAX,
     }
@@ -134,11 +136,9 @@ pub fn code_at(secret: &[u8], step: u64) -> u32 {
 #[cfg(feature = "totp")]
 pub fn qr_svg(uri: &str) -> String {
     match qrcode::QrCode::new(uri.as_bytes()) {
-        Ok(code) => code
-            .render::<qrcode::render::svg::Color>()
-            .min_dimensions(200, 200)
-            .quiet_zone(true)
-            .build(),
+        Ok(code) => {
+            code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build()
+        }
         // A URI of ours is far below a QR code's capacity.
         Err(_) => String::new(),
     }

@@ -173,7 +173,8 @@ fn what_is_not_built_answers_feature_not_built_and_what_is_built_works() {
         assert_eq!(status, 200, "{body}");
     } else {
         assert_not_built("POST /api/v1/users/admin/totp", status, &body, "totp");
-        let (status, body) = server.admin("POST", "/api/v1/users/admin/totp/confirm", Some(json!({"code": "123456"})));
+        let (status, body) =
+            server.admin("POST", "/api/v1/users/admin/totp/confirm", Some(json!({"code": "123456"})));
         assert_not_built("POST .../totp/confirm", status, &body, "totp");
     }
 

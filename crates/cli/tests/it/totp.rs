@@ -146,8 +146,12 @@ fn enrol(server: &TestServer, clock: &Clock, alice: &mut Browser) -> (String, Ve
     let (status, started) = alice.call(server, "POST", "/api/v1/users/alice/totp", None);
     assert_eq!(status, 200, "{started}");
     let secret = started["secret"].as_str().expect("secret").to_string();
-    let (status, confirmed) =
-        alice.call(server, "POST", "/api/v1/users/alice/totp/confirm", Some(json!({"code": clock.code(&secret)})));
+    let (status, confirmed) = alice.call(
+        server,
+        "POST",
+        "/api/v1/users/alice/totp/confirm",
+        Some(json!({"code": clock.code(&secret)})),
+    );
     assert_eq!(status, 200, "{confirmed}");
     let codes: Vec<String> = confirmed["recovery_codes"]
         .as_array()
@@ -321,7 +325,9 @@ fn an_administrator_the_person_and_the_command_line_reset_a_second_factor() {
     enrol(&server, &clock, &mut alice);
     assert_eq!(curl_status("127.0.0.1", &url, &["-u", &basic]), 401);
     assert_eq!(
-        server.admin("PUT", "/api/v1/users/bob", Some(json!({"group": "users", "password": "bob's password"}))).0,
+        server
+            .admin("PUT", "/api/v1/users/bob", Some(json!({"group": "users", "password": "bob's password"})))
+            .0,
         200
     );
     let (status, _) = server.request_as("bob", "bob's password", "DELETE", "/api/v1/users/alice/totp", None);
@@ -337,7 +343,10 @@ fn an_administrator_the_person_and_the_command_line_reset_a_second_factor() {
     let (secret, _) = enrol(&server, &clock, &mut alice);
     let reset = "/api/v1/users/alice/totp";
     let (status, e) = alice.call(&server, "DELETE", reset, None);
-    assert_eq!((status, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (400, Some("required"), Some("code")));
+    assert_eq!(
+        (status, e["error"]["code"].as_str(), e["error"]["field"].as_str()),
+        (400, Some("required"), Some("code"))
+    );
     let wrong = other_than(&clock.code(&secret));
     let (status, e) = alice.call(&server, "DELETE", reset, Some(json!({"code": wrong})));
     assert_eq!((status, e["error"]["code"].as_str()), (400, Some("second_factor_wrong")));
@@ -349,7 +358,7 @@ fn an_administrator_the_person_and_the_command_line_reset_a_second_factor() {
     // The command line, offline, for an owner locked out of it.
     clock.next_codes();
     enrol(&server, &clock, &mut alice);
-    server.kill();
+    assert_eq!(server.terminate(), Some(0), "a graceful stop keeps the event log");
     let data = server.data_dir();
     let data = data.to_str().expect("utf8");
     let cli = bin();

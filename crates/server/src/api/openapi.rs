@@ -54,8 +54,8 @@ use crate::error::ErrorBody;
     feature = "totp"
 ))]
 use super::{
-    authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, security,
-    second_factor, session, syslog, tokens, users, webroot, webserver,
+    authentication, backup, build, certificate, config, crowdsec, health, metrics, profiles, second_factor,
+    security, session, syslog, tokens, users, webroot, webserver,
 };
 
 /// The OpenAPI document of the full build (see the module docs).
@@ -360,7 +360,9 @@ mod tests {
         let kept = paths(&no_totp);
         assert_eq!(kept.len(), paths(&all).len() - 2, "exactly the two totp paths go");
         assert!(kept.contains_key("/api/v1/users/{name}") && !kept.keys().any(|p| p.contains("/totp")));
-        assert!(!schemas(&no_totp).contains_key("Enrolment") && !schemas(&no_totp).contains_key("RecoveryCodes"));
+        assert!(
+            !schemas(&no_totp).contains_key("Enrolment") && !schemas(&no_totp).contains_key("RecoveryCodes")
+        );
     }
 
     #[cfg(all(

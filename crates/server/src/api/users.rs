@@ -51,7 +51,11 @@ pub async fn list_users(State(rt): State<Arc<Runtime>>, _a: Admin) -> Json<Vec<U
             .users()
             .users
             .values()
-            .map(|u| UserView { name: u.name.clone(), group: u.group, second_factor: u.second_factor.is_some() })
+            .map(|u| UserView {
+                name: u.name.clone(),
+                group: u.group,
+                second_factor: u.second_factor.is_some(),
+            })
             .collect(),
     )
 }
