@@ -246,6 +246,7 @@ fn second_factor_account() -> Response {
 }
 
 /// The error code and message of a refused second-factor code.
+#[cfg(feature = "totp")]
 pub(crate) fn second_factor_refusal(
     refusal: portcullis_core::second_factor::CodeRefusal,
 ) -> (ErrorCode, &'static str) {
