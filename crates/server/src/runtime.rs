@@ -933,10 +933,7 @@ impl Runtime {
     /// new start replaces it). Nothing is written and the account logs in
     /// as before until then. Who may do it is the caller's check.
     #[cfg(feature = "totp")]
-    pub fn start_second_factor(
-        &self,
-        name: &str,
-    ) -> Result<crate::api::second_factor::Enrolment, ApplyError> {
+    pub fn start_second_factor(&self, name: &str) -> Result<crate::second_factor::Enrolment, ApplyError> {
         use portcullis_core::second_factor as rules;
         let users = self.auth.users();
         let Some(user) = users.users.get(name) else {
@@ -960,7 +957,7 @@ impl Runtime {
         let uri = rules::otpauth_uri(rules::ISSUER, name, &encoded);
         let qr_svg = crate::second_factor::qr_svg(&uri);
         self.auth.start_enrolment(name, secret, self.clock.monotonic());
-        Ok(crate::api::second_factor::Enrolment {
+        Ok(crate::second_factor::Enrolment {
             secret: encoded,
             otpauth_uri: uri,
             qr_svg,

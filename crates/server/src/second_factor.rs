@@ -46,6 +46,20 @@ impl std::fmt::Debug for SecondFactor {
     }
 }
 
+/// An enrolment just started: what the authenticator app needs, shown to
+/// its person now and never again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Enrolment {
+    /// The shared secret, base32 (to type into the app if it cannot scan).
+    pub secret: String,
+    /// The `otpauth://totp/…` URI the QR code holds.
+    pub otpauth_uri: String,
+    /// The QR code of `otpauth_uri`, an SVG picture.
+    pub qr_svg: String,
+    /// Seconds the enrolment waits for its first code.
+    pub expires_in_seconds: u64,
+}
+
 /// What a code accepted was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeUse {

@@ -19,20 +19,7 @@ use crate::auth::{AuthMethod, Group};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{ApiJson, Viewer};
 use crate::runtime::{ApplyError, Runtime};
-
-/// An enrolment just started: what the authenticator app needs, shown to
-/// its person now and never again.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Enrolment {
-    /// The shared secret, base32 (to type into the app if it cannot scan).
-    pub secret: String,
-    /// The `otpauth://totp/…` URI the QR code holds.
-    pub otpauth_uri: String,
-    /// The QR code of `otpauth_uri`, an SVG picture.
-    pub qr_svg: String,
-    /// Seconds the enrolment waits for its first code.
-    pub expires_in_seconds: u64,
-}
+pub use crate::second_factor::Enrolment;
 
 /// A code of the second factor: the app's 6 digits (or, where it says so, a recovery code).
 #[derive(Debug, Deserialize, ToSchema)]
