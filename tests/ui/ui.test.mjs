@@ -11,7 +11,9 @@ test("log in (user name first, then password), wrong password shown at its field
     await page.goto(server.base + "/admin/webserver");
     await page.waitForURL(/\/admin\/login/);
     const order = await page.$$eval("form#login input", (els) => els.map((e) => e.id));
-    assert.deepEqual(order, ["user", "password"]);
+    // The second factor's code field follows, hidden until the server asks for a code.
+    assert.deepEqual(order, ["user", "password", "code"]);
+    assert.equal(await page.locator("#code").isVisible(), false);
     await page.getByLabel("User name").fill("admin");
     await page.keyboard.press("Tab");
     assert.equal(await page.evaluate(() => document.activeElement.id), "password");
