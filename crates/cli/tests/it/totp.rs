@@ -374,3 +374,64 @@ fn an_administrator_the_person_and_the_command_line_reset_a_second_factor() {
     let resets = event_kinds(&server).iter().filter(|k| *k == "second_factor_reset").count();
     assert_eq!(resets, 3, "the administrator's, the person's and the command line's");
 }
+
+/// Digest, like Basic, is refused for an account with a second factor
+/// after its right password (curl negotiates Digest itself).
+#[cfg(feature = "digest")]
+#[test]
+fn digest_is_refused_for_an_account_with_a_second_factor() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, clock) = server_with_alice(dir.path());
+    assert_eq!(server.admin("PUT", "/api/v1/authentication", Some(json!({"digest": true}))).0, 200);
+    // Digest's secrets are derived when the password is next given.
+    let (status, e) =
+        server.admin("PUT", "/api/v1/users/alice", Some(json!({"group": "users", "password": PASSWORD})));
+    assert_eq!(status, 200, "{e}");
+    let url = server.url("/api/v1/webserver");
+    let digest = |credentials: &str| -> (u16, Value) {
+        let (_, out, _) = run("curl", &["-s", "--digest", "-u", credentials, "-w", "\n%{http_code}", &url]);
+        let (body, status) = out.rsplit_once('\n').expect("status line");
+        (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+    };
+    let right = format!("alice:{PASSWORD}");
+    assert_eq!(digest(&right).0, 200, "Digest works before the enrolment");
+    let mut alice = Browser::new(dir.path(), "alice");
+    enrol(&server, &clock, &mut alice);
+    let (status, e) = digest(&right);
+    assert_eq!((status, e["error"]["code"].as_str()), (401, Some("second_factor_account")), "{e}");
+    let (status, e) = digest("alice:not the password");
+    assert_eq!((status, e["error"]["code"].as_str()), (401, Some("unauthorized")), "{e}");
+}
+
+/// Wrong codes count for the account too: spread over addresses, they lock
+/// its password logins at the account threshold, right code or not.
+#[test]
+fn wrong_codes_from_many_addresses_lock_the_account() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, clock) = server_with_alice(dir.path());
+    let (_, mut ws) = server.admin("GET", "/api/v1/webserver", None);
+    ws["intrusion_detection"]["account_lockout_threshold"] = json!(5);
+    assert_eq!(server.admin("PUT", "/api/v1/webserver", Some(ws)).0, 200);
+    let mut alice = Browser::new(dir.path(), "alice");
+    let (secret, _) = enrol(&server, &clock, &mut alice);
+    let wrong = other_than(&clock.code(&secret));
+    for i in 2..=6 {
+        let (status, e) = Browser::new(dir.path(), "x").login_from(
+            &format!("127.0.0.{i}"),
+            &server,
+            "alice",
+            PASSWORD,
+            Some(&wrong),
+        );
+        assert_eq!((status, e["error"]["code"].as_str()), (401, Some("second_factor_wrong")), "127.0.0.{i}");
+    }
+    let (status, e) = Browser::new(dir.path(), "y").login_from(
+        "127.0.0.7",
+        &server,
+        "alice",
+        PASSWORD,
+        Some(&clock.code(&secret)),
+    );
+    assert_eq!((status, e["error"]["code"].as_str()), (429, Some("account_locked")), "{e}");
+    assert!(event_kinds(&server).iter().any(|k| k == "account_locked"));
+}
