@@ -45,6 +45,7 @@ pub mod notifications;
 pub mod ports;
 pub mod runtime;
 pub mod security;
+mod sendfile;
 pub mod service;
 mod storage;
 pub mod store;
