@@ -428,7 +428,8 @@ fn large_files_over_plain_http_go_with_sendfile_byte_for_byte() {
 
     // Pipelined: a large file, a small one, a HEAD and the large one again,
     // sent at once; the answers come in order, each whole.
-    let mut s = connect_from("127.0.0.1", &server);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
     let req = |m: &str, p: &str| format!("{m} {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let all = [req("GET", "/big.bin"), req("GET", "/index.html"), req("HEAD", "/big.bin"), req("GET", "/big.bin")];
     s.write_all(all.concat().as_bytes()).expect("write");
