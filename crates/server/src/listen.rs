@@ -448,7 +448,12 @@ async fn serve_connection(
                     _ = stop.wait_for(|s| *s) => {}
                 }
             };
-            let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone(), lane: None };
+            let io = Tracked {
+                inner: stream,
+                tracker: guard.tracker.clone(),
+                state: guard.state.clone(),
+                lane: None,
+            };
             // Boxed, like every stage but the idle wait: a task's state is
             // as large as its largest stage, for as long as it lives, and an
             // idle connection should cost no more than its wait.
@@ -713,10 +718,8 @@ async fn drive<S: Parkable>(
         if lane.is_some() {
             builder.writev(true);
         }
-        let conn = Box::new(
-            builder
-                .serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service.clone()),
-        );
+        let conn =
+            Box::new(builder.serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service.clone()));
         let Some(parts) = Box::pin(supervise_http1(conn, ctx, &mut listener_stop, guard)).await else {
             return;
         };

@@ -119,7 +119,12 @@ impl Lane {
     /// Sends the file bytes that `placeholder` (what hyper still has to
     /// write of one) stands for, as far as the socket takes them now: the
     /// number of bytes sent, to be reported to hyper as written.
-    pub fn poll_send(&self, socket: &TcpStream, cx: &mut Context<'_>, placeholder: &[u8]) -> Poll<io::Result<usize>> {
+    pub fn poll_send(
+        &self,
+        socket: &TcpStream,
+        cx: &mut Context<'_>,
+        placeholder: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let end = placeholder.as_ptr_range().end as usize;
         loop {
             std::task::ready!(socket.poll_write_ready(cx))?;

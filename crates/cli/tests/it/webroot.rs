@@ -417,7 +417,11 @@ fn large_files_over_plain_http_go_with_sendfile_byte_for_byte() {
     assert_eq!(code, 0, "curl: {err}");
     assert!(std::fs::read(&one).expect("one") == big, "first download differs");
     assert!(std::fs::read(&two).expect("two") == big, "second download differs");
-    assert!(server.log().contains("file bytes sent with sendfile"), "not sent with sendfile:\n{}", server.log());
+    assert!(
+        server.log().contains("file bytes sent with sendfile"),
+        "not sent with sendfile:\n{}",
+        server.log()
+    );
 
     // A range across a placeholder's edge.
     let c = server.client();
@@ -431,7 +435,8 @@ fn large_files_over_plain_http_go_with_sendfile_byte_for_byte() {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
     s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
     let req = |m: &str, p: &str| format!("{m} {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    let all = [req("GET", "/big.bin"), req("GET", "/index.html"), req("HEAD", "/big.bin"), req("GET", "/big.bin")];
+    let all =
+        [req("GET", "/big.bin"), req("GET", "/index.html"), req("HEAD", "/big.bin"), req("GET", "/big.bin")];
     s.write_all(all.concat().as_bytes()).expect("write");
     let (head, body) = read_answer(&mut s);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
