@@ -432,7 +432,8 @@ async fn serve_connection(
                 inner: stream,
                 tracker: guard.tracker.clone(),
                 state: guard.state.clone(),
-                lane: Some(Lane::new()),
+                // Only a build that serves files has placeholders to send.
+                lane: cfg!(feature = "webroot").then(Lane::new),
             };
             // Boxed: the task then holds only what its own protocol needs
             // (a plain connection does not carry room for a TLS stream).
