@@ -199,8 +199,7 @@ fn translations() -> Result<(), String> {
         }
         let path = out.join(format!("errors-{lang}.deflate"));
         write_bytes(&path, &deflate(plain.as_bytes())?)?;
-        let _ =
-            writeln!(rs, "    (include_bytes!({:?}), {}),", path.display().to_string(), plain.len());
+        let _ = writeln!(rs, "    (include_bytes!({:?}), {}),", path.display().to_string(), plain.len());
     }
     rs.push_str("];\n");
     write(&out.join("error_texts.rs"), &rs)

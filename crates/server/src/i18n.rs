@@ -144,7 +144,9 @@ static TEXTS: [OnceLock<Texts>; 8] = [const { OnceLock::new() }; 8];
 fn texts(lang: Lang) -> &'static Texts {
     TEXTS[lang as usize].get_or_init(|| {
         let (deflated, len) = ERROR_TEXTS[lang as usize];
-        let all = crate::inflate::inflate(deflated, len).and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
+        let all = crate::inflate::inflate(deflated, len)
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
         let mut starts = Vec::with_capacity(ERROR_CODES.len());
         let mut at = 0;
         for text in all.split_terminator('\0') {

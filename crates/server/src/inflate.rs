@@ -14,8 +14,13 @@
 pub(crate) fn inflate(deflated: &[u8], len: usize) -> Option<Vec<u8>> {
     let mut out = vec![0; len];
     // No zlib header, hence no Adler-32 to check.
-    let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(&mut out, std::iter::once(deflated), false, true)
-        .ok()?;
+    let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(
+        &mut out,
+        std::iter::once(deflated),
+        false,
+        true,
+    )
+    .ok()?;
     (n == len).then_some(out)
 }
 
