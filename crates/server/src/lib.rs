@@ -40,6 +40,7 @@ pub mod fleet;
 pub mod headers;
 pub mod http;
 pub mod i18n;
+mod inflate;
 pub mod listen;
 pub mod notifications;
 pub mod ports;
