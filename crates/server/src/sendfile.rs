@@ -31,17 +31,33 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// The most bytes one placeholder stands for.
-pub(crate) const CHUNK: usize = 1024 * 1024;
+#[cfg(feature = "webroot")]
+const CHUNK: usize = 1024 * 1024;
 
 /// The placeholders' region: twice [`CHUNK`], so that consecutive
 /// placeholders can start at different places and end at different
-/// addresses. Zero-initialised, so it takes no room in the binary and, never
-/// touched, no memory.
-static MARK: [u8; 2 * CHUNK] = [0; 2 * CHUNK];
+/// addresses. A read-only mapping nothing touches: it takes no memory, and
+/// no room in the binary (a zeroed `static` would be read-only data).
+/// `None` when it could not be mapped: large files are then read and copied.
+static MARK: std::sync::OnceLock<Option<&'static [u8]>> = std::sync::OnceLock::new();
+
+/// The placeholders' region, mapped at first use.
+#[cfg(feature = "webroot")]
+fn mark() -> Option<&'static [u8]> {
+    *MARK.get_or_init(|| match portcullis_sys::untouched_region(2 * CHUNK) {
+        Ok(region) => Some(region),
+        Err(e) => {
+            tracing::warn!(error = %e, "large files are copied: no region for sendfile's placeholders");
+            None
+        }
+    })
+}
 
 /// Whether `slice` lies in the placeholders' region.
 fn is_placeholder(slice: &[u8]) -> bool {
-    let region = MARK.as_ptr_range();
+    // Not mapped yet: no placeholder exists (and none is mapped for asking).
+    let Some(Some(region)) = MARK.get() else { return false };
+    let region = region.as_ptr_range();
     let (start, end) = (slice.as_ptr(), slice.as_ptr().wrapping_add(slice.len()));
     !slice.is_empty() && start >= region.start && end <= region.end
 }
@@ -88,15 +104,15 @@ impl Lane {
 
     /// A placeholder for `len` (≤ [`CHUNK`]) bytes of `file` at `offset`.
     #[cfg(feature = "webroot")]
-    fn placeholder(&self, file: &Arc<File>, offset: u64, len: usize) -> bytes::Bytes {
+    fn placeholder(&self, mark: &'static [u8], file: &Arc<File>, offset: u64, len: usize) -> bytes::Bytes {
         use std::sync::atomic::Ordering;
         // Starts alternate between the region's halves (and move by a byte
         // each time), so that no two queued placeholders end at the same
         // address.
         let n = self.next_start.fetch_add(1, Ordering::Relaxed);
         let start = (n % 2) * CHUNK + (n / 2) % 64;
-        let start = start.min(MARK.len() - len);
-        let slice = &MARK[start..start + len];
+        let start = start.min(mark.len() - len);
+        let slice = &mark[start..start + len];
         self.segments().push_back(Segment {
             file: file.clone(),
             start: offset,
@@ -161,9 +177,11 @@ impl Lane {
     }
 }
 
-/// The body of bytes `start..end` of `file`, as placeholders on `lane`.
+/// The body of bytes `start..end` of `file`, as placeholders on `lane`;
+/// the file back when placeholders cannot be made.
 #[cfg(feature = "webroot")]
-pub fn body(lane: Arc<Lane>, file: File, start: u64, end: u64) -> axum::body::Body {
+pub fn body(lane: Arc<Lane>, file: File, start: u64, end: u64) -> Result<axum::body::Body, File> {
+    let Some(mark) = mark() else { return Err(file) };
     let file = Arc::new(file);
     let chunks = futures_util::stream::unfold(start, move |at| {
         let (lane, file) = (lane.clone(), file.clone());
@@ -172,10 +190,10 @@ pub fn body(lane: Arc<Lane>, file: File, start: u64, end: u64) -> axum::body::Bo
                 return None;
             }
             let len = (end - at).min(CHUNK as u64) as usize;
-            Some((Ok::<_, io::Error>(lane.placeholder(&file, at, len)), at + len as u64))
+            Some((Ok::<_, io::Error>(lane.placeholder(mark, &file, at, len)), at + len as u64))
         }
     });
-    axum::body::Body::from_stream(chunks)
+    Ok(axum::body::Body::from_stream(chunks))
 }
 
 #[cfg(all(test, feature = "webroot"))]
@@ -186,8 +204,9 @@ mod tests {
     fn placeholders_are_recognised_by_address_and_end_apart() {
         let lane = Lane::new();
         let file = Arc::new(File::open("/dev/null").expect("/dev/null"));
-        let a = lane.placeholder(&file, 0, CHUNK);
-        let b = lane.placeholder(&file, CHUNK as u64, 10);
+        let mark = mark().expect("the region");
+        let a = lane.placeholder(mark, &file, 0, CHUNK);
+        let b = lane.placeholder(mark, &file, CHUNK as u64, 10);
         assert!(is_placeholder(&a) && is_placeholder(&b[3..]));
         assert_ne!(a.as_ptr_range().end, b.as_ptr_range().end);
         // The same bytes elsewhere are not a placeholder.

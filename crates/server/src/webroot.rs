@@ -542,10 +542,13 @@ impl Webroot {
                 Some(data) => Body::from(data.slice(start as usize..end as usize)),
                 None => return not_found(),
             }
-        } else if let Some(lane) = lane {
-            crate::sendfile::body(lane, file, start, end)
         } else {
-            stream(file, start, end)
+            match lane {
+                Some(lane) => {
+                    crate::sendfile::body(lane, file, start, end).unwrap_or_else(|f| stream(f, start, end))
+                }
+                None => stream(file, start, end),
+            }
         };
         let mut r = Response::new(body);
         *r.status_mut() = status;
