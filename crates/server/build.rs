@@ -3,10 +3,12 @@
 //! can be recognised; and turns the translations (`i18n/<lang>.json`) into
 //! what the binary embeds: one JavaScript module of UI texts per language,
 //! the HTML pages rendered in each language, and the table of API error
-//! texts. With the `ui` feature, it also prepares the UI's files for
-//! caching: a version named after their content (the folder they are served
-//! under, so that browsers may keep them for good), a strong ETag of each
-//! file, and each file gzipped (`ui_assets.rs`, included by `src/ui.rs`).
+//! texts (each language's compressed with DEFLATE: `error_texts.rs`). With
+//! the `ui` feature, it also prepares the UI's files for caching: a version
+//! named after their content (the folder they are served under, so that
+//! browsers may keep them for good), a strong ETag of each file, and each
+//! file gzipped, which is the only form the binary keeps of it (`ui_assets.rs`,
+//! included by `src/ui.rs`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,31 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+    #[cfg(feature = "openapi")]
+    if let Err(e) = openapi_document() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes `openapi_document.rs`: the committed OpenAPI document
+/// (`openapi.json`, pretty-printed) compressed, and its length.
+#[cfg(feature = "openapi")]
+fn openapi_document() -> Result<(), String> {
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let path = dir.join("openapi.json");
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let deflated = out.join("openapi.json.deflate");
+    write_bytes(&deflated, &deflate(&text)?)?;
+    let rs = format!(
+        "/// The OpenAPI document of the full build (`openapi.json`): raw DEFLATE, and its length in bytes.\n\
+         pub(crate) static OPENAPI_FULL: (&[u8], usize) = (include_bytes!({:?}), {});\n",
+        deflated.display().to_string(),
+        text.len()
+    );
+    write(&out.join("openapi_document.rs"), &rs)
 }
 
 fn translations() -> Result<(), String> {
@@ -144,18 +171,45 @@ fn translations() -> Result<(), String> {
     #[cfg(not(feature = "ui"))]
     let _ = (version, pages);
 
+    // The codes plain (looked up by binary search), each language's texts
+    // in the codes' order, each ended by a NUL, as one DEFLATE stream: the
+    // server inflates a language's texts when it first answers in it.
     let mut codes: Vec<&String> = en_errors.keys().collect();
     codes.sort();
-    let mut rs =
-        String::from("/// API error code → its text in each language of [`Lang::ALL`], sorted by code.\n");
-    rs.push_str("pub(crate) static ERROR_TEXTS: &[(&str, [&str; 8])] = &[\n");
-    for code in codes {
-        let texts: Vec<String> =
-            errors.iter().map(|m| format!("{:?}", m[code].as_str().unwrap_or(""))).collect();
-        let _ = writeln!(rs, "    ({code:?}, [{}]),", texts.join(", "));
+    let mut rs = String::from("/// The API error codes that have texts, sorted.\n");
+    rs.push_str("pub(crate) static ERROR_CODES: &[&str] = &[\n");
+    for code in &codes {
+        let _ = writeln!(rs, "    {code:?},");
+    }
+    rs.push_str("];\n");
+    rs.push_str(
+        "/// The error texts of each language of [`Lang::ALL`]: raw DEFLATE of the texts in the\n\
+         /// order of [`ERROR_CODES`], each ended by a NUL, and that text's length in bytes.\n",
+    );
+    rs.push_str("pub(crate) static ERROR_TEXTS: [(&[u8], usize); 8] = [\n");
+    for (lang, texts) in LANGS.iter().zip(&errors) {
+        let mut plain = String::new();
+        for code in &codes {
+            let text = texts[code.as_str()].as_str().unwrap_or("");
+            if text.contains('\0') {
+                return Err(format!("i18n/{lang}.json: errors.{code} holds a NUL"));
+            }
+            plain.push_str(text);
+            plain.push('\0');
+        }
+        let path = out.join(format!("errors-{lang}.deflate"));
+        write_bytes(&path, &deflate(plain.as_bytes())?)?;
+        let _ = writeln!(rs, "    (include_bytes!({:?}), {}),", path.display().to_string(), plain.len());
     }
     rs.push_str("];\n");
     write(&out.join("error_texts.rs"), &rs)
+}
+
+/// `bytes` compressed with raw DEFLATE (RFC 1951) at the best level.
+fn deflate(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).and_then(|()| enc.finish()).map_err(|e| format!("deflate: {e}"))
 }
 
 fn fill(texts: &mut Texts, english: &Texts) {
@@ -165,7 +219,8 @@ fn fill(texts: &mut Texts, english: &Texts) {
 }
 
 /// Writes `ui_assets.rs`: the assets' version, and for every asset and page
-/// its bytes, gzipped bytes (when smaller) and strong ETags, one per form.
+/// its bytes as the binary keeps them (gzipped, unless that is not smaller),
+/// its length and strong ETags, one per form.
 #[cfg(feature = "ui")]
 fn embedded(
     out: &Path,
@@ -178,18 +233,18 @@ fn embedded(
     let item = |name: &str, content_type: &str, path: &Path, bytes: &[u8]| -> Result<String, String> {
         let tag = &hex(&sha2::Sha256::digest(bytes))[..20];
         let gz = gzip(bytes)?;
-        let gzip = if gz.len() < bytes.len() {
+        let (stored, gzipped) = if gz.len() < bytes.len() {
             let gz_path = gz_dir.join(format!("{}.gz", name.replace('/', "-")));
             write_bytes(&gz_path, &gz)?;
-            format!("Some(include_bytes!({:?}).as_slice())", gz_path.display().to_string())
+            (gz_path.display().to_string(), true)
         } else {
-            "None".to_string()
+            (path.display().to_string(), false)
         };
         let (etag, etag_gzip) = (format!("\"{tag}\""), format!("\"{tag}-gz\""));
-        let path = path.display().to_string();
         Ok(format!(
-            "    Embedded {{ name: {name:?}, content_type: {content_type:?}, body: include_bytes!({path:?}), \
-             gzip: {gzip}, etag: {etag:?}, etag_gzip: {etag_gzip:?} }},\n"
+            "    Embedded {{ name: {name:?}, content_type: {content_type:?}, stored: include_bytes!({stored:?}), \
+             gzipped: {gzipped}, len: {}, etag: {etag:?}, etag_gzip: {etag_gzip:?} }},\n",
+            bytes.len()
         ))
     };
     let mut rs = String::new();
@@ -216,8 +271,9 @@ fn embedded(
     write(&out.join("ui_assets.rs"), &rs)
 }
 
-/// `bytes` gzipped at the best level. The header holds no time and no name:
-/// the same input makes the same bytes, build after build.
+/// `bytes` gzipped at the best level. The header holds no time, no name and
+/// no flags: the same input makes the same bytes, build after build, and the
+/// server's unpacker (`src/inflate.rs`) takes exactly this header.
 #[cfg(feature = "ui")]
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Write as _;

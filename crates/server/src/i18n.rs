@@ -3,13 +3,18 @@
 //! and the error texts. Everything comes from `i18n/<lang>.json`, one file per
 //! language with the UI's texts (`ui`) and a sentence for every API error code
 //! (`errors`); the build script turns them into the tables embedded here and
-//! the UI's modules.
+//! the UI's modules. The error texts are embedded compressed, a stream per
+//! language, and unpacked the first time an answer is worded in that
+//! language (kept from then on: at most the eight languages' texts, about
+//! 100 KB together, in memory).
 //!
 //! An API error answer keeps its code and field; its `message` is worded in
 //! the language the request's `Accept-Language` prefers, and the English
 //! message the code was raised with (which names the exact value or limit)
 //! moves to `detail`. Without `Accept-Language`, or when it prefers English,
 //! the answer is the English one, unchanged.
+
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -124,16 +129,50 @@ fn weight(q: &str) -> u16 {
     }
 }
 
+/// One language's error texts, unpacked: every text, each ended by a NUL,
+/// in the order of `ERROR_CODES`, and where each starts.
+struct Texts {
+    all: String,
+    starts: Vec<u32>,
+}
+
+/// The unpacked error texts, by language, each made on first use.
+static TEXTS: [OnceLock<Texts>; 8] = [const { OnceLock::new() }; 8];
+
+/// `lang`'s error texts, unpacked on first use. Empty should the embedded
+/// stream not unpack (a test rules that out): the answer stays English.
+fn texts(lang: Lang) -> &'static Texts {
+    TEXTS[lang as usize].get_or_init(|| {
+        let (deflated, len) = ERROR_TEXTS[lang as usize];
+        let all = crate::inflate::inflate(deflated, len)
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let mut starts = Vec::with_capacity(ERROR_CODES.len());
+        let mut at = 0;
+        for text in all.split_terminator('\0') {
+            starts.push(u32::try_from(at).unwrap_or(u32::MAX));
+            at += text.len() + 1;
+        }
+        if starts.len() != ERROR_CODES.len() {
+            return Texts { all: String::new(), starts: Vec::new() };
+        }
+        Texts { all, starts }
+    })
+}
+
 /// The sentence for an API error code in `lang`, if the code has one (a
 /// test makes sure every code has one in every language).
 pub fn error_text(code: ErrorCode, lang: Lang) -> Option<&'static str> {
-    let code = code.as_str();
-    ERROR_TEXTS.binary_search_by(|(c, _)| (*c).cmp(code)).ok().map(|i| ERROR_TEXTS[i].1[lang as usize])
+    let i = ERROR_CODES.binary_search(&code.as_str()).ok()?;
+    let texts = texts(lang);
+    let start = *texts.starts.get(i)? as usize;
+    let len = texts.all.get(start..)?.find('\0')?;
+    texts.all.get(start..start + len)
 }
 
 /// Every error code that has texts.
 pub fn error_codes() -> impl Iterator<Item = &'static str> {
-    ERROR_TEXTS.iter().map(|(c, _)| *c)
+    ERROR_CODES.iter().copied()
 }
 
 /// Words an API error answer in the language `accept_language` prefers: the

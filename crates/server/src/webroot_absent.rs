@@ -54,7 +54,11 @@ impl Webroot {
         match *self {}
     }
 
-    pub(crate) async fn read(self: &Arc<Self>, read: Read) -> Response {
+    pub(crate) async fn read(
+        self: &Arc<Self>,
+        read: Read,
+        _lane: Option<Arc<crate::sendfile::Lane>>,
+    ) -> Response {
         match read {}
     }
 }

@@ -376,3 +376,85 @@ fn a_folder_swapped_for_a_link_to_the_data_folder_serves_nothing_of_it() {
         assert_eq!(r.status(), 404, "{path} over HTTPS");
     }
 }
+
+/// Reads one answer from `s`: its head and, by its Content-Length, its body.
+fn read_answer(s: &mut impl std::io::Read) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("read"), 1, "connection closed in the head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).expect("body");
+    (head, body)
+}
+
+/// Large files over plain HTTP/1 go from the page cache to the socket with
+/// `sendfile` (issue 23): whole, in ranges, one after another on a kept-alive
+/// connection and pipelined, byte for byte; HTTPS streams them as before.
+#[test]
+fn large_files_over_plain_http_go_with_sendfile_byte_for_byte() {
+    use std::io::Write as _;
+    let (server, content) = with_webroot();
+    // Bigger than one placeholder (1 MiB), not a multiple of it.
+    let big = pattern(3 * 1024 * 1024 + 12_345);
+    std::fs::write(content.path().join("www/big.bin"), &big).expect("write");
+    let out = tempfile::tempdir().expect("tempdir");
+    let (one, two) = (out.path().join("one"), out.path().join("two"));
+    // curl: two downloads on one kept-alive connection.
+    let url = server.url("/big.bin");
+    let (code, _, err) = run(
+        "curl",
+        &["-sS", "--fail", "-o", &one.display().to_string(), &url, "-o", &two.display().to_string(), &url],
+    );
+    assert_eq!(code, 0, "curl: {err}");
+    assert!(std::fs::read(&one).expect("one") == big, "first download differs");
+    assert!(std::fs::read(&two).expect("two") == big, "second download differs");
+    assert!(
+        server.log().contains("file bytes sent with sendfile"),
+        "not sent with sendfile:\n{}",
+        server.log()
+    );
+
+    // A range across a placeholder's edge.
+    let c = server.client();
+    let r = c.get(server.url("/big.bin")).header("range", "bytes=1000000-2100000").send().expect("range");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-length"], "1100001");
+    assert!(r.bytes().expect("body")[..] == big[1_000_000..=2_100_000], "the range differs");
+
+    // Pipelined: a large file, a small one, a HEAD and the large one again,
+    // sent at once; the answers come in order, each whole.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.http_ports[0])).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let req = |m: &str, p: &str| format!("{m} {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let all =
+        [req("GET", "/big.bin"), req("GET", "/index.html"), req("HEAD", "/big.bin"), req("GET", "/big.bin")];
+    s.write_all(all.concat().as_bytes()).expect("write");
+    let (head, body) = read_answer(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body == big, "the pipelined large file differs");
+    let (_, body) = read_answer(&mut s);
+    assert_eq!(body, b"<h1>camera</h1>");
+    // A HEAD answer has a Content-Length but no body.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut s, &mut byte).expect("head");
+        head.push(byte[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).contains(&format!("content-length: {}", big.len())));
+    let (_, body) = read_answer(&mut s);
+    assert!(body == big, "the large file after a HEAD differs");
+
+    // HTTPS: the same bytes, by the copying path.
+    let r = c.get(server.https_url("/big.bin")).send().expect("https");
+    assert!(r.bytes().expect("body")[..] == big[..], "the HTTPS download differs");
+}

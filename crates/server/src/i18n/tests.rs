@@ -177,13 +177,29 @@ fn a_page_follows_the_kept_choice_before_accept_language() {
 
 #[test]
 fn error_texts_are_sorted_and_found() {
-    assert!(ERROR_TEXTS.windows(2).all(|w| w[0].0 < w[1].0), "sorted, no code twice");
+    assert!(ERROR_CODES.windows(2).all(|w| w[0] < w[1]), "sorted, no code twice");
     assert_eq!(
         error_text(ErrorCode::OutOfRange, Lang::De),
         Some("Der Wert liegt außerhalb des erlaubten Bereichs.")
     );
     assert_eq!(error_text(ErrorCode::OutOfRange, Lang::Ja), Some("値が許容範囲外です。"));
     assert!(error_codes().count() > 100);
+}
+
+/// Each language's embedded stream unpacks to exactly one text per code,
+/// the same as its source file's (English where a language lacks one).
+#[test]
+fn every_languages_embedded_texts_unpack_to_its_sources() {
+    let english = section("en", SOURCES[0].1, "errors");
+    for lang in Lang::ALL {
+        let (_, source) = SOURCES[lang as usize];
+        let mine = section(lang.code(), source, "errors");
+        assert_eq!(texts(lang).starts.len(), ERROR_CODES.len(), "{lang:?}");
+        for code in ErrorCode::ALL {
+            let want = mine.get(code.as_str()).or_else(|| english.get(code.as_str())).expect("a text");
+            assert_eq!(error_text(*code, lang), Some(want.as_str()), "{code} in {lang:?}");
+        }
+    }
 }
 
 async fn body_json(resp: Response) -> serde_json::Value {
