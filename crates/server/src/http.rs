@@ -530,12 +530,7 @@ pub struct FrontService {
 
 impl FrontService {
     /// Answers a request that came over the connection `info`.
-    pub fn serve<B>(
-        &self,
-        req: http::Request<B>,
-        mut info: ConnInfo,
-        lane: Option<&Arc<crate::sendfile::Lane>>,
-    ) -> FrontFuture
+    pub fn serve<B>(&self, req: http::Request<B>, mut info: ConnInfo) -> FrontFuture
     where
         B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
@@ -573,8 +568,8 @@ impl FrontService {
             future.state = match w.answer(&parts.method, parts.uri.path(), &parts.headers) {
                 Answer::Ready(resp) => FrontState::Answer(Some(future.with_hsts(resp))),
                 Answer::Read(read) => {
-                    let (w, lane) = (w.clone(), lane.cloned());
-                    FrontState::Reading(Box::pin(async move { w.read(read, lane).await }))
+                    let w = w.clone();
+                    FrontState::Reading(Box::pin(async move { w.read(read).await }))
                 }
             };
             return future;

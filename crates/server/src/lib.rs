@@ -47,7 +47,6 @@ pub mod ports;
 pub mod runtime;
 pub mod second_factor;
 pub mod security;
-mod sendfile;
 pub mod service;
 mod storage;
 pub mod store;

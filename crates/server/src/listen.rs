@@ -26,7 +26,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::conn::coarse_now_ms;
 pub use crate::conn::{ConnInfo, ConnectionGate, Limits, OpenGate};
 use crate::ports::ServeJobs;
-use crate::sendfile::Lane;
 
 /// Everything an accept loop needs; cheap to clone.
 #[derive(Clone)]
@@ -261,15 +260,11 @@ impl Drop for ConnGuard {
     }
 }
 
-/// A stream that notes when bytes last moved, for the idle timeout and
-/// eviction; on a plain connection, it also sends the file segments that the
-/// body's placeholders stand for ([`crate::sendfile`]).
+/// A stream that notes when bytes last moved, for the idle timeout and eviction.
 struct Tracked<S> {
     inner: S,
     tracker: Arc<ConnTracker>,
     state: Arc<ConnState>,
-    /// The connection's file segments: plain connections only.
-    lane: Option<Arc<Lane>>,
 }
 
 impl<S> Tracked<S> {
@@ -305,12 +300,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-impl AsyncWrite for Tracked<TcpStream> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let r = match &self.lane {
-            Some(lane) if Lane::is_placeholder(buf) => lane.poll_send(&self.inner, cx, buf),
-            _ => Pin::new(&mut self.inner).poll_write(cx, buf),
-        };
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.wrote(&r);
         r
     }
@@ -319,14 +311,7 @@ impl AsyncWrite for Tracked<TcpStream> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        // What comes before a placeholder is written as it is; a placeholder
-        // first in line is sent from its file.
-        let placeholder = self.lane.as_ref().and_then(|_| Lane::first_placeholder(bufs));
-        let r = match (&self.lane, placeholder) {
-            (Some(lane), Some(0)) => lane.poll_send(&self.inner, cx, &bufs[0]),
-            (_, Some(i)) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..i]),
-            _ => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
-        };
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.wrote(&r);
         r
     }
@@ -428,13 +413,7 @@ async fn serve_connection(
         // Plain connections may speak HTTP/1 or h2c (prior knowledge): the
         // first bytes decide.
         None => {
-            let io = Tracked {
-                inner: stream,
-                tracker: guard.tracker.clone(),
-                state: guard.state.clone(),
-                // Only a build that serves files has placeholders to send.
-                lane: cfg!(feature = "webroot").then(Lane::new),
-            };
+            let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
             // Boxed: the task then holds only what its own protocol needs
             // (a plain connection does not carry room for a TLS stream).
             Box::pin(drive(io, Proto::Auto, info, &ctx, listener_stop, &guard)).await
@@ -449,12 +428,7 @@ async fn serve_connection(
                     _ = stop.wait_for(|s| *s) => {}
                 }
             };
-            let io = Tracked {
-                inner: stream,
-                tracker: guard.tracker.clone(),
-                state: guard.state.clone(),
-                lane: None,
-            };
+            let io = Tracked { inner: stream, tracker: guard.tracker.clone(), state: guard.state.clone() };
             // Boxed, like every stage but the idle wait: a task's state is
             // as large as its largest stage, for as long as it lives, and an
             // idle connection should cost no more than its wait.
@@ -509,9 +483,6 @@ trait Parkable: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn buffered(&self) -> bool;
     /// The socket, to wait on its readiness.
     fn socket(&self) -> &TcpStream;
-    /// The file segments that placeholders in its HTTP/1 answers stand for
-    /// (plain connections only).
-    fn lane(&self) -> Option<Arc<Lane>>;
 }
 
 impl Parkable for Tracked<TcpStream> {
@@ -520,9 +491,6 @@ impl Parkable for Tracked<TcpStream> {
     }
     fn socket(&self) -> &TcpStream {
         &self.inner
-    }
-    fn lane(&self) -> Option<Arc<Lane>> {
-        self.lane.clone()
     }
 }
 
@@ -534,9 +502,6 @@ impl Parkable for tokio_rustls::server::TlsStream<Tracked<TcpStream>> {
     }
     fn socket(&self) -> &TcpStream {
         &self.get_ref().0.inner
-    }
-    fn lane(&self) -> Option<Arc<Lane>> {
-        None
     }
 }
 
@@ -652,8 +617,6 @@ fn http2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioEx
 struct ConnService {
     app: crate::http::FrontService,
     info: ConnInfo,
-    /// Where large files' placeholders go (plain HTTP/1 only).
-    lane: Option<Arc<Lane>>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnService {
@@ -662,7 +625,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
     type Future = crate::http::FrontFuture;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
-        self.app.serve(req, self.info, self.lane.as_ref())
+        self.app.serve(req, self.info)
     }
 }
 
@@ -674,8 +637,7 @@ async fn drive<S: Parkable>(
     mut listener_stop: watch::Receiver<bool>,
     guard: &ConnGuard,
 ) {
-    // HTTP/2 frames its data itself: no placeholders there.
-    let service = ConnService { app: ctx.service.clone(), info, lane: None };
+    let service = ConnService { app: ctx.service.clone(), info };
     #[allow(unused_mut)] // assigned only in builds with HTTP/2
     let mut prefix = Bytes::new();
     // Without HTTP/2 in the build, nothing is negotiated or sniffed but
@@ -706,21 +668,15 @@ async fn drive<S: Parkable>(
     }
     #[cfg(not(feature = "http2"))]
     let _ = proto;
-    // On a plain connection, large files go with sendfile: hyper must queue
-    // the body's placeholders as they are (vectored writes), never copy them.
-    let lane = io.lane();
-    let service = ConnService { lane: lane.clone(), ..service };
     // HTTP/1: hyper's state (its read and write buffers, some 16 KiB) lives
     // while requests come; once the connection has been idle for
     // `buffers_released_after`, it is dropped and the connection waits with
     // its socket alone, then gets a new one when the client sends again.
     loop {
-        let mut builder = http1_builder(&ctx.limits);
-        if lane.is_some() {
-            builder.writev(true);
-        }
-        let conn =
-            Box::new(builder.serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service.clone()));
+        let conn = Box::new(
+            http1_builder(&ctx.limits)
+                .serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service.clone()),
+        );
         let Some(parts) = Box::pin(supervise_http1(conn, ctx, &mut listener_stop, guard)).await else {
             return;
         };

@@ -21,7 +21,6 @@
 //! file (a new version, or whatever a swapped link leads to) makes the file
 //! be opened again, beneath the folder.
 
-use crate::sendfile::Lane;
 use portcullis_core::ErrorCode;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -422,7 +421,7 @@ impl Webroot {
     pub async fn serve(self: &Arc<Self>, method: &Method, path: &str, headers: &HeaderMap) -> Response {
         match self.answer(method, path, headers) {
             Answer::Ready(r) => r,
-            Answer::Read(read) => self.read(read, None).await,
+            Answer::Read(read) => self.read(read).await,
         }
     }
 
@@ -519,10 +518,8 @@ impl Webroot {
         Answer::Ready(r)
     }
 
-    /// Reads the content [`Webroot::answer`] could not answer with at once;
-    /// with the `lane` of a plain HTTP/1 connection, a large file goes with
-    /// `sendfile` ([`crate::sendfile`]).
-    pub(crate) async fn read(self: &Arc<Self>, read: Read, lane: Option<Arc<Lane>>) -> Response {
+    /// Reads the content [`Webroot::answer`] could not answer with at once.
+    pub(crate) async fn read(self: &Arc<Self>, read: Read) -> Response {
         let Read { target, info, file, start, end, status, headers } = read;
         let (file, same) = match file {
             Some(f) => (f, true),
@@ -543,12 +540,7 @@ impl Webroot {
                 None => return not_found(),
             }
         } else {
-            match lane {
-                Some(lane) => {
-                    crate::sendfile::body(lane, file, start, end).unwrap_or_else(|f| stream(f, start, end))
-                }
-                None => stream(file, start, end),
-            }
+            stream(file, start, end)
         };
         let mut r = Response::new(body);
         *r.status_mut() = status;

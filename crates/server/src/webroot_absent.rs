@@ -54,11 +54,7 @@ impl Webroot {
         match *self {}
     }
 
-    pub(crate) async fn read(
-        self: &Arc<Self>,
-        read: Read,
-        _lane: Option<Arc<crate::sendfile::Lane>>,
-    ) -> Response {
+    pub(crate) async fn read(self: &Arc<Self>, read: Read) -> Response {
         match read {}
     }
 }

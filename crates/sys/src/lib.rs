@@ -1,7 +1,7 @@
 //! System calls portcullis needs that its dependencies wrap only as unsafe
 //! functions. The rest of the workspace forbids `unsafe`; here it is denied
-//! except on the items below (`advise`, `trim_glibc`, `map_untouched`),
-//! each saying why it is sound.
+//! except on the two items below (`advise`, `trim_glibc`), each saying why
+//! it is sound.
 
 use std::io::{self, BufRead};
 
@@ -91,35 +91,6 @@ fn advise(m: Mapping) -> io::Result<()> {
     Ok(())
 }
 
-/// A read-only region of `len` zero bytes that lives as long as the
-/// process and takes no memory: an anonymous mapping that nothing writes
-/// (`PROT_READ`) and nothing reads, so no page of it is ever made.
-///
-/// Why: the sendfile path gives hyper *placeholders*, slices whose address
-/// says which file bytes they stand for; a zeroed `static` of that size
-/// would sit in the binary's read-only data (2 MiB of flash on a device).
-pub fn untouched_region(len: usize) -> io::Result<&'static [u8]> {
-    map_untouched(len)
-}
-
-#[allow(unsafe_code)]
-fn map_untouched(len: usize) -> io::Result<&'static [u8]> {
-    use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous};
-    if len == 0 {
-        return Ok(&[]);
-    }
-    // SAFETY: a new anonymous mapping at an address the kernel chooses
-    // (null hint) overlaps nothing the program uses.
-    let addr = unsafe {
-        mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE | MapFlags::NORESERVE)
-    }?;
-    // SAFETY: the mapping is `len` bytes, readable, zero-filled by the
-    // kernel, never written (read-only protection) and never unmapped (no
-    // code keeps its address to unmap it), so a shared `'static` slice of it
-    // stays valid and unchanged for the rest of the process.
-    Ok(unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), len) })
-}
-
 /// Hands the heap's free memory back to the kernel; `Ok(true)` when some
 /// was returned.
 ///
@@ -206,17 +177,6 @@ fn eligible(perms: &str, path: &str, exe: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn an_untouched_region_is_zeros_of_its_length_and_stays_put() {
-        let a = untouched_region(1 << 21).expect("mapped");
-        let b = untouched_region(1 << 21).expect("mapped");
-        assert_eq!(a.len(), 1 << 21);
-        assert_eq!((a[0], a[a.len() - 1]), (0, 0));
-        assert_ne!(a.as_ptr(), b.as_ptr());
-        assert!(untouched_region(0).expect("empty").is_empty());
-    }
-
     use super::*;
 
     fn mappings(smaps: &str, exe: &str) -> Vec<Mapping> {
