@@ -435,3 +435,80 @@ fn wrong_codes_from_many_addresses_lock_the_account() {
     assert_eq!((status, e["error"]["code"].as_str()), (429, Some("account_locked")), "{e}");
     assert!(event_kinds(&server).iter().any(|k| k == "account_locked"));
 }
+
+/// A backup carries the second factor: after it was reset, importing the
+/// backup brings back the same secret (the app's codes work again) and the
+/// unused recovery codes, and the file shows none of them in clear.
+#[cfg(feature = "backup")]
+#[test]
+fn a_backup_brings_the_second_factor_back_with_its_unused_recovery_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, mut clock) = server_with_alice(dir.path());
+    let mut alice = Browser::new(dir.path(), "alice");
+    let (secret, recovery) = enrol(&server, &clock, &mut alice);
+    let passphrase = "correct horse battery staple";
+    let out = dir.path().join("backup.age");
+    let admin = format!("admin:{}", portcullis_testkit::ADMIN_PASSWORD);
+    let body = json!({"passphrase": passphrase}).to_string();
+    let (_, code, err) = run(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "60",
+            "-u",
+            &admin,
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &body,
+            "-o",
+            out.to_str().expect("utf8"),
+            "-w",
+            "%{http_code}",
+            &server.url("/api/v1/config/export"),
+        ],
+    );
+    assert_eq!(code.trim(), "200", "export: {err}");
+    let file = String::from_utf8_lossy(&std::fs::read(&out).expect("file")).to_string();
+    for shown in std::iter::once(&secret).chain(&recovery) {
+        assert!(!file.contains(shown.as_str()), "the backup shows {shown} in clear");
+    }
+
+    // Reset by an administrator, then the backup imported.
+    assert_eq!(server.admin("DELETE", "/api/v1/users/alice/totp", None).0, 204);
+    assert!(!second_factor_of(&server, "alice"));
+    let (_, answer, err) = run(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "60",
+            "-u",
+            &admin,
+            "-F",
+            &format!("file=@{}", out.display()),
+            "-F",
+            &format!("passphrase={passphrase}"),
+            "-w",
+            "\n%{http_code}",
+            &server.url("/api/v1/config/import"),
+        ],
+    );
+    assert!(answer.trim_end().ends_with("200"), "import: {answer} {err}");
+    assert!(second_factor_of(&server, "alice"), "the second factor came back");
+
+    // The same secret: the app's next code logs in; so does a recovery code, once.
+    let mut again = Browser::new(dir.path(), "alice-again");
+    assert_eq!(again.login(&server, "alice", PASSWORD, None).0, 401, "a code is asked for");
+    clock.next_codes();
+    let (status, answer) = again.login(&server, "alice", PASSWORD, Some(&clock.code(&secret)));
+    assert_eq!(status, 200, "{answer}");
+    let mut third = Browser::new(dir.path(), "alice-third");
+    assert_eq!(third.login(&server, "alice", PASSWORD, Some(&recovery[0])).0, 200);
+    assert_eq!(
+        third.login(&server, "alice", PASSWORD, Some(&recovery[0])).0,
+        401,
+        "a recovery code works once"
+    );
+}
