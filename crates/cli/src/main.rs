@@ -645,7 +645,10 @@ fn user(cmd: UserCommand) -> Result<ExitCode> {
             let store = Store::open(&data.data_dir)?;
             for u in load_users(&store)?.users.values() {
                 let group = if u.group == Group::Admins { "admins" } else { "users" };
-                println!("{}\t{group}", u.name);
+                // A third column only for an account with a second factor:
+                // the lines of the others stay as scripts know them.
+                let factor = if u.second_factor.is_some() { "\tsecond-factor" } else { "" };
+                println!("{}\t{group}{factor}", u.name);
             }
         }
     }

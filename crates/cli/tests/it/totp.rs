@@ -363,9 +363,13 @@ fn an_administrator_the_person_and_the_command_line_reset_a_second_factor() {
     let data = data.to_str().expect("utf8");
     let cli = bin();
     let cli = cli.to_str().expect("utf8");
+    let (_, list, _) = run(cli, &["user", "list", "--data-dir", data]);
+    assert!(list.contains("alice\tusers\tsecond-factor\n") && list.contains("admin\tadmins\n"), "{list}");
     let (code, out, err) = run(cli, &["user", "second-factor-reset", "alice", "--data-dir", data]);
     assert_eq!(code, 0, "{err}");
     assert_eq!((out.as_str(), err.lines().count()), ("", 1), "{err}");
+    let (_, list, _) = run(cli, &["user", "list", "--data-dir", data]);
+    assert!(list.contains("alice\tusers\n"), "{list}");
     let (code, _, err) = run(cli, &["user", "second-factor-reset", "alice", "--data-dir", data]);
     assert_ne!(code, 0);
     assert!(err.contains("no second factor") && err.lines().count() == 1, "{err}");
