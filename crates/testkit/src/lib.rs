@@ -15,12 +15,22 @@ use serde_json::Value;
 /// Password of the `admin` account of every test server.
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
-/// A port that was free a moment ago on loopback.
+/// A port that was free a moment ago on loopback, and not handed out before
+/// in this process: the kernel may give the same free port to two binds in a
+/// row, and a test that asks for two ports (HTTP and HTTPS), or two tests
+/// running at once, would then start a server on one port twice.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    let port = l.local_addr().expect("local addr").port();
-    drop(l);
-    port
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let port = l.local_addr().expect("local addr").port();
+        drop(l);
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
