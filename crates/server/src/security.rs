@@ -588,6 +588,16 @@ impl FleetEvents {
         Arc::new(Self { security: Arc::downgrade(security), clock, lapi_down: AtomicBool::new(false) })
     }
 
+    /// Counts `n` messages for `destination` with `result` in the syslog metric.
+    #[cfg(all(feature = "syslog", feature = "metrics"))]
+    fn count_syslog(&self, destination: &str, result: &'static str, n: u64) {
+        if let Some(s) = self.security.upgrade() {
+            let labels =
+                portcullis_fleet::metrics::SyslogLabels { destination: destination.to_string(), result };
+            s.fleet().metrics().syslog_messages.get_or_create(&labels).inc_by(n);
+        }
+    }
+
     #[cfg_attr(not(any(feature = "syslog", feature = "crowdsec")), allow(dead_code))]
     fn record(&self, kind: EventKind, message: String, details: serde_json::Value) {
         if let Some(security) = self.security.upgrade() {
@@ -615,32 +625,14 @@ impl crate::fleet::FleetObserver for FleetObservers {
 impl portcullis_fleet::syslog::SyslogObserver for FleetEvents {
     fn sent(&self, destination: &str) {
         #[cfg(feature = "metrics")]
-        if let Some(s) = self.security.upgrade() {
-            s.fleet()
-                .metrics()
-                .syslog_messages
-                .get_or_create(&portcullis_fleet::metrics::SyslogLabels {
-                    destination: destination.to_string(),
-                    result: "sent",
-                })
-                .inc();
-        }
+        self.count_syslog(destination, "sent", 1);
         #[cfg(not(feature = "metrics"))]
         let _ = destination;
     }
 
     fn dropped(&self, destination: &str, count: u64) {
         #[cfg(feature = "metrics")]
-        if let Some(s) = self.security.upgrade() {
-            s.fleet()
-                .metrics()
-                .syslog_messages
-                .get_or_create(&portcullis_fleet::metrics::SyslogLabels {
-                    destination: destination.to_string(),
-                    result: "dropped",
-                })
-                .inc_by(count);
-        }
+        self.count_syslog(destination, "dropped", count);
         self.record(
             EventKind::SyslogDropped,
             format!("{count} syslog messages for {destination} were dropped: its queue was full while it could not be reached"),
