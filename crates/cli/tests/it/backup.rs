@@ -40,7 +40,8 @@ fn export_as(server: &TestServer, user: &str, password: &str, body: &Value, out:
     (status, std::fs::read_to_string(&headers).unwrap_or_default())
 }
 
-fn export(server: &TestServer, body: Value, out: &Path) -> String {
+/// Exports as the administrator; the answer's headers (the file is at `out`).
+pub(crate) fn export(server: &TestServer, body: Value, out: &Path) -> String {
     let (status, headers) = export_as(server, "admin", ADMIN_PASSWORD, &body, out);
     assert_eq!(status, 200, "{headers} {}", String::from_utf8_lossy(&std::fs::read(out).unwrap_or_default()));
     headers
@@ -78,7 +79,8 @@ fn import_at(
     (status.trim().parse().expect("status"), serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn import(server: &TestServer, file: &Path, passphrase: &str, extra: &[&str]) -> (u16, Value) {
+/// Imports as the administrator; status and JSON answer.
+pub(crate) fn import(server: &TestServer, file: &Path, passphrase: &str, extra: &[&str]) -> (u16, Value) {
     import_at(&server.url("/api/v1/config/import"), "admin", ADMIN_PASSWORD, file, passphrase, extra)
 }
 

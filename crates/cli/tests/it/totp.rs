@@ -185,6 +185,14 @@ fn enrolment_then_logins_with_a_code_each_used_once_and_recovery_codes() {
     let mut alice = Browser::new(dir.path(), "alice");
     assert_eq!(alice.login(&server, "alice", PASSWORD, None).0, 200);
 
+    // A confirmation with no enrolment started is refused and changes nothing.
+    let users_file = std::fs::read(server.data_dir().join("users.json")).expect("users.json");
+    let (status, e) =
+        alice.call(&server, "POST", "/api/v1/users/alice/totp/confirm", Some(json!({"code": "123456"})));
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("second_factor_not_pending")), "{e}");
+    assert!(!second_factor_of(&server, "alice"));
+    assert!(std::fs::read(server.data_dir().join("users.json")).expect("users.json") == users_file);
+
     // Started: the secret as text and as a QR code, not in force yet.
     let (status, started) = alice.call(&server, "POST", "/api/v1/users/alice/totp", None);
     assert_eq!(status, 200, "{started}");
@@ -452,28 +460,7 @@ fn a_backup_brings_the_second_factor_back_with_its_unused_recovery_codes() {
     let (secret, recovery) = enrol(&server, &clock, &mut alice);
     let passphrase = "correct horse battery staple";
     let out = dir.path().join("backup.age");
-    let admin = format!("admin:{}", portcullis_testkit::ADMIN_PASSWORD);
-    let body = json!({"passphrase": passphrase}).to_string();
-    let (_, code, err) = run(
-        "curl",
-        &[
-            "-s",
-            "--max-time",
-            "60",
-            "-u",
-            &admin,
-            "-H",
-            "content-type: application/json",
-            "--data-binary",
-            &body,
-            "-o",
-            out.to_str().expect("utf8"),
-            "-w",
-            "%{http_code}",
-            &server.url("/api/v1/config/export"),
-        ],
-    );
-    assert_eq!(code.trim(), "200", "export: {err}");
+    crate::backup::export(&server, json!({"passphrase": passphrase}), &out);
     let file = String::from_utf8_lossy(&std::fs::read(&out).expect("file")).to_string();
     for shown in std::iter::once(&secret).chain(&recovery) {
         assert!(!file.contains(shown.as_str()), "the backup shows {shown} in clear");
@@ -482,24 +469,8 @@ fn a_backup_brings_the_second_factor_back_with_its_unused_recovery_codes() {
     // Reset by an administrator, then the backup imported.
     assert_eq!(server.admin("DELETE", "/api/v1/users/alice/totp", None).0, 204);
     assert!(!second_factor_of(&server, "alice"));
-    let (_, answer, err) = run(
-        "curl",
-        &[
-            "-s",
-            "--max-time",
-            "60",
-            "-u",
-            &admin,
-            "-F",
-            &format!("file=@{}", out.display()),
-            "-F",
-            &format!("passphrase={passphrase}"),
-            "-w",
-            "\n%{http_code}",
-            &server.url("/api/v1/config/import"),
-        ],
-    );
-    assert!(answer.trim_end().ends_with("200"), "import: {answer} {err}");
+    let (status, answer) = crate::backup::import(&server, &out, passphrase, &[]);
+    assert_eq!(status, 200, "import: {answer}");
     assert!(second_factor_of(&server, "alice"), "the second factor came back");
 
     // The same secret: the app's next code logs in; so does a recovery code, once.

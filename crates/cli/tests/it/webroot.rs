@@ -233,22 +233,9 @@ fn connect_from(source: &str, server: &TestServer) -> std::net::TcpStream {
 /// One request on a keep-alive connection: the status line and the body.
 #[cfg(all(feature = "ui", feature = "acme"))]
 fn exchange(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).expect("read"), 1, "connection closed in the head: {head:?}");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-        .and_then(|v| v.parse().ok())
-        .expect("content-length");
-    let mut body = vec![0; len];
-    s.read_exact(&mut body).expect("body");
+    let (head, body) = read_answer(s);
     (head.lines().next().unwrap_or("").to_string(), body)
 }
 
@@ -377,15 +364,20 @@ fn a_folder_swapped_for_a_link_to_the_data_folder_serves_nothing_of_it() {
     }
 }
 
-/// Reads one answer from `s`: its head and, by its Content-Length, its body.
-fn read_answer(s: &mut impl std::io::Read) -> (String, Vec<u8>) {
+/// Reads one answer's head from `s`, byte by byte (nothing of what follows).
+fn read_head(s: &mut impl std::io::Read) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         assert_eq!(s.read(&mut byte).expect("read"), 1, "connection closed in the head: {head:?}");
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).to_string();
+    String::from_utf8_lossy(&head).to_string()
+}
+
+/// Reads one answer from `s`: its head and, by its Content-Length, its body.
+fn read_answer(s: &mut impl std::io::Read) -> (String, Vec<u8>) {
+    let head = read_head(s);
     let len: usize = head
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
@@ -439,13 +431,7 @@ fn large_files_arrive_byte_for_byte_whole_in_ranges_and_pipelined() {
     let (_, body) = read_answer(&mut s);
     assert_eq!(body, b"<h1>camera</h1>");
     // A HEAD answer has a Content-Length but no body.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        std::io::Read::read_exact(&mut s, &mut byte).expect("head");
-        head.push(byte[0]);
-    }
-    assert!(String::from_utf8_lossy(&head).contains(&format!("content-length: {}", big.len())));
+    assert!(read_head(&mut s).contains(&format!("content-length: {}", big.len())));
     let (_, body) = read_answer(&mut s);
     assert!(body == big, "the large file after a HEAD differs");
 
