@@ -70,8 +70,8 @@ impl Config {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             ValidationError::new("", ErrorCode::MalformedJson, format!("not valid JSON: {e}"))
         })?;
-        let config: Config = serde_ignored::deserialize(value, |path| unknown_keys.push(path.to_string()))
-            .map_err(|e| ValidationError::new("", ErrorCode::InvalidConfig, e.to_string()))?;
+        let config: Config = deserialize_tracked(value, &mut unknown_keys)
+            .map_err(|(_, e)| ValidationError::new("", ErrorCode::InvalidConfig, e.to_string()))?;
         if config.version > CONFIG_VERSION {
             return Err(ValidationError::new(
                 "version",
@@ -328,40 +328,57 @@ mod strict {
 /// Like [`parse_input`], from an already parsed JSON value.
 pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationError> {
     let mut unknown = Vec::new();
-    let result = serde_ignored::deserialize::<_, _, T>(value.clone(), |path| unknown.push(path.to_string()));
+    let result = deserialize_tracked(value, &mut unknown);
+    match (unknown.into_iter().next(), result) {
+        (None, Ok(t)) => Ok(t),
+        (unknown, result) => Err(refusal(unknown, result.err())),
+    }
+}
+
+/// The one way settings and API bodies are deserialized: `T` from `value`,
+/// with the dotted paths of keys `T` does not know pushed to `unknown` and,
+/// on failure, the path of the refused field.
+///
+/// Every `Deserialize` impl is compiled once per deserializer type it is
+/// used with, so a single stack (unknown keys and error paths in one pass,
+/// one callback type) keeps one copy of each settings type's parser in
+/// the binary instead of one per wrapper (issue 18, binary size).
+fn deserialize_tracked<T: DeserializeOwned>(
+    value: serde_json::Value,
+    unknown: &mut Vec<String>,
+) -> Result<T, (String, serde_json::Error)> {
+    let mut track = serde_path_to_error::Track::new();
+    let mut note = |path: serde_ignored::Path| unknown.push(path.to_string());
+    let note: &mut dyn FnMut(serde_ignored::Path) = &mut note;
+    serde_ignored::deserialize(serde_path_to_error::Deserializer::new(value, &mut track), note)
+        .map_err(|e| (track.path().to_string(), e))
+}
+
+/// Why [`parse_value`] refused its input: the first unknown field, else
+/// the deserializer's error at its path. Not generic, so kept once.
+#[inline(never)]
+fn refusal(unknown: Option<String>, error: Option<(String, serde_json::Error)>) -> ValidationError {
     // An unknown field is the likelier cause of any other error (a typo), so it is reported first.
-    if let Some(field) = unknown.into_iter().next() {
-        return Err(ValidationError::new(
+    if let Some(field) = unknown {
+        return ValidationError::new(
             field.clone(),
             ErrorCode::UnknownField,
             format!("unknown setting \"{field}\""),
-        ));
+        );
     }
-    match result {
-        Ok(t) => Ok(t),
-        Err(_) => {
-            // Run again with path tracking, so the error names the field.
-            let e = match serde_path_to_error::deserialize::<_, T>(value) {
-                Ok(_) => return Err(ValidationError::new("", ErrorCode::InvalidValue, "invalid input")),
-                Err(e) => e,
-            };
-            let mut field = e.path().to_string();
-            if field == "." {
-                field.clear();
-            }
-            let message = strip_position(&e.into_inner().to_string());
-            // "missing field `x`" is reported at the parent; name the field itself.
-            if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
-                let path = if field.is_empty() { missing.to_string() } else { format!("{field}.{missing}") };
-                return Err(ValidationError::new(
-                    path,
-                    ErrorCode::Required,
-                    format!("\"{missing}\" is required"),
-                ));
-            }
-            Err(ValidationError::new(field, ErrorCode::InvalidValue, message))
-        }
+    let Some((mut field, e)) = error else {
+        return ValidationError::new("", ErrorCode::InvalidValue, "invalid input");
+    };
+    if field == "." {
+        field.clear();
     }
+    let message = strip_position(&e.to_string());
+    // "missing field `x`" is reported at the parent; name the field itself.
+    if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        let path = if field.is_empty() { missing.to_string() } else { format!("{field}.{missing}") };
+        return ValidationError::new(path, ErrorCode::Required, format!("\"{missing}\" is required"));
+    }
+    ValidationError::new(field, ErrorCode::InvalidValue, message)
 }
 
 /// The message for a person that says what a deserializer's refusal means
