@@ -84,6 +84,8 @@ pub struct GenerateRequest {
     pub validity_days: u32,
 }
 
+portcullis_core::input!(GenerateRequest);
+
 fn default_validity_days() -> u32 {
     MAX_VALIDITY_DAYS
 }

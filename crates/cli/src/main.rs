@@ -1206,7 +1206,7 @@ fn acme_command(args: AcmeArgs) -> Result<()> {
                     );
                 }
                 let settings: portcullis_core::acme::AcmeSettings =
-                    portcullis_core::config::parse_value(file["settings"].clone())
+                    portcullis_core::config::Input::from_value(file["settings"].clone())
                         .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
                 let view = offline(&data, |rt| async move {
                     rt.set_acme_settings(settings, &Actor::default()).await.map_err(|e| match e {

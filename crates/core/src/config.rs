@@ -211,9 +211,53 @@ fn changed_paths(path: String, old: &serde_json::Value, new: &serde_json::Value,
 /// Parses operator input (an API body) into `T`, refusing unknown fields (a
 /// typo must not be silently ignored) and keys given twice, and naming the
 /// offending field.
-pub fn parse_input<T: DeserializeOwned>(body: &[u8]) -> Result<T, ValidationError> {
-    parse_value(strict_json(body)?)
+pub fn parse_input<T: Input>(body: &[u8]) -> Result<T, ValidationError> {
+    T::from_value(strict_json(body)?)
 }
+
+/// A type read from operator input (an API body, a setting) with
+/// [`parse_value`]'s checks; implemented with [`input!`](crate::input).
+///
+/// Why a trait: a generic function is compiled again in every crate that
+/// calls it, so the server's API and this crate's setting keys each had a
+/// copy of every settings type's parser. [`input!`](crate::input) makes
+/// `from_value` a plain function of the type's own crate, compiled once
+/// (issue 18, binary size).
+pub trait Input: Sized {
+    /// Reads `value` as [`parse_value`] does.
+    fn from_value(value: JsonValue) -> Result<Self, ValidationError>;
+}
+
+/// The JSON value [`Input`] reads (named here for [`input!`](crate::input)'s expansion).
+pub use serde_json::Value as JsonValue;
+
+/// Implements [`config::Input`](crate::config::Input) for types that derive
+/// `Deserialize`.
+#[macro_export]
+macro_rules! input {
+    ($($t:ty),+ $(,)?) => {$(
+        impl $crate::config::Input for $t {
+            fn from_value(value: $crate::config::JsonValue) -> Result<Self, $crate::ValidationError> {
+                $crate::config::parse_value(value)
+            }
+        }
+    )+};
+}
+
+crate::input!(
+    Config,
+    WebServerSettings,
+    AccessControlSettings,
+    Profiles,
+    crate::profiles::EmailProfile,
+    crate::profiles::IpNotifyProfile,
+    crate::profiles::PhoneProfile,
+    AuthenticationSettings,
+    WebrootSettings,
+    SyslogSettings,
+    CrowdSecSettings,
+    crate::acme::AcmeSettings,
+);
 
 /// Reads a JSON document as [`serde_json::Value`], refusing an object that
 /// names a key twice, at any depth (`duplicate_key`, naming it).

@@ -10,12 +10,11 @@
 //! names, so an error points at the key that was given.
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::ErrorCode;
 use crate::ValidationError;
-use crate::config::{Config, parse_value};
+use crate::config::{Config, Input};
 
 /// The sections a key may start with.
 pub const SECTIONS: [&str; 7] =
@@ -192,8 +191,8 @@ impl SettingKey {
     }
 }
 
-fn parse_into<T: DeserializeOwned>(value: Value, into: &mut T) -> Result<(), ValidationError> {
-    *into = parse_value(value)?;
+fn parse_into<T: Input>(value: Value, into: &mut T) -> Result<(), ValidationError> {
+    *into = T::from_value(value)?;
     Ok(())
 }
 

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
-use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthMethod, Group, Identity, SESSION_COOKIE, Verdict, parse_basic, secrets_equal};
 use crate::conn::ConnInfo;
@@ -966,7 +965,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: portcullis_core::config::Input> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {

@@ -165,6 +165,8 @@ pub struct NewToken {
     pub allowed_sources: Vec<String>,
 }
 
+portcullis_core::input!(NewToken);
+
 #[cfg(test)]
 mod tests {
     use super::*;

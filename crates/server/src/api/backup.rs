@@ -53,6 +53,8 @@ pub struct ExportRequest {
     pub include_certificate: bool,
 }
 
+portcullis_core::input!(ExportRequest);
+
 impl std::fmt::Debug for ExportRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The passphrase never reaches a log.

@@ -28,6 +28,8 @@ pub struct CodeInput {
     pub code: String,
 }
 
+portcullis_core::input!(CodeInput);
+
 /// The recovery codes of a second factor just confirmed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecoveryCodes {

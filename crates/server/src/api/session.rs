@@ -29,6 +29,8 @@ pub struct LoginInput {
     pub code: Option<String>,
 }
 
+portcullis_core::input!(LoginInput);
+
 /// The session of the caller.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {

@@ -43,6 +43,8 @@ pub struct UserInput {
     pub current_password: Option<String>,
 }
 
+portcullis_core::input!(UserInput);
+
 /// Every account.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>)))]
 pub async fn list_users(State(rt): State<Arc<Runtime>>, _a: Admin) -> Json<Vec<UserView>> {
