@@ -37,6 +37,8 @@ pub mod digest;
 pub mod error;
 pub mod expiry;
 pub mod fleet;
+#[cfg(feature = "http2")]
+mod h2conn;
 pub mod headers;
 pub mod http;
 pub mod i18n;
