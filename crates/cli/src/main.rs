@@ -130,37 +130,7 @@ enum CertCommand {
     },
     /// Show or set the ACME settings; the server enrols by itself when ACME is
     /// switched on (and renews), using its own listeners for the challenges.
-    Acme {
-        /// Switch ACME on or off.
-        #[arg(long)]
-        enabled: Option<bool>,
-        /// ACME directory URL (https).
-        #[arg(long)]
-        directory_url: Option<String>,
-        /// Contact e-mail (repeatable).
-        #[arg(long)]
-        contact: Vec<String>,
-        /// DNS name or IP address to certify (repeatable).
-        #[arg(long)]
-        identifier: Vec<String>,
-        /// Challenge: http-01 or tls-alpn-01.
-        #[arg(long)]
-        challenge: Option<String>,
-        /// Key type: rsa2048 or ecdsa-p256.
-        #[arg(long)]
-        key_type: Option<String>,
-        /// External Account Binding key id.
-        #[arg(long)]
-        eab_key_id: Option<String>,
-        /// File holding the EAB HMAC key (base64url).
-        #[arg(long)]
-        eab_hmac_key_file: Option<PathBuf>,
-        /// PEM file of a CA to trust for the ACME server.
-        #[arg(long)]
-        ca_bundle: Option<PathBuf>,
-        #[command(flatten)]
-        data: DataDir,
-    },
+    Acme(AcmeArgs),
 }
 
 #[derive(Args)]
@@ -1078,64 +1048,52 @@ fn cert(cmd: CertCommand) -> Result<ExitCode> {
             })?;
             eprintln!("individual certificate deleted; the factory certificate is in use");
         }
-        CertCommand::Acme {
-            enabled,
-            directory_url,
-            contact,
-            identifier,
-            challenge,
-            key_type,
-            eab_key_id,
-            eab_hmac_key_file,
-            ca_bundle,
-            data,
-        } => {
+        CertCommand::Acme(args) => {
             #[cfg(not(feature = "acme"))]
             {
-                let _ = (
-                    enabled,
-                    directory_url,
-                    contact,
-                    identifier,
-                    challenge,
-                    key_type,
-                    eab_key_id,
-                    eab_hmac_key_file,
-                    ca_bundle,
-                    data,
-                );
+                let _ = args;
                 bail!("this build of portcullis does not include the \"acme\" feature");
             }
             #[cfg(feature = "acme")]
-            acme_command(AcmeArgs {
-                enabled,
-                directory_url,
-                contact,
-                identifier,
-                challenge,
-                key_type,
-                eab_key_id,
-                eab_hmac_key_file,
-                ca_bundle,
-                data,
-            })?;
+            acme_command(args)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The options of `cert acme`.
-#[cfg(feature = "acme")]
+/// The options of `cert acme` (parsed in every build, so that a build
+/// without ACME says so rather than calling the command unknown).
+#[derive(Args)]
+#[cfg_attr(not(feature = "acme"), allow(dead_code))]
 struct AcmeArgs {
+    /// Switch ACME on or off.
+    #[arg(long)]
     enabled: Option<bool>,
+    /// ACME directory URL (https).
+    #[arg(long)]
     directory_url: Option<String>,
+    /// Contact e-mail (repeatable).
+    #[arg(long)]
     contact: Vec<String>,
+    /// DNS name or IP address to certify (repeatable).
+    #[arg(long)]
     identifier: Vec<String>,
+    /// Challenge: http-01 or tls-alpn-01.
+    #[arg(long)]
     challenge: Option<String>,
+    /// Key type: rsa2048 or ecdsa-p256.
+    #[arg(long)]
     key_type: Option<String>,
+    /// External Account Binding key id.
+    #[arg(long)]
     eab_key_id: Option<String>,
+    /// File holding the EAB HMAC key (base64url).
+    #[arg(long)]
     eab_hmac_key_file: Option<PathBuf>,
+    /// PEM file of a CA to trust for the ACME server.
+    #[arg(long)]
     ca_bundle: Option<PathBuf>,
+    #[command(flatten)]
     data: DataDir,
 }
 

@@ -37,6 +37,8 @@ pub mod digest;
 pub mod error;
 pub mod expiry;
 pub mod fleet;
+#[cfg(feature = "http2")]
+mod h2conn;
 pub mod headers;
 pub mod http;
 pub mod i18n;
@@ -264,21 +266,30 @@ impl ServerBuilder {
             tracing::warn!(key = %key, "unknown key in the stored configuration; ignored");
         }
         let users = load_or_create_users(&store, self.admin_password, now.unix_timestamp())?;
-        let token_key = tokens::TokenKey::load_or_create(&store, now.unix_timestamp())?;
-        let (certs, info) = Certificates::load(store.clone(), now)?;
+        let limits = Arc::new(self.limits);
+        let (listeners, serve_jobs) = ports::ListenerSet::new(self.bind_addresses);
+        // Recorded as events once the runtime (and its event log) is there.
+        let problems = load_report.problems.clone();
+        let (rt, info) = assemble(Assembly {
+            store,
+            clock: self.clock.clone(),
+            stored,
+            load_report,
+            users,
+            limits: limits.clone(),
+            webroot,
+            overrides: self.overrides,
+            listeners,
+            notify_first_retry: self.notify_first_retry,
+        })?;
         tracing::info!(fingerprint_sha256 = %info.fingerprint_sha256, subject = %info.subject, "HTTPS certificate in use");
-        let fleet = Arc::new(fleet::Fleet::new(
-            self.clock.clone(),
-            env!("CARGO_PKG_VERSION"),
-            &build_info::features(),
-        ));
-        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now, fleet));
-        for problem in &load_report.problems {
+        let security = rt.security().clone();
+        for problem in problems {
             security.event(
                 now,
                 portcullis_core::events::EventKind::ConfigLoadProblem,
                 None,
-                problem.clone(),
+                problem,
                 serde_json::Value::Null,
             );
         }
@@ -289,29 +300,7 @@ impl ServerBuilder {
             format!("portcullis {} started", build_info::summary()),
             serde_json::Value::Null,
         );
-        let limits = Arc::new(self.limits);
-        let (listeners, serve_jobs) = ports::ListenerSet::new(self.bind_addresses);
-        let resolver = certs.resolver.clone();
-        #[cfg(feature = "acme")]
-        let acme = Arc::new(acme::Acme::load(&store, resolver.clone()));
-        let notifier =
-            notifications::Notifier::new(security.clone(), self.clock.clone(), self.notify_first_retry);
-        let rt = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
-            store,
-            clock: self.clock,
-            limits: limits.clone(),
-            auth: Authenticator::new(users, token_key),
-            certs,
-            security: security.clone(),
-            webroot,
-            overrides: self.overrides,
-            stored,
-            load_report,
-            listeners,
-            notifier,
-            #[cfg(feature = "acme")]
-            acme,
-        })?);
+        let resolver = rt.certs().resolver.clone();
         // The front checks wrap the whole router once (not each route, which
         // would clone and box them per request).
         let direct_webroot = !self.routes.has_routes();
@@ -592,6 +581,53 @@ impl RunningServer {
     }
 }
 
+/// What a serving start and an offline opening load differently; [`assemble`]
+/// loads the rest the same way for both.
+struct Assembly {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    stored: portcullis_core::config::Config,
+    load_report: store::ConfigLoadReport,
+    users: UsersFile,
+    limits: Arc<Limits>,
+    webroot: Option<Arc<webroot::Webroot>>,
+    overrides: PortOverrides,
+    listeners: ports::ListenerSet,
+    notify_first_retry: std::time::Duration,
+}
+
+/// The runtime over a loaded data folder (API token key, certificate,
+/// security state, ACME state, notification queue), with the certificate
+/// in use.
+fn assemble(a: Assembly) -> Result<(Arc<Runtime>, portcullis_cert::CertificateInfo), StartError> {
+    let now = a.clock.now();
+    let token_key = tokens::TokenKey::load_or_create(&a.store, now.unix_timestamp())?;
+    let (certs, info) = Certificates::load(a.store.clone(), now)?;
+    let fleet =
+        Arc::new(fleet::Fleet::new(a.clock.clone(), env!("CARGO_PKG_VERSION"), &build_info::features()));
+    let security = Arc::new(security::Security::load(a.store.clone(), &a.stored.access_control, now, fleet));
+    #[cfg(feature = "acme")]
+    let acme = Arc::new(acme::Acme::load(&a.store, certs.resolver.clone()));
+    let notifier = notifications::Notifier::new(security.clone(), a.clock.clone(), a.notify_first_retry);
+    let runtime = runtime::Runtime::new(runtime::RuntimeParts {
+        store: a.store,
+        clock: a.clock,
+        limits: a.limits,
+        auth: Authenticator::new(a.users, token_key),
+        certs,
+        security,
+        webroot: a.webroot,
+        overrides: a.overrides,
+        stored: a.stored,
+        load_report: a.load_report,
+        listeners: a.listeners,
+        notifier,
+        #[cfg(feature = "acme")]
+        acme,
+    })?;
+    Ok((Arc::new(runtime), info))
+}
+
 /// The device's change path without serving, for the command line's
 /// offline commands: the runtime over a data folder no server runs on (its
 /// lock is held until this is closed), with nothing listening. Every change
@@ -616,33 +652,19 @@ impl OfflineDevice {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StartError::Accounts(e.to_string()))?,
             None => UsersFile::default(),
         };
-        let (certs, _) = Certificates::load(store.clone(), now)?;
-        let token_key = tokens::TokenKey::load_or_create(&store, now.unix_timestamp())?;
-        let fleet =
-            Arc::new(fleet::Fleet::new(clock.clone(), env!("CARGO_PKG_VERSION"), &build_info::features()));
-        let security = Arc::new(security::Security::load(store.clone(), &stored.access_control, now, fleet));
         // Nothing is ever bound: a Set's ports are the next start's to open.
-        let listeners = ports::ListenerSet::offline();
-        #[cfg(feature = "acme")]
-        let acme = Arc::new(acme::Acme::load(&store, certs.resolver.clone()));
-        let notifier =
-            notifications::Notifier::new(security.clone(), clock.clone(), std::time::Duration::from_secs(1));
-        let runtime = Arc::new(runtime::Runtime::new(runtime::RuntimeParts {
+        let (runtime, _) = assemble(Assembly {
             store,
             clock,
-            limits: Arc::new(Limits::default()),
-            auth: Authenticator::new(users, token_key),
-            certs,
-            security,
-            webroot: None,
-            overrides: PortOverrides::default(),
             stored,
             load_report,
-            listeners,
-            notifier,
-            #[cfg(feature = "acme")]
-            acme,
-        })?);
+            users,
+            limits: Arc::new(Limits::default()),
+            webroot: None,
+            overrides: PortOverrides::default(),
+            listeners: ports::ListenerSet::offline(),
+            notify_first_retry: std::time::Duration::from_secs(1),
+        })?;
         Ok(Self { runtime, _lock: lock })
     }
 

@@ -14,8 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-#[cfg(feature = "http2")]
-use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use portcullis_core::settings::ListenerSpec;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
@@ -601,8 +599,11 @@ fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
 
 /// The HTTP/2 settings.
 #[cfg(feature = "http2")]
-fn http2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
-    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+fn http2_builder(
+    limits: &Limits,
+    shared: crate::h2conn::Shared,
+) -> hyper::server::conn::http2::Builder<crate::h2conn::Shared> {
+    let mut b = hyper::server::conn::http2::Builder::new(shared);
     b.timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(64)
@@ -661,9 +662,18 @@ async fn drive<S: Parkable>(
             prefix = first;
         }
         if proto == Proto::Http2 {
-            let conn = http2_builder(&ctx.limits)
-                .serve_connection(TokioIo::new(Prefixed { prefix, inner: io }), service);
-            return Box::pin(supervise(conn, |c| c.graceful_shutdown(), ctx, listener_stop, guard)).await;
+            let shared = crate::h2conn::Shared::default();
+            let io = crate::h2conn::WriteBatch::new(Prefixed { prefix, inner: io }, shared.clone());
+            let conn = http2_builder(&ctx.limits, shared.clone()).serve_connection(TokioIo::new(io), service);
+            let conn = crate::h2conn::Driven::new(conn, shared);
+            return Box::pin(supervise(
+                conn,
+                |c| c.get_mut().conn().graceful_shutdown(),
+                ctx,
+                listener_stop,
+                guard,
+            ))
+            .await;
         }
     }
     #[cfg(not(feature = "http2"))]

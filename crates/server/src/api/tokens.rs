@@ -9,10 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use portcullis_core::ErrorCode;
-use portcullis_core::access_control::IpNetwork;
-use portcullis_core::tokens::TokenScope;
 use serde::Serialize;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
@@ -26,23 +23,9 @@ pub struct CreatedToken {
     /// The secret (`pcl_…`): send it as `Authorization: Bearer <token>`.
     /// It cannot be shown again; a lost one is revoked and replaced.
     pub token: String,
-    /// Its name.
-    pub name: String,
-    /// The account whose rights it uses.
-    pub account: String,
-    /// Its scope.
-    pub scope: TokenScope,
-    /// When it was made (RFC 3339).
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created: OffsetDateTime,
-    /// When it expires (RFC 3339), or null: never.
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub expires_at: Option<OffsetDateTime>,
-    /// Where it may be used from; empty: anywhere.
-    #[schema(value_type = Vec<String>)]
-    pub allowed_sources: Vec<IpNetwork>,
+    /// The token as it is listed (`last_used` null: never used yet).
+    #[serde(flatten)]
+    pub view: TokenView,
 }
 
 /// Makes a token for an account (default: the caller's), its scope never
@@ -58,18 +41,7 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let (token, v) =
         rt.create_token(input, Some(&admin.identity.user), &admin.actor).await.map_err(token_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token,
-            name: v.name,
-            account: v.account,
-            scope: v.scope,
-            created: v.created,
-            expires_at: v.expires_at,
-            allowed_sources: v.allowed_sources,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, view: v })))
 }
 
 /// Every token (never a secret).
