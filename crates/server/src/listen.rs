@@ -455,11 +455,17 @@ async fn serve_connection(
                 // A validator's connection: the handshake was its answer, and
                 // it never carries HTTP (RFC 8737).
                 Some(crate::tls::ACME_TLS_ALPN) => {
-                    let mut tls = tls;
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        tokio::io::AsyncWriteExt::shutdown(&mut tls),
-                    )
+                    // Boxed with the stream it closes: held in the task
+                    // itself, the TLS stream would make every connection's
+                    // task that much larger, for its whole life.
+                    Box::pin(async move {
+                        let mut tls = tls;
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            tokio::io::AsyncWriteExt::shutdown(&mut tls),
+                        )
+                        .await;
+                    })
                     .await;
                     return;
                 }
