@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
+use futures_util::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -46,6 +47,9 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, fut: F) {
+        // A panicking handler ends its own stream (reset), as it did as a
+        // task of its own, not the connection's task with every other stream.
+        let fut = std::panic::AssertUnwindSafe(fut).catch_unwind().map(drop);
         self.0.started.lock().unwrap_or_else(|e| e.into_inner()).push(Box::pin(fut));
     }
 }
@@ -100,7 +104,9 @@ impl<C: Future> Future for Driven<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let this = self.get_mut();
-        this.shared.set_gathering(true);
+        // Bytes still put off from the last poll mean that turn's flush did
+        // not come: this poll writes at every flush.
+        this.shared.set_gathering(!this.shared.put_off());
         loop {
             // The connection reads frames (starting streams) and writes
             // what the streams have queued.
@@ -124,7 +130,7 @@ impl<C: Future> Future for Driven<C> {
                     this.shared.set_gathering(false);
                     continue;
                 }
-                // That turn did not flush: the next one will, not gathering.
+                // That turn did not flush: the next poll will, not gathering.
                 cx.waker().wake_by_ref();
             }
             return Poll::Pending;

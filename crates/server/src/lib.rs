@@ -273,6 +273,7 @@ impl ServerBuilder {
         let (rt, info) = assemble(Assembly {
             store,
             clock: self.clock.clone(),
+            now,
             stored,
             load_report,
             users,
@@ -586,6 +587,8 @@ impl RunningServer {
 struct Assembly {
     store: Store,
     clock: Arc<dyn Clock>,
+    /// The instant the configuration was loaded at (one reading of the clock for the whole start).
+    now: time::OffsetDateTime,
     stored: portcullis_core::config::Config,
     load_report: store::ConfigLoadReport,
     users: UsersFile,
@@ -600,7 +603,7 @@ struct Assembly {
 /// security state, ACME state, notification queue), with the certificate
 /// in use.
 fn assemble(a: Assembly) -> Result<(Arc<Runtime>, portcullis_cert::CertificateInfo), StartError> {
-    let now = a.clock.now();
+    let now = a.now;
     let token_key = tokens::TokenKey::load_or_create(&a.store, now.unix_timestamp())?;
     let (certs, info) = Certificates::load(a.store.clone(), now)?;
     let fleet =
@@ -656,6 +659,7 @@ impl OfflineDevice {
         let (runtime, _) = assemble(Assembly {
             store,
             clock,
+            now,
             stored,
             load_report,
             users,

@@ -321,6 +321,65 @@ async fn an_embedders_routes_keep_their_paths_beside_the_webroot() {
     server.shutdown().await;
 }
 
+/// A handler that panics ends its own HTTP/2 stream, not the connection
+/// its stream shares with others (the connection's task polls them all).
+#[cfg(feature = "http2")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_ends_its_http2_stream_not_the_connection() {
+    async fn boom() -> &'static str {
+        panic!("a device route's bug")
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = axum::Router::new()
+        .route("/boom", axum::routing::get(boom))
+        .route("/fine", axum::routing::get(|| async { "fine" }));
+    let (port, tls_port) = (portcullis_testkit::free_port(), portcullis_testkit::free_port());
+    let server = portcullis::ServerBuilder::new(dir.path().join("data"))
+        .port_overrides(portcullis::PortOverrides {
+            http_ports: Some(vec![port]),
+            https_port: Some(tls_port),
+        })
+        .admin_password(Some(ADMIN_PASSWORD.into()))
+        .bind_addresses(vec!["127.0.0.1".parse().expect("ip")])
+        .routes(device)
+        .start()
+        .await
+        .expect("start");
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let (boom, fine) =
+            (format!("https://127.0.0.1:{tls_port}/boom"), format!("https://127.0.0.1:{tls_port}/fine"));
+        let login = format!("admin:{ADMIN_PASSWORD}");
+        // HTTP/2 by ALPN; both URLs on one connection when it lives.
+        run(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "30",
+                "-k",
+                "--http2",
+                "-u",
+                &login,
+                "-w",
+                "\n%{http_code} %{num_connects}\n",
+                &boom,
+                &fine,
+            ],
+        )
+    })
+    .await
+    .expect("client");
+    // /boom's stream is reset (curl's error 92, an HTTP/2 stream error);
+    // the exit status is the last transfer's.
+    assert!(err.contains("(92)"), "/boom's stream reset: {err}");
+    assert_eq!(code, 0, "/fine answered: {err}");
+    assert!(
+        out.ends_with("fine\n200 0\n"),
+        "/fine on the connection /boom used, none opened for it: {out} {err}"
+    );
+    server.shutdown().await;
+}
+
 /// A folder of the webroot replaced by a link to the data folder after a
 /// first request (which filled every cache) serves nothing of the data
 /// folder: neither the factory key nor the configuration, small or large.
